@@ -1,0 +1,1 @@
+"""Offline micro-benchmarks (run each as ``python -m bench.<name>``)."""

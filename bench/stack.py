@@ -1,0 +1,62 @@
+"""Start a whole Victoria (embedded NATS + PostgreSQL + the five services) for a benchmark run, in its own
+run directory and on a free port, and stop it afterwards; or use one that is already running (``--url``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tools.embedded import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str  # the gateway's base URL
+    pid: int  # devstack's pid: every server process is its descendant
+
+
+@contextlib.contextmanager
+def running_stack(*, fake: bool, env: dict[str, str] | None = None, cpus: str | None = None) -> Iterator[Stack]:
+    """Start a stack; ``cpus`` pins every server process (e.g. ``"0"``) with taskset."""
+    port = free_port()
+    run_dir = tempfile.mkdtemp(prefix="victoria-bench-")
+    full_env = {**os.environ, "VICTORIA_RUN_DIR": run_dir, "LOG_LEVEL": "WARNING", **(env or {})}
+    cmd = [sys.executable, "-m", "tools.devstack", "--port", str(port)] + (["--fake-providers"] if fake else [])
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    log = open(Path(run_dir) / "devstack.out", "wb")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"devstack exited ({proc.returncode}); see {run_dir}/devstack.out")
+            try:
+                if httpx.get(f"{url}/api/system/health", timeout=2, trust_env=False).json().get("ready"):
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stack not ready in 180 s; see {run_dir}/devstack.out")
+            time.sleep(0.3)
+        yield Stack(url=url, pid=proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -1,0 +1,1 @@
+"""Victoria's services; each runs as ``python -m services.<name>``."""

@@ -1,0 +1,3 @@
+from services.call_recorder.main import main
+
+main()

@@ -1,0 +1,103 @@
+"""Call recorder wiring: migrations, the database pool, the lifecycle consumer and its readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from services.call_recorder.consumer import LifecycleConsumer
+from services.call_recorder.extraction import Extractor
+from services.call_recorder.global_stop import GlobalStopPolicy
+from services.call_recorder.store import HistoryStore
+from shared.bus import Bus
+from shared.db.migrate import apply_migrations, ensure_database
+from shared.global_stop import ensure_bucket
+from shared.health import answer_pings, default_instance_id
+from shared.logging import get_logger
+from shared.service import run_service
+from shared.settings import RecorderSettings
+
+log = get_logger(__name__)
+SERVICE = "call_recorder"
+
+
+async def _connect_db(dsn: str, stop: asyncio.Event) -> asyncpg.Pool | None:
+    """Wait for PostgreSQL (it may start after us), then migrate and open the pool."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await ensure_database(dsn)
+            await apply_migrations(dsn)
+            return await asyncpg.create_pool(dsn, min_size=1, max_size=4, timeout=5)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("database_unavailable", error=str(exc) or type(exc).__name__, retry_s=delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(10.0, delay * 2)
+    return None
+
+
+async def serve(settings: RecorderSettings, stop: asyncio.Event) -> None:
+    instance = settings.instance_id or default_instance_id()
+    pool = await _connect_db(settings.database_url.get_secret_value(), stop)
+    if pool is None:
+        return
+    bus = await Bus.connect(settings.nats_url, f"recorder-{instance}")
+    await ensure_bucket(bus.js)
+    global_stop = GlobalStopPolicy(
+        bus.js,
+        pool,
+        max_errors=settings.global_stop_max_errors_in_window,
+        window_s=settings.global_stop_window_seconds,
+        webhook_url=settings.admin_notification_webhook_url,
+        instance=instance,
+    )
+    extractor = None
+    if settings.extraction_enabled:
+        extractor = Extractor(
+            bus,
+            pool,
+            max_attempts=settings.extraction_max_attempts,
+            timeout_s=settings.extraction_timeout_s,
+            concurrency=settings.extraction_concurrency,
+            sweep_s=10.0,
+            provider=settings.extraction_provider or None,
+            model=settings.extraction_model or None,
+            instance=instance,
+        )
+        extractor.start()
+    consumer = LifecycleConsumer(
+        bus,
+        HistoryStore(pool, extraction=settings.extraction_enabled),
+        durable=settings.recorder_durable,
+        batch=settings.recorder_batch,
+        ack_wait_s=settings.recorder_ack_wait_s,
+        max_deliver=settings.recorder_max_deliver,
+        global_stop=global_stop,
+        extractor=extractor,
+    )
+    await consumer.setup()
+
+    async def readiness() -> tuple[bool, dict[str, str | int | float | bool]]:
+        detail: dict[str, str | int | float | bool] = {"database": consumer.db_ok, "applied": consumer.applied}
+        if consumer.last_error:
+            detail["last_error"] = consumer.last_error[:200]
+        return consumer.db_ok and bus.connected, detail
+
+    await answer_pings(bus, SERVICE, instance, readiness)
+    log.info("recorder_consuming", durable=settings.recorder_durable)
+    await consumer.run(stop)
+    await consumer.close()
+    if extractor is not None:
+        await extractor.close()
+    await global_stop.close()
+    await bus.close()
+    await pool.close()
+
+
+def main() -> None:
+    settings = RecorderSettings()
+    run_service(SERVICE, settings, lambda stop: serve(settings, stop))

@@ -1,0 +1,86 @@
+"""``/admin``: the operator's controls. ``GET /admin/global-stop`` shows the error policy's global stop,
+``POST /admin/global-stop/reset`` lifts it (new calls are accepted again on every replica within a second).
+
+Admin actions are never open: they need ``X-API-Key`` equal to ``ADMIN_API_KEY`` (compared in constant time),
+and answer 503 while no admin key is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, status
+from pydantic import BaseModel, Field
+
+from services.gateway.runtime import GatewayRuntime
+from services.gateway.security import key_matches
+from shared.global_stop import GlobalStopState, read_state, write_state
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+ADMIN_EVENT_SQL = "INSERT INTO admin_events (kind, detail) VALUES ($1, $2::jsonb)"
+
+
+async def require_admin_key(request: Request, x_api_key: str | None = Header(default=None)) -> None:
+    runtime: GatewayRuntime = request.app.state.runtime
+    admin_key = runtime.settings.admin_api_key.get_secret_value().strip()
+    if not admin_key:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "admin API disabled: set ADMIN_API_KEY on the gateway to enable it"
+        )
+    if not x_api_key:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header", headers={"WWW-Authenticate": "ApiKey"}
+        )
+    if not key_matches(x_api_key, [admin_key.encode()]):
+        log.warning("admin_key_rejected", path=request.url.path)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "ApiKey"})
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_key)])
+
+
+class ResetRequest(BaseModel):
+    reset_by: str = Field(default="admin_api", min_length=1, max_length=200, description="who lifts the stop")
+
+
+@router.get("/global-stop", response_model=GlobalStopState)
+async def get_global_stop(request: Request) -> GlobalStopState:
+    """The stored state (read from NATS KV, not this replica's cached copy)."""
+    runtime: GatewayRuntime = request.app.state.runtime
+    try:
+        return await read_state(runtime.bus.js)
+    except Exception as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"global stop state unavailable: {exc}") from exc
+
+
+@router.post("/global-stop/reset", response_model=GlobalStopState)
+async def reset_global_stop(request: Request, body: ResetRequest | None = Body(default=None)) -> GlobalStopState:
+    """Lift the global stop: writes an inactive state with ``reset_at`` / ``reset_by`` and records the reset."""
+    runtime: GatewayRuntime = request.app.state.runtime
+    reset_by = body.reset_by if body is not None else "admin_api"
+    try:
+        previous = await read_state(runtime.bus.js)
+        state = GlobalStopState(active=False, reset_at=time.time(), reset_by=reset_by)
+        revision = await write_state(runtime.bus.js, state)
+        runtime.global_stop.observe(state, revision)
+    except Exception as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"global stop state unavailable: {exc}") from exc
+    detail = {
+        "reset_by": reset_by,
+        "reset_at": state.reset_at,
+        "was_active": previous.active,
+        "previous_reason": previous.reason,
+        "previous_tripped_at": previous.tripped_at,
+    }
+    log.warning("global_stop_reset", **detail)
+    if runtime.pool is None:
+        log.error("admin_event_not_recorded", kind="global_stop_reset", error="database not connected")
+    else:
+        try:
+            await runtime.pool.execute(ADMIN_EVENT_SQL, "global_stop_reset", json.dumps(detail))
+        except Exception as exc:  # the reset is done; the audit row is best effort
+            log.error("admin_event_not_recorded", kind="global_stop_reset", error=str(exc) or type(exc).__name__)
+    return state

@@ -1,0 +1,30 @@
+"""Gateway wiring: settings, logging, the FastAPI app and uvicorn (which handles SIGTERM: the app's
+lifespan then ends live calls and flushes lifecycle events before the process exits)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.gateway.app import create_app
+from shared.logging import configure_logging
+from shared.metrics import serve_metrics
+from shared.service import tune_gc
+from shared.settings import GatewaySettings
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging("gateway", settings.log_level, settings.log_format)
+    serve_metrics(settings.metrics_port)
+    tune_gc()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level="warning",
+        ws_max_size=max(4 * 1024 * 1024, 4 * settings.max_ws_message_bytes),  # our own bound answers first
+        ws_ping_interval=20,
+        ws_per_message_deflate=False,  # audio doesn't compress; deflate only burns CPU on both ends
+        ws_ping_timeout=20,
+        timeout_graceful_shutdown=10,
+    )

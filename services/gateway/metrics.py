@@ -1,0 +1,21 @@
+"""The gateway's own Prometheus metrics (served on its HTTP port at ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.metrics import LATENCY_BUCKETS
+
+CALLS_ACTIVE = Gauge("victoria_calls_active", "Calls in progress on this gateway", ["client_type"])
+CALLS_TOTAL = Counter("victoria_calls_total", "Calls ended, by how they ended", ["client_type", "reason"])
+CALLS_REJECTED = Counter("victoria_calls_rejected_total", "Calls refused at start", ["client_type", "reason"])
+BARGE_INS = Counter("victoria_barge_ins_total", "Times a caller talked over the agent", ["client_type"])
+TURN_STAGE_SECONDS = Histogram(
+    "victoria_turn_stage_seconds",
+    "Time from the end of the caller's turn (VAD) to each stage of the reply",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+WS_PROTOCOL_ERRORS = Counter(
+    "victoria_ws_protocol_errors_total", "Malformed or unexpected client messages", ["client_type", "code"]
+)

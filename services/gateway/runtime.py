@@ -1,0 +1,110 @@
+"""What the gateway process shares between calls: the bus, the lifecycle outbox, the database pool, the
+live sessions, and the answers to "may a new call start?" and "which config does it run with?"."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from services.gateway.agents import AgentStore, ConfigResolver
+from services.gateway.audio_cache import AudioCache
+from services.gateway.lifecycle import LifecycleOutbox
+from services.gateway.turn_detector import VadEngine
+from shared.bus import Bus
+from shared.call_config import CallConfig, ClientType
+from shared.global_stop import GlobalStopWatcher
+from shared.logging import get_logger
+from shared.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from services.gateway.session import CallSession
+
+log = get_logger(__name__)
+
+
+class GatewayRuntime:
+    def __init__(self, settings: GatewaySettings, bus: Bus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.outbox = LifecycleOutbox(bus)
+        self.pool: asyncpg.Pool | None = None
+        self.sessions: dict[str, CallSession] = {}
+        self.accepting = True
+        self.agents = ConfigResolver(bus)
+        self.audio_cache = AudioCache()
+        self._pool_task: asyncio.Task[None] | None = None
+        self.global_stop = GlobalStopWatcher(bus.js)
+
+    async def start(self) -> None:
+        await self.bus.ensure_lifecycle_stream()
+        self.outbox.start()
+        await self.agents.start()
+        await self.global_stop.start()
+        self._pool_task = asyncio.create_task(self._connect_db())
+
+    async def _connect_db(self) -> None:
+        """Keep trying: the gateway serves calls without PostgreSQL; readiness reports it missing."""
+        delay = 0.5
+        while self.pool is None:
+            try:
+                self.pool = await asyncpg.create_pool(
+                    self.settings.database_url.get_secret_value(), min_size=1, max_size=5, timeout=5
+                )
+                self.agents.store = AgentStore(self.pool)
+                log.info("database_connected")
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                log.warning("database_unavailable", error=str(exc) or type(exc).__name__, retry_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+
+    async def stop(self) -> None:
+        """SIGTERM: refuse new calls, end the live ones, flush lifecycle events, close connections."""
+        self.accepting = False
+        await asyncio.gather(
+            *(s.end("gateway_shutdown", close_code=1012) for s in list(self.sessions.values())), return_exceptions=True
+        )
+        await self.outbox.stop()
+        await self.global_stop.stop()
+        if self._pool_task:
+            self._pool_task.cancel()
+        if self.pool is not None:
+            await self.pool.close()
+        await self.bus.close()
+
+    def new_vad(self) -> VadEngine:
+        if self.settings.vad_engine == "webrtc+silero":
+            from services.gateway.vad_silero import GatedSileroVad
+
+            return GatedSileroVad(self.settings.vad_aggressiveness)
+        if self.settings.vad_engine == "silero":
+            from services.gateway.vad_silero import SileroVad
+
+            return SileroVad()
+        from services.gateway.vad_webrtc import WebRtcVad
+
+        return WebRtcVad(self.settings.vad_aggressiveness)
+
+    def refusal(self) -> str | None:
+        """Why a new call can't start now (None = it can)."""
+        if not self.accepting:
+            return "shutting_down"
+        if not self.bus.connected:
+            return "bus_unavailable"
+        if self.global_stop.active:
+            return "global_stop"
+        return None
+
+    @staticmethod
+    def refusal_message(code: str) -> str:
+        return {
+            "shutting_down": "this gateway is shutting down; call again",
+            "bus_unavailable": "the gateway has lost its message bus; try again shortly",
+            "global_stop": "new calls are paused by the operator's global stop (repeated critical errors); "
+            "try again later",
+        }.get(code, code)
+
+    async def config_for_call(self, client_type: ClientType, agent_id: str | None) -> CallConfig:
+        """The frozen config a new call runs with; ``LookupError`` for an unknown or unusable agent."""
+        return await self.agents.config_for_call(client_type, agent_id)

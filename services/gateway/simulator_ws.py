@@ -1,0 +1,223 @@
+"""The browser-simulator WebSocket (``/ws/simulator``): the protocol is in docs/ARCHITECTURE.md.
+
+Client → server: a JSON ``start`` first, then binary frames of PCM16 mono audio at the declared rate (or
+``{"type":"audio","data":<base64>}``), and ``stop`` to hang up. Server → client: ``started``, binary reply
+audio (same rate and format), ``transcript``, ``clear``, ``turn_metrics``, ``error`` and ``ended``.
+Bad messages get an ``error`` and are ignored; a connection that keeps sending them, or a frame over the
+size bound, is closed with a code that says why. Nothing a client sends can take the gateway down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from typing import Literal
+
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field, ValidationError
+
+from services.gateway.metrics import CALLS_REJECTED, WS_PROTOCOL_ERRORS
+from services.gateway.runtime import GatewayRuntime
+from services.gateway.session import CallSession
+from shared.events import new_id
+from shared.logging import bound_call, get_logger
+
+log = get_logger(__name__)
+
+# close codes (RFC 6455 and the 4000-4999 private range)
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 1008  # policy violation: bad or missing start, too many bad messages
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013  # not ready (NATS down) or global stop
+START_TIMEOUT_S = 10.0
+MAX_BAD_MESSAGES = 20
+IDLE_TIMEOUT_S = 60.0  # no frame at all from the client for this long ends the call
+
+
+class StartMessage(BaseModel):
+    type: Literal["start"]
+    sample_rate: Literal[8000, 16000, 24000, 48000] = 16000
+    agent_id: str | None = Field(default=None, max_length=128)
+
+
+class BrowserTransport:
+    client_type: Literal["browser"] = "browser"
+    encoding: Literal["pcm16"] = "pcm16"
+
+    def __init__(self, ws: WebSocket, sample_rate: int) -> None:
+        self.ws = ws
+        self.sample_rate = sample_rate
+        self._lock = asyncio.Lock()
+        self.closed = False
+
+    async def send_audio(self, data: bytes) -> None:
+        async with self._lock:
+            if not self.closed:
+                await self.ws.send_bytes(data)
+
+    async def send_event(self, payload: dict[str, object]) -> None:
+        async with self._lock:
+            if not self.closed:
+                await self.ws.send_text(json.dumps(payload))
+
+    async def send_clear(self) -> None:
+        await self.send_event({"type": "clear"})
+
+    async def close(self, code: int, reason: str) -> None:
+        async with self._lock:
+            if not self.closed:
+                self.closed = True
+                await self.ws.close(code=code, reason=reason[:120])
+
+
+async def _send_error(ws: WebSocket, code: str, message: str) -> None:
+    WS_PROTOCOL_ERRORS.labels("browser", code).inc()
+    await ws.send_text(json.dumps({"type": "error", "code": code, "message": message}))
+
+
+async def simulator_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
+    await ws.accept()
+    limit = runtime.settings.max_ws_message_bytes
+    try:
+        start = await _read_start(ws)
+    except WebSocketDisconnect:
+        return
+    if start is None:
+        return
+    refusal = runtime.refusal()
+    if refusal is not None:
+        CALLS_REJECTED.labels("browser", refusal).inc()
+        await _send_error(ws, refusal, runtime.refusal_message(refusal))
+        await ws.close(code=CLOSE_TRY_LATER, reason=refusal)
+        return
+    try:
+        config = await runtime.config_for_call("browser", start.agent_id)
+    except LookupError as exc:
+        CALLS_REJECTED.labels("browser", "unknown_agent").inc()
+        await _send_error(ws, "unknown_agent", str(exc))
+        await ws.close(code=CLOSE_PROTOCOL, reason="unknown agent")
+        return
+    call_id = new_id()
+    transport = BrowserTransport(ws, start.sample_rate)
+    session = CallSession(
+        call_id=call_id,
+        transport=transport,
+        bus=runtime.bus,
+        outbox=runtime.outbox,
+        settings=runtime.settings,
+        config=config,
+        vad=runtime.new_vad(),
+        audio_cache=runtime.audio_cache,
+    )
+    await ws.send_text(
+        json.dumps(
+            {
+                "type": "started",
+                "call_id": call_id,
+                "sample_rate": start.sample_rate,
+                "encoding": "pcm16",
+                "agent_id": config.agent_id,
+            }
+        )
+    )
+    runtime.sessions[call_id] = session
+    with bound_call(call_id):
+        try:
+            await session.start()
+            reason = await _receive_loop(ws, session, limit)
+            await session.end(reason)
+        except WebSocketDisconnect:
+            await session.end("caller_hangup")
+        except Exception:
+            log.exception("simulator_session_crashed")
+            await session.end("internal_error", close_code=CLOSE_INTERNAL)
+        finally:
+            runtime.sessions.pop(call_id, None)
+
+
+async def _read_start(ws: WebSocket) -> StartMessage | None:
+    try:
+        raw = await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
+    except TimeoutError:
+        await _send_error(ws, "start_timeout", f"send a start message within {START_TIMEOUT_S:.0f}s")
+        await ws.close(code=CLOSE_PROTOCOL, reason="no start message")
+        return None
+    if raw.get("type") == "websocket.disconnect":
+        raise WebSocketDisconnect(raw.get("code", 1000))
+    text = raw.get("text")
+    try:
+        if text is None:
+            raise ValueError("the first message must be a JSON start message, not binary audio")
+        return StartMessage.model_validate_json(text)
+    except (ValidationError, ValueError) as exc:
+        detail = exc.errors(include_url=False)[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        await _send_error(ws, "bad_start", f"invalid start message: {detail}")
+        await ws.close(code=CLOSE_PROTOCOL, reason="invalid start message")
+        return None
+
+
+async def _receive_loop(ws: WebSocket, session: CallSession, limit: int) -> str:
+    """Feed audio to the session until the client stops, hangs up or misbehaves; returns the end reason."""
+    bad = 0
+    while not session.ended:
+        try:
+            async with asyncio.timeout(IDLE_TIMEOUT_S):  # not wait_for: on 3.11 that starts a task per frame
+                raw = await ws.receive()
+        except TimeoutError:
+            return "caller_idle"
+        if raw.get("type") == "websocket.disconnect":
+            return "caller_hangup"
+        data: bytes | None = raw.get("bytes")
+        text: str | None = raw.get("text")
+        size = len(data) if data is not None else len(text or "")
+        if size > limit:
+            await _send_error(ws, "frame_too_big", f"a message may carry at most {limit} bytes, got {size}")
+            session.transport.closed = True  # type: ignore[attr-defined]
+            await ws.close(code=CLOSE_TOO_BIG, reason="message too big")
+            return "protocol_error"
+        problem: tuple[str, str] | None = None
+        if data is not None:
+            problem = await _audio(session, data)
+        elif text is not None:
+            problem = await _control(session, text)
+            if problem == ("stop", ""):
+                return "caller_hangup"
+        if problem is not None:
+            bad += 1
+            await _send_error(ws, *problem)
+            if bad >= MAX_BAD_MESSAGES:
+                session.transport.closed = True  # type: ignore[attr-defined]
+                await ws.close(code=CLOSE_PROTOCOL, reason="too many invalid messages")
+                return "protocol_error"
+    return session.end_reason or "ended"
+
+
+async def _audio(session: CallSession, data: bytes) -> tuple[str, str] | None:
+    if len(data) % 2:
+        return ("bad_audio", "audio frames must be PCM16: an even number of bytes")
+    await session.on_audio(data)
+    return None
+
+
+async def _control(session: CallSession, text: str) -> tuple[str, str] | None:
+    try:
+        msg = json.loads(text)
+    except json.JSONDecodeError:
+        return ("bad_json", "message is not valid JSON")
+    if not isinstance(msg, dict):
+        return ("bad_message", "message must be a JSON object with a type")
+    kind = msg.get("type")
+    if kind == "stop":
+        return ("stop", "")
+    if kind == "audio":
+        try:
+            data = base64.b64decode(msg.get("data", ""), validate=True)
+        except (binascii.Error, TypeError):
+            return ("bad_audio", "audio.data must be base64 PCM16")
+        return await _audio(session, data)
+    if kind == "start":
+        return ("already_started", "the call has already started")
+    return ("unknown_message", f"unknown message type {kind!r}; expected audio or stop")

@@ -1,0 +1,3 @@
+from services.llm_worker.main import main
+
+main()

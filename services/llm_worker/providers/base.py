@@ -1,0 +1,37 @@
+"""The LLM provider interface: chat messages in, a stream of text deltas out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.events import ChatMessage
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class LlmProvider(Protocol):
+    name: str
+
+    async def warmup(self) -> None:
+        """Load models or open connections before the first request (a no-op where nothing to load)."""
+        ...
+
+    def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 160,
+    ) -> AsyncIterator[Delta]:
+        """Yield text deltas as they are generated; the last one carries ``finish_reason`` and usage.
+        Closing the iterator early (barge-in) must stop generation. Raise ``ProviderError`` on failure."""
+        ...

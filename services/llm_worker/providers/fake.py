@@ -1,0 +1,52 @@
+"""Fixed-latency LLM for benchmarks and fast tests: streams the words of ``fake_llm_reply`` on a fixed clock."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from services.llm_worker.providers.base import Delta
+from shared.events import ChatMessage
+from shared.settings import LlmSettings
+
+_TOKEN = re.compile(r"\S+\s*")
+
+
+class FakeLlm:
+    """First token after ``fake_llm_first_token_ms``, then one word every ``1/fake_llm_tokens_per_s`` seconds.
+
+    Token times are computed from the start of the request (not slept one after another), so the schedule
+    stays exact however slowly the consumer runs.
+    """
+
+    name = "fake"
+
+    def __init__(self, settings: LlmSettings) -> None:
+        self.first_token_s = settings.fake_llm_first_token_ms / 1000
+        self.token_interval_s = 1 / settings.fake_llm_tokens_per_s
+        self.tokens = _TOKEN.findall(settings.fake_llm_reply)
+
+    async def warmup(self) -> None:
+        """Nothing to load."""
+
+    async def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 160,
+    ) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tokens = self.tokens[:max_tokens]
+        for i, token in enumerate(tokens):
+            delay = start + self.first_token_s + i * self.token_interval_s - loop.time()
+            await asyncio.sleep(max(delay, 0.0))
+            yield Delta(text=token)
+        yield Delta(
+            finish_reason="length" if len(self.tokens) > max_tokens else "stop",
+            prompt_tokens=sum(len(m.content.split()) for m in messages),
+            completion_tokens=len(tokens),
+        )

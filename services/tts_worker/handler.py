@@ -1,0 +1,87 @@
+"""Streams a ``TtsRequest``'s audio as ``TtsChunk`` events, converted once to what the caller plays:
+the requested sample rate (a stateful soxr stream per request) and encoding (PCM16 or μ-law)."""
+
+from __future__ import annotations
+
+import time
+
+from services.tts_worker.providers import build_provider
+from services.tts_worker.providers.base import TtsProvider
+from shared.audio import StreamResampler, pcm16_to_ulaw
+from shared.events import ErrorInfo, Event, TtsChunk, TtsRequest
+from shared.metrics import PROVIDER_DURATION, PROVIDER_FIRST_BYTE, TTS_CHARACTERS
+from shared.settings import TtsSettings
+from shared.worker import Emit, ProviderCache
+
+SERVICE = "tts"
+
+
+class TtsHandler:
+    def __init__(self, settings: TtsSettings, instance: str) -> None:
+        self.settings = settings
+        self.instance = instance
+        self.providers = ProviderCache(
+            lambda name: build_provider(name, settings),
+            settings.tts_provider,
+            service=SERVICE,
+            fallbacks=settings.provider_fallbacks,
+            failure_threshold=settings.circuit_failure_threshold,
+            reset_after_s=settings.circuit_reset_s,
+        )
+
+    def provider(self, name: str | None) -> TtsProvider:
+        return self.providers.get(name)
+
+    async def warmup(self) -> None:
+        await self.provider(None).warmup()
+
+    async def handle(self, req: TtsRequest, emit: Emit) -> None:
+        await self.providers.run(req.voice.provider, emit, lambda provider, out: self._attempt(provider, req, out))
+
+    async def _attempt(self, provider: TtsProvider, req: TtsRequest, emit: Emit) -> None:
+        started = time.perf_counter()
+        resampler: StreamResampler | None = None
+        seq = 0
+        stream = provider.synthesize(req.text, req.voice, language=req.language, sample_rate=req.sample_rate)
+        try:
+            async for pcm, rate in stream:
+                if resampler is None:
+                    resampler = StreamResampler(rate, req.sample_rate)
+                    PROVIDER_FIRST_BYTE.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
+                out = resampler.process(pcm)
+                if out:
+                    await emit(self._chunk(req, seq, out, provider.name))
+                    seq += 1
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        tail = resampler.process(b"", last=True) if resampler else b""
+        await emit(self._chunk(req, seq, tail, provider.name, done=True))
+        PROVIDER_DURATION.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
+        TTS_CHARACTERS.labels(provider.name).inc(len(req.text))
+
+    def _chunk(self, req: TtsRequest, seq: int, pcm: bytes, provider: str, done: bool = False) -> TtsChunk:
+        audio = pcm16_to_ulaw(pcm) if req.encoding == "mulaw" else pcm
+        return TtsChunk(
+            call_id=req.call_id,
+            turn_id=req.turn_id,
+            trace_id=req.trace_id,
+            segment=req.segment,
+            seq=seq,
+            audio=audio,
+            sample_rate=req.sample_rate,
+            encoding=req.encoding,
+            done=done,
+            provider=provider,
+            worker=self.instance,
+        )
+
+    def error_event(self, req: TtsRequest, error: ErrorInfo) -> Event:
+        return TtsChunk(
+            call_id=req.call_id,
+            turn_id=req.turn_id,
+            trace_id=req.trace_id,
+            segment=req.segment,
+            done=True,
+            worker=self.instance,
+            error=error,
+        )

@@ -1,0 +1,149 @@
+"""Cloud TTS: Azure Speech neural voices through the REST text-to-speech endpoint.
+
+``POST https://{region}.tts.speech.microsoft.com/cognitiveservices/v1`` with an SSML body; the response body
+is the audio, streamed as it is synthesised. Plain ``httpx.AsyncClient`` rather than the
+``azure-cognitiveservices-speech`` SDK: the SDK speaks its own websocket protocol from native code, which
+tests cannot intercept at the HTTP boundary (respx), and it is a large native dependency; the REST response
+is already streamed, so chunks are passed on as they arrive.
+
+The output format is chosen from the requested sample rate, so the worker resamples nothing. Failures are
+classified with ``shared.provider_http`` and retried only before the first audio chunk was yielded (after
+that, a retry would repeat audio the caller has already played).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+
+from shared.events import VoiceSpec
+from shared.provider_http import HttpProvider, backoff_s, retry_after_s, status_error, transport_error
+from shared.settings import TtsSettings
+from shared.ssml import build_ssml
+from shared.worker import ProviderError
+
+PATH = "/cognitiveservices/v1"
+# Raw (headerless) PCM16 mono formats. We yield PCM16 and the worker converts to μ-law once for telephony;
+# Azure's ``raw-8khz-8bit-mono-mulaw`` would save that step, but the provider interface is PCM16.
+OUTPUT_FORMATS: dict[int, str] = {
+    8000: "raw-8khz-16bit-mono-pcm",
+    16000: "raw-16khz-16bit-mono-pcm",
+    22050: "raw-22050hz-16bit-mono-pcm",
+    24000: "raw-24khz-16bit-mono-pcm",
+    44100: "raw-44100hz-16bit-mono-pcm",
+    48000: "raw-48khz-16bit-mono-pcm",
+}
+
+
+def output_format(sample_rate: int) -> tuple[int, str]:
+    """The requested rate if Azure produces it, else the nearest higher one (the worker resamples down)."""
+    rate = next((r for r in sorted(OUTPUT_FORMATS) if r >= sample_rate), max(OUTPUT_FORMATS))
+    return rate, OUTPUT_FORMATS[rate]
+
+
+class _Failure(Exception):
+    def __init__(self, error: ProviderError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class AzureTts(HttpProvider):
+    """Voice from ``voice.name`` (default ``AZURE_TTS_VOICE``), speaking style from ``voice.style``, rate and
+    pitch from ``voice.rate``/``voice.pitch`` as SSML prosody; language from the request."""
+
+    name = "azure"
+    service = "tts"
+    key_env = "AZURE_SPEECH_KEY"
+
+    def __init__(self, settings: TtsSettings) -> None:
+        super().__init__(
+            timeout_s=settings.tts_request_timeout_s,
+            max_retries=settings.tts_max_retries,
+            retry_base_s=settings.tts_retry_base_delay_s,
+            retry_cap_s=settings.tts_retry_max_delay_s,
+        )
+        self._key = settings.azure_speech_key.get_secret_value()
+        self.region = settings.azure_speech_region.strip()
+        base = settings.azure_base_url.strip() or (
+            f"https://{self.region}.tts.speech.microsoft.com" if self.region else ""
+        )
+        self.base_url = base.rstrip("/")
+        self.default_voice = settings.azure_tts_voice
+        self.chunk_ms = settings.tts_chunk_ms
+
+    def client_config(self) -> tuple[str, dict[str, str]]:
+        if not self._key or not self.base_url:
+            raise ProviderError("auth", "set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION")
+        return self.base_url, {"Ocp-Apim-Subscription-Key": self._key, "User-Agent": "victoria"}
+
+    async def synthesize(
+        self, text: str, voice: VoiceSpec, *, language: str, sample_rate: int
+    ) -> AsyncIterator[tuple[bytes, int]]:
+        try:
+            client = self._get_client()
+        except ProviderError as err:
+            self._count(err)
+            raise
+        rate, fmt = output_format(sample_rate)
+        ssml = build_ssml(
+            text,
+            voice_name=voice.name or self.default_voice,
+            language=language,
+            style=voice.style,
+            rate=voice.rate,
+            pitch=voice.pitch,
+        )
+        headers = {"Content-Type": "application/ssml+xml", "X-Microsoft-OutputFormat": fmt}
+        step = max(1, rate * self.chunk_ms // 1000) * 2
+        attempt = 0
+        yielded = False
+        while True:
+            try:
+                # aclosing: closing this generator (barge-in) must close the HTTP response now, not at GC time
+                async with contextlib.aclosing(self._attempt(client, ssml.encode(), headers, step)) as chunks:
+                    async for pcm in chunks:
+                        yielded = True
+                        yield pcm, rate
+                return
+            except _Failure as failure:
+                error, retry_after, cause = failure.error, failure.retry_after, failure.__cause__
+            self._count(error)
+            if yielded or not error.retryable or attempt >= self.max_retries:
+                raise error from cause
+            await asyncio.sleep(backoff_s(attempt, self.retry_base_s, self.retry_cap_s, retry_after))
+            attempt += 1
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, body: bytes, headers: dict[str, str], step: int
+    ) -> AsyncIterator[bytes]:
+        """One request: PCM16 chunks of ``step`` bytes as the body arrives (a trailing odd byte waits for the
+        next read), then the remainder. Raises ``_Failure``."""
+        started = False
+        buf = bytearray()
+        try:
+            async with client.stream("POST", PATH, content=body, headers=headers) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise _Failure(status_error(self.name, self.key_env, resp), retry_after_s(resp))
+                started = True
+                async for data in resp.aiter_bytes():
+                    buf += data
+                    while len(buf) >= step:
+                        chunk = bytes(buf[:step])
+                        del buf[:step]
+                        yield chunk
+                tail = len(buf) // 2 * 2
+                if tail:
+                    yield bytes(buf[:tail])
+        except httpx.TimeoutException as exc:
+            raise _Failure(transport_error(self.name, exc)) from exc
+        except httpx.HTTPError as exc:
+            if started:  # the connection broke mid-stream
+                raise _Failure(
+                    ProviderError("internal", f"{self.name}: stream broken: {type(exc).__name__}", retryable=True)
+                ) from exc
+            raise _Failure(transport_error(self.name, exc)) from exc

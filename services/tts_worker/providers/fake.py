@@ -1,0 +1,40 @@
+"""Fixed-latency TTS for benchmarks and fast tests: a quiet 440 Hz tone, 60 ms per character of text."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from shared.events import VoiceSpec
+from shared.settings import TtsSettings
+
+SECONDS_PER_CHAR = 0.06
+TONE_HZ = 440.0
+AMPLITUDE = 0.1  # of full scale: audible in a demo, not painful
+
+
+class FakeTts:
+    """First chunk after ``fake_tts_first_byte_ms``; the rest immediately (faster than real time, like a
+    real engine), so that the measured latency is exactly the configured one."""
+
+    name = "fake"
+
+    def __init__(self, settings: TtsSettings) -> None:
+        self.first_byte_s = settings.fake_tts_first_byte_ms / 1000
+        self.chunk_ms = settings.tts_chunk_ms
+
+    async def warmup(self) -> None:
+        """Nothing to load."""
+
+    async def synthesize(
+        self, text: str, voice: VoiceSpec, *, language: str, sample_rate: int
+    ) -> AsyncIterator[tuple[bytes, int]]:
+        await asyncio.sleep(self.first_byte_s)
+        n = round(len(text) * SECONDS_PER_CHAR / voice.rate * sample_rate)
+        t = np.arange(n, dtype=np.float64) / sample_rate
+        pcm = (np.sin(2 * np.pi * TONE_HZ * t) * AMPLITUDE * 32767).astype("<i2").tobytes()
+        step = max(1, sample_rate * self.chunk_ms // 1000) * 2
+        for i in range(0, len(pcm), step):
+            yield pcm[i : i + step], sample_rate

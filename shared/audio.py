@@ -1,0 +1,115 @@
+"""Audio helpers: PCM16 <-> float, streaming resampling with soxr, G.711 μ-law, WAV files.
+
+μ-law uses lookup tables built once with numpy (``audioop`` is gone in Python 3.13), bit-exact with the
+G.711 reference code.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+
+import numpy as np
+import soxr
+
+_BIAS = 0x84
+
+
+def _build_ulaw_decode() -> np.ndarray:
+    table = np.zeros(256, dtype=np.int16)
+    for i in range(256):
+        u = ~i & 0xFF
+        sign = u & 0x80
+        exponent = (u >> 4) & 0x07
+        mantissa = u & 0x0F
+        sample = ((mantissa << 3) + _BIAS) << exponent
+        sample -= _BIAS
+        table[i] = -sample if sign else sample
+    return table
+
+
+def _build_ulaw_encode() -> np.ndarray:
+    """Table over all 65536 int16 values (indexed by their uint16 view) -> μ-law byte, computed exactly as
+    the G.711 reference encoder (Sun's g711.c, which audioop also follows): 14-bit magnitude, clip, bias,
+    segment search over 0x3F..0x1FFF."""
+    pcm = np.arange(-32768, 32768, dtype=np.int32)
+    x = pcm >> 2
+    mask = np.where(x < 0, 0x7F, 0xFF)
+    mag = np.minimum(np.abs(x), 8159) + (_BIAS >> 2)
+    seg = np.searchsorted(np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF]), mag, side="left")
+    ulaw = np.where(seg >= 8, 0x7F, (seg << 4) | ((mag >> (seg + 1)) & 0x0F)) ^ mask
+    table = np.zeros(65536, dtype=np.uint8)
+    table[pcm.astype(np.int16).view(np.uint16)] = ulaw.astype(np.uint8)
+    return table
+
+
+ULAW_DECODE = _build_ulaw_decode()
+ULAW_ENCODE = _build_ulaw_encode()
+
+
+def pcm16_to_ulaw(pcm: bytes) -> bytes:
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    return ULAW_ENCODE[samples.view(np.uint16)].tobytes()
+
+
+def ulaw_to_pcm16(data: bytes) -> bytes:
+    return ULAW_DECODE[np.frombuffer(data, dtype=np.uint8)].tobytes()
+
+
+def pcm16_to_float(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+
+
+def float_to_pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+
+
+def resample_pcm16(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
+    """One-shot resampling of a whole buffer (a finished turn)."""
+    if from_rate == to_rate or not pcm:
+        return pcm
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.int16).tobytes()
+
+
+class StreamResampler:
+    """Stateful PCM16 resampler for one direction of one call: chunk boundaries leave no clicks."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        self.from_rate = from_rate
+        self.to_rate = to_rate
+        self._rs = (
+            None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="int16", quality="HQ")
+        )
+
+    def process(self, pcm: bytes, last: bool = False) -> bytes:
+        if self._rs is None:
+            return pcm
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        return self._rs.resample_chunk(samples, last=last).tobytes()
+
+
+def pcm16_duration(pcm: bytes, sample_rate: int) -> float:
+    return len(pcm) / 2 / sample_rate
+
+
+def read_wav(data: bytes) -> tuple[bytes, int]:
+    """Read a mono or stereo 16-bit WAV; returns mono PCM16 and its sample rate."""
+    with wave.open(io.BytesIO(data)) as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"WAV must be 16-bit PCM, got {8 * w.getsampwidth()}-bit")
+        rate, channels = w.getframerate(), w.getnchannels()
+        frames = w.readframes(w.getnframes())
+    if channels > 1:
+        frames = np.frombuffer(frames, dtype=np.int16).reshape(-1, channels).mean(axis=1).astype(np.int16).tobytes()
+    return frames, rate
+
+
+def write_wav(pcm: bytes, sample_rate: int) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm)
+    return buf.getvalue()

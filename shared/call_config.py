@@ -1,0 +1,175 @@
+"""Agents and the immutable configuration one call runs with (the seeds' ``CallConfig``).
+
+An agent (stored in PostgreSQL, edited over the API) is a set of :class:`AgentFields` plus per-client-type
+overlays (``browser``, ``twilio``, ``telnyx``) that override any of them. At call start the gateway resolves
+the agent and the caller's overlay into one frozen :class:`CallConfig`, so nothing changes under a live call.
+Everything is validated when it is written — unknown providers, empty prompts, out-of-range numbers are
+rejected with the field's path — so a call never starts on a config that cannot work.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.events import VoiceSpec
+
+ClientType = Literal["browser", "twilio", "telnyx"]
+CLIENT_TYPES: tuple[ClientType, ...] = ("browser", "twilio", "telnyx")
+AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def known_providers() -> dict[str, set[str]]:
+    """Provider names each worker kind can build (the workers' registries are the single source)."""
+    from services.llm_worker.providers import PROVIDERS as LLM
+    from services.stt_worker.providers import PROVIDERS as STT
+    from services.tts_worker.providers import PROVIDERS as TTS
+
+    return {"stt": set(STT), "llm": set(LLM), "tts": set(TTS)}
+
+
+class LlmSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    provider: str | None = None
+    model: str | None = Field(default=None, max_length=200)
+    temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=80, ge=1, le=4096)
+
+
+class SttSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    provider: str | None = None
+    model: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=16)
+
+
+class TurnSpec(BaseModel):
+    """Turn-taking: VAD windows (``vad_start_ms`` is also the minimum speech that can barge in, so a cough
+    doesn't cut the agent off), silence handling and the call's length limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    vad_start_ms: int = Field(default=120, ge=20, le=2000)
+    vad_stop_ms: int = Field(default=500, ge=60, le=5000)
+    vad_preroll_ms: int = Field(default=200, ge=0, le=1000)
+    silence_timeout_s: float = Field(default=10.0, ge=2.0, le=600.0)
+    max_call_s: float = Field(default=1800.0, ge=10.0, le=4 * 3600.0)
+
+
+class AgentFields(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(default="Victoria", min_length=1, max_length=100)
+    language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
+    system_prompt: str = Field(
+        default="You are Victoria, a friendly phone assistant. Answer in one or two short sentences.",
+        min_length=1,
+        max_length=8000,
+    )
+    first_message: str = Field(default="Hello, this is Victoria. How can I help you today?", max_length=1000)
+    apology_message: str = Field(
+        default="I'm sorry, I'm having a technical problem. Please call again later. Goodbye.",
+        min_length=1,
+        max_length=500,
+    )
+    reprompt_message: str = Field(default="Are you still there?", min_length=1, max_length=500)
+    silence_goodbye_message: str = Field(
+        default="I haven't heard from you, so I'll hang up now. Goodbye!", min_length=1, max_length=500
+    )
+    max_duration_message: str = Field(
+        default="We've reached the time limit for this call. Thank you for calling, goodbye!",
+        min_length=1,
+        max_length=500,
+    )
+    voice: VoiceSpec = Field(default_factory=VoiceSpec)
+    llm: LlmSpec = Field(default_factory=LlmSpec)
+    stt: SttSpec = Field(default_factory=SttSpec)
+    turn: TurnSpec = Field(default_factory=TurnSpec)
+    extraction_fields: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="extra post-call fields for this agent: name (snake_case) -> what to extract",
+    )
+
+    @field_validator(
+        "system_prompt",
+        "apology_message",
+        "reprompt_message",
+        "silence_goodbye_message",
+        "max_duration_message",
+        "name",
+    )
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("extraction_fields")
+    @classmethod
+    def _extraction_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, what in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+                raise ValueError(f"{name!r}: field names are snake_case, at most 40 characters")
+            if name in {"summary", "intent", "sentiment", "entities", "next_action"}:
+                raise ValueError(f"{name!r} is already a standard extraction field")
+            if not what.strip() or len(what) > 200:
+                raise ValueError(f"{name!r}: describe what to extract in 1-200 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _providers_exist(self) -> AgentFields:
+        known = known_providers()
+        for kind, name, path in (
+            ("stt", self.stt.provider, "stt.provider"),
+            ("llm", self.llm.provider, "llm.provider"),
+            ("tts", self.voice.provider, "voice.provider"),
+        ):
+            if name is not None and name not in known[kind]:
+                raise ValueError(f"{path}: unknown {kind} provider {name!r}; known: {', '.join(sorted(known[kind]))}")
+        return self
+
+
+class AgentSpec(AgentFields):
+    """What is stored and written over the API: the agent's fields plus partial overlays per client type."""
+
+    overlays: dict[ClientType, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _overlays_resolve(self) -> AgentSpec:
+        for client_type in self.overlays:
+            try:
+                self.fields_for(client_type)
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"overlays.{client_type}.{loc}: {err['msg']}") from None
+        return self
+
+    def fields_for(self, client_type: ClientType) -> AgentFields:
+        base = self.model_dump(include=set(AgentFields.model_fields))
+        return AgentFields.model_validate(_deep_merge(base, self.overlays.get(client_type, {})))
+
+
+class CallConfig(AgentFields):
+    """One call's resolved, frozen configuration."""
+
+    agent_id: str = "default"
+    agent_version: int = 1
+    client_type: ClientType = "browser"
+
+    @classmethod
+    def resolve(cls, agent_id: str, version: int, spec: AgentSpec, client_type: ClientType) -> CallConfig:
+        fields = spec.fields_for(client_type).model_dump()
+        return cls(agent_id=agent_id, agent_version=version, client_type=client_type, **fields)
+
+
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,1 @@
+"""PostgreSQL access shared by the gateway and the recorder: migrations and pool creation."""

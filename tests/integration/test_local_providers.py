@@ -1,0 +1,106 @@
+"""The offline providers with their real models: piper speaks, whisper understands piper, llama answers.
+
+Each model is loaded once for the module; the whole file runs in a few seconds on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from services.llm_worker.providers.local_llama import LocalLlamaLlm
+from services.stt_worker.providers.local_whisper import LocalWhisperStt
+from services.tts_worker.providers.local_piper import LocalPiperTts
+from shared.events import ChatMessage, VoiceSpec
+from shared.settings import LlmSettings, SttSettings, TtsSettings
+
+FOX = "The quick brown fox jumps over the lazy dog."
+
+
+@pytest.fixture(scope="module")
+async def piper() -> LocalPiperTts:
+    pytest.importorskip("piper")
+    tts = LocalPiperTts(TtsSettings(tts_voice_path=""))
+    await tts.warmup()
+    return tts
+
+
+@pytest.fixture(scope="module")
+async def whisper() -> LocalWhisperStt:
+    pytest.importorskip("faster_whisper")
+    stt = LocalWhisperStt(SttSettings(stt_model_dir=""))
+    await stt.warmup()
+    return stt
+
+
+@pytest.fixture(scope="module")
+async def llama() -> LocalLlamaLlm:
+    pytest.importorskip("llama_cpp")
+    llm = LocalLlamaLlm(LlmSettings(llm_model_path=""))
+    await llm.warmup()
+    return llm
+
+
+@pytest.fixture(scope="module")
+async def fox_audio(piper: LocalPiperTts) -> tuple[bytes, int]:
+    chunks: list[bytes] = []
+    rates: set[int] = set()
+    async for chunk, rate in piper.synthesize(FOX, VoiceSpec(), language="en-US", sample_rate=16000):
+        chunks.append(chunk)
+        rates.add(rate)
+    assert len(rates) == 1
+    return b"".join(chunks), rates.pop()
+
+
+async def test_piper_speaks_a_sentence_at_a_plausible_length(fox_audio: tuple[bytes, int]) -> None:
+    audio, rate = fox_audio
+    assert rate == 22050
+    assert len(audio) % 2 == 0
+    assert 1.5 <= len(audio) / 2 / rate <= 5.0
+
+
+async def test_piper_streams_sentence_by_sentence_and_honours_rate(piper: LocalPiperTts) -> None:
+    text = "Hello there. " + FOX
+    chunks = [c async for c, _ in piper.synthesize(text, VoiceSpec(), language="en-US", sample_rate=22050)]
+    assert len(chunks) > 2  # split into ~tts_chunk_ms pieces, not one blob
+    normal = sum(map(len, chunks))
+    fast = 0
+    async for chunk, _ in piper.synthesize(text, VoiceSpec(rate=2.0), language="en-US", sample_rate=22050):
+        fast += len(chunk)
+    assert fast < normal * 0.8
+
+
+async def test_whisper_transcribes_piper(whisper: LocalWhisperStt, fox_audio: tuple[bytes, int]) -> None:
+    audio, rate = fox_audio  # 22050 Hz: also exercises the resampling to 16 kHz
+    result = await whisper.transcribe(audio, rate, language="en-US")
+    text = result.text.lower()
+    assert "quick" in text and "brown" in text and "fox" in text
+    assert result.language == "en"
+
+
+async def test_whisper_returns_nothing_for_too_short_audio(whisper: LocalWhisperStt) -> None:
+    assert (await whisper.transcribe(b"", 16000)).text == ""
+    assert (await whisper.transcribe(b"\x10\x00" * 800, 16000)).text == ""  # 50 ms
+
+
+async def test_llama_streams_a_reply(llama: LocalLlamaLlm) -> None:
+    messages = [
+        ChatMessage(role="system", content="You are a friendly assistant. Answer in one short sentence."),
+        ChatMessage(role="user", content="Say hello."),
+    ]
+    deltas = [d async for d in llama.stream(messages, temperature=0.0, max_tokens=40)]
+    texts = [d.text for d in deltas if d.text]
+    assert len(texts) > 1
+    assert "".join(texts).strip()
+    last = deltas[-1]
+    assert last.finish_reason in {"stop", "length"}
+    assert last.completion_tokens == len(texts)
+    assert last.prompt_tokens and last.prompt_tokens > 0
+
+
+async def test_llama_can_be_interrupted_and_used_again(llama: LocalLlamaLlm) -> None:
+    messages = [ChatMessage(role="user", content="Tell me a long story about a dragon.")]
+    stream = llama.stream(messages, temperature=0.0, max_tokens=200)
+    assert (await anext(stream)).text
+    await stream.aclose()  # barge-in: must release the context for the next turn
+    again = [d async for d in llama.stream([ChatMessage(role="user", content="Say hi.")], max_tokens=10)]
+    assert again[-1].finish_reason is not None

@@ -1,0 +1,1 @@
+"""Developer tooling: the embedded dev stack (``python -m tools.devstack``) and the helpers tests reuse."""

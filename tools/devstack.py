@@ -1,0 +1,442 @@
+"""The whole system in one terminal, like ``docker compose up`` but without Docker: ``python -m tools.devstack``.
+
+Starts an embedded NATS (JetStream) and PostgreSQL unless ``NATS_URL`` / ``DATABASE_URL`` point elsewhere,
+applies migrations, runs the five services with prefixed output, waits for the gateway's readiness and prints
+where to go. Ctrl-C (or SIGTERM) stops everything; a service that dies takes the stack down with a non-zero exit,
+so a broken service is noticed instead of silently missing. State lives in ``.run/`` (``VICTORIA_RUN_DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+import httpx
+
+from tools.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    ProcessExitedError,
+    die_with_parent,
+    mask_dsn,
+    migrate,
+    pick_port,
+    port_is_free,
+    signal_group,
+    start_nats,
+    start_postgres,
+    tail,
+    tcp_accepts,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+STOP_TIMEOUT_S = 10.0
+ANY_HOST = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    metrics_port: int  # preferred port of a separate /metrics server; 0 = none (the gateway serves its own)
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("gateway", "services.gateway", 0),
+    ServiceSpec("stt_worker", "services.stt_worker", 9102),
+    ServiceSpec("llm_worker", "services.llm_worker", 9103),
+    ServiceSpec("tts_worker", "services.tts_worker", 9104),
+    ServiceSpec("call_recorder", "services.call_recorder", 9105),
+)
+
+
+def service_command(spec: ServiceSpec) -> list[str]:
+    return [sys.executable, "-m", spec.module]
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("VICTORIA_RUN_DIR") or REPO / ".run").resolve()
+
+
+class StartupError(RuntimeError):
+    """Something the developer can fix (port taken, server unreachable): printed without a traceback."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C arrived while starting up."""
+
+
+class Console:
+    """Prefixed, optionally coloured lines, one writer, so output of several processes never interleaves."""
+
+    COLORS = ("36", "33", "32", "35", "34", "96", "93")
+    SELF = "devstack"
+
+    def __init__(self, names: list[str], color: bool, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stdout
+        self.color = color
+        self.width = max(len(n) for n in [*names, self.SELF])
+        self.codes = {name: self.COLORS[i % len(self.COLORS)] for i, name in enumerate(names)}
+        self.codes[self.SELF] = "1"
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def line(self, name: str, text: str) -> None:
+        label = self._paint(f"{name.ljust(self.width)} |", self.codes.get(name, "0"))
+        self.write(f"{label} {text}")
+
+    def say(self, text: str) -> None:
+        self.line(self.SELF, text)
+
+    def error(self, text: str) -> None:
+        self.line(self.SELF, self._paint(text, "1;31"))
+
+    def write(self, text: str) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def banner(self, lines: list[str]) -> None:
+        rule = "=" * min(100, max(len(s) for s in lines))
+        for text in [rule, *lines, rule]:
+            self.write(self._paint(text, "1;32"))
+
+
+class DevStack:
+    def __init__(self, args: argparse.Namespace, console: Console) -> None:
+        self.args = args
+        self.console = console
+        self.run_dir = run_dir()
+        self.nats: EmbeddedNats | None = None
+        self.pg: EmbeddedPostgres | None = None
+        self.children: dict[str, asyncio.subprocess.Process] = {}
+        self.pumps: list[asyncio.Task[None]] = []
+        self.watchers: list[asyncio.Task[None]] = []
+        self.stop_event = asyncio.Event()
+        self.signals = 0
+        self.shutting_down = False
+        self.failure: str | None = None
+        self.metrics: dict[str, int] = {}
+        self._lock: IO[str] | None = None
+
+    # --- signals ---------------------------------------------------------------------------------------------
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            self.console.say(f"{sig.name}: shutting down (again to force)")
+            self.stop_event.set()
+            return
+        self.console.say(f"{sig.name} again: killing services")
+        for proc in self.children.values():
+            if proc.returncode is None:
+                signal_group(proc.pid, signal.SIGKILL)
+
+    def _check_stop(self) -> None:
+        if self.stop_event.is_set():
+            raise Interrupted
+
+    # --- start -----------------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_run_dir()
+        port = self.args.port or int(os.environ.get("GATEWAY_PORT") or 8000)
+        if not self.args.no_services and not port_is_free(port, ANY_HOST):
+            raise StartupError(f"port {port} is already in use: pick another with --port")
+        nats_url = await self._nats()
+        self._check_stop()
+        dsn = await self._postgres()
+        self._check_stop()
+        await self._migrate(dsn)
+        self._check_stop()
+        if self.args.no_services:
+            self._print_env(nats_url, dsn)
+            await self.stop_event.wait()
+            return 0
+        await self._start_services(nats_url, dsn, port)
+        if not await self._wait_ready(port):
+            return 1 if self.failure else 0
+        self._print_banner(port, nats_url, dsn)
+        await self.stop_event.wait()
+        return 1 if self.failure else 0
+
+    def _lock_run_dir(self) -> None:
+        """Two stacks on one run dir would share a JetStream store and pgdata: refuse the second one."""
+        lock = open(self.run_dir / "devstack.lock", "a+")  # held (and locked) for the whole run
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip() or "?"
+            lock.close()
+            raise StartupError(f"another devstack (pid {owner}) is using {self.run_dir}; stop it first") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
+
+    async def _nats(self) -> str:
+        url = os.environ.get("NATS_URL", "").strip()
+        if url:
+            first = url.split(",")[0].strip()
+            parts = urlsplit(first if "://" in first else f"nats://{first}")
+            host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+            if not await asyncio.to_thread(tcp_accepts, host, port, 3.0):
+                raise StartupError(
+                    f"NATS_URL={mask_dsn(url)} is not reachable (unset it to use an embedded nats-server)"
+                )
+            self.console.say(f"using NATS from NATS_URL: {mask_dsn(url)}")
+            return url
+        started = time.monotonic()
+        store = self.run_dir / "nats"
+        log_path = self.run_dir / "nats-server.log"
+        try:
+            self.nats = start_nats(
+                store, preferred_port=4222, monitor_port=pick_port(8222), log_path=log_path, timeout=15
+            )
+        except (ProcessExitedError, TimeoutError) as exc:
+            raise StartupError(f"{exc}\n(log: {log_path})") from None
+        monitor = f", monitor http://127.0.0.1:{self.nats.monitor_port}" if self.nats.monitor_port else ""
+        self.console.say(
+            f"nats-server (JetStream) on {self.nats.url}{monitor} in {time.monotonic() - started:.2f}s "
+            f"(store {_rel(store)}, log {_rel(log_path)})"
+        )
+        return self.nats.url
+
+    async def _postgres(self) -> str:
+        dsn = os.environ.get("DATABASE_URL", "").strip()
+        if dsn:
+            self.console.say(f"using PostgreSQL from DATABASE_URL: {mask_dsn(dsn)}")
+            return dsn
+        started = time.monotonic()
+        pgdata = self.run_dir / "pgdata"
+        self.console.say(f"starting embedded PostgreSQL (pgdata {_rel(pgdata)}) ...")
+        try:
+            self.pg = start_postgres(pgdata, cleanup_mode="stop")  # main thread: its kill -9 guard is tied to it
+        except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
+            raise StartupError(f"embedded PostgreSQL failed: {exc}\n{tail(pgdata / 'log', 30)}") from None
+        self.console.say(f"PostgreSQL ready in {time.monotonic() - started:.2f}s (socket {self.pg.socket_dir})")
+        return self.pg.dsn("victoria")
+
+    async def _migrate(self, dsn: str) -> None:
+        started = time.monotonic()
+        try:
+            applied = await asyncio.wait_for(migrate(dsn), timeout=60)
+        except Exception as exc:
+            raise StartupError(f"migrations failed on {mask_dsn(dsn)}: {type(exc).__name__}: {exc}") from None
+        what = f"applied {', '.join(applied)}" if applied else "up to date"
+        self.console.say(f"migrations {what} ({time.monotonic() - started:.2f}s)")
+
+    def _print_env(self, nats_url: str, dsn: str) -> None:
+        self.console.say("NATS and PostgreSQL are up; services not started (--no-services). In another shell:")
+        for name, value in (("NATS_URL", nats_url), ("DATABASE_URL", dsn)):
+            if mask_dsn(value) != value:  # came from the environment with a secret in it: do not echo it
+                self.console.write(f"# {name} is already set in your environment ({mask_dsn(value)})")
+            else:
+                self.console.write(f"export {name}={shlex.quote(value)}")
+        self.console.say("Ctrl-C stops them.")
+
+    async def _start_services(self, nats_url: str, dsn: str, port: int) -> None:
+        base = dict(os.environ)
+        base.update(NATS_URL=nats_url, DATABASE_URL=dsn, GATEWAY_PORT=str(port), PYTHONUNBUFFERED="1")
+        base.setdefault("LOG_FORMAT", "console")
+        if self.args.fake_providers:
+            base.update(STT_PROVIDER="fake", LLM_PROVIDER="fake", TTS_PROVIDER="fake")
+        for spec in SERVICES:
+            metrics_port = pick_port(spec.metrics_port, ANY_HOST) if spec.metrics_port else 0
+            self.metrics[spec.name] = metrics_port
+            env = {**base, "METRICS_PORT": str(metrics_port)}
+            proc = await asyncio.create_subprocess_exec(
+                *service_command(spec),
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                limit=1 << 20,
+                process_group=0,  # the terminal's Ctrl-C reaches only us; we stop services in order
+                preexec_fn=die_with_parent(),  # and a kill -9 of devstack still takes them down
+            )
+            self.children[spec.name] = proc
+            assert proc.stdout is not None
+            pump = asyncio.create_task(self._pump(spec.name, proc.stdout))
+            self.pumps.append(pump)
+            self.watchers.append(asyncio.create_task(self._watch(spec.name, proc, pump)))
+        providers = "fake" if self.args.fake_providers else "default"
+        self.console.say(f"started {', '.join(self.children)} ({providers} providers)")
+
+    async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line over the 1 MiB limit: asyncio has discarded it
+                self.console.line(name, "[devstack: over-long output line dropped]")
+                continue
+            if not raw:
+                return
+            self.console.line(name, raw.decode(errors="replace").rstrip("\r\n"))
+
+    async def _watch(self, name: str, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> None:
+        code = await proc.wait()
+        with contextlib.suppress(TimeoutError):  # let its last lines (a traceback) print first
+            await asyncio.wait_for(asyncio.shield(pump), timeout=2)
+        if self.shutting_down or self.stop_event.is_set():
+            return
+        self.failure = f"{name} exited with code {code}"
+        self.console.error(f"{name} exited unexpectedly with code {code}: stopping everything")
+        self.stop_event.set()
+
+    async def _wait_ready(self, port: int) -> bool:
+        url = f"http://127.0.0.1:{port}/api/system/health"
+        timeout = self.args.ready_timeout
+        started = time.monotonic()
+        next_progress = started + 5
+        last = "no answer yet"
+        self.console.say(f"waiting for the gateway to be ready ({url}, up to {timeout:.0f}s) ...")
+        async with httpx.AsyncClient(timeout=3.0, trust_env=False) as client:
+            while not self.stop_event.is_set():
+                try:
+                    resp = await client.get(url)
+                    body = _json(resp.text)
+                    if resp.status_code == 200 and isinstance(body, dict) and body.get("ready") is True:
+                        self.console.say(f"gateway ready after {time.monotonic() - started:.1f}s")
+                        return True
+                    last = f"HTTP {resp.status_code} {_compact(body if body is not None else resp.text)}"
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__} {exc}".strip()
+                now = time.monotonic()
+                if now - started >= timeout:
+                    self.failure = "gateway not ready"
+                    self.console.error(f"the gateway was not ready after {timeout:.0f}s; last readiness answer:")
+                    self.console.error(f"  {last}")
+                    self.console.error("check the service output above; --ready-timeout waits longer")
+                    return False
+                if now >= next_progress:
+                    self.console.say(f"still waiting ({now - started:.0f}s): {last[:300]}")
+                    next_progress = now + 5
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), timeout=0.5)
+        return False
+
+    def _print_banner(self, port: int, nats_url: str, dsn: str) -> None:
+        workers = ", ".join(f"{name} :{p}" for name, p in self.metrics.items() if p)
+        lines = [
+            "Victoria is ready",
+            f"  Simulator:   http://127.0.0.1:{port}/",
+            f"  NATS:        {mask_dsn(nats_url)}",
+            f"  PostgreSQL:  {mask_dsn(dsn)}",
+            f"  Metrics:     http://127.0.0.1:{port}/metrics",
+            *([f"               {workers}"] if workers else []),
+            "  Ctrl-C stops everything.",
+        ]
+        self.console.banner(lines)
+
+    # --- stop ------------------------------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        self.shutting_down = True
+        running = {name: p for name, p in self.children.items() if p.returncode is None}
+        if running:
+            self.console.say(f"stopping {', '.join(running)} ...")
+            for proc in running.values():
+                signal_group(proc.pid, signal.SIGTERM)
+            waits = {name: asyncio.create_task(p.wait()) for name, p in running.items()}
+            _, pending = await asyncio.wait(waits.values(), timeout=STOP_TIMEOUT_S)
+            if pending:
+                slow = [name for name, task in waits.items() if task in pending]
+                self.console.error(f"{', '.join(slow)} did not stop within {STOP_TIMEOUT_S:.0f}s: killing")
+                for name in slow:
+                    signal_group(running[name].pid, signal.SIGKILL)
+                await asyncio.wait(pending, timeout=5)
+        for proc in self.children.values():  # anything a service left behind in its group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self.pumps:
+            await asyncio.wait(self.pumps, timeout=2)
+        for task in [*self.pumps, *self.watchers]:
+            task.cancel()
+        if self.nats is not None:
+            self.nats.stop(STOP_TIMEOUT_S)
+            self.console.say("nats-server stopped")
+        if self.pg is not None:
+            try:
+                await asyncio.to_thread(self.pg.stop)
+                self.console.say("PostgreSQL stopped")
+            except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
+                self.console.error(f"stopping PostgreSQL failed: {exc}")
+        if self._lock is not None:
+            self._lock.close()
+
+
+def _rel(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(REPO))
+    return str(path)
+
+
+def _json(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _compact(body: object) -> str:
+    text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+    return " ".join(text.split())
+
+
+async def _main(args: argparse.Namespace, console: Console) -> int:
+    from shared.logging import configure_logging
+
+    configure_logging("devstack", "WARNING", "console")  # our own lines say what migrations did
+    stack = DevStack(args, console)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stack.on_signal, sig)
+    try:
+        return await stack.run()
+    except Interrupted:
+        return 0
+    except StartupError as exc:
+        console.error(f"error: {exc}")
+        return 1
+    finally:
+        await stack.shutdown()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tools.devstack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-services", action="store_true", help="only NATS and PostgreSQL; print the env to export")
+    parser.add_argument("--fake-providers", action="store_true", help="STT/LLM/TTS_PROVIDER=fake (no models)")
+    parser.add_argument("--port", type=int, default=0, help="gateway port (default: GATEWAY_PORT or 8000)")
+    parser.add_argument(
+        "--ready-timeout", type=float, default=180.0, help="seconds to wait for readiness (default: 180)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    console = Console([s.name for s in SERVICES], color)
+    return asyncio.run(_main(args, console))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
