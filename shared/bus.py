@@ -21,7 +21,7 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from shared import subjects
-from shared.events import Event, EventDecodeError, WorkAck, decode_as
+from shared.events import ErrorInfo, Event, EventDecodeError, WorkAck, decode_as
 from shared.logging import get_logger
 from shared.metrics import BUS_DROPPED
 
@@ -100,6 +100,26 @@ class Bus:
             return WorkAck.model_validate_json(msg.data)
         except ValidationError as exc:
             raise WorkerBusyError(f"bad acknowledgement on {subject}") from exc
+
+    async def submit_work(self, subject: str, req: Event, *, ack_timeout_s: float) -> ErrorInfo | None:
+        """Send a work request to a queue group; a request nobody accepts is sent once more (the queue group
+        picks a replica at random). None once a worker accepted it, else the last reason it wasn't."""
+        last: ErrorInfo | None = None
+        for attempt in range(2):
+            try:
+                ack = await self.request_work(subject, req, timeout=ack_timeout_s)
+            except NoWorkerError as exc:
+                last = ErrorInfo(code="no_worker", message=str(exc), retryable=True)
+            except WorkerBusyError as exc:
+                last = ErrorInfo(code="timeout", message=str(exc), retryable=True)
+            else:
+                if ack.accepted:
+                    return None
+                last = ack.error or ErrorInfo(code="refused", message=f"{ack.worker} refused", retryable=True)
+            log.warning("work_not_accepted", subject=subject, attempt=attempt + 1, code=last.code)
+            if attempt == 0:
+                await asyncio.sleep(0.05)
+        return last
 
     async def subscribe(
         self,

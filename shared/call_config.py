@@ -19,6 +19,7 @@ from shared.events import VoiceSpec
 ClientType = Literal["browser", "twilio", "telnyx"]
 CLIENT_TYPES: tuple[ClientType, ...] = ("browser", "twilio", "telnyx")
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 def known_providers() -> dict[str, set[str]]:
@@ -135,6 +136,19 @@ class AgentSpec(AgentFields):
     """What is stored and written over the API: the agent's fields plus partial overlays per client type."""
 
     overlays: dict[ClientType, dict[str, Any]] = Field(default_factory=dict)
+    phone_numbers: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="E.164 numbers (e.g. +34910000000) whose incoming Twilio/Telnyx calls this agent answers",
+    )
+
+    @field_validator("phone_numbers")
+    @classmethod
+    def _e164(cls, value: list[str]) -> list[str]:
+        for number in value:
+            if not E164.fullmatch(number):
+                raise ValueError(f"{number!r} is not an E.164 number such as +34910000000")
+        return sorted(set(value))
 
     @model_validator(mode="after")
     def _overlays_resolve(self) -> AgentSpec:

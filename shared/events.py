@@ -55,7 +55,47 @@ class ErrorInfo(BaseModel):
     retryable: bool = False
 
 
+NOT_CHAINED = "not_chained"  # ErrorInfo code: a worker could not hand a chained request on; nobody has it
+
+
 # --- work requests (queue groups) and their streamed results (call-scoped subjects) ---------------------
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class VoiceSpec(BaseModel):
+    provider: str | None = None
+    name: str | None = None
+    style: str | None = None
+    rate: float = Field(default=1.0, ge=0.5, le=2.0)
+    pitch: float = Field(default=0.0, ge=-50.0, le=50.0)  # percent
+
+
+class TtsContinuation(BaseModel):
+    """What a TTS request needs besides the text: an LLM worker given this cuts the reply into segments and
+    sends each to TTS itself, so the audio doesn't wait for a round trip through the gateway."""
+
+    voice: VoiceSpec = Field(default_factory=VoiceSpec)
+    language: str = "en-US"
+    sample_rate: int = Field(default=16000, ge=8000, le=48000)
+    encoding: Literal["pcm16", "mulaw"] = "pcm16"
+    reply_to: str
+
+
+class LlmContinuation(BaseModel):
+    """The LLM request to send after the transcript (the conversation so far, without the caller's new
+    message): an STT worker given this sends it itself on a final transcript with words."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    provider: str | None = None
+    model: str | None = None
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=160, ge=1, le=4096)
+    reply_to: str
+    tts: TtsContinuation | None = None
 
 
 class SttRequest(Event):
@@ -66,6 +106,7 @@ class SttRequest(Event):
     provider: str | None = None
     model: str | None = None
     reply_to: str
+    llm: LlmContinuation | None = None  # chain: the worker sends the LLM request itself
 
 
 class SttResult(Event):
@@ -77,11 +118,7 @@ class SttResult(Event):
     provider_ms: float = 0.0
     worker: str = ""
     error: ErrorInfo | None = None
-
-
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    chained: bool = False  # the worker sent the LLM request itself (and a worker accepted it)
 
 
 class LlmRequest(Event):
@@ -92,6 +129,7 @@ class LlmRequest(Event):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=160, ge=1, le=4096)
     reply_to: str
+    tts: TtsContinuation | None = None  # chain: the worker sends each segment's TTS request itself
 
 
 class LlmChunk(Event):
@@ -105,14 +143,7 @@ class LlmChunk(Event):
     provider: str = ""
     worker: str = ""
     error: ErrorInfo | None = None
-
-
-class VoiceSpec(BaseModel):
-    provider: str | None = None
-    name: str | None = None
-    style: str | None = None
-    rate: float = Field(default=1.0, ge=0.5, le=2.0)
-    pitch: float = Field(default=0.0, ge=-50.0, le=50.0)  # percent
+    tts_chained: bool = False  # the worker sends the TTS requests of the segments this chunk completes
 
 
 class TtsRequest(Event):
@@ -152,6 +183,9 @@ class CancelTurn(Event):
 
     type: Literal["turn.cancel"] = "turn.cancel"
     reason: str = "barge_in"
+    # the turn is over: workers also drop its requests that arrive later (chained ones may still be on the
+    # way); False for a retry's cancel, after which the same turn's work is sent again
+    final: bool = True
 
 
 # --- lifecycle events (JetStream stream CALL_LIFECYCLE, consumed by the recorder) ------------------------
@@ -194,6 +228,16 @@ class CallError(Event):
     critical: bool = True
 
 
+class CallStatusChanged(Event):
+    """A telephony provider's own view of the call (Twilio status callback, Telnyx call webhooks)."""
+
+    type: Literal["call.status"] = "call.status"
+    provider: Literal["twilio", "telnyx"]
+    status: str = Field(min_length=1, max_length=64)
+    at: float = Field(default_factory=time.time)
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
 AnyEvent = Annotated[
     SttRequest
     | SttResult
@@ -205,14 +249,15 @@ AnyEvent = Annotated[
     | CallStarted
     | TurnRecorded
     | CallEnded
-    | CallError,
+    | CallError
+    | CallStatusChanged,
     Field(discriminator="type"),
 ]
 _any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 
 E = TypeVar("E", bound=Event)
 
-LifecycleEvent = CallStarted | TurnRecorded | CallEnded | CallError
+LifecycleEvent = CallStarted | TurnRecorded | CallEnded | CallError | CallStatusChanged
 
 
 class EventDecodeError(ValueError):

@@ -45,6 +45,9 @@ class WorkerSettings(CommonSettings):
     circuit_failure_threshold: int = Field(default=5, ge=1, description="failures in a row that open a circuit")
     circuit_reset_s: float = Field(default=30.0, gt=0, description="how long an open circuit skips its provider")
     request_timeout_s: float = Field(default=30.0, gt=0)
+    worker_ack_timeout_s: float = Field(
+        default=1.0, gt=0, description="wait for a worker to accept a chained request before retrying once"
+    )
 
     # fixed-latency test providers (bench and fast tests)
     fake_stt_latency_ms: float = Field(default=200.0, ge=0)
@@ -130,12 +133,20 @@ class GatewaySettings(CommonSettings):
     api_keys: SecretStr = Field(
         default=SecretStr(""), description="comma-separated keys for X-API-Key; empty = API open (dev only)"
     )
+    api_rate_limit_per_minute: int = Field(
+        default=1200, ge=0, description="requests a minute per API key and client IP on /api/v1; 0 = no limit"
+    )
+    api_rate_limit_burst: int = Field(default=200, ge=1, description="requests allowed at once above that rate")
     max_turn_seconds: float = Field(default=20.0, gt=1, le=24, description="longer speech is cut into turns")
 
     stt_timeout_s: float = Field(default=15.0, gt=0)
     llm_timeout_s: float = Field(default=30.0, gt=0)
     tts_timeout_s: float = Field(default=15.0, gt=0)
     worker_ack_timeout_s: float = Field(default=1.0, gt=0)
+    chain_stages: bool = Field(
+        default=True,
+        description="STT sends the LLM request, LLM the TTS requests themselves (fewer hops); false: the gateway does",
+    )
 
     system_prompt: str = "You are Victoria, a friendly phone assistant. Answer in one or two short sentences."
     first_message: str = "Hello, this is Victoria. How can I help you today?"
@@ -146,6 +157,30 @@ class GatewaySettings(CommonSettings):
     max_ws_message_bytes: int = Field(default=256_000, ge=1024)
     outbound_frame_ms: int = Field(default=40, ge=10, le=200)
     outbound_lead_ms: int = Field(default=120, ge=0, le=2000, description="audio sent ahead of real time")
+
+    # telephony (Twilio Media Streams, Telnyx Call Control + media streaming)
+    public_host: str = Field(
+        default="", description="host[:port] the providers reach us at (wss://PUBLIC_HOST/...); empty = request Host"
+    )
+    telephony_frame_ms: int = Field(default=20, ge=10, le=100, description="outbound media frame for phone calls")
+    telephony_lead_ms: int = Field(
+        default=20, ge=0, le=1000, description="phone audio sent ahead of real time (the provider buffers the rest)"
+    )
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = Field(
+        default=SecretStr(""), description="validates X-Twilio-Signature and hangs up over REST; empty = no check"
+    )
+    twilio_api_base: str = "https://api.twilio.com"
+    telnyx_api_key: SecretStr = Field(default=SecretStr(""), description="Call Control v2 API key (answer, hangup)")
+    telnyx_public_key: str = Field(
+        default="", description="base64 Ed25519 key that verifies Telnyx webhooks; empty = no check"
+    )
+    telnyx_api_base: str = "https://api.telnyx.com"
+    telnyx_stream_codec: Literal["PCMU", "PCMA"] = "PCMU"
+    telnyx_stream_auth_token: SecretStr = Field(
+        default=SecretStr(""), description="expected x-telnyx-streaming-auth-token on /telnyx/media; empty = none"
+    )
+    telephony_refusal_message: str = "Sorry, we can't take your call right now. Please try again later. Goodbye."
 
 
 class RecorderSettings(CommonSettings):

@@ -22,6 +22,7 @@ CALL_STARTED = "lifecycle.call.started"
 CALL_TURN = "lifecycle.call.turn"
 CALL_ENDED = "lifecycle.call.ended"
 CALL_ERROR = "lifecycle.call.error"
+CALL_STATUS = "lifecycle.call.status"
 
 PING_ALL = "svc.ping"
 CANCEL_ALL = "call.*.cancel"

@@ -2,8 +2,10 @@
 cancellation by call and turn, metrics and error reporting.
 
 A worker only supplies ``handle(request, emit)``; ``emit`` publishes a result event to the request's
-``reply_to`` subject. Every replica listens on ``call.*.cancel``: a barge-in or hang-up cancels the handler
-task of that call's turn wherever it runs (and with it the provider stream).
+``reply_to`` subject, and ``chain`` (set on handlers that have the attribute) sends the next stage's request
+straight to its queue group. Every replica listens on ``call.*.cancel``: a barge-in or hang-up cancels the
+handler task of that call's turn wherever it runs (and with it the provider stream), and drops requests for
+that turn that arrive later (a chained request may still be on its way when the cancel lands).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ log = get_logger(__name__)
 
 R = TypeVar("R", bound=Event)
 Emit = Callable[[Event], Awaitable[None]]
+CANCEL_MEMORY_S = 120.0  # how long a finished turn's late requests are still recognised and dropped
 
 
 class ProviderError(Exception):
@@ -140,6 +143,21 @@ class ProviderCache(Generic[P]):
         raise ProviderError("unavailable", f"every provider's circuit is open ({', '.join(skipped)})", retryable=True)
 
 
+class Chain:
+    """What a chaining handler uses to hand the next stage's work on itself, without the gateway."""
+
+    def __init__(self, bus: Bus, ack_timeout_s: float) -> None:
+        self.bus = bus
+        self.ack_timeout_s = ack_timeout_s
+
+    async def submit(self, subject: str, req: Event) -> ErrorInfo | None:
+        """The request to a queue group (retried once); None when a worker accepted it, else why not."""
+        return await self.bus.submit_work(subject, req, ack_timeout_s=self.ack_timeout_s)
+
+    async def publish(self, subject: str, event: Event) -> None:
+        await self.bus.publish(subject, event)
+
+
 class WorkerHandler(Protocol[R]):
     """What a worker service supplies: load its default provider, handle a request, describe a failure."""
 
@@ -178,6 +196,8 @@ async def serve_worker(
         concurrency=settings.worker_concurrency,
         timeout_s=settings.request_timeout_s,
     )
+    if hasattr(handler, "chain"):  # a handler that can send the next stage's request itself
+        handler.chain = runtime.chain_with(settings.worker_ack_timeout_s)
     await runtime.start()
     await stop.wait()
     await runtime.drain()
@@ -213,6 +233,13 @@ class WorkerRuntime(Generic[R]):
         self.handled = 0
         self._sub: Subscription | None = None
         self._running: dict[tuple[str, int | None], set[asyncio.Task[None]]] = {}
+        self._cancelled: dict[tuple[str, int | None], float] = {}  # (call, turn or None = all) → when
+
+    def chain_with(self, ack_timeout_s: float) -> Chain:
+        return Chain(self.bus, ack_timeout_s)
+
+    def is_cancelled(self, call_id: str, turn_id: int | None) -> bool:
+        return (call_id, turn_id) in self._cancelled or (call_id, None) in self._cancelled
 
     async def start(self) -> None:
         self._sub = await self.bus.subscribe(self.subject, self.model, self._on_request, queue=self.queue)
@@ -243,7 +270,13 @@ class WorkerRuntime(Generic[R]):
         task.add_done_callback(self.tasks.discard)
 
     async def _on_cancel(self, ev: CancelTurn, _msg: Msg) -> None:
-        """Cancel this replica's work for a call's turn (or all its turns): the provider stream closes."""
+        """Cancel this replica's work for a call's turn (or all its turns): the provider stream closes; a
+        final cancel is remembered for a while, so that requests for the turn that arrive later are dropped."""
+        if ev.final:
+            now = time.monotonic()
+            if len(self._cancelled) > 1000:
+                self._cancelled = {k: t for k, t in self._cancelled.items() if now - t < CANCEL_MEMORY_S}
+            self._cancelled[(ev.call_id, ev.turn_id)] = now
         for (call_id, turn_id), tasks in list(self._running.items()):
             if call_id == ev.call_id and (ev.turn_id is None or ev.turn_id == turn_id):
                 with bound_call(call_id, turn_id=turn_id):
@@ -257,6 +290,11 @@ class WorkerRuntime(Generic[R]):
         if delay > 1.0:  # a backlog, a stalled process or clocks apart: worth a line in the logs
             log.warning("slow_request_delivery", call_id=req.call_id, turn_id=req.turn_id, delay_s=round(delay, 3))
         key = (req.call_id, req.turn_id)
+        if self.is_cancelled(*key):  # the turn was cancelled before its (chained) request got here
+            with bound_call(req.call_id, turn_id=req.turn_id):
+                log.info("work_dropped_cancelled_turn")
+            WORK_REQUESTS.labels(self.service, getattr(req, "provider", None) or "default", "cancelled").inc()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._running.setdefault(key, set()).add(task)  # a turn may have several (TTS segments)

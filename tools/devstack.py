@@ -337,7 +337,7 @@ class DevStack:
         workers = ", ".join(f"{name} :{p}" for name, p in self.metrics.items() if p)
         lines = [
             "Victoria is ready",
-            f"  Simulator:   http://127.0.0.1:{port}/",
+            f"  Dashboard:   http://127.0.0.1:{port}/  (simulator, agents, history, status)",
             f"  NATS:        {mask_dsn(nats_url)}",
             f"  PostgreSQL:  {mask_dsn(dsn)}",
             f"  Metrics:     http://127.0.0.1:{port}/metrics",

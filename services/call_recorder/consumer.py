@@ -27,7 +27,15 @@ from services.call_recorder.global_stop import GlobalStopPolicy
 from services.call_recorder.store import HistoryStore
 from shared import subjects
 from shared.bus import Bus
-from shared.events import CallEnded, CallError, CallStarted, EventDecodeError, TurnRecorded, decode_event
+from shared.events import (
+    CallEnded,
+    CallError,
+    CallStarted,
+    CallStatusChanged,
+    EventDecodeError,
+    TurnRecorded,
+    decode_event,
+)
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)
@@ -38,7 +46,7 @@ DEADLETTER_PREFIX = "deadletter.lifecycle"
 EVENTS = Counter("victoria_recorder_events_total", "Lifecycle events handled", ["type", "outcome"])
 LAG = Gauge("victoria_recorder_pending_messages", "Lifecycle messages not yet acknowledged by the recorder")
 
-_LIFECYCLE = (CallStarted, TurnRecorded, CallEnded, CallError)
+_LIFECYCLE = (CallStarted, TurnRecorded, CallEnded, CallError, CallStatusChanged)
 
 
 class LifecycleConsumer:

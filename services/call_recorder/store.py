@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.events import CallEnded, CallError, CallStarted, LifecycleEvent, TurnRecorded
+from shared.events import CallEnded, CallError, CallStarted, CallStatusChanged, LifecycleEvent, TurnRecorded
 
 
 def _ts(epoch: float) -> datetime:
@@ -46,7 +46,29 @@ class HistoryStore:
                 await self._ended(conn, event)
             elif isinstance(event, CallError):
                 await self._error(conn, event)
+            elif isinstance(event, CallStatusChanged):
+                await self._status(conn, event)
             return True
+
+    async def _status(self, conn: asyncpg.Connection, ev: CallStatusChanged) -> None:
+        """The provider's status changes, in their own table (a status callback may come before the call)."""
+        await self._ensure_call(conn, ev.call_id)
+        await conn.execute(
+            "INSERT INTO call_status_events (event_id, call_id, provider, status, at, detail) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+            ev.event_id,
+            ev.call_id,
+            ev.provider,
+            ev.status,
+            _ts(ev.at),
+            json.dumps(ev.detail),
+        )
+        await conn.execute(
+            "UPDATE calls SET provider_status = $2, client_type = $3, updated_at = now() WHERE call_id = $1",
+            ev.call_id,
+            ev.status,
+            ev.provider,
+        )
 
     async def _started(self, conn: asyncpg.Connection, ev: CallStarted) -> None:
         await conn.execute(

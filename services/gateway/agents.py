@@ -102,6 +102,12 @@ class AgentStore:
             return None
         raise VersionConflictError(current)
 
+    async def agent_for_number(self, number: str) -> str | None:
+        """The agent that answers calls to ``number`` (the first by id if several claim it)."""
+        return await self.pool.fetchval(
+            "SELECT agent_id FROM agents WHERE spec->'phone_numbers' ? $1 ORDER BY agent_id LIMIT 1", number
+        )
+
     async def delete(self, agent_id: str) -> bool:
         return (await self.pool.execute("DELETE FROM agents WHERE agent_id = $1", agent_id)).endswith(" 1")
 
@@ -136,6 +142,16 @@ class ConfigResolver:
         await self.bus.nc.publish(
             AGENTS_CHANGED, AgentChanged(agent_id=agent_id, version=version).model_dump_json().encode()
         )
+
+    async def agent_for_number(self, number: str | None) -> str | None:
+        """Phone routing: the agent for a called number, or None (the default agent answers)."""
+        if not number or self.store is None:
+            return None
+        try:
+            return await self.store.agent_for_number(number)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("agent_routing_failed", number=number, error=str(exc))
+            return None
 
     async def config_for_call(self, client_type: ClientType, agent_id: str | None) -> CallConfig:
         """Raises ``LookupError`` for an unknown agent (a clear error at call start, not mid-call)."""

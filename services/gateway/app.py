@@ -5,27 +5,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway.api_admin import router as admin_router
 from services.gateway.api_agents import router as agents_router
 from services.gateway.api_calls import router as calls_router
+from services.gateway.api_live import router as live_router
+from services.gateway.dashboard import mount_dashboard
+from services.gateway.http_guard import RateLimiter, SecurityHeaders
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.security import parse_keys
 from services.gateway.simulator_ws import simulator_endpoint
+from services.gateway.telnyx_media import telnyx_media_endpoint
+from services.gateway.telnyx_webhooks import router as telnyx_router
+from services.gateway.twilio_media import twilio_media_endpoint
+from services.gateway.twilio_webhooks import router as twilio_router
 from shared import __version__
 from shared.bus import Bus
-from shared.health import ping_services
+from shared.health import answer_pings, default_instance_id, ping_services
 from shared.logging import get_logger
 from shared.settings import GatewaySettings
 
 log = get_logger(__name__)
 
-STATIC = Path(__file__).with_name("static")
 WORKER_KINDS = ("stt", "llm", "tts", "call_recorder")
 
 
@@ -36,6 +41,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         runtime = GatewayRuntime(settings, bus)
         await runtime.start()
         app.state.runtime = runtime
+
+        async def readiness() -> tuple[bool, dict[str, str | int | float | bool]]:
+            return runtime.refusal() is None, {"active_calls": len(runtime.sessions)}
+
+        await answer_pings(bus, "gateway", settings.instance_id or default_instance_id(), readiness)
         try:
             yield
         finally:
@@ -48,6 +58,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(agents_router)
     app.include_router(calls_router)
     app.include_router(admin_router)
+    app.include_router(live_router)
+    app.add_middleware(RateLimiter, per_minute=settings.api_rate_limit_per_minute, burst=settings.api_rate_limit_burst)
+    app.add_middleware(SecurityHeaders)  # outermost: 429s get the headers too
+    app.include_router(twilio_router)
+    app.include_router(telnyx_router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
@@ -92,8 +107,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def simulator(ws: WebSocket) -> None:
         await simulator_endpoint(ws, ws.app.state.runtime)
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC / "simulator.html")
+    @app.websocket("/twilio/media")
+    async def twilio_media(ws: WebSocket) -> None:
+        await twilio_media_endpoint(ws, ws.app.state.runtime)
+
+    @app.websocket("/telnyx/media")
+    async def telnyx_media(ws: WebSocket) -> None:
+        await telnyx_media_endpoint(ws, ws.app.state.runtime)
+
+    mount_dashboard(app)  # last: its catch-all must not shadow any route above
 
     return app

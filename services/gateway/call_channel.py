@@ -3,6 +3,12 @@ stream back on the call's own subjects (``call.<token>.stt|llm|tts``) to the tur
 
 Any gateway replica can own a call: results are addressed to the call, not to a replica. A request that no
 worker accepts (none running, or all busy) is retried once on another worker before the turn fails.
+
+Chained turns: a worker may send the next stage's request itself (STT → LLM, LLM → TTS), so results can
+arrive for a turn's LLM stream or TTS segment before the session asked for them. For a turn announced with
+:meth:`expect_chained` such results are kept until asked for; ``chained=True`` then waits for them without
+sending the request, and sends it only as the retry (the chaining worker reported ``not_chained``, or the
+chained work failed retryably before its first result).
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from shared import subjects
-from shared.bus import Bus, NoWorkerError, WorkerBusyError
+from shared.bus import Bus
 from shared.events import (
+    NOT_CHAINED,
     CancelTurn,
     ErrorInfo,
     Event,
@@ -56,6 +63,7 @@ class CallChannel:
         self._stt: dict[int, asyncio.Future[SttResult]] = {}
         self._llm: dict[int, asyncio.Queue[LlmChunk]] = {}
         self._tts: dict[tuple[int, int], asyncio.Queue[TtsChunk]] = {}
+        self._chained: set[int] = set()  # turns whose results may arrive before they are asked for
         self.subject_stt = subjects.call_subject(call_id, "stt")
         self.subject_llm = subjects.call_subject(call_id, "llm")
         self.subject_tts = subjects.call_subject(call_id, "tts")
@@ -86,36 +94,41 @@ class CallChannel:
     async def _on_llm(self, ev: LlmChunk, _msg: Msg) -> None:
         if ev.seq == 0:
             BUS_DELIVERY.labels("llm.chunk").observe(max(0.0, time.time() - ev.ts))
-        queue = self._llm.get(_turn(ev.turn_id))
+        turn = _turn(ev.turn_id)
+        queue = self._llm.get(turn)
+        if queue is None and turn in self._chained:
+            queue = self._llm[turn] = asyncio.Queue()
         if queue is not None:
             queue.put_nowait(ev)
 
     async def _on_tts(self, ev: TtsChunk, _msg: Msg) -> None:
         if ev.seq == 0:
             BUS_DELIVERY.labels("tts.chunk").observe(max(0.0, time.time() - ev.ts))
-        queue = self._tts.get((_turn(ev.turn_id), ev.segment))
+        key = (_turn(ev.turn_id), ev.segment)
+        queue = self._tts.get(key)
+        if queue is None and key[0] in self._chained:
+            queue = self._tts[key] = asyncio.Queue()
         if queue is not None:
             queue.put_nowait(ev)
+
+    def expect_chained(self, turn_id: int | None) -> None:
+        """Keep this turn's LLM and TTS results that arrive before they are asked for (chained requests)."""
+        self._chained.add(_turn(turn_id))
+
+    def forget_turn(self, turn_id: int | None) -> None:
+        """The turn is over: drop what it buffered, and route its late results nowhere."""
+        turn = _turn(turn_id)
+        self._chained.discard(turn)
+        self._llm.pop(turn, None)
+        for key in [k for k in self._tts if k[0] == turn]:
+            del self._tts[key]
 
     # --- requests --------------------------------------------------------------------------------------
 
     async def _submit(self, subject: str, stage: str, req: Event) -> None:
-        last: ErrorInfo | None = None
-        for attempt in range(2):
-            try:
-                ack = await self.bus.request_work(subject, req, timeout=self.ack_timeout_s)
-            except NoWorkerError as exc:
-                last = ErrorInfo(code="no_worker", message=str(exc), retryable=True)
-            except WorkerBusyError as exc:
-                last = ErrorInfo(code="timeout", message=str(exc), retryable=True)
-            else:
-                if ack.accepted:
-                    return
-                last = ack.error or ErrorInfo(code="refused", message=f"{ack.worker} refused", retryable=True)
-            log.warning("work_not_accepted", stage=stage, attempt=attempt + 1, code=last.code)
-            if attempt == 0:
-                await asyncio.sleep(0.05)
-        assert last is not None
+        last = await self.bus.submit_work(subject, req, ack_timeout_s=self.ack_timeout_s)
+        if last is None:
+            return
         # already retried on another worker: the stage-level retry must not multiply the attempts
         raise TurnFailed(stage, last.model_copy(update={"retryable": False}))
 
@@ -147,23 +160,30 @@ class CallChannel:
             raise TurnFailed("stt", result.error)
         return result
 
-    def generate(self, req: LlmRequest, timeout_s: float) -> AsyncGenerator[LlmChunk, None]:
+    def generate(self, req: LlmRequest, timeout_s: float, *, chained: bool = False) -> AsyncGenerator[LlmChunk, None]:
         """The reply's chunks in order; ``timeout_s`` bounds the wait for each chunk. A retryable failure
         before the first chunk is retried once (after it, the caller has heard part of the reply). Close the
-        generator (``aclosing``) to stop early: that releases the call's routing at once."""
-        return self._retry_before_first(self._generate_once, req, timeout_s, "llm")
+        generator (``aclosing``) to stop early: that releases the call's routing at once. ``chained``: a
+        worker already sent ``req``; wait for its results and send it only as the retry."""
+        return self._retry_before_first(self._generate_once, req, timeout_s, "llm", chained)
 
-    def synthesize(self, req: TtsRequest, timeout_s: float) -> AsyncGenerator[TtsChunk, None]:
-        """One segment's audio chunks in order, with the same retry rule as :meth:`generate`."""
-        return self._retry_before_first(self._synthesize_once, req, timeout_s, "tts")
+    def synthesize(self, req: TtsRequest, timeout_s: float, *, chained: bool = False) -> AsyncGenerator[TtsChunk, None]:
+        """One segment's audio chunks in order, with the same retry and chaining rules as :meth:`generate`."""
+        return self._retry_before_first(self._synthesize_once, req, timeout_s, "tts", chained)
 
     async def _retry_before_first(
-        self, once: Callable[[Q, float], AsyncGenerator[C, None]], req: Q, timeout_s: float, stage: str
+        self,
+        once: Callable[[Q, float, bool], AsyncGenerator[C, None]],
+        req: Q,
+        timeout_s: float,
+        stage: str,
+        chained: bool,
     ) -> AsyncGenerator[C, None]:
         for attempt in (1, 2):
             started = False
+            submit = attempt == 2 or not chained
             try:
-                async with contextlib.aclosing(once(req, timeout_s)) as chunks:  # cleaned up now, not at GC
+                async with contextlib.aclosing(once(req, timeout_s, submit)) as chunks:  # cleaned up now, not at GC
                     async for chunk in chunks:
                         started = True
                         yield chunk
@@ -172,35 +192,43 @@ class CallChannel:
                 if started or attempt == 2 or not exc.error.retryable:
                     raise
                 log.warning("stage_retry", stage=stage, code=exc.error.code)
-                await self.cancel(req.turn_id, reason="retry")
+                if exc.error.code != NOT_CHAINED:  # (nobody has a request that was never handed on)
+                    await self.cancel(req.turn_id, reason="retry", final=False)
 
-    async def _generate_once(self, req: LlmRequest, timeout_s: float) -> AsyncGenerator[LlmChunk, None]:
+    async def _generate_once(
+        self, req: LlmRequest, timeout_s: float, submit: bool = True
+    ) -> AsyncGenerator[LlmChunk, None]:
         turn = _turn(req.turn_id)
-        queue: asyncio.Queue[LlmChunk] = asyncio.Queue()
+        queue: asyncio.Queue[LlmChunk] = asyncio.Queue() if submit else self._llm.get(turn, asyncio.Queue())
         self._llm[turn] = queue
         try:
-            await self._submit(subjects.LLM_REQUEST, "llm", req)
+            if submit:
+                await self._submit(subjects.LLM_REQUEST, "llm", req)
             async for chunk in _ordered(queue, timeout_s, "llm"):
                 yield chunk
         finally:
             self._llm.pop(turn, None)
 
-    async def _synthesize_once(self, req: TtsRequest, timeout_s: float) -> AsyncGenerator[TtsChunk, None]:
+    async def _synthesize_once(
+        self, req: TtsRequest, timeout_s: float, submit: bool = True
+    ) -> AsyncGenerator[TtsChunk, None]:
         key = (_turn(req.turn_id), req.segment)
-        queue: asyncio.Queue[TtsChunk] = asyncio.Queue()
+        queue: asyncio.Queue[TtsChunk] = asyncio.Queue() if submit else self._tts.get(key, asyncio.Queue())
         self._tts[key] = queue
         try:
-            await self._submit(subjects.TTS_REQUEST, "tts", req)
+            if submit:
+                await self._submit(subjects.TTS_REQUEST, "tts", req)
             async for chunk in _ordered(queue, timeout_s, "tts"):
                 yield chunk
         finally:
             self._tts.pop(key, None)
 
-    async def cancel(self, turn_id: int | None, reason: str) -> None:
-        """Tell the workers to stop this turn's work (they stop calling the provider)."""
+    async def cancel(self, turn_id: int | None, reason: str, *, final: bool = True) -> None:
+        """Tell the workers to stop this turn's work (they stop calling the provider); ``final``: and to
+        drop its requests that arrive later (False when the same work is about to be sent again)."""
         await self.bus.publish(
             subjects.call_subject(self.call_id, "cancel"),
-            CancelTurn(call_id=self.call_id, turn_id=turn_id, reason=reason),
+            CancelTurn(call_id=self.call_id, turn_id=turn_id, reason=reason, final=final),
         )
 
 

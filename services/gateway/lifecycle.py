@@ -11,7 +11,7 @@ import asyncio
 
 from shared import subjects
 from shared.bus import Bus
-from shared.events import CallEnded, CallError, CallStarted, Event, TurnRecorded
+from shared.events import CallEnded, CallError, CallStarted, CallStatusChanged, Event, TurnRecorded
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -21,6 +21,7 @@ _SUBJECT = {
     TurnRecorded: subjects.CALL_TURN,
     CallEnded: subjects.CALL_ENDED,
     CallError: subjects.CALL_ERROR,
+    CallStatusChanged: subjects.CALL_STATUS,
 }
 
 

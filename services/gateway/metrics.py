@@ -19,3 +19,11 @@ TURN_STAGE_SECONDS = Histogram(
 WS_PROTOCOL_ERRORS = Counter(
     "victoria_ws_protocol_errors_total", "Malformed or unexpected client messages", ["client_type", "code"]
 )
+WEBHOOKS = Counter(
+    "victoria_telephony_webhooks_total", "Provider webhooks received, by outcome", ["provider", "outcome"]
+)
+PROVIDER_API_CALLS = Counter(
+    "victoria_telephony_api_calls_total",
+    "Requests to the telephony providers' REST APIs",
+    ["provider", "action", "outcome"],
+)

@@ -4,7 +4,7 @@ live sessions, and the answers to "may a new call start?" and "which config does
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -36,6 +36,7 @@ class GatewayRuntime:
         self.audio_cache = AudioCache()
         self._pool_task: asyncio.Task[None] | None = None
         self.global_stop = GlobalStopWatcher(bus.js)
+        self.clients: dict[str, Any] = {}  # provider REST clients (Twilio, Telnyx), made on first use
 
     async def start(self) -> None:
         await self.bus.ensure_lifecycle_stream()
@@ -67,6 +68,8 @@ class GatewayRuntime:
         )
         await self.outbox.stop()
         await self.global_stop.stop()
+        for client in self.clients.values():
+            await client.aclose()
         if self._pool_task:
             self._pool_task.cancel()
         if self.pool is not None:

@@ -30,7 +30,6 @@ from services.gateway.call_channel import CallChannel, TurnFailed
 from services.gateway.lifecycle import LifecycleOutbox
 from services.gateway.metrics import BARGE_INS, CALLS_ACTIVE, CALLS_TOTAL, TURN_STAGE_SECONDS
 from services.gateway.pacer import AudioPacer
-from services.gateway.sentence_splitter import SentenceSplitter
 from services.gateway.turn_detector import SpeechStarted, TurnDetector, TurnEnded, VadEngine
 from shared.audio import StreamResampler
 from shared.bus import Bus
@@ -41,12 +40,15 @@ from shared.events import (
     CallStarted,
     ChatMessage,
     ErrorInfo,
+    LlmContinuation,
     LlmRequest,
     SttRequest,
+    TtsContinuation,
     TtsRequest,
     TurnRecorded,
 )
 from shared.logging import bound_call, get_logger
+from shared.sentence_splitter import SentenceSplitter, has_words
 from shared.settings import GatewaySettings
 
 log = get_logger(__name__)
@@ -81,6 +83,15 @@ class Transport(Protocol):
     async def send_clear(self) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
+
+
+class MarkingTransport(Transport, Protocol):
+    """A transport whose client echoes marks when the audio before them has played (Twilio, Telnyx); the
+    pacer then sends a mark after each utterance and trusts the echo over its clock."""
+
+    frame_ms: int
+
+    async def send_mark(self, name: str) -> None: ...
 
 
 @dataclass
@@ -146,8 +157,9 @@ class CallSession:
         self.pacer = AudioPacer(
             transport.send_audio,
             bytes_per_s=bytes_per_s,
-            frame_ms=settings.outbound_frame_ms,
-            lead_ms=settings.outbound_lead_ms,
+            frame_ms=getattr(transport, "frame_ms", None) or settings.outbound_frame_ms,
+            lead_ms=getattr(transport, "lead_ms", settings.outbound_lead_ms),
+            remote_mark=getattr(transport, "send_mark", None),  # telephony: the provider echoes marks
         )
         self.history: list[ChatMessage] = []
         self.started_at = time.time()
@@ -297,6 +309,10 @@ class CallSession:
     async def _respond(self, turn_id: int, audio: bytes, vad_end: float) -> None:
         with bound_call(self.call_id, turn_id=turn_id):
             marks: dict[str, float] = {}
+            chain = self.settings.chain_stages
+            cont = self._llm_continuation(chain)
+            if chain:  # the LLM's chunks and TTS audio may arrive before this session asks for them
+                self.channel.expect_chained(turn_id)
             try:
                 stt = await self.channel.transcribe(
                     SttRequest(
@@ -308,12 +324,13 @@ class CallSession:
                         provider=self.config.stt.provider,
                         model=self.config.stt.model,
                         reply_to=self.channel.subject_stt,
+                        llm=cont if chain else None,
                     ),
                     self.settings.stt_timeout_s,
                 )
                 marks["stt_done"] = time.time()
                 text = stt.text.strip()
-                if not _has_words(text):
+                if not has_words(text):
                     log.info("turn_without_words", audio_s=stt.audio_seconds)
                     self._set_state(CallState.LISTENING)
                     return
@@ -327,37 +344,70 @@ class CallSession:
                     latency={"stt_ms": stt.provider_ms},
                 )
                 self.history.append(ChatMessage(role="user", content=text))
-                await self._stream_reply(turn_id, vad_end, marks)
+                request = LlmRequest(
+                    call_id=self.call_id,
+                    turn_id=turn_id,
+                    messages=[*cont.messages, ChatMessage(role="user", content=text)],
+                    provider=cont.provider,
+                    model=cont.model,
+                    temperature=cont.temperature,
+                    max_tokens=cont.max_tokens,
+                    reply_to=cont.reply_to,
+                    tts=cont.tts,
+                )
+                await self._stream_reply(request, vad_end, marks, chained=stt.chained)
             except TurnFailed as exc:
                 self._spawn(self._fail(exc.stage, exc.error))
+            finally:
+                self.channel.forget_turn(turn_id)
 
-    async def _stream_reply(self, turn_id: int, vad_end: float, marks: dict[str, float]) -> None:
+    def _llm_continuation(self, chain: bool) -> LlmContinuation:
+        """The turn's LLM request without the caller's message (STT sends it on when chaining); with a TTS
+        continuation when chaining, so the LLM worker sends the segments to TTS itself."""
+        tts = None
+        if chain:
+            tts = TtsContinuation(
+                voice=self.config.voice,
+                language=self.config.language,
+                sample_rate=self.transport.sample_rate,
+                encoding=self.transport.encoding,
+                reply_to=self.channel.subject_tts,
+            )
+        return LlmContinuation(
+            messages=[ChatMessage(role="system", content=self.config.system_prompt), *self.history[-19:]],
+            provider=self.config.llm.provider,
+            model=self.config.llm.model,
+            temperature=self.config.llm.temperature,
+            max_tokens=self.config.llm.max_tokens,
+            reply_to=self.channel.subject_llm,
+            tts=tts,
+        )
+
+    async def _stream_reply(
+        self, request: LlmRequest, vad_end: float, marks: dict[str, float], *, chained: bool
+    ) -> None:
+        """Stream the reply; ``chained``: the STT worker already sent ``request``. The splitter runs here too
+        (on the chunks) so the session knows each segment's index and text whoever sends its TTS request."""
+        turn_id = request.turn_id
+        assert turn_id is not None
         reply = Reply(turn_id=turn_id)
         self._reply = reply
         splitter = SentenceSplitter()
         playback = Playback()
         self.pacer.reset_latency_probe()
         player = asyncio.create_task(self._play(reply, playback, marks))
+        tts_chained = False  # the LLM worker sends the segments' TTS requests (it says so on each chunk)
         try:
-            messages = [ChatMessage(role="system", content=self.config.system_prompt), *self.history[-20:]]
-            request = LlmRequest(
-                call_id=self.call_id,
-                turn_id=turn_id,
-                messages=messages,
-                provider=self.config.llm.provider,
-                model=self.config.llm.model,
-                temperature=self.config.llm.temperature,
-                max_tokens=self.config.llm.max_tokens,
-                reply_to=self.channel.subject_llm,
-            )
-            async with contextlib.aclosing(self.channel.generate(request, self.settings.llm_timeout_s)) as chunks:
+            generate = self.channel.generate(request, self.settings.llm_timeout_s, chained=chained)
+            async with contextlib.aclosing(generate) as chunks:
                 async for chunk in chunks:
                     if chunk.delta and "llm_first_token" not in marks:
                         marks["llm_first_token"] = time.time()
+                    tts_chained = chunk.tts_chained and request.tts is not None
                     for text in splitter.feed(chunk.delta):
-                        self._add_segment(reply, playback, text)
+                        self._add_segment(reply, playback, text, chained=tts_chained)
             for text in splitter.flush():
-                self._add_segment(reply, playback, text)
+                self._add_segment(reply, playback, text, chained=tts_chained)
             playback.items.put_nowait(None)
             await player
         finally:
@@ -367,12 +417,13 @@ class CallSession:
         if self._reply is reply:
             self._record_reply(reply, interrupted=False, marks=marks, vad_end=vad_end)
 
-    def _add_segment(self, reply: Reply, playback: Playback, text: str) -> None:
-        """A segment is cut: its TTS request leaves now (segments synthesise concurrently; they play in order)."""
+    def _add_segment(self, reply: Reply, playback: Playback, text: str, *, chained: bool = False) -> None:
+        """A segment is cut: its TTS request leaves now, or has left from the LLM worker (``chained``);
+        segments synthesise concurrently and play in order."""
         segment = Segment(index=len(reply.segments), text=text)
         reply.segments.append(segment)
         audio: asyncio.Queue[bytes | None] = asyncio.Queue()
-        playback.fetches.append(asyncio.create_task(self._fetch_tts(reply.turn_id, segment, audio)))
+        playback.fetches.append(asyncio.create_task(self._fetch_tts(reply.turn_id, segment, audio, chained)))
         playback.items.put_nowait((segment, audio))
 
     async def _play(self, reply: Reply, playback: Playback, marks: dict[str, float]) -> None:
@@ -387,6 +438,7 @@ class CallSession:
                     self._set_state(CallState.SPEAKING)
                     self.pacer.push(chunk)
                 segment.end = self.pacer.queued_total
+                self.pacer.mark(_nothing)  # a mark after each utterance: barge-in knows exactly what was heard
             played = asyncio.Event()
             self.pacer.mark(played.set)
             await played.wait()
@@ -397,7 +449,9 @@ class CallSession:
                 task.cancel()
             await asyncio.gather(*playback.fetches, return_exceptions=True)
 
-    async def _fetch_tts(self, turn_id: int, segment: Segment, out: asyncio.Queue[bytes | None]) -> None:
+    async def _fetch_tts(
+        self, turn_id: int, segment: Segment, out: asyncio.Queue[bytes | None], chained: bool = False
+    ) -> None:
         """One segment's audio into ``out`` (then None); fixed texts come from (and fill) the audio cache."""
         key = self.audio_cache.key(segment.text, self.config.voice, self.transport.sample_rate, self.transport.encoding)
         cached = self.audio_cache.get(key)
@@ -408,7 +462,8 @@ class CallSession:
         parts: list[bytes] = []
         try:
             request = self._tts_request(turn_id, segment)
-            async with contextlib.aclosing(self.channel.synthesize(request, self.settings.tts_timeout_s)) as chunks:
+            synthesize = self.channel.synthesize(request, self.settings.tts_timeout_s, chained=chained)
+            async with contextlib.aclosing(synthesize) as chunks:
                 async for chunk in chunks:
                     if chunk.audio:
                         parts.append(chunk.audio)
@@ -609,8 +664,8 @@ class CallSession:
         await self._say_and_end(self.config.apology_message, "error", close_code=1011)
 
 
-def _has_words(text: str) -> bool:
-    return any(ch.isalnum() for ch in text)
+def _nothing() -> None:
+    pass
 
 
 def _heard_text(segments: list[Segment], heard_bytes: int) -> str:

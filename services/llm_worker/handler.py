@@ -1,16 +1,28 @@
-"""Streams an ``LlmRequest``'s reply as ``LlmChunk`` events on the call's ``llm`` subject, token by token."""
+"""Streams an ``LlmRequest``'s reply as ``LlmChunk`` events on the call's ``llm`` subject, token by token.
+
+A request that carries a TTS continuation is chained: the worker cuts the reply into segments as tokens
+arrive (the same ``SentenceSplitter`` the gateway runs on the chunks, so both number the segments alike) and
+sends each segment's ``TtsRequest`` to the TTS queue group itself, results addressed to the gateway. A
+segment no TTS worker accepts is reported to the gateway as a ``not_chained`` error chunk on its TTS
+subject, and the gateway sends it itself.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from services.llm_worker.providers import build_provider
 from services.llm_worker.providers.base import LlmProvider
-from shared.events import ErrorInfo, Event, LlmChunk, LlmRequest
+from shared import subjects
+from shared.events import NOT_CHAINED, ErrorInfo, Event, LlmChunk, LlmRequest, TtsChunk, TtsRequest
+from shared.logging import get_logger
 from shared.metrics import PROVIDER_DURATION, PROVIDER_FIRST_BYTE, PROVIDER_TOKENS
+from shared.sentence_splitter import SentenceSplitter
 from shared.settings import LlmSettings
-from shared.worker import Emit, ProviderCache
+from shared.worker import Chain, Emit, ProviderCache
 
+log = get_logger(__name__)
 SERVICE = "llm"
 
 
@@ -18,6 +30,7 @@ class LlmHandler:
     def __init__(self, settings: LlmSettings, instance: str) -> None:
         self.settings = settings
         self.instance = instance
+        self.chain: Chain | None = None  # set by the runtime: sends TTS requests on a chained turn
         self.providers = ProviderCache(
             lambda name: build_provider(name, settings),
             settings.llm_provider,
@@ -40,9 +53,12 @@ class LlmHandler:
         started = time.perf_counter()
         seq = 0
         first = True
+        segments = _TtsChain(req, self.chain) if req.tts is not None and self.chain is not None else None
         stream = provider.stream(req.messages, model=req.model, temperature=req.temperature, max_tokens=req.max_tokens)
         try:
             async for delta in stream:
+                if segments is not None and delta.text and segments.feed(delta.text):
+                    await asyncio.sleep(0)  # let the segment's TTS request leave before this chunk
                 if first and delta.text:
                     PROVIDER_FIRST_BYTE.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
                     first = False
@@ -66,6 +82,7 @@ class LlmHandler:
                             completion_tokens=delta.completion_tokens,
                             provider=provider.name,
                             worker=self.instance,
+                            tts_chained=segments is not None,
                         )
                     )
                     seq += 1
@@ -83,10 +100,16 @@ class LlmHandler:
                         finish_reason="stop",
                         provider=provider.name,
                         worker=self.instance,
+                        tts_chained=segments is not None,
                     )
                 )
+            if segments is not None:
+                segments.flush()
+                await segments.wait()
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+            if segments is not None:
+                await segments.cancel()
         PROVIDER_DURATION.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
 
     def error_event(self, req: LlmRequest, error: ErrorInfo) -> Event:
@@ -98,3 +121,77 @@ class LlmHandler:
             worker=self.instance,
             error=error,
         )
+
+
+class _TtsChain:
+    """One chained reply's segments: cut as tokens arrive, each sent to the TTS queue group at once (the
+    sends run concurrently; the gateway plays segments in order whatever order they are accepted in)."""
+
+    def __init__(self, req: LlmRequest, chain: Chain) -> None:
+        assert req.tts is not None
+        self.req = req
+        self.tts = req.tts
+        self.chain = chain
+        self.splitter = SentenceSplitter()
+        self.count = 0
+        self.sends: set[asyncio.Task[None]] = set()
+
+    def feed(self, text: str) -> int:
+        """Send the segments ``text`` completes; how many."""
+        cut = self.splitter.feed(text)
+        for segment in cut:
+            self._send(segment)
+        return len(cut)
+
+    def flush(self) -> None:
+        for segment in self.splitter.flush():
+            self._send(segment)
+
+    def _send(self, text: str) -> None:
+        index, self.count = self.count, self.count + 1
+        task = asyncio.create_task(self._submit(index, text))
+        self.sends.add(task)
+        task.add_done_callback(self.sends.discard)
+
+    async def _submit(self, index: int, text: str) -> None:
+        req, tts = self.req, self.tts
+        error = await self.chain.submit(
+            subjects.TTS_REQUEST,
+            TtsRequest(
+                call_id=req.call_id,
+                turn_id=req.turn_id,
+                trace_id=req.trace_id,
+                segment=index,
+                text=text,
+                voice=tts.voice,
+                language=tts.language,
+                sample_rate=tts.sample_rate,
+                encoding=tts.encoding,
+                reply_to=tts.reply_to,
+            ),
+        )
+        if error is None:
+            return
+        log.warning("chain_failed", stage="tts", segment=index, code=error.code, error=error.message[:200])
+        # tell the gateway nobody has this segment, on the subject it waits on: it sends the request itself
+        await self.chain.publish(
+            self.tts.reply_to,
+            TtsChunk(
+                call_id=req.call_id,
+                turn_id=req.turn_id,
+                trace_id=req.trace_id,
+                segment=index,
+                done=True,
+                error=ErrorInfo(code=NOT_CHAINED, message=f"{error.code}: {error.message}", retryable=True),
+            ),
+        )
+
+    async def wait(self) -> None:
+        if self.sends:
+            await asyncio.gather(*self.sends)
+
+    async def cancel(self) -> None:
+        for task in self.sends:
+            task.cancel()
+        if self.sends:
+            await asyncio.gather(*self.sends, return_exceptions=True)

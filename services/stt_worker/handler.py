@@ -1,4 +1,10 @@
-"""Turns one ``SttRequest`` (a whole caller turn) into one ``SttResult`` on the call's ``stt`` subject."""
+"""Turns one ``SttRequest`` (a whole caller turn) into one ``SttResult`` on the call's ``stt`` subject.
+
+A request that carries an LLM continuation is chained: on a transcript with words the worker sends the
+``LlmRequest`` (the conversation so far plus the caller's message) to the LLM queue group itself, before the
+result, so the reply doesn't wait for a round trip through the gateway. ``SttResult.chained`` tells the
+gateway whether a worker took it; if not, the gateway sends the request itself.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,16 @@ import time
 
 from services.stt_worker.providers import build_provider
 from services.stt_worker.providers.base import SttProvider
+from shared import subjects
 from shared.audio import pcm16_duration
-from shared.events import ErrorInfo, Event, SttRequest, SttResult
+from shared.events import ChatMessage, ErrorInfo, Event, LlmRequest, SttRequest, SttResult
+from shared.logging import get_logger
 from shared.metrics import PROVIDER_DURATION, PROVIDER_FIRST_BYTE, STT_AUDIO_SECONDS
+from shared.sentence_splitter import has_words
 from shared.settings import SttSettings
-from shared.worker import Emit, ProviderCache, ProviderError
+from shared.worker import Chain, Emit, ProviderCache, ProviderError
 
+log = get_logger(__name__)
 SERVICE = "stt"
 MAX_AUDIO_SECONDS = 30.0
 
@@ -20,6 +30,7 @@ class SttHandler:
     def __init__(self, settings: SttSettings, instance: str) -> None:
         self.settings = settings
         self.instance = instance
+        self.chain: Chain | None = None  # set by the runtime: sends the LLM request on a chained turn
         self.providers = ProviderCache(
             lambda name: build_provider(name, settings),
             settings.stt_provider,
@@ -48,19 +59,44 @@ class SttHandler:
         PROVIDER_FIRST_BYTE.labels(SERVICE, provider.name).observe(took)
         PROVIDER_DURATION.labels(SERVICE, provider.name).observe(took)
         STT_AUDIO_SECONDS.labels(provider.name).inc(pcm16_duration(req.audio, req.sample_rate))
+        text = result.text.strip()
+        chained = await self._chain_llm(req, text)
         await emit(
             SttResult(
                 call_id=req.call_id,
                 turn_id=req.turn_id,
                 trace_id=req.trace_id,
-                text=result.text.strip(),
+                text=text,
                 language=result.language,
                 provider=provider.name,
                 audio_seconds=round(pcm16_duration(req.audio, req.sample_rate), 3),
                 provider_ms=round(took * 1000, 1),
                 worker=self.instance,
+                chained=chained,
             )
         )
+
+    async def _chain_llm(self, req: SttRequest, text: str) -> bool:
+        """Send the turn's LLM request to the LLM workers; True when one accepted it."""
+        cont = req.llm
+        if cont is None or self.chain is None or not has_words(text):
+            return False
+        llm = LlmRequest(
+            call_id=req.call_id,
+            turn_id=req.turn_id,
+            trace_id=req.trace_id,
+            messages=[*cont.messages, ChatMessage(role="user", content=text)],
+            provider=cont.provider,
+            model=cont.model,
+            temperature=cont.temperature,
+            max_tokens=cont.max_tokens,
+            reply_to=cont.reply_to,
+            tts=cont.tts,
+        )
+        error = await self.chain.submit(subjects.LLM_REQUEST, llm)
+        if error is not None:
+            log.warning("chain_failed", stage="llm", code=error.code, error=error.message[:200])
+        return error is None
 
     def error_event(self, req: SttRequest, error: ErrorInfo) -> Event:
         return SttResult(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.gateway.sentence_splitter import SentenceSplitter
+from shared.sentence_splitter import SentenceSplitter
 
 
 def _stream(text: str, splitter: SentenceSplitter, step: int = 3) -> list[str]:

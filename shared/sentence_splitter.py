@@ -57,3 +57,8 @@ class SentenceSplitter:
             space = self._buf.rfind(" ", 0, self.max_chars)
             return space + 1 if space > 0 else self.max_chars
         return None
+
+
+def has_words(text: str) -> bool:
+    """Whether a transcript has anything to answer (the gateway and a chaining STT worker must agree)."""
+    return any(ch.isalnum() for ch in text)

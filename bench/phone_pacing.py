@@ -1,0 +1,97 @@
+"""Outbound pacing of phone calls: N concurrent Twilio-protocol callers through the whole stack.
+
+Each caller (tools/phonecaller.py, the documented Twilio Media Streams messages) hears the greeting, asks
+two questions and hangs up. For every utterance the gateway sends, each 20 ms frame's arrival is compared
+with where a steady 20 ms clock (anchored at the utterance's median offset) puts it: the deviation is what a
+media server's jitter buffer has to absorb (target: within ±5 ms at 50 calls). Inter-frame gaps over 40 ms
+are counted too. Fake providers with fixed latency; the server is pinned to core 0, the callers to core 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import statistics
+import time
+
+from bench.conversation_load import PROVIDERS, trim_trailing_silence
+from bench.stack import running_stack
+from tools.phonecaller import PhoneCaller
+from tools.talk import synthesize
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def one_call(host: str, question: bytes, deviations: list[float], gaps: list[float], failures: list[str]) -> None:
+    caller = PhoneCaller(f"ws://{host}/twilio/media", "twilio")
+    try:
+        await caller.connect()
+        await caller.wait_reply(0, timeout=30)  # the greeting
+        for _ in range(2):
+            before = len(caller.frames)
+            await caller.speak(question)
+            await caller.wait_reply(before, timeout=30)
+        await caller.stop()
+    except Exception as exc:  # a failed call is reported, not hidden
+        failures.append(f"{type(exc).__name__}: {exc}")
+        await caller.close()
+    for utterance in caller.utterances(gap_s=0.1):
+        # the steady clock is anchored at the utterance's median offset: the frame sent ahead (the lead)
+        # and every late or early frame then show as deviations, a constant network delay does not
+        offsets = [f.at - k * 0.02 for k, f in enumerate(utterance)]
+        anchor = statistics.median(offsets)
+        deviations.extend((o - anchor) * 1000 for o in offsets)
+        gaps.extend((b.at - a.at) * 1000 for a, b in itertools.pairwise(utterance))
+
+
+async def run_level(host: str, n: int, question: bytes) -> None:
+    deviations: list[float] = []
+    gaps: list[float] = []
+    failures: list[str] = []
+    started = time.perf_counter()
+
+    async def staggered(i: int) -> None:
+        await asyncio.sleep(i / max(1, n))  # calls start over one second
+        await one_call(host, question, deviations, gaps, failures)
+
+    await asyncio.gather(*(staggered(i) for i in range(n)))
+    absdev = [abs(d) for d in deviations]
+    within = sum(d <= 5.0 for d in absdev) / max(1, len(absdev))
+    print(
+        f"N={n:3d}: {len(deviations)} frames in {time.perf_counter() - started:.1f} s; "
+        f"|deviation from a steady 20 ms clock| median {statistics.median(absdev):.2f} ms, "
+        f"p99 {percentile(absdev, 0.99):.2f} ms, max {max(absdev):.2f} ms; within ±5 ms: {within * 100:.2f} %; "
+        f"inter-frame gap median {statistics.median(gaps):.2f} ms, p99 {percentile(gaps, 0.99):.2f} ms, "
+        f"max {max(gaps):.2f} ms, gaps over 40 ms: {sum(g > 40 for g in gaps)}; failed calls: {len(failures)}"
+    )
+    for failure in failures[:5]:
+        print(f"  failed call: {failure}")
+
+
+async def main_async(levels: list[int], base: str) -> None:
+    host = base.removeprefix("http://")
+    question = trim_trailing_silence(await synthesize("Do you have a table for two tonight?"))
+    for n in levels:
+        await run_level(host, n, question)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1, 20, 50])
+    parser.add_argument("--server-cpus", default="0", help="cores for the server (taskset); '' = no pinning")
+    parser.add_argument("--caller-cpus", default="1", help="cores for the callers; '' = no pinning")
+    args = parser.parse_args()
+    if args.caller_cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
+    print(f"victoria phone_pacing {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r}")
+    with running_stack(fake=True, env=PROVIDERS, cpus=args.server_cpus or None) as stack:
+        asyncio.run(main_async(args.n, stack.url))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Serves the dashboard (the React app in ``web/``, built into ``web/dist`` by ``make install``) at ``/``.
+
+Any path that is not an API, WebSocket, probe or docs path and not a file in ``dist`` answers ``index.html``, so
+the app's own routes (``/agents``, ``/history/<call id>``) survive a reload. Without a build, ``/`` explains how
+to make one, and the minimal page ``/simulator.html`` keeps working either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, status
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+WEB = Path(__file__).with_name("web")
+DIST = WEB / "dist"
+STATIC = Path(__file__).with_name("static")
+ASSET_SUFFIXES = {".js", ".mjs", ".css", ".map", ".png", ".jpg", ".svg", ".ico", ".json", ".txt", ".woff", ".woff2"}
+RESERVED = ("api/", "admin/", "ws/", "twilio/", "telnyx/", "docs", "redoc", "openapi.json", "metrics", "health")
+
+NOT_BUILT = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Victoria: dashboard not built</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:720px;margin:3rem auto;padding:0 1rem;color:#1d2433}
+code{background:#eef1f5;padding:.1rem .3rem;border-radius:4px}</style></head>
+<body><h1>The dashboard is not built</h1>
+<p>The gateway serves the dashboard from <code>services/gateway/web/dist</code>, which does not exist yet.
+Build it with <code>make install</code> (runs <code>npm ci</code> and <code>npm run build</code>; needs Node.js 18+ and
+npm), or by hand:</p>
+<pre><code>cd services/gateway/web &amp;&amp; npm ci &amp;&amp; npm run build</code></pre>
+<p>Then reload this page. Meanwhile the minimal call simulator is at <a href="/simulator.html">/simulator.html</a>
+and the API docs at <a href="/docs">/docs</a>.</p></body></html>
+"""
+
+
+def _file_in(root: Path, relative: str) -> Path | None:
+    """``root/relative`` if it is a file inside ``root`` (no ``..`` escapes, no symlinks out)."""
+    if not relative:
+        return None
+    try:
+        base = root.resolve()
+        candidate = (base / relative).resolve()
+    except (OSError, ValueError):
+        return None
+    if base not in candidate.parents or not candidate.is_file():
+        return None
+    return candidate
+
+
+def mount_dashboard(app: FastAPI, dist: Path = DIST) -> None:
+    """Register ``/simulator.html`` and the catch-all dashboard route; call after every other route."""
+
+    @app.get("/simulator.html", include_in_schema=False)
+    async def legacy_simulator() -> FileResponse:
+        return FileResponse(STATIC / "simulator.html")
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/{path:path}", include_in_schema=False)
+    async def dashboard(path: str = "") -> Response:
+        if path.startswith(RESERVED):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+        index = dist / "index.html"
+        if not index.is_file():
+            return HTMLResponse(NOT_BUILT, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+        found = _file_in(dist, path)
+        if found is not None:
+            # hashed assets never change; everything else is revalidated
+            immutable = found.parent.name == "assets"
+            cache = "public, max-age=31536000, immutable" if immutable else "no-cache"
+            return FileResponse(found, headers={"Cache-Control": cache})
+        if Path(path).suffix.lower() in ASSET_SUFFIXES:  # a missing file (e.g. /favicon.ico), not an app route
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})

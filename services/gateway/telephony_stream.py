@@ -1,0 +1,217 @@
+"""What Twilio and Telnyx media streams share: the session transport (JSON text frames carrying base64
+G.711 at 8 kHz, marks, clear), the start of a phone call's session, and the guards against bad frames.
+
+The session sees a telephony call exactly like a browser call; only this transport differs: audio goes out
+as μ-law (the TTS workers produce it directly, no resampling here; A-law calls get a one-table re-encode),
+20 ms per frame, and every utterance is followed by a mark that the provider echoes once it has played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from fastapi import WebSocket
+
+from services.gateway.metrics import CALLS_REJECTED, WS_PROTOCOL_ERRORS
+from services.gateway.runtime import GatewayRuntime
+from services.gateway.session import CallSession
+from shared.audio import alaw_to_pcm16, ulaw_to_alaw, ulaw_to_pcm16
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013
+START_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 30.0  # a provider sends 50 media frames a second; silence this long means the stream died
+MAX_BAD_FRAMES = 50  # bad frames tolerated (logged and ignored) before the stream is closed
+MAX_FRAMES_PER_S = 200  # 4x the real rate; beyond it frames are dropped, and a sustained flood closes
+FLOOD_SECONDS = 3
+
+Codec = Literal["PCMU", "PCMA"]
+Hangup = Callable[[], Awaitable[None]]
+
+
+class MediaStreamTransport:
+    """The session's transport over a provider media stream. ``envelope`` is what every outbound message
+    carries besides its event (Twilio: the ``streamSid``; Telnyx: nothing)."""
+
+    sample_rate = 8000
+    encoding: Literal["mulaw"] = "mulaw"
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        client_type: Literal["twilio", "telnyx"],
+        *,
+        envelope: dict[str, str],
+        codec: Codec = "PCMU",
+        frame_ms: int = 20,
+        lead_ms: int = 20,
+        hangup: Hangup | None = None,
+    ) -> None:
+        self.ws = ws
+        self.client_type: Literal["twilio", "telnyx"] = client_type
+        self.envelope = envelope
+        self.codec = codec
+        self.frame_ms = frame_ms
+        self.lead_ms = lead_ms
+        self.hangup = hangup
+        self.remote_ended = False  # the provider said the call is over: no hang-up request needed
+        self.closed = False
+        self._closing = False
+        self._lock = asyncio.Lock()
+        self.sent_media = 0
+
+    async def _send(self, message: dict[str, object]) -> None:
+        async with self._lock:
+            if not self.closed:
+                await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def send_audio(self, data: bytes) -> None:
+        if self.codec == "PCMA":
+            data = ulaw_to_alaw(data)
+        payload = base64.b64encode(data).decode()
+        self.sent_media += 1
+        await self._send({"event": "media", **self.envelope, "media": {"payload": payload}})
+
+    async def send_mark(self, name: str) -> None:
+        await self._send({"event": "mark", **self.envelope, "mark": {"name": name}})
+
+    async def send_clear(self) -> None:
+        await self._send({"event": "clear", **self.envelope})
+
+    async def send_event(self, payload: dict[str, object]) -> None:
+        """Transcripts and metrics are for browsers; a phone stream only carries audio (they are logged)."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """End the call: hang it up at the provider (after the goodbye played) unless it already ended."""
+        if self._closing:
+            return
+        self._closing = True
+        if self.hangup is not None and not self.remote_ended and reason != "caller_hangup":
+            try:
+                await asyncio.wait_for(self.hangup(), 10)
+            except Exception as exc:  # the stream close below still ends the media; log for the operator
+                log.warning(
+                    "provider_hangup_failed", client_type=self.client_type, error=str(exc) or type(exc).__name__
+                )
+        async with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        try:
+            await self.ws.close(code=code, reason=reason[:120])
+        except Exception:  # already closed by the provider
+            pass
+
+
+def decode_payload(payload: object, codec: Codec) -> bytes | None:
+    """A media frame's base64 G.711 payload as PCM16, or None when it isn't valid base64 audio."""
+    if not isinstance(payload, str) or not payload:
+        return None
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except ValueError:
+        return None
+    return alaw_to_pcm16(raw) if codec == "PCMA" else ulaw_to_pcm16(raw)
+
+
+class FrameGuard:
+    """Counts bad frames and floods for one stream: each is logged and ignored; too many close the stream."""
+
+    def __init__(self, client_type: str) -> None:
+        self.client_type = client_type
+        self.bad = 0
+        self._second = int(time.monotonic())
+        self._in_second = 0
+        self._flood_seconds = 0
+
+    def bad_frame(self, code: str, detail: str) -> str | None:
+        """Record one bad frame; returns a close reason when the stream should be closed."""
+        self.bad += 1
+        WS_PROTOCOL_ERRORS.labels(self.client_type, code).inc()
+        if self.bad <= 5 or self.bad % 100 == 0:
+            log.warning(
+                "media_stream_bad_frame", client_type=self.client_type, code=code, detail=detail, count=self.bad
+            )
+        return "too many invalid frames" if self.bad >= MAX_BAD_FRAMES else None
+
+    def admit(self) -> tuple[bool, str | None]:
+        """Rate-limit frames: (take this frame?, close reason)."""
+        now = int(time.monotonic())
+        if now != self._second:
+            self._flood_seconds = self._flood_seconds + 1 if self._in_second > MAX_FRAMES_PER_S else 0
+            self._second, self._in_second = now, 0
+        self._in_second += 1
+        if self._in_second <= MAX_FRAMES_PER_S:
+            return True, None
+        if self._in_second == MAX_FRAMES_PER_S + 1:
+            WS_PROTOCOL_ERRORS.labels(self.client_type, "flood").inc()
+            log.warning("media_stream_flood", client_type=self.client_type, max_per_s=MAX_FRAMES_PER_S)
+        return False, "frame flood" if self._flood_seconds >= FLOOD_SECONDS else None
+
+
+async def open_phone_session(
+    runtime: GatewayRuntime,
+    transport: MediaStreamTransport,
+    *,
+    call_id: str,
+    agent_id: str | None,
+    to_number: str | None,
+    from_number: str | None,
+    transport_ids: dict[str, str],
+) -> CallSession | None:
+    """A phone call's session, or None after closing the stream with the reason it can't start."""
+    refusal = runtime.refusal()
+    if refusal is not None:
+        CALLS_REJECTED.labels(transport.client_type, refusal).inc()
+        log.warning("phone_call_refused", reason=refusal, call_id=call_id)
+        await transport.close(CLOSE_TRY_LATER, refusal)
+        return None
+    if call_id in runtime.sessions:
+        CALLS_REJECTED.labels(transport.client_type, "duplicate_call").inc()
+        log.warning("phone_call_duplicate_stream", call_id=call_id)
+        transport.hangup = None  # the live stream owns the call
+        await transport.close(CLOSE_PROTOCOL, "duplicate stream for a live call")
+        return None
+    try:
+        agent_id = agent_id or await runtime.agents.agent_for_number(to_number)
+        config = await runtime.config_for_call(transport.client_type, agent_id)
+    except LookupError as exc:
+        CALLS_REJECTED.labels(transport.client_type, "unknown_agent").inc()
+        log.error("phone_call_bad_agent", error=str(exc), call_id=call_id)
+        await transport.close(CLOSE_PROTOCOL, "unknown agent")
+        return None
+    session = CallSession(
+        call_id=call_id,
+        transport=transport,
+        bus=runtime.bus,
+        outbox=runtime.outbox,
+        settings=runtime.settings,
+        config=config,
+        vad=runtime.new_vad(),
+        audio_cache=runtime.audio_cache,
+        transport_ids=transport_ids,
+        from_number=from_number,
+        to_number=to_number,
+    )
+    runtime.sessions[call_id] = session
+    return session
+
+
+def public_host(runtime: GatewayRuntime, headers: dict[str, str] | object) -> str:
+    """Where providers reach us: PUBLIC_HOST, else the request's forwarded or own Host header."""
+    if runtime.settings.public_host:
+        return runtime.settings.public_host
+    get = getattr(headers, "get", None)
+    host = (get("x-forwarded-host") or get("host")) if get else None
+    return host or f"127.0.0.1:{runtime.settings.gateway_port}"

@@ -1,0 +1,245 @@
+"""``WS /telnyx/media``: a Telnyx bidirectional media stream driving one call session.
+
+In: ``connected``, ``start`` (stream_id, call_control_id, client_state, media_format), ``media``, ``dtmf``,
+``mark``, ``stop``. Out: ``media`` (PCMU or PCMA, as negotiated), ``mark``, ``clear``. Telnyx does not
+guarantee order: media frames are put back in order by their ``chunk`` number within a small window (a frame
+that arrives after the window moved on is dropped, since playing it late would only garble the turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from services.gateway.runtime import GatewayRuntime
+from services.gateway.session import CallSession
+from services.gateway.telephony_stream import (
+    CLOSE_INTERNAL,
+    CLOSE_PROTOCOL,
+    CLOSE_TOO_BIG,
+    IDLE_TIMEOUT_S,
+    START_TIMEOUT_S,
+    Codec,
+    FrameGuard,
+    MediaStreamTransport,
+    decode_payload,
+    open_phone_session,
+)
+from services.gateway.telnyx_api import decode_state
+from services.gateway.telnyx_webhooks import telnyx_rest
+from shared.logging import bound_call, get_logger
+
+log = get_logger(__name__)
+
+CLOSE_UNSUPPORTED = 1003
+REORDER_WINDOW = 5  # frames (100 ms): how long a gap is waited for before it is skipped
+
+
+class Reorderer:
+    """Releases items in ``chunk`` order; holds at most ``window`` early items while waiting for a gap."""
+
+    def __init__(self, window: int = REORDER_WINDOW) -> None:
+        self.window = window
+        self.next: int | None = None
+        self._held: dict[int, bytes] = {}
+        self.dropped_late = 0
+        self.skipped = 0
+
+    def push(self, chunk: int, item: bytes) -> list[bytes]:
+        if self.next is None:
+            self.next = chunk
+        if chunk < self.next or chunk in self._held:
+            self.dropped_late += 1  # late (its slot was skipped) or a repeat
+            return []
+        self._held[chunk] = item
+        out: list[bytes] = []
+        while True:
+            if self.next in self._held:
+                out.append(self._held.pop(self.next))
+                self.next += 1
+            elif len(self._held) > self.window:
+                self.skipped += 1  # give up on the gap: play on from the earliest frame we have
+                self.next = min(self._held)
+            else:
+                return out
+
+
+class StreamClosed(Exception):
+    pass
+
+
+async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
+    expected = runtime.settings.telnyx_stream_auth_token.get_secret_value()
+    if expected and not hmac.compare_digest(
+        ws.headers.get("x-telnyx-streaming-auth-token", "").encode(), expected.encode()
+    ):
+        log.warning("telnyx_stream_auth_rejected")
+        await ws.close(code=CLOSE_PROTOCOL, reason="invalid stream auth token")
+        return
+    await ws.accept()
+    guard = FrameGuard("telnyx")
+    try:
+        start = await _read_start(ws, guard)
+    except (WebSocketDisconnect, StreamClosed):
+        return
+    info: dict[str, Any] = start.get("start") if isinstance(start.get("start"), dict) else {}  # type: ignore[assignment]
+    stream_id = str(start.get("stream_id") or "")
+    call_control_id = str(info.get("call_control_id") or "")
+    fmt = info.get("media_format") if isinstance(info.get("media_format"), dict) else {}
+    codec = str(fmt.get("encoding", "PCMU")).upper()
+    if not call_control_id:
+        guard.bad_frame("bad_start", "start without call_control_id")
+        await ws.close(code=CLOSE_PROTOCOL, reason="start needs call_control_id")
+        return
+    if codec not in ("PCMU", "PCMA") or int(fmt.get("sample_rate", 8000)) != 8000:
+        guard.bad_frame("bad_media_format", str(fmt))
+        await ws.close(code=CLOSE_UNSUPPORTED, reason="only PCMU or PCMA at 8000 Hz")
+        return
+    state = decode_state(info.get("client_state"))
+    rest = telnyx_rest(runtime)
+    transport = MediaStreamTransport(
+        ws,
+        "telnyx",
+        envelope={},
+        codec=codec,  # type: ignore[arg-type]
+        frame_ms=runtime.settings.telephony_frame_ms,
+        lead_ms=runtime.settings.telephony_lead_ms,
+        hangup=(lambda: rest.hangup(call_control_id)) if rest is not None else None,
+    )
+    with bound_call(call_control_id):
+        session = await open_phone_session(
+            runtime,
+            transport,
+            call_id=call_control_id,
+            agent_id=str(state.get("agent_id") or "") or None,
+            to_number=str(state.get("to") or info.get("to") or "") or None,
+            from_number=str(state.get("from") or info.get("from") or "") or None,
+            transport_ids={
+                "call_control_id": call_control_id,
+                "stream_id": stream_id,
+                "call_session_id": str(info.get("call_session_id") or state.get("sid") or ""),
+            },
+        )
+        if session is None:
+            return
+        log.info("telnyx_stream_started", stream_id=stream_id, codec=codec)
+        try:
+            await session.start()
+            reason = await _receive_loop(ws, session, transport, guard, codec, runtime.settings.max_ws_message_bytes)  # type: ignore[arg-type]
+            await session.end(reason)
+        except WebSocketDisconnect:
+            await session.end("caller_hangup")
+        except Exception:
+            log.exception("telnyx_session_crashed")
+            await session.end("internal_error", close_code=CLOSE_INTERNAL)
+        finally:
+            runtime.sessions.pop(call_control_id, None)
+
+
+async def _receive_json(ws: WebSocket, guard: FrameGuard, limit: int) -> dict[str, Any] | str | None:
+    raw = await ws.receive()
+    if raw.get("type") == "websocket.disconnect":
+        raise WebSocketDisconnect(raw.get("code", 1000))
+    text = raw.get("text")
+    if text is None:
+        return guard.bad_frame("binary_frame", "Telnyx sends JSON text frames") or None
+    if len(text) > limit:
+        return "message too big"
+    try:
+        msg = json.loads(text)
+    except json.JSONDecodeError:
+        return guard.bad_frame("bad_json", text[:80]) or None
+    if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
+        return guard.bad_frame("bad_message", "a JSON object with an event is expected") or None
+    return msg
+
+
+async def _read_start(ws: WebSocket, guard: FrameGuard) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while True:
+                msg = await _receive_json(ws, guard, 64_000)
+                if isinstance(msg, str):
+                    await ws.close(code=CLOSE_PROTOCOL, reason=msg)
+                    raise StreamClosed(msg)
+                if msg is None or msg["event"] == "connected":
+                    continue
+                if msg["event"] == "start":
+                    return msg
+                if msg["event"] == "stop":
+                    await ws.close()
+                    raise StreamClosed("stopped before start")
+                guard.bad_frame("before_start", f"{msg['event']} before start")
+                await ws.close(code=CLOSE_PROTOCOL, reason=f"{msg['event']} before start")
+                raise StreamClosed("before start")
+    except TimeoutError:
+        guard.bad_frame("start_timeout", f"no start within {START_TIMEOUT_S:.0f}s")
+        await ws.close(code=CLOSE_PROTOCOL, reason="no start message")
+        raise StreamClosed("no start") from None
+
+
+def _chunk(msg: dict[str, Any], media: dict[str, Any]) -> int | None:
+    for value in (media.get("chunk"), msg.get("sequence_number")):
+        try:
+            return int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+async def _receive_loop(
+    ws: WebSocket,
+    session: CallSession,
+    transport: MediaStreamTransport,
+    guard: FrameGuard,
+    codec: Codec,
+    limit: int,
+) -> str:
+    order = Reorderer()
+    while not session.ended:
+        try:
+            async with asyncio.timeout(IDLE_TIMEOUT_S):
+                msg = await _receive_json(ws, guard, limit)
+        except TimeoutError:
+            return "caller_idle"
+        close: str | None = None
+        if isinstance(msg, str):
+            close = msg
+        elif msg is None:
+            continue
+        elif msg["event"] == "media":
+            take, close = guard.admit()
+            media = msg.get("media") if isinstance(msg.get("media"), dict) else {}
+            if take and media.get("track", "inbound") == "inbound":
+                pcm = decode_payload(media.get("payload"), codec)
+                chunk = _chunk(msg, media)
+                if pcm is None:
+                    close = guard.bad_frame("bad_payload", "media.payload is not base64")
+                elif chunk is None:
+                    await session.on_audio(pcm)
+                else:
+                    for frame in order.push(chunk, pcm):
+                        await session.on_audio(frame)
+        elif msg["event"] == "mark":
+            mark = msg.get("mark") if isinstance(msg.get("mark"), dict) else {}
+            session.pacer.mark_echoed(str(mark.get("name", "")))
+        elif msg["event"] == "dtmf":
+            dtmf = msg.get("dtmf") if isinstance(msg.get("dtmf"), dict) else {}
+            log.info("dtmf_received", digit=str(dtmf.get("digit", ""))[:1])
+        elif msg["event"] == "stop":
+            transport.remote_ended = True
+            return "caller_hangup"
+        elif msg["event"] in ("error", "connected", "start"):
+            log.warning("telnyx_stream_event", stream_event=msg["event"], detail=str(msg.get("payload", ""))[:200])
+        else:
+            close = guard.bad_frame("unknown_event", str(msg["event"])[:40])
+        if close is not None:
+            await transport.close(CLOSE_TOO_BIG if close == "message too big" else CLOSE_PROTOCOL, close)
+            return "protocol_error"
+    if order.skipped or order.dropped_late:
+        log.info("telnyx_reorder_stats", skipped_gaps=order.skipped, dropped_late=order.dropped_late)
+    return session.end_reason or "ended"

@@ -1,0 +1,215 @@
+"""``POST /telnyx/webhook``: Telnyx Call Control events for our calls.
+
+- ``call.initiated`` (incoming): answer with a bidirectional media stream to ``wss://PUBLIC_HOST/telnyx/media``
+  (``stream_bidirectional_mode: rtp``: without it Telnyx silently drops the audio we send), codec PCMU or
+  PCMA, and a ``client_state`` carrying the agent chosen by the called number. While calls are refused
+  (global stop, shutdown) the call is answered without a stream, told so, and hung up.
+- ``call.hangup``: the caller hung up: the live session ends (no hang-up command is sent back).
+- Every event is recorded as a ``call.status`` lifecycle event (the call id is the ``call_control_id``).
+
+Webhooks may repeat or arrive out of order: event ids are remembered (a repeat is acknowledged and ignored),
+a hang-up that overtakes its ``call.initiated`` keeps the call from being answered, and commands carry
+idempotent ``command_id``s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, HTTPException, Request
+
+from services.gateway.metrics import CALLS_REJECTED, WEBHOOKS
+from services.gateway.runtime import GatewayRuntime
+from services.gateway.telephony_stream import MediaStreamTransport, public_host
+from services.gateway.telnyx_api import SignatureError, TelnyxRest, decode_state, encode_state, verify_signature
+from shared.events import CallStatusChanged
+from shared.logging import bound_call, get_logger
+
+log = get_logger(__name__)
+router = APIRouter(tags=["telephony"])
+
+MAX_BODY_BYTES = 256_000
+REMEMBERED = 10_000  # event ids and ended calls kept for de-duplication
+
+
+class _Seen:
+    """A bounded set, oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, key: str) -> bool:
+        """False if ``key`` was already there."""
+        if key in self._items:
+            return False
+        self._items[key] = None
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return True
+
+    def discard(self, key: str) -> None:
+        self._items.pop(key, None)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+
+def telnyx_rest(runtime: GatewayRuntime) -> TelnyxRest | None:
+    key = runtime.settings.telnyx_api_key.get_secret_value()
+    if not key:
+        return None
+    client = runtime.clients.get("telnyx")
+    if client is None:
+        client = runtime.clients["telnyx"] = TelnyxRest(key, runtime.settings.telnyx_api_base)
+    return client  # type: ignore[no-any-return]
+
+
+def _state(runtime: GatewayRuntime) -> tuple[_Seen, _Seen]:
+    seen = runtime.clients.get("telnyx_seen")
+    if seen is None:
+        seen = runtime.clients["telnyx_seen"] = _SeenPair()
+    return seen.events, seen.ended
+
+
+class _SeenPair:
+    def __init__(self) -> None:
+        self.events = _Seen(REMEMBERED)
+        self.ended = _Seen(REMEMBERED)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@router.post("/telnyx/webhook", summary="Telnyx Call Control webhook")
+async def telnyx_webhook(request: Request) -> dict[str, str]:
+    runtime: GatewayRuntime = request.app.state.runtime
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"webhook body over {MAX_BODY_BYTES} bytes")
+    key = runtime.settings.telnyx_public_key
+    if key:
+        try:
+            verify_signature(
+                key,
+                body,
+                request.headers.get("telnyx-signature-ed25519", ""),
+                request.headers.get("telnyx-timestamp", ""),
+            )
+        except SignatureError as exc:
+            WEBHOOKS.labels("telnyx", "bad_signature").inc()
+            log.warning("telnyx_signature_rejected", error=str(exc))
+            raise HTTPException(403, f"invalid Telnyx signature: {exc}") from None
+    try:
+        data = json.loads(body)["data"]
+        event_type = str(data["event_type"])
+        payload: dict[str, Any] = data.get("payload") or {}
+        call_control_id = str(payload["call_control_id"]) if "call_control_id" in payload else ""
+    except (ValueError, KeyError, TypeError) as exc:
+        WEBHOOKS.labels("telnyx", "bad_request").inc()
+        raise HTTPException(400, f"not a Telnyx event: {exc!s}") from None
+    events, ended = _state(runtime)
+    event_id = str(data.get("id") or "")
+    if event_id and not events.add(event_id):
+        WEBHOOKS.labels("telnyx", "duplicate").inc()
+        return {"status": "duplicate"}
+    if not call_control_id:
+        WEBHOOKS.labels("telnyx", "ignored").inc()
+        return {"status": "ignored"}
+    with bound_call(call_control_id):
+        try:
+            outcome = await _handle(runtime, request, event_type, payload, call_control_id, ended)
+        except (RuntimeError, httpx.HTTPError) as exc:
+            events.discard(event_id)  # Telnyx retries a failed webhook: the retry must not look like a repeat
+            WEBHOOKS.labels("telnyx", "command_failed").inc()
+            log.error("telnyx_command_failed", event_type=event_type, error=str(exc) or type(exc).__name__)
+            raise HTTPException(502, f"Call Control command failed: {exc!s}"[:300]) from None
+    WEBHOOKS.labels("telnyx", outcome).inc()
+    return {"status": outcome}
+
+
+async def _handle(
+    runtime: GatewayRuntime,
+    request: Request,
+    event_type: str,
+    payload: dict[str, Any],
+    call_control_id: str,
+    ended: _Seen,
+) -> str:
+    detail = {
+        k: str(payload[k])[:200] for k in ("from", "to", "direction", "hangup_cause", "hangup_source") if payload.get(k)
+    }
+    runtime.outbox.put(
+        CallStatusChanged(
+            call_id=call_control_id, provider="telnyx", status=event_type.removeprefix("call.")[:64], detail=detail
+        )
+    )
+    rest = telnyx_rest(runtime)
+    state = decode_state(payload.get("client_state"))
+    if event_type == "call.hangup":
+        ended.add(call_control_id)
+        session = runtime.sessions.get(call_control_id)
+        if session is not None:
+            if isinstance(session.transport, MediaStreamTransport):
+                session.transport.remote_ended = True
+            await session.end("caller_hangup")
+        log.info("telnyx_call_hangup", cause=payload.get("hangup_cause"))
+        return "hangup"
+    if rest is None:
+        log.warning("telnyx_no_api_key", event_type=event_type, hint="set TELNYX_API_KEY to answer Telnyx calls")
+        return "no_api_key"
+    if event_type == "call.initiated":
+        if payload.get("direction", "incoming") != "incoming":
+            return "ignored"
+        if call_control_id in ended:
+            log.info("telnyx_initiated_after_hangup")
+            return "already_ended"
+        return await _answer(runtime, request, rest, payload, call_control_id)
+    if event_type == "call.answered" and state.get("refuse"):
+        await rest.command(
+            call_control_id,
+            "speak",
+            {
+                "payload": runtime.settings.telephony_refusal_message,
+                "voice": "female",
+                "language": "en-US",
+                "client_state": encode_state({"refuse": True}),
+            },
+        )
+        return "refusing"
+    if event_type == "call.speak.ended" and state.get("refuse"):
+        await rest.hangup(call_control_id)
+        return "refused"
+    return "recorded"
+
+
+async def _answer(
+    runtime: GatewayRuntime, request: Request, rest: TelnyxRest, payload: dict[str, Any], call_control_id: str
+) -> str:
+    refusal = runtime.refusal()
+    if refusal is not None:
+        CALLS_REJECTED.labels("telnyx", refusal).inc()
+        log.warning("telnyx_call_refused", reason=refusal)
+        await rest.command(call_control_id, "answer", {"client_state": encode_state({"refuse": True})})
+        return "refusing"
+    to_number = str(payload.get("to") or "") or None
+    agent_id = await runtime.agents.agent_for_number(to_number)
+    settings = runtime.settings
+    body: dict[str, Any] = {
+        "client_state": encode_state(
+            {"agent_id": agent_id, "to": to_number, "from": payload.get("from"), "sid": payload.get("call_session_id")}
+        ),
+        "stream_url": f"wss://{public_host(runtime, request.headers)}/telnyx/media",
+        "stream_track": "inbound_track",
+        "stream_bidirectional_mode": "rtp",
+        "stream_bidirectional_codec": settings.telnyx_stream_codec,
+    }
+    token = settings.telnyx_stream_auth_token.get_secret_value()
+    if token:
+        body["stream_auth_token"] = token
+    outcome = await rest.command(call_control_id, "answer", body)
+    log.info("telnyx_call_answered", agent_id=agent_id or "default", outcome=outcome)
+    return "answered" if outcome == "ok" else outcome

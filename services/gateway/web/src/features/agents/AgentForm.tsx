@@ -1,0 +1,267 @@
+import { useEffect, useId, useMemo, useState, type FormEvent, type ReactNode } from 'react';
+
+import type { FieldErrors } from '../../lib/api';
+import type { AgentSpec } from '../../lib/types';
+
+const PROVIDERS: Record<'stt' | 'llm' | 'tts', string[]> = {
+  stt: ['local_whisper', 'groq', 'azure', 'fake'],
+  llm: ['local_llama', 'groq', 'openai', 'fake'],
+  tts: ['local_piper', 'azure', 'fake'],
+};
+
+type Draft = Record<string, unknown>;
+
+function getPath(obj: Draft, path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Draft)[k] : undefined), obj);
+}
+
+function setPath(obj: Draft, path: string, value: unknown): Draft {
+  const [head, ...rest] = path.split('.');
+  if (rest.length === 0) return { ...obj, [head]: value };
+  const child = (obj[head] && typeof obj[head] === 'object' ? obj[head] : {}) as Draft;
+  return { ...obj, [head]: setPath(child, rest.join('.'), value) };
+}
+
+const pretty = (v: unknown) => JSON.stringify(v ?? {}, null, 2);
+
+export interface AgentFormProps {
+  spec: AgentSpec;
+  fieldErrors: FieldErrors;
+  saving: boolean;
+  onSave(spec: AgentSpec): void;
+}
+
+/** Edits every field of an agent; the API validates the whole spec and its 422 errors show next to the fields. */
+export function AgentForm({ spec, fieldErrors, saving, onSave }: AgentFormProps) {
+  const [draft, setDraft] = useState<Draft>(spec as unknown as Draft);
+  const [json, setJson] = useState({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
+  const [jsonErrors, setJsonErrors] = useState<FieldErrors>({});
+  const formId = useId();
+
+  useEffect(() => {
+    setDraft(spec as unknown as Draft);
+    setJson({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
+    setJsonErrors({});
+  }, [spec]);
+
+  const errors = useMemo(() => ({ ...fieldErrors, ...jsonErrors }), [fieldErrors, jsonErrors]);
+  const errorFor = (path: string): string | undefined =>
+    errors[path] ?? Object.entries(errors).find(([k]) => k.startsWith(`${path}.`))?.[1];
+
+  const set = (path: string, value: unknown) => setDraft((d) => setPath(d, path, value));
+
+  function submit(e: FormEvent) {
+    e.preventDefault();
+    const parsed: Draft = {};
+    const bad: FieldErrors = {};
+    for (const key of ['overlays', 'extraction_fields'] as const) {
+      try {
+        const v: unknown = JSON.parse(json[key] || '{}');
+        if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('must be a JSON object');
+        parsed[key] = v;
+      } catch (err) {
+        bad[key] = `invalid JSON: ${(err as Error).message}`;
+      }
+    }
+    setJsonErrors(bad);
+    if (Object.keys(bad).length) return;
+    onSave({ ...(draft as unknown as AgentSpec), ...(parsed as Partial<AgentSpec>) });
+  }
+
+  const text = (path: string, label: string, opts: { area?: boolean; rows?: number; hint?: string } = {}) => (
+    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={opts.hint}>
+      {(props) =>
+        opts.area ? (
+          <textarea
+            {...props}
+            rows={opts.rows ?? 3}
+            value={String(getPath(draft, path) ?? '')}
+            onChange={(e) => set(path, e.target.value)}
+          />
+        ) : (
+          <input {...props} value={String(getPath(draft, path) ?? '')} onChange={(e) => set(path, e.target.value)} />
+        )
+      }
+    </Field>
+  );
+
+  const optional = (path: string, label: string, list?: string[]) => (
+    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint="empty = worker default">
+      {(props) => (
+        <>
+          <input
+            {...props}
+            list={list ? `${formId}-${path}-list` : undefined}
+            value={String(getPath(draft, path) ?? '')}
+            onChange={(e) => set(path, e.target.value.trim() === '' ? null : e.target.value)}
+          />
+          {list ? (
+            <datalist id={`${formId}-${path}-list`}>
+              {list.map((p) => (
+                <option key={p} value={p} />
+              ))}
+            </datalist>
+          ) : null}
+        </>
+      )}
+    </Field>
+  );
+
+  const number = (path: string, label: string, step = 'any') => (
+    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)}>
+      {(props) => (
+        <input
+          {...props}
+          type="number"
+          step={step}
+          value={getPath(draft, path) === null || getPath(draft, path) === undefined ? '' : String(getPath(draft, path))}
+          onChange={(e) => set(path, e.target.value === '' ? null : Number(e.target.value))}
+        />
+      )}
+    </Field>
+  );
+
+  const summary = Object.entries(errors);
+
+  return (
+    <form onSubmit={submit} noValidate aria-label="Agent settings" className="space-y-6">
+      {summary.length ? (
+        <div role="alert" className="rounded-md border border-red-300 bg-red-50 p-3 text-sm text-red-800">
+          <p className="font-semibold">The agent was not saved: fix these fields.</p>
+          <ul className="mt-1 list-disc pl-5">
+            {summary.map(([path, msg]) => (
+              <li key={path}>
+                <code>{path === '_' ? 'agent' : path}</code>: {msg}
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : null}
+
+      <fieldset className="grid gap-4 md:grid-cols-2">
+        <legend className="mb-2 text-base font-semibold">Conversation</legend>
+        {text('name', 'Name')}
+        {text('language', 'Language', { hint: 'e.g. en-US' })}
+        <div className="md:col-span-2">{text('system_prompt', 'System prompt', { area: true, rows: 5 })}</div>
+        <div className="md:col-span-2">{text('first_message', 'First message', { area: true, rows: 2, hint: 'spoken when the call starts; empty = wait for the caller' })}</div>
+        {text('reprompt_message', 'Re-prompt (after silence)', { area: true, rows: 2 })}
+        {text('silence_goodbye_message', 'Goodbye after silence', { area: true, rows: 2 })}
+        {text('apology_message', 'Apology (on errors)', { area: true, rows: 2 })}
+        {text('max_duration_message', 'At the time limit', { area: true, rows: 2 })}
+      </fieldset>
+
+      <fieldset className="grid gap-4 md:grid-cols-3">
+        <legend className="mb-2 text-base font-semibold">Voice, LLM and STT</legend>
+        {optional('voice.provider', 'Voice provider', PROVIDERS.tts)}
+        {optional('voice.name', 'Voice name')}
+        {optional('voice.style', 'Voice style')}
+        {number('voice.rate', 'Voice rate (0.5–2)')}
+        {number('voice.pitch', 'Voice pitch (%)')}
+        <span />
+        {optional('llm.provider', 'LLM provider', PROVIDERS.llm)}
+        {optional('llm.model', 'LLM model')}
+        {number('llm.temperature', 'Temperature (0–2)')}
+        {number('llm.max_tokens', 'Max tokens', '1')}
+        <span />
+        <span />
+        {optional('stt.provider', 'STT provider', PROVIDERS.stt)}
+        {optional('stt.model', 'STT model')}
+        {optional('stt.language', 'STT language')}
+      </fieldset>
+
+      <fieldset className="grid gap-4 md:grid-cols-3">
+        <legend className="mb-2 text-base font-semibold">Turn taking, VAD and silence</legend>
+        {number('turn.vad_start_ms', 'Speech to open a turn / barge in (ms)', '1')}
+        {number('turn.vad_stop_ms', 'Silence to end a turn (ms)', '1')}
+        {number('turn.vad_preroll_ms', 'Pre-roll (ms)', '1')}
+        {number('turn.silence_timeout_s', 'Silence timeout (s)')}
+        {number('turn.max_call_s', 'Maximum call length (s)')}
+      </fieldset>
+
+      <fieldset className="grid gap-4 md:grid-cols-2">
+        <legend className="mb-2 text-base font-semibold">Advanced (JSON)</legend>
+        <Field id={`${formId}-extraction`} label="Extraction fields" error={errorFor('extraction_fields')} hint='{"field_name": "what to extract"}'>
+          {(props) => (
+            <textarea
+              {...props}
+              rows={6}
+              className={`${props.className} font-mono`}
+              value={json.extraction_fields}
+              onChange={(e) => setJson((j) => ({ ...j, extraction_fields: e.target.value }))}
+            />
+          )}
+        </Field>
+        <Field id={`${formId}-overlays`} label="Overlays per client type" error={errorFor('overlays')} hint='{"twilio": {"voice": {"rate": 1.1}}}'>
+          {(props) => (
+            <textarea
+              {...props}
+              rows={6}
+              className={`${props.className} font-mono`}
+              value={json.overlays}
+              onChange={(e) => setJson((j) => ({ ...j, overlays: e.target.value }))}
+            />
+          )}
+        </Field>
+      </fieldset>
+
+      <div className="flex items-center gap-3">
+        <button type="submit" className="btn-primary" disabled={saving}>
+          {saving ? 'Saving…' : 'Save agent'}
+        </button>
+        <button
+          type="button"
+          className="btn-secondary"
+          disabled={saving}
+          onClick={() => {
+            setDraft(spec as unknown as Draft);
+            setJson({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
+            setJsonErrors({});
+          }}
+        >
+          Discard changes
+        </button>
+      </div>
+    </form>
+  );
+}
+
+interface ControlProps {
+  id: string;
+  className: string;
+  'aria-invalid': boolean;
+  'aria-describedby'?: string;
+}
+
+function Field({
+  id,
+  label,
+  error,
+  hint,
+  children,
+}: {
+  id: string;
+  label: string;
+  error?: string;
+  hint?: string;
+  children: (props: ControlProps) => ReactNode;
+}) {
+  const described = [error ? `${id}-error` : null, hint ? `${id}-hint` : null].filter(Boolean).join(' ') || undefined;
+  return (
+    <div>
+      <label htmlFor={id} className="label">
+        {label}
+      </label>
+      {children({ id, className: 'input', 'aria-invalid': Boolean(error), 'aria-describedby': described })}
+      {hint ? (
+        <p id={`${id}-hint`} className="mt-0.5 text-xs text-slate-500">
+          {hint}
+        </p>
+      ) : null}
+      {error ? (
+        <p id={`${id}-error`} className="mt-0.5 text-xs text-red-700">
+          {error}
+        </p>
+      ) : null}
+    </div>
+  );
+}

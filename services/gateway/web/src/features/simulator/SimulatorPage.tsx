@@ -1,0 +1,221 @@
+import { useEffect, useRef, useState } from 'react';
+
+import { useAppDispatch, useAppSelector } from '../../app/hooks';
+import { Badge, Card, Empty, formatMs } from '../../components/ui';
+import { fetchAgents } from '../agents/agentsSlice';
+import { SimulatorCall } from './callEngine';
+import {
+  agentSelected,
+  callActive,
+  callFailed,
+  callRequested,
+  connectionClosed,
+  hangUpRequested,
+  messageReceived,
+  muteToggled,
+} from './simulatorSlice';
+
+const STATUS_TEXT: Record<string, string> = {
+  idle: 'Ready',
+  connecting: 'Connecting…',
+  in_call: 'In call',
+  ending: 'Hanging up…',
+  ended: 'Call ended',
+  failed: 'Call failed',
+};
+
+export function LevelMeter({ level }: { level: number }) {
+  // RMS 0..1 → 0..100 on a dB scale from -60 dBFS
+  const db = level > 0 ? 20 * Math.log10(level) : -100;
+  const pct = Math.max(0, Math.min(100, ((db + 60) / 60) * 100));
+  return (
+    <div
+      role="meter"
+      aria-label="Microphone level"
+      aria-valuemin={0}
+      aria-valuemax={100}
+      aria-valuenow={Math.round(pct)}
+      className="h-2 w-full overflow-hidden rounded bg-slate-200"
+    >
+      <div className="h-full bg-emerald-500 transition-[width] duration-75" style={{ width: `${pct}%` }} />
+    </div>
+  );
+}
+
+export function SimulatorPage() {
+  const dispatch = useAppDispatch();
+  const sim = useAppSelector((s) => s.simulator);
+  const agents = useAppSelector((s) => s.agents);
+  const callRef = useRef<SimulatorCall | null>(null);
+  const [level, setLevel] = useState(0);
+  const lastLevel = useRef(0);
+  const transcriptEnd = useRef<HTMLLIElement | null>(null);
+  const active = callActive(sim.status);
+
+  useEffect(() => {
+    if (agents.status === 'idle') void dispatch(fetchAgents());
+  }, [dispatch, agents.status]);
+
+  useEffect(() => () => callRef.current?.cleanup(), []);
+
+  useEffect(() => {
+    if (callRef.current) callRef.current.muted = sim.muted;
+  }, [sim.muted]);
+
+  useEffect(() => {
+    transcriptEnd.current?.scrollIntoView?.({ block: 'nearest' });
+  }, [sim.transcript.length]);
+
+  async function startCall() {
+    dispatch(callRequested());
+    const call = new SimulatorCall({
+      onMessage: (m) => dispatch(messageReceived(m)),
+      onLevel: (rms) => {
+        const now = performance.now();
+        if (now - lastLevel.current > 50 || rms === 0) {
+          lastLevel.current = now;
+          setLevel(rms);
+        }
+      },
+      onClose: (code, reason) => {
+        dispatch(connectionClosed({ code, reason }));
+        callRef.current = null;
+      },
+      onFailure: (message) => dispatch(callFailed(message)),
+    });
+    call.muted = sim.muted;
+    callRef.current = call;
+    try {
+      await call.start(sim.agentId);
+    } catch (err) {
+      const e = err as Error;
+      const msg =
+        e.name === 'NotAllowedError'
+          ? 'Microphone permission was denied: allow it in the address bar and call again.'
+          : e.name === 'NotFoundError'
+            ? 'No microphone found.'
+            : e.message || String(err);
+      call.cleanup();
+      callRef.current = null;
+      dispatch(callFailed(msg));
+    }
+  }
+
+  function hangUp() {
+    dispatch(hangUpRequested());
+    callRef.current?.hangUp();
+  }
+
+  const agentOptions = agents.items.length ? agents.items.map((a) => a.agent_id) : ['default'];
+
+  return (
+    <div className="grid gap-6 lg:grid-cols-[1fr_22rem]">
+      <Card title="Call simulator">
+        <p className="mb-4 text-sm text-slate-600">
+          Press <b>Call</b>, allow the microphone and talk to the agent. Talk over it to interrupt (barge-in).
+        </p>
+        <div className="flex flex-wrap items-end gap-3">
+          <div>
+            <label htmlFor="sim-agent" className="label">
+              Agent
+            </label>
+            <select
+              id="sim-agent"
+              className="input w-56"
+              value={sim.agentId}
+              disabled={active}
+              onChange={(e) => dispatch(agentSelected(e.target.value))}
+            >
+              {agentOptions.map((id) => (
+                <option key={id} value={id}>
+                  {id}
+                </option>
+              ))}
+            </select>
+          </div>
+          {active ? (
+            <button type="button" className="btn-danger" onClick={hangUp} disabled={sim.status === 'ending'}>
+              Hang up
+            </button>
+          ) : (
+            <button type="button" className="btn-primary" onClick={() => void startCall()}>
+              Call
+            </button>
+          )}
+          <button type="button" className="btn-secondary" aria-pressed={sim.muted} onClick={() => dispatch(muteToggled())}>
+            {sim.muted ? 'Unmute mic' : 'Mute mic'}
+          </button>
+          <p role="status" aria-live="polite" className="text-sm" data-testid="call-status">
+            <Badge tone={sim.status === 'in_call' ? 'green' : sim.status === 'failed' ? 'red' : 'slate'}>
+              {STATUS_TEXT[sim.status]}
+            </Badge>
+            {sim.endReason ? <span className="ml-2 text-slate-500">({sim.endReason})</span> : null}
+            {sim.callId ? <span className="ml-2 font-mono text-xs text-slate-500">{sim.callId}</span> : null}
+          </p>
+        </div>
+        <div className="mt-4">
+          <LevelMeter level={level} />
+        </div>
+        {sim.error && sim.status === 'failed' ? (
+          <p role="alert" className="mt-3 rounded-md border border-red-300 bg-red-50 p-2 text-sm text-red-800">
+            {sim.error}
+          </p>
+        ) : null}
+        <h3 className="mt-6 mb-2 font-semibold">Transcript</h3>
+        {sim.transcript.length === 0 ? (
+          <Empty>{active ? 'Waiting for the agent…' : 'The conversation shows here.'}</Empty>
+        ) : null}
+        <ol aria-label="Live transcript" aria-live="polite" className="max-h-[28rem] space-y-2 overflow-y-auto">
+          {sim.transcript.map((t) => (
+            <li key={t.id} data-role={t.role} className={`flex ${t.role === 'user' ? 'justify-end' : 'justify-start'}`}>
+              <div
+                className={`max-w-[80%] rounded-2xl px-4 py-2 text-sm ${
+                  t.role === 'user'
+                    ? 'bg-sky-600 text-white'
+                    : t.role === 'system'
+                      ? 'bg-red-50 text-red-800'
+                      : 'bg-slate-100 text-slate-900'
+                }`}
+              >
+                <span className="sr-only">{t.role === 'user' ? 'You: ' : t.role === 'assistant' ? 'Agent: ' : ''}</span>
+                {t.text}
+                {t.interrupted ? <span className="ml-2 text-xs italic opacity-80">(interrupted)</span> : null}
+              </div>
+            </li>
+          ))}
+          <li ref={transcriptEnd} aria-hidden className="h-0" />
+        </ol>
+      </Card>
+
+      <Card title="Latency per turn">
+        <p className="mb-2 text-xs text-slate-500">From the end of your turn (VAD) to each stage.</p>
+        {sim.metrics.length === 0 ? <Empty>No reply measured yet.</Empty> : null}
+        {sim.metrics.length ? (
+          <table className="w-full" aria-label="Turn latency">
+            <thead>
+              <tr>
+                <th className="th">Turn</th>
+                <th className="th">STT</th>
+                <th className="th">LLM</th>
+                <th className="th">TTS</th>
+                <th className="th">Audio</th>
+              </tr>
+            </thead>
+            <tbody>
+              {sim.metrics.map((m) => (
+                <tr key={m.turn_id}>
+                  <td className="td">{m.turn_id}</td>
+                  <td className="td whitespace-nowrap">{formatMs(m.stt_done_ms)}</td>
+                  <td className="td whitespace-nowrap">{formatMs(m.llm_first_token_ms)}</td>
+                  <td className="td whitespace-nowrap">{formatMs(m.tts_first_audio_ms)}</td>
+                  <td className="td whitespace-nowrap font-semibold">{formatMs(m.first_audio_sent_ms)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : null}
+        <p className="mt-4 text-xs text-slate-500">Barge-ins this call: {sim.bargeIns}</p>
+      </Card>
+    </div>
+  );
+}

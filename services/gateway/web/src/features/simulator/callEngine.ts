@@ -1,0 +1,122 @@
+// One simulator call in the browser: microphone -> AudioWorklet (16 kHz PCM16) -> WebSocket /ws/simulator, and the
+// binary reply audio played back gap-free; `clear` (barge-in) drops whatever has not been played yet.
+
+import type { ServerMessage } from './simulatorSlice';
+
+export const SAMPLE_RATE = 16000;
+
+export interface CallCallbacks {
+  onMessage(msg: ServerMessage): void;
+  onLevel(rms: number): void;
+  onClose(code: number, reason: string): void;
+  onFailure(message: string): void;
+}
+
+export function simulatorUrl(loc: Location = window.location): string {
+  const proto = loc.protocol === 'https:' ? 'wss' : 'ws';
+  return `${proto}://${loc.host}/ws/simulator`;
+}
+
+export class SimulatorCall {
+  private ctx: AudioContext | null = null;
+  private stream: MediaStream | null = null;
+  private node: AudioWorkletNode | null = null;
+  private ws: WebSocket | null = null;
+  private playHead = 0;
+  private sources = new Set<AudioBufferSourceNode>();
+  private closed = false;
+  muted = false;
+
+  constructor(private readonly cb: CallCallbacks) {}
+
+  async start(agentId: string | null): Promise<void> {
+    if (!navigator.mediaDevices?.getUserMedia) {
+      throw new Error('This browser has no microphone access here (use http://localhost or https).');
+    }
+    this.ctx = new AudioContext();
+    await this.ctx.resume();
+    this.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+    });
+    await this.ctx.audioWorklet.addModule('/mic-worklet.js');
+    const source = this.ctx.createMediaStreamSource(this.stream);
+    this.node = new AudioWorkletNode(this.ctx, 'mic-capture');
+    source.connect(this.node);
+
+    const ws = new WebSocket(simulatorUrl());
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'start', sample_rate: SAMPLE_RATE, agent_id: agentId || null }));
+    ws.onmessage = (e: MessageEvent) => {
+      if (typeof e.data !== 'string') {
+        this.play(new Int16Array(e.data as ArrayBuffer));
+        return;
+      }
+      let msg: ServerMessage;
+      try {
+        msg = JSON.parse(e.data) as ServerMessage;
+      } catch {
+        return;
+      }
+      if (msg.type === 'clear') this.stopPlayback();
+      this.cb.onMessage(msg);
+    };
+    ws.onerror = () => {
+      if (!this.closed) this.cb.onFailure('WebSocket error: the gateway refused or dropped the connection');
+    };
+    ws.onclose = (e: CloseEvent) => {
+      this.cb.onClose(e.code, e.reason);
+      this.cleanup();
+    };
+    this.node.port.onmessage = (e: MessageEvent<{ pcm: ArrayBuffer; rms: number }>) => {
+      const { pcm, rms } = e.data;
+      this.cb.onLevel(this.muted ? 0 : rms);
+      if (ws.readyState !== WebSocket.OPEN) return;
+      ws.send(this.muted ? new ArrayBuffer(pcm.byteLength) : pcm);
+    };
+  }
+
+  hangUp(): void {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: 'stop' }));
+    else this.cleanup();
+  }
+
+  private play(pcm: Int16Array): void {
+    const ctx = this.ctx;
+    if (!ctx || pcm.length === 0) return;
+    const buf = ctx.createBuffer(1, pcm.length, SAMPLE_RATE);
+    const ch = buf.getChannelData(0);
+    for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 32768;
+    const src = ctx.createBufferSource();
+    src.buffer = buf;
+    src.connect(ctx.destination);
+    this.playHead = Math.max(this.playHead, ctx.currentTime + 0.03);
+    src.start(this.playHead);
+    this.playHead += buf.duration;
+    this.sources.add(src);
+    src.onended = () => this.sources.delete(src);
+  }
+
+  private stopPlayback(): void {
+    for (const s of this.sources) {
+      try {
+        s.stop();
+      } catch {
+        // already stopped
+      }
+    }
+    this.sources.clear();
+    this.playHead = 0;
+  }
+
+  cleanup(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopPlayback();
+    this.node?.port.close();
+    this.stream?.getTracks().forEach((t) => t.stop());
+    void this.ctx?.close().catch(() => undefined);
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+    this.cb.onLevel(0);
+  }
+}

@@ -1,0 +1,148 @@
+import { createSlice, type PayloadAction } from '@reduxjs/toolkit';
+
+export type CallStatus = 'idle' | 'connecting' | 'in_call' | 'ending' | 'ended' | 'failed';
+
+export interface TranscriptEntry {
+  id: number;
+  role: 'user' | 'assistant' | 'system';
+  text: string;
+  turnId: number | null;
+  interrupted: boolean;
+}
+
+export interface TurnMetrics {
+  turn_id: number;
+  stt_done_ms: number | null;
+  llm_first_token_ms: number | null;
+  tts_first_audio_ms: number | null;
+  first_audio_sent_ms: number | null;
+}
+
+export interface SimulatorState {
+  agentId: string;
+  status: CallStatus;
+  callId: string | null;
+  transcript: TranscriptEntry[];
+  metrics: TurnMetrics[];
+  endReason: string | null;
+  error: string | null;
+  muted: boolean;
+  bargeIns: number;
+  nextId: number;
+}
+
+export const initialSimulatorState: SimulatorState = {
+  agentId: 'default',
+  status: 'idle',
+  callId: null,
+  transcript: [],
+  metrics: [],
+  endReason: null,
+  error: null,
+  muted: false,
+  bargeIns: 0,
+  nextId: 1,
+};
+
+/** A JSON message from /ws/simulator (see docs/ARCHITECTURE.md). */
+export type ServerMessage =
+  | { type: 'started'; call_id: string; sample_rate: number; agent_id: string }
+  | { type: 'transcript'; role: 'user' | 'assistant'; text: string; turn_id?: number; interrupted?: boolean }
+  | { type: 'clear' }
+  | ({ type: 'turn_metrics' } & Partial<TurnMetrics> & { turn_id: number })
+  | { type: 'error'; code: string; message: string }
+  | { type: 'ended'; reason: string };
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+const simulatorSlice = createSlice({
+  name: 'simulator',
+  initialState: initialSimulatorState,
+  reducers: {
+    agentSelected(state, action: PayloadAction<string>) {
+      state.agentId = action.payload;
+    },
+    callRequested(state) {
+      state.status = 'connecting';
+      state.callId = null;
+      state.transcript = [];
+      state.metrics = [];
+      state.endReason = null;
+      state.error = null;
+      state.bargeIns = 0;
+    },
+    hangUpRequested(state) {
+      if (state.status === 'in_call' || state.status === 'connecting') state.status = 'ending';
+    },
+    muteToggled(state) {
+      state.muted = !state.muted;
+    },
+    messageReceived(state, action: PayloadAction<ServerMessage>) {
+      const m = action.payload;
+      switch (m.type) {
+        case 'started':
+          state.status = 'in_call';
+          state.callId = m.call_id;
+          break;
+        case 'transcript':
+          state.transcript.push({
+            id: state.nextId++,
+            role: m.role,
+            text: m.text,
+            turnId: typeof m.turn_id === 'number' ? m.turn_id : null,
+            interrupted: Boolean(m.interrupted),
+          });
+          break;
+        case 'clear':
+          state.bargeIns += 1;
+          break;
+        case 'turn_metrics': {
+          const entry: TurnMetrics = {
+            turn_id: m.turn_id,
+            stt_done_ms: num(m.stt_done_ms),
+            llm_first_token_ms: num(m.llm_first_token_ms),
+            tts_first_audio_ms: num(m.tts_first_audio_ms),
+            first_audio_sent_ms: num(m.first_audio_sent_ms),
+          };
+          const i = state.metrics.findIndex((x) => x.turn_id === m.turn_id);
+          if (i >= 0) state.metrics[i] = entry;
+          else state.metrics.push(entry);
+          break;
+        }
+        case 'error':
+          state.error = `${m.code}: ${m.message}`;
+          state.transcript.push({
+            id: state.nextId++,
+            role: 'system',
+            text: `error ${m.code}: ${m.message}`,
+            turnId: null,
+            interrupted: false,
+          });
+          break;
+        case 'ended':
+          state.endReason = m.reason;
+          state.status = 'ended';
+          break;
+      }
+    },
+    connectionClosed(state, action: PayloadAction<{ code: number; reason: string }>) {
+      const { code, reason } = action.payload;
+      if (state.status !== 'ended') {
+        const clean = code === 1000 || code === 1005;
+        state.status = clean || state.status === 'ending' ? 'ended' : 'failed';
+        state.endReason = state.endReason ?? (reason || (clean ? 'closed' : `connection closed (${code})`));
+      }
+    },
+    callFailed(state, action: PayloadAction<string>) {
+      state.status = 'failed';
+      state.error = action.payload;
+    },
+  },
+});
+
+export const { agentSelected, callRequested, hangUpRequested, muteToggled, messageReceived, connectionClosed, callFailed } =
+  simulatorSlice.actions;
+export default simulatorSlice.reducer;
+
+export const callActive = (status: CallStatus): boolean =>
+  status === 'connecting' || status === 'in_call' || status === 'ending';

@@ -1,0 +1,122 @@
+// Shapes of the gateway's HTTP API (services/gateway/api_*.py).
+
+export interface VoiceSpec {
+  provider?: string | null;
+  name?: string | null;
+  style?: string | null;
+  rate?: number | string | null;
+  pitch?: number | string | null;
+  [key: string]: unknown;
+}
+
+export interface AgentSpec {
+  name: string;
+  language: string;
+  system_prompt: string;
+  first_message: string;
+  apology_message: string;
+  reprompt_message: string;
+  silence_goodbye_message: string;
+  max_duration_message: string;
+  voice: VoiceSpec;
+  llm: { provider: string | null; model: string | null; temperature: number; max_tokens: number };
+  stt: { provider: string | null; model: string | null; language: string | null };
+  turn: {
+    vad_start_ms: number;
+    vad_stop_ms: number;
+    vad_preroll_ms: number;
+    silence_timeout_s: number;
+    max_call_s: number;
+  };
+  extraction_fields: Record<string, string>;
+  overlays: Record<string, Record<string, unknown>>;
+}
+
+export interface Agent {
+  agent_id: string;
+  version: number;
+  created_at: string;
+  updated_at: string;
+  spec: AgentSpec;
+}
+
+export interface CallItem {
+  call_id: string;
+  agent_id: string | null;
+  client_type: string;
+  from_number: string | null;
+  to_number: string | null;
+  started_at: string | null;
+  ended_at: string | null;
+  duration_s: number | null;
+  end_reason: string | null;
+  status: string;
+  turns: number;
+  latency_summary: Record<string, unknown>;
+}
+
+export interface CallPage {
+  items: CallItem[];
+  next_cursor: string | null;
+}
+
+export interface TranscriptLine {
+  seq: number;
+  role: 'user' | 'assistant' | string;
+  text: string;
+  started_at: string;
+  ended_at: string;
+  interrupted: boolean;
+  latency_ms: Record<string, number | null>;
+}
+
+export interface CallDetail extends CallItem {
+  transcript: TranscriptLine[];
+  errors: { code: string; stage: string; message: string; at: string }[];
+  extracted_data: unknown;
+}
+
+export interface LiveCall {
+  call_id: string;
+  agent_id: string;
+  agent_version: number;
+  client_type: string;
+  state: string;
+  started_at: string;
+  duration_s: number;
+}
+
+export interface ServiceInstance {
+  instance: string;
+  version: string;
+  uptime_s: number;
+  ready: boolean;
+}
+
+export interface ServiceGroup {
+  service: string;
+  replicas: number;
+  ready_replicas: number;
+  instances: ServiceInstance[];
+}
+
+export interface GlobalStop {
+  active: boolean;
+  reason: string;
+  tripped_at: number | null;
+  errors: string[];
+  reset_at: number | null;
+  reset_by: string | null;
+}
+
+export interface LiveState {
+  instance: string;
+  accepting_calls: boolean;
+  refusal: string | null;
+  global_stop: GlobalStop;
+  calls: LiveCall[];
+}
+
+export interface ServicesOverview {
+  services: ServiceGroup[];
+}

@@ -1,0 +1,129 @@
+"""The dashboard in a real browser: Debian's chromium driven by playwright-core (``web/e2e/dashboard.e2e.mjs``)
+against the whole stack on fixed-latency test providers. It edits the default agent's first message and hears it
+as the greeting, talks through a WAV file used as the microphone and sees the words transcribed, watches the call
+on the Status page, and finds it in the History with its transcript. Screenshots go to docs/screenshots/.
+
+Builds nothing: it uses the dashboard ``make install`` built, and skips (saying what is missing) without chromium,
+Node.js, the build or playwright-core."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import uuid
+import wave
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tools.talk import RATE, synthesize
+
+REPO = Path(__file__).resolve().parents[2]
+WEB = REPO / "services" / "gateway" / "web"
+SCRIPT = WEB / "e2e" / "dashboard.e2e.mjs"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+FAST = {
+    "STT_PROVIDER": "fake",
+    "LLM_PROVIDER": "fake",
+    "TTS_PROVIDER": "fake",
+    "FAKE_STT_LATENCY_MS": "50",
+    "FAKE_LLM_FIRST_TOKEN_MS": "30",
+    "FAKE_LLM_TOKENS_PER_S": "200",
+    "FAKE_TTS_FIRST_BYTE_MS": "20",
+    "FAKE_LLM_REPLY": "Sure. A table for two at eight.",
+    "FAKE_STT_TEXT": "hello, I would like to book a table for two",
+}
+
+
+def _missing() -> str | None:
+    node = shutil.which("node")
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not found: install Debian chromium (`make install` does, as root)"
+    if node is None:
+        return "node not found: install Node.js >= 18"
+    if not (WEB / "dist" / "index.html").is_file():
+        return "the dashboard is not built: run `make install` (npm ci + npm run build in services/gateway/web)"
+    if not (WEB / "node_modules" / "playwright-core").is_dir():
+        return "playwright-core missing in services/gateway/web/node_modules: run `make install`"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+
+
+async def _mic_wav(path: Path) -> Path:
+    """Speech between pauses (Chrome loops the file): 0.8 s silence, a sentence, 4 s silence."""
+    speech = await synthesize("Hello, I would like to book a table for two, please.")
+    silence = b"\x00\x00" * RATE
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(silence[: int(0.8 * RATE) * 2] + speech + silence * 4)
+    return path
+
+
+async def test_dashboard_in_chromium(run_service, tmp_path: Path) -> None:
+    env = {**FAST, "RECORDER_DURABLE": f"recorder-{uuid.uuid4().hex[:8]}"}
+    for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
+        run_service(name, env)
+    gateway = run_service("gateway", env)
+    wav, ready = await asyncio.gather(_mic_wav(tmp_path / "mic.wav"), gateway.wait_ready(timeout=60))
+    assert ready["ready"]
+
+    first_message = f"Hello from the dashboard test {uuid.uuid4().hex[:6]}."
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10) as client:
+        original = (await client.get("/api/v1/agents/default")).json()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "node",
+                str(SCRIPT),
+                cwd=WEB,
+                env={
+                    **os.environ,
+                    "BASE_URL": gateway.url,
+                    "MIC_WAV": str(wav),
+                    "SCREENSHOTS": str(SCREENSHOTS),
+                    "FAILURE_SCREENSHOT": str(tmp_path / "failure.png"),
+                    "FIRST_MESSAGE": first_message,
+                    "USER_TEXT": FAST["FAKE_STT_TEXT"],
+                    "CHROMIUM": str(CHROMIUM),
+                },
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+            except TimeoutError:
+                proc.kill()
+                out, err = await proc.communicate()
+            assert proc.returncode == 0, f"browser run failed ({tmp_path / 'failure.png'}):\n{err.decode()[-4000:]}"
+            result = json.loads(out.decode().strip().splitlines()[-1])
+            assert result["ok"] is True
+            assert result["latencyRows"] >= 1 and result["historyLines"] >= 3, result
+            assert result["endReason"] == "caller_hangup", result
+
+            # what the browser saw is what the API has
+            agent = (await client.get("/api/v1/agents/default")).json()
+            assert agent["spec"]["first_message"] == first_message
+            assert agent["version"] == original["version"] + 1
+            detail = (await client.get(f"/api/v1/calls/{result['greetingCallId']}")).json()
+            assert detail["transcript"][0]["text"] == first_message
+            call = (await client.get(f"/api/v1/calls/{result['callId']}")).json()
+            assert [line["role"] for line in call["transcript"]][:3] == ["assistant", "user", "assistant"]
+            assert call["transcript"][1]["text"] == FAST["FAKE_STT_TEXT"]
+            for name in ("agents", "simulator", "status", "history", "call-detail"):
+                assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name
+        finally:  # the session's database is shared: give the default agent back its spec
+            current = (await client.get("/api/v1/agents/default")).json()
+            if current["spec"] != original["spec"]:
+                restored = await client.put(
+                    "/api/v1/agents/default",
+                    json=original["spec"],
+                    headers={"If-Match": f'"{current["version"]}"'},
+                )
+                assert restored.status_code == 200, restored.text
