@@ -16,7 +16,10 @@ import os
 import statistics
 import time
 
-from bench.conversation_load import PROVIDERS, trim_trailing_silence
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.conversation_load import PROVIDERS, cpu_seconds, gateway_pid, server_processes, trim_trailing_silence
 from bench.stack import running_stack
 from tools.phonecaller import PhoneCaller
 from tools.talk import synthesize
@@ -49,7 +52,38 @@ async def one_call(host: str, question: bytes, deviations: list[float], gaps: li
         gaps.extend((b.at - a.at) * 1000 for a, b in itertools.pairwise(utterance))
 
 
-async def run_level(host: str, n: int, question: bytes) -> None:
+async def lateness_buckets(host: str) -> dict[float, float]:
+    """The gateway's cumulative histogram of outbound frame lateness for phone calls: {le: count}."""
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        text = (await client.get(f"http://{host}/metrics")).text
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "victoria_outbound_frame_lateness_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket") and sample.labels.get("client_type") == "twilio":
+                    out[float(sample.labels["le"])] = sample.value
+    return out
+
+
+def lateness_summary(before: dict[float, float], after: dict[float, float]) -> str:
+    delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in sorted(after)}
+    total = delta.get(float("inf"), 0.0)
+    if not total:
+        return "gateway-side lateness: no samples"
+    p50 = next(le for le, c in delta.items() if c >= 0.5 * total)
+    p99 = next(le for le, c in delta.items() if c >= 0.99 * total)
+    within = delta.get(0.005, 0.0) / total
+    return (
+        f"gateway-side: frames leaving ≤ 5 ms after their slot {within * 100:.2f} % "
+        f"(p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms, of {total:.0f})"
+    )
+
+
+async def run_level(host: str, n: int, question: bytes, root_pid: int) -> None:
+    procs = server_processes(root_pid)
+    gw = gateway_pid(procs)
+    cpu_before = cpu_seconds(procs)
+    before = await lateness_buckets(host)
     deviations: list[float] = []
     gaps: list[float] = []
     failures: list[str] = []
@@ -69,15 +103,24 @@ async def run_level(host: str, n: int, question: bytes) -> None:
         f"inter-frame gap median {statistics.median(gaps):.2f} ms, p99 {percentile(gaps, 0.99):.2f} ms, "
         f"max {max(gaps):.2f} ms, gaps over 40 ms: {sum(g > 40 for g in gaps)}; failed calls: {len(failures)}"
     )
+    wall = time.perf_counter() - started
+    cpu_after = cpu_seconds(procs)
+    total = sum(cpu_after.get(p, 0.0) - v for p, v in cpu_before.items())
+    gateway = cpu_after.get(gw or -1, 0.0) - cpu_before.get(gw or -1, 0.0)
+    print("  " + lateness_summary(before, await lateness_buckets(host)))
+    print(
+        f"  server CPU {total / wall * 1000 / n:.1f} ms per call-second (gateway {gateway / wall * 1000 / n:.1f}); "
+        f"server core busy {total / wall * 100:.0f} %"
+    )
     for failure in failures[:5]:
         print(f"  failed call: {failure}")
 
 
-async def main_async(levels: list[int], base: str) -> None:
+async def main_async(levels: list[int], base: str, root_pid: int) -> None:
     host = base.removeprefix("http://")
     question = trim_trailing_silence(await synthesize("Do you have a table for two tonight?"))
     for n in levels:
-        await run_level(host, n, question)
+        await run_level(host, n, question, root_pid)
 
 
 def main() -> None:
@@ -90,7 +133,7 @@ def main() -> None:
         os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
     print(f"victoria phone_pacing {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r}")
     with running_stack(fake=True, env=PROVIDERS, cpus=args.server_cpus or None) as stack:
-        asyncio.run(main_async(args.n, stack.url))
+        asyncio.run(main_async(args.n, stack.url, stack.pid))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ TURN_STAGE_SECONDS = Histogram(
 WS_PROTOCOL_ERRORS = Counter(
     "victoria_ws_protocol_errors_total", "Malformed or unexpected client messages", ["client_type", "code"]
 )
+OUTBOUND_FRAME_LATENESS = Histogram(
+    "victoria_outbound_frame_lateness_seconds",
+    "How late each outbound audio frame left against its slot on the call's steady clock",
+    ["client_type"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
+)
 WEBHOOKS = Counter(
     "victoria_telephony_webhooks_total", "Provider webhooks received, by outcome", ["provider", "outcome"]
 )

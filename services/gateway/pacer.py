@@ -15,12 +15,25 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 Sink = Callable[[bytes], Awaitable[None]]
+
+
+class Histogram(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class _Discard:
+    def observe(self, amount: float) -> None:
+        pass
+
+
+_NO_HISTOGRAM = _Discard()
 MarkSink = Callable[[str], Awaitable[None]]
 
 
@@ -44,8 +57,10 @@ class AudioPacer:
         lead_ms: int,
         remote_mark: MarkSink | None = None,
         echo_grace_s: float = 1.0,
+        lateness: Histogram | None = None,
     ) -> None:
         self.sink = sink
+        self.lateness = lateness if lateness is not None else _NO_HISTOGRAM
         self.remote_mark = remote_mark
         self.echo_grace_s = echo_grace_s
         self._mark_seq = 0
@@ -153,6 +168,9 @@ class AudioPacer:
                     self.max_gap_s = max(self.max_gap_s, now - self._playhead)
                 self._playhead = now
             while self._buf and self._playhead - now < self.lead_s:
+                if self._sent and self._playhead - self.lead_s > 0:
+                    # how late this frame leaves against its slot on the steady clock (0 = on time)
+                    self.lateness.observe(max(0.0, time.monotonic() - (self._playhead - self.lead_s)))
                 frame = bytes(self._buf[: self.frame_bytes])
                 del self._buf[: self.frame_bytes]
                 if self.first_send_at is None:

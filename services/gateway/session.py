@@ -28,7 +28,13 @@ from typing import Any, Literal, Protocol
 from services.gateway.audio_cache import AudioCache
 from services.gateway.call_channel import CallChannel, TurnFailed
 from services.gateway.lifecycle import LifecycleOutbox
-from services.gateway.metrics import BARGE_INS, CALLS_ACTIVE, CALLS_TOTAL, TURN_STAGE_SECONDS
+from services.gateway.metrics import (
+    BARGE_INS,
+    CALLS_ACTIVE,
+    CALLS_TOTAL,
+    OUTBOUND_FRAME_LATENESS,
+    TURN_STAGE_SECONDS,
+)
 from services.gateway.pacer import AudioPacer
 from services.gateway.turn_detector import SpeechStarted, TurnDetector, TurnEnded, VadEngine
 from shared.audio import StreamResampler
@@ -160,6 +166,7 @@ class CallSession:
             frame_ms=getattr(transport, "frame_ms", None) or settings.outbound_frame_ms,
             lead_ms=getattr(transport, "lead_ms", settings.outbound_lead_ms),
             remote_mark=getattr(transport, "send_mark", None),  # telephony: the provider echoes marks
+            lateness=OUTBOUND_FRAME_LATENESS.labels(transport.client_type),
         )
         self.history: list[ChatMessage] = []
         self.started_at = time.time()
