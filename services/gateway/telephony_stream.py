@@ -13,9 +13,9 @@ import base64
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import WebSocket
+from fastapi import WebSocket, WebSocketDisconnect
 
 from services.gateway.metrics import CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
@@ -112,6 +112,54 @@ class MediaStreamTransport:
             await self.ws.close(code=code, reason=reason[:120])
         except Exception:  # already closed by the provider
             pass
+
+
+class StreamClosed(Exception):
+    """The stream was closed (by us, with a reason) before its call could start."""
+
+
+async def receive_json(ws: WebSocket, guard: FrameGuard, limit: int) -> dict[str, Any] | str | None:
+    """One text frame as a dict; None for a bad frame (counted and ignored); a str is a close reason."""
+    raw = await ws.receive()
+    if raw.get("type") == "websocket.disconnect":
+        raise WebSocketDisconnect(raw.get("code", 1000))
+    text = raw.get("text")
+    if text is None:
+        return guard.bad_frame("binary_frame", "media streams carry JSON text frames only") or None
+    if len(text) > limit:
+        return "message too big"
+    try:
+        msg = json.loads(text)
+    except json.JSONDecodeError:
+        return guard.bad_frame("bad_json", text[:80]) or None
+    if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
+        return guard.bad_frame("bad_message", "a JSON object with an event is expected") or None
+    return msg
+
+
+async def read_start(ws: WebSocket, guard: FrameGuard) -> dict[str, Any]:
+    """Skip ``connected``; return ``start``. Anything else first, or nothing within the timeout, closes."""
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while True:
+                msg = await receive_json(ws, guard, 64_000)
+                if isinstance(msg, str):
+                    await ws.close(code=CLOSE_PROTOCOL, reason=msg)
+                    raise StreamClosed(msg)
+                if msg is None or msg["event"] == "connected":
+                    continue
+                if msg["event"] == "start":
+                    return msg
+                if msg["event"] == "stop":
+                    await ws.close()
+                    raise StreamClosed("stopped before start")
+                guard.bad_frame("before_start", f"{msg['event']} before start")
+                await ws.close(code=CLOSE_PROTOCOL, reason=f"{msg['event']} before start")
+                raise StreamClosed("before start")
+    except TimeoutError:
+        guard.bad_frame("start_timeout", f"no start within {START_TIMEOUT_S:.0f}s")
+        await ws.close(code=CLOSE_PROTOCOL, reason="no start message")
+        raise StreamClosed("no start") from None
 
 
 def decode_payload(payload: object, codec: Codec) -> bytes | None:

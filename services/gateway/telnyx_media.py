@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -22,12 +21,14 @@ from services.gateway.telephony_stream import (
     CLOSE_PROTOCOL,
     CLOSE_TOO_BIG,
     IDLE_TIMEOUT_S,
-    START_TIMEOUT_S,
     Codec,
     FrameGuard,
     MediaStreamTransport,
+    StreamClosed,
     decode_payload,
     open_phone_session,
+    read_start,
+    receive_json,
 )
 from services.gateway.telnyx_api import decode_state
 from services.gateway.telnyx_webhooks import telnyx_rest
@@ -68,10 +69,6 @@ class Reorderer:
                 return out
 
 
-class StreamClosed(Exception):
-    pass
-
-
 async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
     expected = runtime.settings.telnyx_stream_auth_token.get_secret_value()
     if expected and not hmac.compare_digest(
@@ -83,7 +80,7 @@ async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
     await ws.accept()
     guard = FrameGuard("telnyx")
     try:
-        start = await _read_start(ws, guard)
+        start = await read_start(ws, guard)
     except (WebSocketDisconnect, StreamClosed):
         return
     info: dict[str, Any] = start.get("start") if isinstance(start.get("start"), dict) else {}  # type: ignore[assignment]
@@ -140,48 +137,6 @@ async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
             runtime.sessions.pop(call_control_id, None)
 
 
-async def _receive_json(ws: WebSocket, guard: FrameGuard, limit: int) -> dict[str, Any] | str | None:
-    raw = await ws.receive()
-    if raw.get("type") == "websocket.disconnect":
-        raise WebSocketDisconnect(raw.get("code", 1000))
-    text = raw.get("text")
-    if text is None:
-        return guard.bad_frame("binary_frame", "Telnyx sends JSON text frames") or None
-    if len(text) > limit:
-        return "message too big"
-    try:
-        msg = json.loads(text)
-    except json.JSONDecodeError:
-        return guard.bad_frame("bad_json", text[:80]) or None
-    if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
-        return guard.bad_frame("bad_message", "a JSON object with an event is expected") or None
-    return msg
-
-
-async def _read_start(ws: WebSocket, guard: FrameGuard) -> dict[str, Any]:
-    try:
-        async with asyncio.timeout(START_TIMEOUT_S):
-            while True:
-                msg = await _receive_json(ws, guard, 64_000)
-                if isinstance(msg, str):
-                    await ws.close(code=CLOSE_PROTOCOL, reason=msg)
-                    raise StreamClosed(msg)
-                if msg is None or msg["event"] == "connected":
-                    continue
-                if msg["event"] == "start":
-                    return msg
-                if msg["event"] == "stop":
-                    await ws.close()
-                    raise StreamClosed("stopped before start")
-                guard.bad_frame("before_start", f"{msg['event']} before start")
-                await ws.close(code=CLOSE_PROTOCOL, reason=f"{msg['event']} before start")
-                raise StreamClosed("before start")
-    except TimeoutError:
-        guard.bad_frame("start_timeout", f"no start within {START_TIMEOUT_S:.0f}s")
-        await ws.close(code=CLOSE_PROTOCOL, reason="no start message")
-        raise StreamClosed("no start") from None
-
-
 def _chunk(msg: dict[str, Any], media: dict[str, Any]) -> int | None:
     for value in (media.get("chunk"), msg.get("sequence_number")):
         try:
@@ -203,7 +158,7 @@ async def _receive_loop(
     while not session.ended:
         try:
             async with asyncio.timeout(IDLE_TIMEOUT_S):
-                msg = await _receive_json(ws, guard, limit)
+                msg = await receive_json(ws, guard, limit)
         except TimeoutError:
             return "caller_idle"
         close: str | None = None

@@ -10,7 +10,6 @@ call is its CallSid, so status callbacks and the REST hang-up line up with the h
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -22,11 +21,13 @@ from services.gateway.telephony_stream import (
     CLOSE_PROTOCOL,
     CLOSE_TOO_BIG,
     IDLE_TIMEOUT_S,
-    START_TIMEOUT_S,
     FrameGuard,
     MediaStreamTransport,
+    StreamClosed,
     decode_payload,
     open_phone_session,
+    read_start,
+    receive_json,
 )
 from services.gateway.twilio_api import TwilioRest
 from shared.logging import bound_call, get_logger
@@ -34,10 +35,6 @@ from shared.logging import bound_call, get_logger
 log = get_logger(__name__)
 
 CLOSE_UNSUPPORTED = 1003
-
-
-class StreamClosed(Exception):
-    """The stream was closed (by us, with a reason) before or while starting."""
 
 
 def twilio_rest(runtime: GatewayRuntime) -> TwilioRest | None:
@@ -56,7 +53,7 @@ async def twilio_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
     await ws.accept()
     guard = FrameGuard("twilio")
     try:
-        start = await _read_start(ws, guard)
+        start = await read_start(ws, guard)
     except (WebSocketDisconnect, StreamClosed):
         return
     stream_sid = str(start.get("streamSid") or "")
@@ -110,49 +107,6 @@ async def twilio_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
             runtime.sessions.pop(call_sid, None)
 
 
-async def _receive_json(ws: WebSocket, guard: FrameGuard, limit: int) -> dict[str, Any] | str | None:
-    """One text frame as a dict; None for a bad frame (counted); a str is a close reason."""
-    raw = await ws.receive()
-    if raw.get("type") == "websocket.disconnect":
-        raise WebSocketDisconnect(raw.get("code", 1000))
-    text = raw.get("text")
-    if text is None:
-        return guard.bad_frame("binary_frame", "Twilio sends text frames only") or None
-    if len(text) > limit:
-        return "message too big"
-    try:
-        msg = json.loads(text)
-    except json.JSONDecodeError:
-        return guard.bad_frame("bad_json", text[:80]) or None
-    if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
-        return guard.bad_frame("bad_message", "a JSON object with an event is expected") or None
-    return msg
-
-
-async def _read_start(ws: WebSocket, guard: FrameGuard) -> dict[str, Any]:
-    try:
-        async with asyncio.timeout(START_TIMEOUT_S):
-            while True:
-                msg = await _receive_json(ws, guard, 64_000)
-                if isinstance(msg, str):
-                    await ws.close(code=CLOSE_PROTOCOL, reason=msg)
-                    raise StreamClosed(msg)
-                if msg is None or msg["event"] == "connected":
-                    continue
-                if msg["event"] == "start":
-                    return msg
-                if msg["event"] == "stop":
-                    await ws.close()
-                    raise StreamClosed("stopped before start")
-                guard.bad_frame("before_start", f"{msg['event']} before start")
-                await ws.close(code=CLOSE_PROTOCOL, reason=f"{msg['event']} before start")
-                raise StreamClosed("before start")
-    except TimeoutError:
-        guard.bad_frame("start_timeout", f"no start within {START_TIMEOUT_S:.0f}s")
-        await ws.close(code=CLOSE_PROTOCOL, reason="no start message")
-        raise StreamClosed("no start") from None
-
-
 async def _receive_loop(
     ws: WebSocket,
     session: CallSession,
@@ -165,7 +119,7 @@ async def _receive_loop(
     while not session.ended:
         try:
             async with asyncio.timeout(IDLE_TIMEOUT_S):
-                msg = await _receive_json(ws, guard, limit)
+                msg = await receive_json(ws, guard, limit)
         except TimeoutError:
             return "caller_idle"
         close: str | None = None
