@@ -19,7 +19,7 @@ from shared.logging import get_logger
 from shared.settings import GatewaySettings
 
 if TYPE_CHECKING:
-    from services.gateway.session import CallSession
+    from services.gateway.session import CallSession, Transport
 
 log = get_logger(__name__)
 
@@ -75,6 +75,22 @@ class GatewayRuntime:
         if self.pool is not None:
             await self.pool.close()
         await self.bus.close()
+
+    def new_session(self, call_id: str, transport: Transport, config: CallConfig, **ids: Any) -> CallSession:
+        """A call's session wired to this gateway's bus, outbox, VAD and audio cache (not yet started)."""
+        from services.gateway.session import CallSession
+
+        return CallSession(
+            call_id=call_id,
+            transport=transport,
+            bus=self.bus,
+            outbox=self.outbox,
+            settings=self.settings,
+            config=config,
+            vad=self.new_vad(),
+            audio_cache=self.audio_cache,
+            **ids,
+        )
 
     def new_vad(self) -> VadEngine:
         if self.settings.vad_engine == "webrtc+silero":

@@ -102,16 +102,7 @@ async def simulator_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         return
     call_id = new_id()
     transport = BrowserTransport(ws, start.sample_rate)
-    session = CallSession(
-        call_id=call_id,
-        transport=transport,
-        bus=runtime.bus,
-        outbox=runtime.outbox,
-        settings=runtime.settings,
-        config=config,
-        vad=runtime.new_vad(),
-        audio_cache=runtime.audio_cache,
-    )
+    session = runtime.new_session(call_id, transport, config)
     await ws.send_text(
         json.dumps(
             {

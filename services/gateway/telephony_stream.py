@@ -239,15 +239,10 @@ async def open_phone_session(
         log.error("phone_call_bad_agent", error=str(exc), call_id=call_id)
         await transport.close(CLOSE_PROTOCOL, "unknown agent")
         return None
-    session = CallSession(
-        call_id=call_id,
-        transport=transport,
-        bus=runtime.bus,
-        outbox=runtime.outbox,
-        settings=runtime.settings,
-        config=config,
-        vad=runtime.new_vad(),
-        audio_cache=runtime.audio_cache,
+    session = runtime.new_session(
+        call_id,
+        transport,
+        config,
         transport_ids=transport_ids,
         from_number=from_number,
         to_number=to_number,
@@ -263,3 +258,99 @@ def public_host(runtime: GatewayRuntime, headers: dict[str, str] | object) -> st
     get = getattr(headers, "get", None)
     host = (get("x-forwarded-host") or get("host")) if get else None
     return host or f"127.0.0.1:{runtime.settings.gateway_port}"
+
+
+Reorder = Callable[[dict[str, Any], bytes], list[bytes]]  # (media message, its PCM) -> frames to play now
+Check = Callable[[dict[str, Any]], tuple[str, str] | None]  # a message -> (bad-frame code, detail) or None
+
+
+def in_order(_msg: dict[str, Any], pcm: bytes) -> list[bytes]:
+    return [pcm]
+
+
+def any_stream(_msg: dict[str, Any]) -> tuple[str, str] | None:
+    return None
+
+
+async def serve_phone_call(
+    runtime: GatewayRuntime,
+    ws: WebSocket,
+    session: CallSession,
+    transport: MediaStreamTransport,
+    guard: FrameGuard,
+    *,
+    reorder: Reorder = in_order,
+    check: Check = any_stream,
+) -> None:
+    """Start the session, feed it the stream until either side ends the call, and end it exactly once."""
+    try:
+        await session.start()
+        reason = await _feed(ws, session, transport, guard, reorder, check, runtime.settings.max_ws_message_bytes)
+        await session.end(reason)
+    except WebSocketDisconnect:
+        transport.remote_ended = True
+        await session.end("caller_hangup")
+    except Exception:
+        log.exception("phone_session_crashed", client_type=transport.client_type)
+        await session.end("internal_error", close_code=CLOSE_INTERNAL)
+    finally:
+        runtime.sessions.pop(session.call_id, None)
+
+
+async def _feed(
+    ws: WebSocket,
+    session: CallSession,
+    transport: MediaStreamTransport,
+    guard: FrameGuard,
+    reorder: Reorder,
+    check: Check,
+    limit: int,
+) -> str:
+    """Feed the call until the provider stops the stream or it misbehaves; returns the end reason."""
+    while not session.ended:
+        try:
+            async with asyncio.timeout(IDLE_TIMEOUT_S):  # not wait_for: on 3.11 that starts a task per frame
+                msg = await receive_json(ws, guard, limit)
+        except TimeoutError:
+            return "caller_idle"
+        close: str | None = None
+        if isinstance(msg, str):
+            close = msg
+        elif msg is None:
+            continue
+        elif (problem := check(msg)) is not None:
+            close = guard.bad_frame(*problem)
+        elif msg["event"] == "media":
+            close = await _media(msg, session, transport.codec, guard, reorder)
+        elif msg["event"] == "mark":
+            mark = msg.get("mark") if isinstance(msg.get("mark"), dict) else {}
+            session.pacer.mark_echoed(str(mark.get("name", "")))
+        elif msg["event"] == "dtmf":
+            dtmf = msg.get("dtmf") if isinstance(msg.get("dtmf"), dict) else {}
+            log.info("dtmf_received", digit=str(dtmf.get("digit", ""))[:1])
+        elif msg["event"] == "stop":
+            transport.remote_ended = True
+            return "caller_hangup"
+        elif msg["event"] in ("error", "connected", "start"):
+            log.warning("media_stream_event", stream_event=msg["event"], detail=str(msg.get("payload", ""))[:200])
+        else:
+            close = guard.bad_frame("unknown_event", str(msg["event"])[:40])
+        if close is not None:
+            await transport.close(CLOSE_TOO_BIG if close == "message too big" else CLOSE_PROTOCOL, close)
+            return "protocol_error"
+    return session.end_reason or "ended"
+
+
+async def _media(
+    msg: dict[str, Any], session: CallSession, codec: Codec, guard: FrameGuard, reorder: Reorder
+) -> str | None:
+    take, close = guard.admit()
+    media = msg.get("media") if isinstance(msg.get("media"), dict) else {}
+    if not take or media.get("track", "inbound") != "inbound":
+        return close
+    pcm = decode_payload(media.get("payload"), codec)
+    if pcm is None:
+        return guard.bad_frame("bad_payload", "media.payload is not base64")
+    for frame in reorder(msg, pcm):
+        await session.on_audio(frame)
+    return close

@@ -8,27 +8,20 @@ that arrives after the window moved on is dropped, since playing it late would o
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.session import CallSession
 from services.gateway.telephony_stream import (
-    CLOSE_INTERNAL,
     CLOSE_PROTOCOL,
-    CLOSE_TOO_BIG,
-    IDLE_TIMEOUT_S,
-    Codec,
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
-    decode_payload,
     open_phone_session,
     read_start,
-    receive_json,
+    serve_phone_call,
 )
 from services.gateway.telnyx_api import decode_state
 from services.gateway.telnyx_webhooks import telnyx_rest
@@ -124,17 +117,16 @@ async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         if session is None:
             return
         log.info("telnyx_stream_started", stream_id=stream_id, codec=codec)
-        try:
-            await session.start()
-            reason = await _receive_loop(ws, session, transport, guard, codec, runtime.settings.max_ws_message_bytes)  # type: ignore[arg-type]
-            await session.end(reason)
-        except WebSocketDisconnect:
-            await session.end("caller_hangup")
-        except Exception:
-            log.exception("telnyx_session_crashed")
-            await session.end("internal_error", close_code=CLOSE_INTERNAL)
-        finally:
-            runtime.sessions.pop(call_control_id, None)
+        order = Reorderer()
+
+        def reorder(msg: dict[str, Any], pcm: bytes) -> list[bytes]:
+            media = msg.get("media") if isinstance(msg.get("media"), dict) else {}
+            chunk = _chunk(msg, media)  # type: ignore[arg-type]
+            return [pcm] if chunk is None else order.push(chunk, pcm)
+
+        await serve_phone_call(runtime, ws, session, transport, guard, reorder=reorder)
+        if order.skipped or order.dropped_late:
+            log.info("telnyx_reorder_stats", skipped_gaps=order.skipped, dropped_late=order.dropped_late)
 
 
 def _chunk(msg: dict[str, Any], media: dict[str, Any]) -> int | None:
@@ -144,57 +136,3 @@ def _chunk(msg: dict[str, Any], media: dict[str, Any]) -> int | None:
         except (TypeError, ValueError):
             continue
     return None
-
-
-async def _receive_loop(
-    ws: WebSocket,
-    session: CallSession,
-    transport: MediaStreamTransport,
-    guard: FrameGuard,
-    codec: Codec,
-    limit: int,
-) -> str:
-    order = Reorderer()
-    while not session.ended:
-        try:
-            async with asyncio.timeout(IDLE_TIMEOUT_S):
-                msg = await receive_json(ws, guard, limit)
-        except TimeoutError:
-            return "caller_idle"
-        close: str | None = None
-        if isinstance(msg, str):
-            close = msg
-        elif msg is None:
-            continue
-        elif msg["event"] == "media":
-            take, close = guard.admit()
-            media = msg.get("media") if isinstance(msg.get("media"), dict) else {}
-            if take and media.get("track", "inbound") == "inbound":
-                pcm = decode_payload(media.get("payload"), codec)
-                chunk = _chunk(msg, media)
-                if pcm is None:
-                    close = guard.bad_frame("bad_payload", "media.payload is not base64")
-                elif chunk is None:
-                    await session.on_audio(pcm)
-                else:
-                    for frame in order.push(chunk, pcm):
-                        await session.on_audio(frame)
-        elif msg["event"] == "mark":
-            mark = msg.get("mark") if isinstance(msg.get("mark"), dict) else {}
-            session.pacer.mark_echoed(str(mark.get("name", "")))
-        elif msg["event"] == "dtmf":
-            dtmf = msg.get("dtmf") if isinstance(msg.get("dtmf"), dict) else {}
-            log.info("dtmf_received", digit=str(dtmf.get("digit", ""))[:1])
-        elif msg["event"] == "stop":
-            transport.remote_ended = True
-            return "caller_hangup"
-        elif msg["event"] in ("error", "connected", "start"):
-            log.warning("telnyx_stream_event", stream_event=msg["event"], detail=str(msg.get("payload", ""))[:200])
-        else:
-            close = guard.bad_frame("unknown_event", str(msg["event"])[:40])
-        if close is not None:
-            await transport.close(CLOSE_TOO_BIG if close == "message too big" else CLOSE_PROTOCOL, close)
-            return "protocol_error"
-    if order.skipped or order.dropped_late:
-        log.info("telnyx_reorder_stats", skipped_gaps=order.skipped, dropped_late=order.dropped_late)
-    return session.end_reason or "ended"

@@ -9,25 +9,19 @@ call is its CallSid, so status callbacks and the REST hang-up line up with the h
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.session import CallSession
 from services.gateway.telephony_stream import (
-    CLOSE_INTERNAL,
     CLOSE_PROTOCOL,
-    CLOSE_TOO_BIG,
-    IDLE_TIMEOUT_S,
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
-    decode_payload,
     open_phone_session,
     read_start,
-    receive_json,
+    serve_phone_call,
 )
 from services.gateway.twilio_api import TwilioRest
 from shared.logging import bound_call, get_logger
@@ -91,65 +85,9 @@ async def twilio_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         if session is None:
             return
         log.info("twilio_stream_started", stream_sid=stream_sid)
-        try:
-            await session.start()
-            reason = await _receive_loop(
-                ws, session, transport, guard, stream_sid, runtime.settings.max_ws_message_bytes
-            )
-            await session.end(reason)
-        except WebSocketDisconnect:
-            transport.remote_ended = True
-            await session.end("caller_hangup")
-        except Exception:
-            log.exception("twilio_session_crashed")
-            await session.end("internal_error", close_code=CLOSE_INTERNAL)
-        finally:
-            runtime.sessions.pop(call_sid, None)
 
+        def same_stream(msg: dict[str, Any]) -> tuple[str, str] | None:
+            sid = msg.get("streamSid")
+            return None if sid == stream_sid else ("wrong_stream_sid", str(sid)[:40])
 
-async def _receive_loop(
-    ws: WebSocket,
-    session: CallSession,
-    transport: MediaStreamTransport,
-    guard: FrameGuard,
-    stream_sid: str,
-    limit: int,
-) -> str:
-    """Feed the call until Twilio stops the stream or it misbehaves; returns the end reason."""
-    while not session.ended:
-        try:
-            async with asyncio.timeout(IDLE_TIMEOUT_S):
-                msg = await receive_json(ws, guard, limit)
-        except TimeoutError:
-            return "caller_idle"
-        close: str | None = None
-        if isinstance(msg, str):
-            close = msg
-        elif msg is None:
-            continue
-        elif msg.get("streamSid") != stream_sid:
-            close = guard.bad_frame("wrong_stream_sid", str(msg.get("streamSid"))[:40])
-        elif msg["event"] == "media":
-            take, close = guard.admit()
-            media = msg.get("media") if isinstance(msg.get("media"), dict) else {}
-            if take and media.get("track", "inbound") == "inbound":
-                pcm = decode_payload(media.get("payload"), "PCMU")
-                if pcm is None:
-                    close = guard.bad_frame("bad_payload", "media.payload is not base64")
-                else:
-                    await session.on_audio(pcm)
-        elif msg["event"] == "mark":
-            mark = msg.get("mark") if isinstance(msg.get("mark"), dict) else {}
-            session.pacer.mark_echoed(str(mark.get("name", "")))
-        elif msg["event"] == "dtmf":
-            dtmf = msg.get("dtmf") if isinstance(msg.get("dtmf"), dict) else {}
-            log.info("dtmf_received", digit=str(dtmf.get("digit", ""))[:1])
-        elif msg["event"] == "stop":
-            transport.remote_ended = True
-            return "caller_hangup"
-        else:
-            close = guard.bad_frame("unknown_event", str(msg["event"])[:40])
-        if close is not None:
-            await transport.close(CLOSE_TOO_BIG if close == "message too big" else CLOSE_PROTOCOL, close)
-            return "protocol_error"
-    return session.end_reason or "ended"
+        await serve_phone_call(runtime, ws, session, transport, guard, check=same_stream)
