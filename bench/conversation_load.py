@@ -323,14 +323,18 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--server-cpus", default="0", help="cores for the server (taskset); '' = no pinning")
     parser.add_argument("--caller-cpus", default="1", help="cores for the callers; '' = no pinning")
+    parser.add_argument(
+        "--server-rt", action="store_true", help="server processes real-time round-robin (shared, noisy machines)"
+    )
     args = parser.parse_args()
     if args.caller_cpus:
         os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
     print(
         f"victoria conversation_load {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r} "
         f"caller cpus={args.caller_cpus!r}  turns={args.turns}  chain_stages={os.environ.get('CHAIN_STAGES', 'true')}"
+        f"{'  server real-time' if args.server_rt else ''}"
     )
-    with running_stack(fake=True, env=PROVIDERS, cpus=args.server_cpus or None) as stack:
+    with running_stack(fake=True, env=PROVIDERS, cpus=args.server_cpus or None, realtime=args.server_rt) as stack:
         asyncio.run(main_async(args.n, args.turns, stack.url, stack.pid))
 
 

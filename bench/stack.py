@@ -28,14 +28,19 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(*, fake: bool, env: dict[str, str] | None = None, cpus: str | None = None) -> Iterator[Stack]:
-    """Start a stack; ``cpus`` pins every server process (e.g. ``"0"``) with taskset."""
+def running_stack(
+    *, fake: bool, env: dict[str, str] | None = None, cpus: str | None = None, realtime: bool = False
+) -> Iterator[Stack]:
+    """Start a stack; ``cpus`` pins every server process (e.g. ``"0"``) with taskset; ``realtime`` runs them
+    round-robin real-time (``chrt -r 1``, needs root) so that other tenants of a shared machine can't delay them."""
     port = free_port()
     run_dir = tempfile.mkdtemp(prefix="victoria-bench-")
     full_env = {**os.environ, "VICTORIA_RUN_DIR": run_dir, "LOG_LEVEL": "WARNING", **(env or {})}
     cmd = [sys.executable, "-m", "tools.devstack", "--port", str(port)] + (["--fake-providers"] if fake else [])
     if cpus is not None:
         cmd = ["taskset", "-c", cpus, *cmd]
+    if realtime:
+        cmd = ["chrt", "-r", "1", *cmd]
     log = open(Path(run_dir) / "devstack.out", "wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

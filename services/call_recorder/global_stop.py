@@ -114,6 +114,10 @@ class GlobalStopPolicy:
     async def on_critical_error(self, event: CallError) -> bool:
         """Count one critical error applied by the consumer; True when it tripped the global stop."""
         record = ErrorRecord(event.event_id, event.call_id, event.stage, event.code, event.ts)
+        if time.time() - event.ts > self.window.window_s:
+            # a backlog being caught up (recorder restarted, new replica): history, not a live incident
+            log.info("stale_error_not_counted", call_id=event.call_id, age_s=round(time.time() - event.ts, 1))
+            return False
         if not self.window.add(record) or self.window.count() < self.max_errors:
             return False
         state = await read_state(self.js)

@@ -7,6 +7,7 @@ import asyncio
 
 import httpx
 
+from shared.global_stop import GlobalStopState, write_state
 from tools.simcaller import SimCaller
 
 OLD, NEW = "dash-key-old", "dash-key-new"
@@ -29,7 +30,8 @@ async def wait_http(gateway) -> None:
     raise AssertionError("gateway did not answer /health")
 
 
-async def test_live_calls_and_services_with_rotated_keys(start_stack) -> None:
+async def test_live_calls_and_services_with_rotated_keys(start_stack, bus) -> None:
+    await write_state(bus.js, GlobalStopState())  # calls are accepted whatever an earlier test left behind
     gateway = await start_stack({"API_KEYS": f"{OLD},{NEW}"})
     caller = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
     await caller.connect()

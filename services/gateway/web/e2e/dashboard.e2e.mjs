@@ -87,6 +87,8 @@ async function main() {
     await page.locator('li[data-role="assistant"]').nth(1).waitFor({ timeout: 30000 }); // the reply
     const meter = Number(await page.getByRole('meter', { name: 'Microphone level' }).getAttribute('aria-valuenow'));
     result.latencyRows = await page.getByRole('table', { name: 'Turn latency' }).locator('tbody tr').count();
+    // the speech starts 0.8 s into the file, while the greeting still plays: a barge-in the page counted
+    result.bargeIns = Number((await page.getByText(/Barge-ins this call: \d+/).textContent()).match(/\d+/)[0]);
 
     // the Status page lists the call while it runs
     log('status page');

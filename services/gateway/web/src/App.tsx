@@ -1,4 +1,7 @@
-import { NavLink, Route, Routes } from 'react-router-dom';
+import { useEffect } from 'react';
+import { Link, NavLink, Route, Routes, useLocation } from 'react-router-dom';
+
+import { useAppDispatch, useAppSelector } from './app/hooks';
 
 import { AgentsPage } from './features/agents/AgentsPage';
 import { ApiKeyInput } from './features/auth/ApiKeyInput';
@@ -6,6 +9,7 @@ import { CallDetailPage } from './features/history/CallDetailPage';
 import { HistoryPage } from './features/history/HistoryPage';
 import { SimulatorPage } from './features/simulator/SimulatorPage';
 import { StatusPage } from './features/status/StatusPage';
+import { fetchLive } from './features/status/statusSlice';
 
 const NAV = [
   { to: '/', label: 'Simulator', end: true },
@@ -13,6 +17,28 @@ const NAV = [
   { to: '/history', label: 'History', end: false },
   { to: '/status', label: 'Status', end: false },
 ];
+
+/** On every page but Status (which has the full banner): a line when the global stop refuses new calls. */
+function GlobalStopNotice() {
+  const dispatch = useAppDispatch();
+  const stop = useAppSelector((s) => s.status.live?.global_stop);
+  const apiKey = useAppSelector((s) => s.auth.apiKey);
+  const { pathname } = useLocation();
+  useEffect(() => {
+    void dispatch(fetchLive());
+    const timer = window.setInterval(() => void dispatch(fetchLive()), 15000);
+    return () => window.clearInterval(timer);
+  }, [dispatch, apiKey]);
+  if (!stop?.active || pathname === '/status') return null;
+  return (
+    <div role="alert" className="bg-red-600 px-4 py-2 text-center text-sm text-white">
+      Global stop: new calls are refused ({stop.reason || 'no reason given'}).{' '}
+      <Link to="/status" className="font-semibold underline">
+        Details and reset
+      </Link>
+    </div>
+  );
+}
 
 export function App() {
   return (
@@ -44,6 +70,7 @@ export function App() {
           </div>
         </div>
       </header>
+      <GlobalStopNotice />
       <main id="main" className="mx-auto max-w-7xl px-4 py-6">
         <Routes>
           <Route path="/" element={<SimulatorPage />} />

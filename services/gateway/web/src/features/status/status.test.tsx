@@ -1,6 +1,9 @@
 import { render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { Provider } from 'react-redux';
+import { MemoryRouter } from 'react-router-dom';
+
+import { App } from '../../App';
 
 import { makeStore } from '../../app/store';
 import { ADMIN_KEY_STORAGE } from '../../lib/api';
@@ -54,5 +57,31 @@ describe('StatusPage', () => {
     expect((reset.init?.headers as Record<string, string>)['X-API-Key']).toBe('adm1n');
     expect(localStorage.getItem(ADMIN_KEY_STORAGE)).toBe('adm1n');
     expect(screen.queryByText('Reset global stop')).not.toBeInTheDocument();
+  });
+});
+
+describe('App', () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  it('shows the global stop on other pages, with a link to the Status page', async () => {
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (url: string) => {
+        const body = url.includes('live') ? live(true) : url.includes('services') ? { services: [] } : [];
+        return new Response(JSON.stringify(body), { status: 200 });
+      }),
+    );
+    render(
+      <Provider store={makeStore()}>
+        <MemoryRouter initialEntries={['/agents']}>
+          <App />
+        </MemoryRouter>
+      </Provider>,
+    );
+    const notice = await screen.findByText(/Global stop: new calls are refused/);
+    expect(notice).toHaveTextContent('3 critical errors in 60s');
+    await userEvent.click(screen.getByRole('link', { name: 'Details and reset' }));
+    expect(await screen.findByRole('button', { name: 'Reset global stop' })).toBeInTheDocument();
+    expect(screen.queryByRole('link', { name: 'Details and reset' })).not.toBeInTheDocument(); // the full banner instead
   });
 });

@@ -87,7 +87,7 @@ const statusSlice = createSlice({
         if (state.servicesStatus !== 'succeeded') state.servicesStatus = 'loading';
       })
       .addCase(fetchServices.fulfilled, (state, action) => {
-        state.services = action.payload.services;
+        state.services = Array.isArray(action.payload?.services) ? action.payload.services : [];
         state.servicesStatus = 'succeeded';
         state.servicesError = null;
       })
