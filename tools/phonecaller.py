@@ -43,6 +43,7 @@ class PhoneCaller:
     shuffle_inbound: bool = False  # Telnyx: send frames pairwise swapped (the gateway must reorder)
     ws: websockets.ClientConnection | None = None
     frames: list[Frame] = field(default_factory=list)
+    media_shapes: set[str] = field(default_factory=set)  # every distinct structure of the media messages
     events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # non-media messages
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_code: int | None = None
@@ -218,6 +219,7 @@ class PhoneCaller:
                 now = time.perf_counter()
                 message = json.loads(raw)
                 if message.get("event") == "media":
+                    self.media_shapes.add(_shape(message))
                     self.frames.append(Frame(now, base64.b64decode(message["media"]["payload"])))
                     self._play_end = max(self._play_end, now) + FRAME_S
                     continue
@@ -262,3 +264,14 @@ class PhoneCaller:
                 out.append([])
             out[-1].append(frame)
         return out
+
+
+def _shape(message: dict[str, Any]) -> str:
+    """A message's structure with its values' types instead of values (``{"event":"media",...}`` → keys)."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in sorted(value.items())}
+        return "event" if value == "media" else type(value).__name__
+
+    return json.dumps(walk(message), sort_keys=True)

@@ -227,6 +227,7 @@ async def test_twilio_three_turns_with_greeting_barge_in_and_goodbye(
         last_echo = max(at for at, m in caller.events if m["event"] == "mark")
         assert caller.frames[-1].at < last_echo <= hung_up_at[0]  # the goodbye was played before the hang-up
 
+    assert caller.media_shapes == {'{"event": "event", "media": {"payload": "str"}, "streamSid": "str"}'}
     marks = caller.sent_events("mark")
     assert all(
         m == {"event": "mark", "streamSid": caller.stream_id, "mark": {"name": m["mark"]["name"]}} for _, m in marks
@@ -452,6 +453,7 @@ async def test_telnyx_three_turns_with_greeting_barge_in_and_goodbye(
         hangup_event = telnyx_event("call.hangup", ccid, hangup_cause="normal_clearing")
         assert (await post_telnyx(host, hangup_event, signer)).json() == {"status": "hangup"}
 
+    assert caller.media_shapes == {'{"event": "event", "media": {"payload": "str"}}'}
     marks = caller.sent_events("mark")
     assert marks and all(m == {"event": "mark", "mark": {"name": m["mark"]["name"]}} for _, m in marks)
     assert_paced(caller)
