@@ -326,15 +326,17 @@ def main() -> None:
     parser.add_argument(
         "--server-rt", action="store_true", help="server processes real-time round-robin (shared, noisy machines)"
     )
+    parser.add_argument("--gateway-nice", type=int, default=None, help="PROCESS_NICE for the gateway, e.g. -10")
     args = parser.parse_args()
     if args.caller_cpus:
         os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
     print(
         f"victoria conversation_load {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r} "
         f"caller cpus={args.caller_cpus!r}  turns={args.turns}  chain_stages={os.environ.get('CHAIN_STAGES', 'true')}"
-        f"{'  server real-time' if args.server_rt else ''}"
+        f"{'  server real-time' if args.server_rt else ''}  gateway nice={args.gateway_nice}"
     )
-    with running_stack(fake=True, env=PROVIDERS, cpus=args.server_cpus or None, realtime=args.server_rt) as stack:
+    stack_args = {"cpus": args.server_cpus or None, "realtime": args.server_rt, "gateway_nice": args.gateway_nice}
+    with running_stack(fake=True, env=PROVIDERS, **stack_args) as stack:
         asyncio.run(main_async(args.n, args.turns, stack.url, stack.pid))
 
 

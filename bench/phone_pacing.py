@@ -128,11 +128,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[1, 20, 50])
     parser.add_argument("--server-cpus", default="0", help="cores for the server (taskset); '' = no pinning")
     parser.add_argument("--caller-cpus", default="1", help="cores for the callers; '' = no pinning")
+    parser.add_argument("--gateway-nice", type=int, default=None, help="PROCESS_NICE for the gateway, e.g. -10")
     args = parser.parse_args()
     if args.caller_cpus:
         os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
-    print(f"victoria phone_pacing {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r}")
-    with running_stack(fake=True, env=PROVIDERS, cpus=args.server_cpus or None) as stack:
+    print(
+        f"victoria phone_pacing {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r}  "
+        f"gateway nice={args.gateway_nice}"
+    )
+    stack_args = {"cpus": args.server_cpus or None, "gateway_nice": args.gateway_nice}
+    with running_stack(fake=True, env=PROVIDERS, **stack_args) as stack:
         asyncio.run(main_async(args.n, stack.url, stack.pid))
 
 

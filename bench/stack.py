@@ -29,7 +29,12 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(
-    *, fake: bool, env: dict[str, str] | None = None, cpus: str | None = None, realtime: bool = False
+    *,
+    fake: bool,
+    env: dict[str, str] | None = None,
+    cpus: str | None = None,
+    realtime: bool = False,
+    gateway_nice: int | None = None,
 ) -> Iterator[Stack]:
     """Start a stack; ``cpus`` pins every server process (e.g. ``"0"``) with taskset; ``realtime`` runs them
     round-robin real-time (``chrt -r 1``, needs root) so that other tenants of a shared machine can't delay them."""
@@ -37,6 +42,8 @@ def running_stack(
     run_dir = tempfile.mkdtemp(prefix="victoria-bench-")
     full_env = {**os.environ, "VICTORIA_RUN_DIR": run_dir, "LOG_LEVEL": "WARNING", **(env or {})}
     cmd = [sys.executable, "-m", "tools.devstack", "--port", str(port)] + (["--fake-providers"] if fake else [])
+    if gateway_nice is not None:
+        cmd += ["--gateway-nice", str(gateway_nice)]
     if cpus is not None:
         cmd = ["taskset", "-c", cpus, *cmd]
     if realtime:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -27,8 +28,19 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def apply_nice(settings: CommonSettings) -> None:
+    """PROCESS_NICE: lower (or, with the privilege, raise) this process's CPU priority."""
+    if settings.process_nice:
+        try:
+            os.nice(settings.process_nice)
+            log.info("process_nice_applied", nice=os.nice(0))
+        except OSError as exc:
+            log.warning("process_nice_refused", nice=settings.process_nice, error=str(exc))
+
+
 def run_service(name: str, settings: CommonSettings, main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     configure_logging(name, settings.log_level, settings.log_format)
+    apply_nice(settings)
     tune_gc()
     serve_metrics(settings.metrics_port)
 

@@ -23,6 +23,13 @@ class CommonSettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no separate /metrics port")
     instance_id: str = Field(default="", description="replica name; defaults to host-pid")
+    process_nice: int = Field(
+        default=0,
+        ge=-20,
+        le=19,
+        description="niceness added at start: batch services sharing cores with the gateway can yield to its "
+        "real-time audio pacing (negative values need CAP_SYS_NICE)",
+    )
 
     # error policy "global stop": the platform stops taking new calls when critical call errors repeat
     global_stop_max_errors_in_window: int = Field(

@@ -261,6 +261,10 @@ class DevStack:
             metrics_port = pick_port(spec.metrics_port, ANY_HOST) if spec.metrics_port else 0
             self.metrics[spec.name] = metrics_port
             env = {**base, "METRICS_PORT": str(metrics_port)}
+            if spec.name == "call_recorder":  # history is batch work: the gateway's real-time pacing comes first
+                env.setdefault("PROCESS_NICE", "10")
+            if spec.name == "gateway" and self.args.gateway_nice is not None:
+                env["PROCESS_NICE"] = str(self.args.gateway_nice)
             proc = await asyncio.create_subprocess_exec(
                 *service_command(spec),
                 cwd=REPO,
@@ -425,6 +429,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-services", action="store_true", help="only NATS and PostgreSQL; print the env to export")
     parser.add_argument("--fake-providers", action="store_true", help="STT/LLM/TTS_PROVIDER=fake (no models)")
     parser.add_argument("--port", type=int, default=0, help="gateway port (default: GATEWAY_PORT or 8000)")
+    parser.add_argument(
+        "--gateway-nice",
+        type=int,
+        default=None,
+        help="PROCESS_NICE for the gateway only, e.g. -10 so its real-time audio pacing wins a shared core "
+        "(negative values need root or CAP_SYS_NICE)",
+    )
     parser.add_argument(
         "--ready-timeout", type=float, default=180.0, help="seconds to wait for readiness (default: 180)"
     )

@@ -8,7 +8,7 @@ import uvicorn
 from services.gateway.app import create_app
 from shared.logging import configure_logging
 from shared.metrics import serve_metrics
-from shared.service import tune_gc
+from shared.service import apply_nice, tune_gc
 from shared.settings import GatewaySettings
 
 
@@ -16,6 +16,7 @@ def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
     serve_metrics(settings.metrics_port)
+    apply_nice(settings)
     tune_gc()
     uvicorn.run(
         create_app(settings),
