@@ -23,7 +23,7 @@ OUTBOUND_FRAME_LATENESS = Histogram(
     "victoria_outbound_frame_lateness_seconds",
     "How late each outbound audio frame left against its slot on the call's steady clock",
     ["client_type"],
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16),
+    buckets=(0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.015, 0.02, 0.04, 0.08, 0.16),
 )
 WEBHOOKS = Counter(
     "victoria_telephony_webhooks_total", "Provider webhooks received, by outcome", ["provider", "outcome"]
