@@ -232,7 +232,11 @@ async def list_calls(
     return CallPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/export", response_model=None)
+@router.get(
+    "/export",
+    response_model=None,
+    responses={200: {"description": "the calls as a file", "content": {"text/csv": {}, "application/json": {}}}},
+)
 async def export_calls(
     request: Request,
     filters: Annotated[CallFilters, Depends(call_filters)],

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +15,7 @@ from services.gateway.api_admin import router as admin_router
 from services.gateway.api_agents import router as agents_router
 from services.gateway.api_calls import router as calls_router
 from services.gateway.api_live import router as live_router
+from services.gateway.api_providers import router as providers_router
 from services.gateway.dashboard import mount_dashboard
 from services.gateway.http_guard import RateLimiter, SecurityHeaders
 from services.gateway.runtime import GatewayRuntime
@@ -55,10 +57,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.api_keys = parse_keys(settings.api_keys.get_secret_value())
     if not app.state.api_keys:
         log.warning("api_open_without_keys", hint="set API_KEYS to require X-API-Key on /api/v1")
+
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def unstorable_text(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # a NUL character (``\x00``, ``\u0000``) in a query or body: PostgreSQL stores no such text, so it is the
+        # request that is bad (found by schemathesis: these were 500s)
+        return JSONResponse({"detail": "the request contains a NUL character, which cannot be stored"}, 400)
+
     app.include_router(agents_router)
     app.include_router(calls_router)
     app.include_router(admin_router)
     app.include_router(live_router)
+    app.include_router(providers_router)
     app.add_middleware(RateLimiter, per_minute=settings.api_rate_limit_per_minute, burst=settings.api_rate_limit_burst)
     app.add_middleware(SecurityHeaders)  # outermost: 429s get the headers too
     app.include_router(twilio_router)

@@ -126,3 +126,18 @@ async def test_security_headers_and_pages(run_service) -> None:
             assert (await client.get("/history/some-call")).text == index.text  # SPA fallback
         missing_api = await client.get("/api/v1/nothing-here")
         assert missing_api.status_code == 404 and missing_api.headers["content-type"] == "application/json"
+
+
+async def test_providers_catalogue_on_a_running_gateway(run_service) -> None:
+    gateway = run_service("gateway", {"API_KEYS": NEW, "GROQ_API_KEY": "gsk_test", "AZURE_SPEECH_KEY": ""})
+    await wait_http(gateway)
+    async with api(gateway) as client:
+        assert (await client.get("/api/v1/providers")).status_code == 401
+        resp = await client.get("/api/v1/providers", headers={"X-API-Key": NEW})
+        assert resp.status_code == 200, resp.text
+        data = {kind: {p["name"]: p for p in items} for kind, items in resp.json().items()}
+    assert set(data) == {"stt", "llm", "tts"}
+    assert {"fake", "local_whisper", "groq", "azure"} <= set(data["stt"])
+    assert data["stt"]["groq"]["usable"] and data["llm"]["groq"]["usable"]  # GROQ_API_KEY is set
+    assert not data["tts"]["azure"]["usable"] and "AZURE_SPEECH_KEY" in data["tts"]["azure"]["status"]
+    assert any(v["name"] == "es-ES-ElviraNeural" and v["language"] == "es-ES" for v in data["tts"]["azure"]["voices"])

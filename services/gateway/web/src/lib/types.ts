@@ -30,6 +30,8 @@ export interface AgentSpec {
   };
   extraction_fields: Record<string, string>;
   overlays: Record<string, Record<string, unknown>>;
+  /** E.164 numbers whose incoming Twilio/Telnyx calls this agent answers */
+  phone_numbers?: string[];
 }
 
 export interface Agent {
@@ -120,3 +122,33 @@ export interface LiveState {
 export interface ServicesOverview {
   services: ServiceGroup[];
 }
+
+// GET /api/v1/providers (services/gateway/api_providers.py)
+export type ProviderKind = 'stt' | 'llm' | 'tts';
+
+export interface ProviderModel {
+  id: string;
+  description: string;
+}
+
+export interface ProviderVoice {
+  name: string;
+  language: string;
+  gender: string;
+  styles: string[];
+}
+
+export interface ProviderInfo {
+  name: string;
+  usable: boolean;
+  status: string;
+  default: boolean;
+  default_model: string | null;
+  default_voice: string | null;
+  models: ProviderModel[];
+  voices: ProviderVoice[];
+  languages: string[];
+  note: string;
+}
+
+export type ProviderCatalogue = Record<ProviderKind, ProviderInfo[]>;

@@ -1,13 +1,32 @@
 import { useEffect, useId, useMemo, useState, type FormEvent, type ReactNode } from 'react';
 
 import type { FieldErrors } from '../../lib/api';
-import type { AgentSpec } from '../../lib/types';
+import type { AgentSpec, ProviderCatalogue, ProviderInfo, ProviderKind } from '../../lib/types';
 
-const PROVIDERS: Record<'stt' | 'llm' | 'tts', string[]> = {
+// used until GET /api/v1/providers has answered (or when it cannot)
+const FALLBACK_PROVIDERS: Record<ProviderKind, string[]> = {
   stt: ['local_whisper', 'groq', 'azure', 'fake'],
   llm: ['local_llama', 'groq', 'openai', 'fake'],
   tts: ['local_piper', 'azure', 'fake'],
 };
+
+export interface Suggestion {
+  value: string;
+  label?: string;
+}
+
+const uniq = (items: Suggestion[]): Suggestion[] => {
+  const seen = new Set<string>();
+  return items.filter((s) => (seen.has(s.value) ? false : (seen.add(s.value), true)));
+};
+
+/** "+34 910 000 000, +1555…" or one per line → ["+34910000000", …] (spaces inside a number are dropped). */
+export function parsePhoneNumbers(text: string): string[] {
+  return text
+    .split(/[\n,;]+/)
+    .map((n) => n.replace(/[\s()-]/g, ''))
+    .filter(Boolean);
+}
 
 type Draft = Record<string, unknown>;
 
@@ -26,23 +45,28 @@ const pretty = (v: unknown) => JSON.stringify(v ?? {}, null, 2);
 
 export interface AgentFormProps {
   spec: AgentSpec;
+  /** providers, models and voices to suggest (GET /api/v1/providers); free text is still accepted */
+  catalogue?: ProviderCatalogue | null;
   fieldErrors: FieldErrors;
   saving: boolean;
   onSave(spec: AgentSpec): void;
 }
 
 /** Edits every field of an agent; the API validates the whole spec and its 422 errors show next to the fields. */
-export function AgentForm({ spec, fieldErrors, saving, onSave }: AgentFormProps) {
+export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave }: AgentFormProps) {
   const [draft, setDraft] = useState<Draft>(spec as unknown as Draft);
   const [json, setJson] = useState({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
+  const [phones, setPhones] = useState((spec.phone_numbers ?? []).join('\n'));
   const [jsonErrors, setJsonErrors] = useState<FieldErrors>({});
   const formId = useId();
 
-  useEffect(() => {
+  const reset = () => {
     setDraft(spec as unknown as Draft);
     setJson({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
+    setPhones((spec.phone_numbers ?? []).join('\n'));
     setJsonErrors({});
-  }, [spec]);
+  };
+  useEffect(reset, [spec]);
 
   const errors = useMemo(() => ({ ...fieldErrors, ...jsonErrors }), [fieldErrors, jsonErrors]);
   const errorFor = (path: string): string | undefined =>
@@ -65,8 +89,27 @@ export function AgentForm({ spec, fieldErrors, saving, onSave }: AgentFormProps)
     }
     setJsonErrors(bad);
     if (Object.keys(bad).length) return;
-    onSave({ ...(draft as unknown as AgentSpec), ...(parsed as Partial<AgentSpec>) });
+    onSave({ ...(draft as unknown as AgentSpec), ...(parsed as Partial<AgentSpec>), phone_numbers: parsePhoneNumbers(phones) });
   }
+
+  // the provider a field refers to: the one chosen, else the worker's default
+  const providerOf = (kind: ProviderKind, path: string): ProviderInfo | undefined => {
+    const list = catalogue?.[kind] ?? [];
+    const chosen = getPath(draft, path);
+    return typeof chosen === 'string' && chosen ? list.find((p) => p.name === chosen) : list.find((p) => p.default);
+  };
+  const tts = providerOf('tts', 'voice.provider');
+  const llm = providerOf('llm', 'llm.provider');
+  const stt = providerOf('stt', 'stt.provider');
+  const models = (p?: ProviderInfo): Suggestion[] =>
+    uniq((p?.models ?? []).map((m) => ({ value: m.id, label: m.description || undefined })));
+  const voiceName = getPath(draft, 'voice.name');
+  const voice = tts?.voices.find((v) => v.name === voiceName);
+  const voiceSuggestions = uniq(
+    (tts?.voices ?? []).map((v) => ({ value: v.name, label: [v.language, v.gender].filter(Boolean).join(' · ') })),
+  );
+  const styleSuggestions = uniq((voice ? voice.styles : (tts?.voices ?? []).flatMap((v) => v.styles)).map((st) => ({ value: st })));
+  const sttLanguages = uniq((stt?.languages ?? []).map((l) => ({ value: l })));
 
   const text = (path: string, label: string, opts: { area?: boolean; rows?: number; hint?: string } = {}) => (
     <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={opts.hint}>
@@ -85,20 +128,20 @@ export function AgentForm({ spec, fieldErrors, saving, onSave }: AgentFormProps)
     </Field>
   );
 
-  const optional = (path: string, label: string, list?: string[]) => (
-    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint="empty = worker default">
+  const optional = (path: string, label: string, list?: Suggestion[], hint = 'empty = worker default') => (
+    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={hint}>
       {(props) => (
         <>
           <input
             {...props}
-            list={list ? `${formId}-${path}-list` : undefined}
+            list={list?.length ? `${formId}-${path}-list` : undefined}
             value={String(getPath(draft, path) ?? '')}
             onChange={(e) => set(path, e.target.value.trim() === '' ? null : e.target.value)}
           />
-          {list ? (
-            <datalist id={`${formId}-${path}-list`}>
+          {list?.length ? (
+            <datalist id={`${formId}-${path}-list`} data-testid={`${path}-suggestions`}>
               {list.map((p) => (
-                <option key={p} value={p} />
+                <option key={p.value} value={p.value} label={p.label} />
               ))}
             </datalist>
           ) : null}
@@ -106,6 +149,34 @@ export function AgentForm({ spec, fieldErrors, saving, onSave }: AgentFormProps)
       )}
     </Field>
   );
+
+  const providerSelect = (kind: ProviderKind, path: string, label: string) => {
+    const list = catalogue?.[kind];
+    const current = getPath(draft, path);
+    const names = list ? list.map((p) => p.name) : FALLBACK_PROVIDERS[kind];
+    const value = typeof current === 'string' ? current : '';
+    const fallbackDefault = list?.find((p) => p.default)?.name;
+    const chosen = list?.find((p) => p.name === value);
+    const hint = chosen && !chosen.usable ? `not usable here: ${chosen.status}` : undefined;
+    return (
+      <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={hint}>
+        {(props) => (
+          <select {...props} value={value} onChange={(e) => set(path, e.target.value === '' ? null : e.target.value)}>
+            <option value="">{fallbackDefault ? `worker default (${fallbackDefault})` : 'worker default'}</option>
+            {value && !names.includes(value) ? <option value={value}>{value}</option> : null}
+            {names.map((name) => {
+              const info = list?.find((p) => p.name === name);
+              return (
+                <option key={name} value={name}>
+                  {info && !info.usable ? `${name} (${info.status})` : name}
+                </option>
+              );
+            })}
+          </select>
+        )}
+      </Field>
+    );
+  };
 
   const number = (path: string, label: string, step = 'any') => (
     <Field id={`${formId}-${path}`} label={label} error={errorFor(path)}>
@@ -152,21 +223,41 @@ export function AgentForm({ spec, fieldErrors, saving, onSave }: AgentFormProps)
 
       <fieldset className="grid gap-4 md:grid-cols-3">
         <legend className="mb-2 text-base font-semibold">Voice, LLM and STT</legend>
-        {optional('voice.provider', 'Voice provider', PROVIDERS.tts)}
-        {optional('voice.name', 'Voice name')}
-        {optional('voice.style', 'Voice style')}
+        {providerSelect('tts', 'voice.provider', 'Voice provider')}
+        {optional('voice.name', 'Voice name', voiceSuggestions, tts?.default_voice ? `empty = ${tts.default_voice}` : undefined)}
+        {optional('voice.style', 'Voice style', styleSuggestions, 'empty = neutral')}
         {number('voice.rate', 'Voice rate (0.5–2)')}
         {number('voice.pitch', 'Voice pitch (%)')}
         <span />
-        {optional('llm.provider', 'LLM provider', PROVIDERS.llm)}
-        {optional('llm.model', 'LLM model')}
+        {providerSelect('llm', 'llm.provider', 'LLM provider')}
+        {optional('llm.model', 'LLM model', models(llm), llm?.default_model ? `empty = ${llm.default_model}` : undefined)}
         {number('llm.temperature', 'Temperature (0–2)')}
         {number('llm.max_tokens', 'Max tokens', '1')}
         <span />
         <span />
-        {optional('stt.provider', 'STT provider', PROVIDERS.stt)}
-        {optional('stt.model', 'STT model')}
-        {optional('stt.language', 'STT language')}
+        {providerSelect('stt', 'stt.provider', 'STT provider')}
+        {optional('stt.model', 'STT model', models(stt), stt?.default_model ? `empty = ${stt.default_model}` : undefined)}
+        {optional('stt.language', 'STT language', sttLanguages, 'empty = the agent language')}
+      </fieldset>
+
+      <fieldset className="grid gap-4 md:grid-cols-2">
+        <legend className="mb-2 text-base font-semibold">Telephony</legend>
+        <Field
+          id={`${formId}-phone_numbers`}
+          label="Phone numbers"
+          error={errorFor('phone_numbers')}
+          hint="E.164 (e.g. +34910000000), one per line or comma-separated: incoming Twilio/Telnyx calls to these numbers are answered by this agent"
+        >
+          {(props) => (
+            <textarea
+              {...props}
+              rows={3}
+              className={`${props.className} font-mono`}
+              value={phones}
+              onChange={(e) => setPhones(e.target.value)}
+            />
+          )}
+        </Field>
       </fieldset>
 
       <fieldset className="grid gap-4 md:grid-cols-3">
@@ -212,11 +303,7 @@ export function AgentForm({ spec, fieldErrors, saving, onSave }: AgentFormProps)
           type="button"
           className="btn-secondary"
           disabled={saving}
-          onClick={() => {
-            setDraft(spec as unknown as Draft);
-            setJson({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
-            setJsonErrors({});
-          }}
+          onClick={reset}
         >
           Discard changes
         </button>

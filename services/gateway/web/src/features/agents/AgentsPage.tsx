@@ -3,17 +3,18 @@ import { useEffect, useState, type FormEvent } from 'react';
 import { useAppDispatch, useAppSelector } from '../../app/hooks';
 import { Card, Empty, ErrorBox, Spinner, formatTime } from '../../components/ui';
 import { AgentForm } from './AgentForm';
-import { agentChosen, createAgent, deleteAgent, fetchAgents, saveAgent } from './agentsSlice';
+import { agentChosen, createAgent, deleteAgent, fetchAgents, fetchProviders, saveAgent } from './agentsSlice';
 
 export function AgentsPage() {
   const dispatch = useAppDispatch();
-  const { items, status, error, selectedId, save } = useAppSelector((s) => s.agents);
+  const { items, status, error, selectedId, save, providers } = useAppSelector((s) => s.agents);
   const apiKey = useAppSelector((s) => s.auth.apiKey);
   const [newId, setNewId] = useState('');
   const selected = items.find((a) => a.agent_id === selectedId) ?? null;
 
   useEffect(() => {
     void dispatch(fetchAgents());
+    void dispatch(fetchProviders());
   }, [dispatch, apiKey]);
 
   function onCreate(e: FormEvent) {
@@ -96,6 +97,7 @@ export function AgentsPage() {
             <AgentForm
               key={selected.agent_id}
               spec={selected.spec}
+              catalogue={providers.catalogue}
               fieldErrors={save.status === 'failed' ? save.fieldErrors : {}}
               saving={save.status === 'loading'}
               onSave={(spec) => void dispatch(saveAgent({ agentId: selected.agent_id, version: selected.version, spec }))}

@@ -3,10 +3,10 @@ import userEvent from '@testing-library/user-event';
 import { Provider } from 'react-redux';
 
 import { makeStore } from '../../app/store';
-import type { Agent, AgentSpec } from '../../lib/types';
-import { AgentForm } from './AgentForm';
+import type { Agent, AgentSpec, ProviderCatalogue, ProviderInfo } from '../../lib/types';
+import { AgentForm, parsePhoneNumbers } from './AgentForm';
 import { AgentsPage } from './AgentsPage';
-import reducer, { fetchAgents, initialAgentsState, saveAgent } from './agentsSlice';
+import reducer, { fetchAgents, fetchProviders, initialAgentsState, saveAgent } from './agentsSlice';
 
 const spec: AgentSpec = {
   name: 'Victoria',
@@ -32,6 +32,47 @@ const agent = (id: string, version = 1): Agent => ({
   spec,
 });
 const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
+const provider = (name: string, extra: Partial<ProviderInfo> = {}): ProviderInfo => ({
+  name,
+  usable: true,
+  status: 'built in',
+  default: false,
+  default_model: null,
+  default_voice: null,
+  models: [],
+  voices: [],
+  languages: [],
+  note: '',
+  ...extra,
+});
+const catalogue: ProviderCatalogue = {
+  stt: [
+    provider('fake', { default: true }),
+    provider('groq', {
+      usable: false,
+      status: 'set GROQ_API_KEY',
+      default_model: 'whisper-large-v3-turbo',
+      models: [
+        { id: 'whisper-large-v3-turbo', description: 'fast' },
+        { id: 'whisper-large-v3', description: 'accurate' },
+      ],
+      languages: ['en', 'es'],
+    }),
+  ],
+  llm: [provider('fake', { default: true }), provider('groq', { models: [{ id: 'llama-3.3-70b-versatile', description: '' }] })],
+  tts: [
+    provider('local_piper', { default: true, voices: [{ name: 'en_US-joe-medium', language: 'en-US', gender: 'male', styles: [] }] }),
+    provider('azure', {
+      default_voice: 'en-US-JennyNeural',
+      voices: [
+        { name: 'es-ES-ElviraNeural', language: 'es-ES', gender: 'female', styles: [] },
+        { name: 'en-US-JennyNeural', language: 'en-US', gender: 'female', styles: ['cheerful', 'chat'] },
+      ],
+    }),
+  ],
+};
+const suggestions = (path: string) =>
+  Array.from(screen.getByTestId(`${path}-suggestions`).querySelectorAll('option')).map((o) => o.getAttribute('value'));
 
 describe('agentsSlice', () => {
   it('selects the default agent after loading and keeps 422 field errors', () => {
@@ -49,6 +90,24 @@ describe('agentsSlice', () => {
     s = reducer(s, saveAgent.fulfilled(agent('default', 2), 'r3', args));
     expect(s.items[0].version).toBe(2);
     expect(s.save).toMatchObject({ status: 'succeeded', savedVersion: 2, fieldErrors: {} });
+  });
+
+  it('keeps the provider catalogue, and the last good one when a reload fails', () => {
+    let s = reducer(initialAgentsState, fetchProviders.pending('p1'));
+    expect(s.providers.status).toBe('loading');
+    s = reducer(s, fetchProviders.fulfilled(catalogue, 'p1'));
+    expect(s.providers).toMatchObject({ status: 'succeeded', error: null });
+    expect(s.providers.catalogue?.tts.map((p) => p.name)).toEqual(['local_piper', 'azure']);
+    s = reducer(s, fetchProviders.rejected(null, 'p2', undefined, { status: 401, message: 'invalid API key', fieldErrors: {} }));
+    expect(s.providers).toMatchObject({ status: 'failed', error: 'invalid API key' });
+    expect(s.providers.catalogue).toBe(catalogue);
+  });
+});
+
+describe('parsePhoneNumbers', () => {
+  it('splits on lines, commas and semicolons and drops spacing inside numbers', () => {
+    expect(parsePhoneNumbers('+34 910 000 000,\n+1 (555) 010-0000; \n\n')).toEqual(['+34910000000', '+15550100000']);
+    expect(parsePhoneNumbers('')).toEqual([]);
   });
 });
 
@@ -70,6 +129,58 @@ describe('AgentForm', () => {
     expect(field).toHaveAttribute('aria-invalid', 'true');
     expect(field).toHaveAccessibleDescription(/less than or equal to 5000/);
     expect(within(screen.getByRole('alert')).getByText('turn.vad_stop_ms')).toBeInTheDocument();
+  });
+
+  it('offers the catalogue: providers in a select, voices, styles, models and languages as suggestions', async () => {
+    const onSave = vi.fn();
+    render(<AgentForm spec={spec} catalogue={catalogue} fieldErrors={{}} saving={false} onSave={onSave} />);
+    const ttsSelect = screen.getByLabelText('Voice provider');
+    expect(Array.from((ttsSelect as HTMLSelectElement).options).map((o) => o.textContent)).toEqual([
+      'worker default (local_piper)',
+      'local_piper',
+      'azure',
+    ]);
+    // nothing chosen: the worker default's voice
+    expect(suggestions('voice.name')).toEqual(['en_US-joe-medium']);
+    await userEvent.selectOptions(ttsSelect, 'azure');
+    expect(suggestions('voice.name')).toEqual(['es-ES-ElviraNeural', 'en-US-JennyNeural']);
+    expect(screen.getByLabelText('Voice name')).toHaveAccessibleDescription('empty = en-US-JennyNeural');
+    await userEvent.type(screen.getByLabelText('Voice name'), 'en-US-JennyNeural');
+    expect(suggestions('voice.style')).toEqual(['cheerful', 'chat']);
+
+    const sttSelect = screen.getByLabelText('STT provider');
+    expect(within(sttSelect).getByRole('option', { name: 'groq (set GROQ_API_KEY)' })).toBeInTheDocument();
+    await userEvent.selectOptions(sttSelect, 'groq');
+    expect(sttSelect).toHaveAccessibleDescription(/not usable here: set GROQ_API_KEY/);
+    expect(suggestions('stt.model')).toEqual(['whisper-large-v3-turbo', 'whisper-large-v3']);
+    expect(suggestions('stt.language')).toEqual(['en', 'es']);
+    // free text still goes through
+    await userEvent.type(screen.getByLabelText('STT model'), 'my-own-whisper');
+    await userEvent.selectOptions(screen.getByLabelText('LLM provider'), 'groq');
+    expect(suggestions('llm.model')).toEqual(['llama-3.3-70b-versatile']);
+
+    await userEvent.type(screen.getByLabelText('Phone numbers'), '+34 910 000 000, +15550100000');
+    await userEvent.click(screen.getByRole('button', { name: 'Save agent' }));
+    expect(onSave.mock.calls[0][0]).toMatchObject({
+      voice: { provider: 'azure', name: 'en-US-JennyNeural' },
+      stt: { provider: 'groq', model: 'my-own-whisper' },
+      llm: { provider: 'groq' },
+      phone_numbers: ['+34910000000', '+15550100000'],
+    });
+  });
+
+  it('works without a catalogue, keeps an unknown provider and shows phone number errors', () => {
+    const odd = { ...spec, voice: { ...spec.voice, provider: 'retired_tts' }, phone_numbers: ['+34910000000'] };
+    render(
+      <AgentForm spec={odd} fieldErrors={{ phone_numbers: "'123' is not an E.164 number such as +34910000000" }} saving={false} onSave={vi.fn()} />,
+    );
+    const ttsSelect = screen.getByLabelText('Voice provider') as HTMLSelectElement;
+    expect(ttsSelect.value).toBe('retired_tts');
+    expect(Array.from(ttsSelect.options).map((o) => o.value)).toEqual(['', 'retired_tts', 'local_piper', 'azure', 'fake']);
+    const phones = screen.getByLabelText('Phone numbers');
+    expect(phones).toHaveValue('+34910000000');
+    expect(phones).toHaveAttribute('aria-invalid', 'true');
+    expect(phones).toHaveAccessibleDescription(/not an E.164 number/);
   });
 
   it('refuses invalid JSON in the overlays without calling the API', async () => {
@@ -95,6 +206,7 @@ describe('AgentsPage', () => {
         calls.push({ url, init });
         if (init?.method === 'PUT')
           return json({ detail: [{ loc: ['body', 'language'], msg: "String should match pattern '^[a-z]{2,3}(-[A-Z]{2})?$'" }] }, 422);
+        if (url === '/api/v1/providers') return json(catalogue);
         return json([agent('default', 3)]);
       }),
     );
@@ -110,6 +222,8 @@ describe('AgentsPage', () => {
     expect(put.url).toBe('/api/v1/agents/default');
     expect((put.init!.headers as Record<string, string>)['If-Match']).toBe('"3"');
     expect(screen.getByLabelText('Language')).toHaveAttribute('aria-invalid', 'true');
+    expect(calls.some((c) => c.url === '/api/v1/providers')).toBe(true);
+    expect(within(screen.getByLabelText('Voice provider')).getByRole('option', { name: 'worker default (local_piper)' })).toBeInTheDocument();
   });
 
   it('shows an error with a retry when the API refuses the key', async () => {

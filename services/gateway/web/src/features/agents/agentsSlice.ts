@@ -1,7 +1,7 @@
 import { createAsyncThunk, createSlice, type PayloadAction } from '@reduxjs/toolkit';
 
 import { apiFetch, apiGet, serializeError, type FieldErrors, type SerializedApiError } from '../../lib/api';
-import type { Agent, AgentSpec } from '../../lib/types';
+import type { Agent, AgentSpec, ProviderCatalogue } from '../../lib/types';
 
 export type LoadStatus = 'idle' | 'loading' | 'succeeded' | 'failed';
 
@@ -11,6 +11,8 @@ export interface AgentsState {
   error: string | null;
   selectedId: string | null;
   save: { status: LoadStatus; error: string | null; fieldErrors: FieldErrors; savedVersion: number | null };
+  /** GET /api/v1/providers: suggestions for the provider, model and voice fields (null until loaded) */
+  providers: { catalogue: ProviderCatalogue | null; status: LoadStatus; error: string | null };
 }
 
 export const initialAgentsState: AgentsState = {
@@ -19,7 +21,13 @@ export const initialAgentsState: AgentsState = {
   error: null,
   selectedId: null,
   save: { status: 'idle', error: null, fieldErrors: {}, savedVersion: null },
+  providers: { catalogue: null, status: 'idle', error: null },
 };
+
+const isCatalogue = (v: unknown): v is ProviderCatalogue =>
+  Boolean(v) &&
+  typeof v === 'object' &&
+  (['stt', 'llm', 'tts'] as const).every((k) => Array.isArray((v as Record<string, unknown>)[k]));
 
 type Reject = { rejectValue: SerializedApiError };
 
@@ -30,6 +38,19 @@ export const fetchAgents = createAsyncThunk<Agent[], void, Reject>('agents/fetch
     return rejectWithValue(serializeError(err));
   }
 });
+
+export const fetchProviders = createAsyncThunk<ProviderCatalogue, void, Reject>(
+  'agents/providers',
+  async (_, { rejectWithValue }) => {
+    try {
+      const data = await apiGet<unknown>('/api/v1/providers');
+      if (!isCatalogue(data)) return rejectWithValue({ status: 0, message: 'unexpected providers answer', fieldErrors: {} });
+      return data;
+    } catch (err) {
+      return rejectWithValue(serializeError(err));
+    }
+  },
+);
 
 export const saveAgent = createAsyncThunk<Agent, { agentId: string; version: number; spec: AgentSpec }, Reject>(
   'agents/save',
@@ -136,6 +157,18 @@ const agentsSlice = createSlice({
         state.items = state.items.filter((a) => a.agent_id !== action.payload);
         if (state.selectedId === action.payload) state.selectedId = state.items[0]?.agent_id ?? null;
         state.save = { ...initialAgentsState.save };
+      })
+      .addCase(fetchProviders.pending, (state) => {
+        state.providers.status = 'loading';
+        state.providers.error = null;
+      })
+      .addCase(fetchProviders.fulfilled, (state, action) => {
+        state.providers = { catalogue: action.payload, status: 'succeeded', error: null };
+      })
+      .addCase(fetchProviders.rejected, (state, action) => {
+        // the form still works without suggestions: keep any catalogue loaded before
+        state.providers.status = 'failed';
+        state.providers.error = action.payload?.message ?? action.error.message ?? 'could not load providers';
       })
       .addCase(deleteAgent.rejected, (state, action) => saveFailed(state, action.payload, 'could not delete'));
   },
