@@ -97,6 +97,21 @@ class LlmContinuation(BaseModel):
     reply_to: str
     tts: TtsContinuation | None = None
 
+    def request(self, call_id: str, turn_id: int | None, text: str, trace_id: str | None = None) -> LlmRequest:
+        """The LLM request for the caller's ``text`` (whoever sends it: the STT worker, or the gateway)."""
+        return LlmRequest(
+            call_id=call_id,
+            turn_id=turn_id,
+            **({"trace_id": trace_id} if trace_id else {}),
+            messages=[*self.messages, ChatMessage(role="user", content=text)],
+            provider=self.provider,
+            model=self.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            reply_to=self.reply_to,
+            tts=self.tts,
+        )
+
 
 class SttRequest(Event):
     type: Literal["stt.request"] = "stt.request"

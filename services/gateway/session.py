@@ -351,17 +351,7 @@ class CallSession:
                     latency={"stt_ms": stt.provider_ms},
                 )
                 self.history.append(ChatMessage(role="user", content=text))
-                request = LlmRequest(
-                    call_id=self.call_id,
-                    turn_id=turn_id,
-                    messages=[*cont.messages, ChatMessage(role="user", content=text)],
-                    provider=cont.provider,
-                    model=cont.model,
-                    temperature=cont.temperature,
-                    max_tokens=cont.max_tokens,
-                    reply_to=cont.reply_to,
-                    tts=cont.tts,
-                )
+                request = cont.request(self.call_id, turn_id, text)
                 await self._stream_reply(request, vad_end, marks, chained=stt.chained)
             except TurnFailed as exc:
                 self._spawn(self._fail(exc.stage, exc.error))

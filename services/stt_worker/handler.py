@@ -14,7 +14,7 @@ from services.stt_worker.providers import build_provider
 from services.stt_worker.providers.base import SttProvider
 from shared import subjects
 from shared.audio import pcm16_duration
-from shared.events import ChatMessage, ErrorInfo, Event, LlmRequest, SttRequest, SttResult
+from shared.events import ErrorInfo, Event, SttRequest, SttResult
 from shared.logging import get_logger
 from shared.metrics import PROVIDER_DURATION, PROVIDER_FIRST_BYTE, STT_AUDIO_SECONDS
 from shared.sentence_splitter import has_words
@@ -81,18 +81,7 @@ class SttHandler:
         cont = req.llm
         if cont is None or self.chain is None or not has_words(text):
             return False
-        llm = LlmRequest(
-            call_id=req.call_id,
-            turn_id=req.turn_id,
-            trace_id=req.trace_id,
-            messages=[*cont.messages, ChatMessage(role="user", content=text)],
-            provider=cont.provider,
-            model=cont.model,
-            temperature=cont.temperature,
-            max_tokens=cont.max_tokens,
-            reply_to=cont.reply_to,
-            tts=cont.tts,
-        )
+        llm = cont.request(req.call_id, req.turn_id, text, trace_id=req.trace_id)
         error = await self.chain.submit(subjects.LLM_REQUEST, llm)
         if error is not None:
             log.warning("chain_failed", stage="llm", code=error.code, error=error.message[:200])

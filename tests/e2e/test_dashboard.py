@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from shared.global_stop import GlobalStopState, write_state
+from tests.integration.conftest import FAST as INTEGRATION_FAST
 from tools.embedded import migrate, with_database
 from tools.talk import RATE, synthesize
 
@@ -28,17 +29,7 @@ WEB = REPO / "services" / "gateway" / "web"
 SCRIPT = WEB / "e2e" / "dashboard.e2e.mjs"
 SCREENSHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or REPO / "docs" / "screenshots")
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-FAST = {
-    "STT_PROVIDER": "fake",
-    "LLM_PROVIDER": "fake",
-    "TTS_PROVIDER": "fake",
-    "FAKE_STT_LATENCY_MS": "50",
-    "FAKE_LLM_FIRST_TOKEN_MS": "30",
-    "FAKE_LLM_TOKENS_PER_S": "200",
-    "FAKE_TTS_FIRST_BYTE_MS": "20",
-    "FAKE_LLM_REPLY": "Sure. A table for two at eight.",
-    "FAKE_STT_TEXT": "hello, I would like to book a table for two",
-}
+FAST = {**INTEGRATION_FAST, "FAKE_STT_TEXT": "hello, I would like to book a table for two"}
 
 
 def _missing() -> str | None:
