@@ -84,6 +84,23 @@ class TtsContinuation(BaseModel):
     encoding: Literal["pcm16", "mulaw"] = "pcm16"
     reply_to: str
 
+    def request(
+        self, call_id: str, turn_id: int | None, segment: int, text: str, trace_id: str | None = None
+    ) -> TtsRequest:
+        """One segment's TTS request (whoever sends it: the LLM worker, or the gateway)."""
+        return TtsRequest(
+            call_id=call_id,
+            turn_id=turn_id,
+            **({"trace_id": trace_id} if trace_id else {}),
+            segment=segment,
+            text=text,
+            voice=self.voice,
+            language=self.language,
+            sample_rate=self.sample_rate,
+            encoding=self.encoding,
+            reply_to=self.reply_to,
+        )
+
 
 class LlmContinuation(BaseModel):
     """The LLM request to send after the transcript (the conversation so far, without the caller's new

@@ -361,15 +361,6 @@ class CallSession:
     def _llm_continuation(self, chain: bool) -> LlmContinuation:
         """The turn's LLM request without the caller's message (STT sends it on when chaining); with a TTS
         continuation when chaining, so the LLM worker sends the segments to TTS itself."""
-        tts = None
-        if chain:
-            tts = TtsContinuation(
-                voice=self.config.voice,
-                language=self.config.language,
-                sample_rate=self.transport.sample_rate,
-                encoding=self.transport.encoding,
-                reply_to=self.channel.subject_tts,
-            )
         return LlmContinuation(
             messages=[ChatMessage(role="system", content=self.config.system_prompt), *self.history[-19:]],
             provider=self.config.llm.provider,
@@ -377,7 +368,7 @@ class CallSession:
             temperature=self.config.llm.temperature,
             max_tokens=self.config.llm.max_tokens,
             reply_to=self.channel.subject_llm,
-            tts=tts,
+            tts=self._tts_format() if chain else None,
         )
 
     async def _stream_reply(
@@ -473,18 +464,18 @@ class CallSession:
         if segment.text in self._fixed_texts():
             self.audio_cache.put(key, b"".join(parts))
 
-    def _tts_request(self, turn_id: int, segment: Segment) -> TtsRequest:
-        return TtsRequest(
-            call_id=self.call_id,
-            turn_id=turn_id,
-            segment=segment.index,
-            text=segment.text,
+    def _tts_format(self) -> TtsContinuation:
+        """The voice and the audio format this call's TTS requests ask for, and where the audio goes."""
+        return TtsContinuation(
             voice=self.config.voice,
             language=self.config.language,
             sample_rate=self.transport.sample_rate,
             encoding=self.transport.encoding,
             reply_to=self.channel.subject_tts,
         )
+
+    def _tts_request(self, turn_id: int, segment: Segment) -> TtsRequest:
+        return self._tts_format().request(self.call_id, turn_id, segment.index, segment.text)
 
     def _fixed_texts(self) -> set[str]:
         c = self.config

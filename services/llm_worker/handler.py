@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from services.llm_worker.providers import build_provider
 from services.llm_worker.providers.base import LlmProvider
 from shared import subjects
-from shared.events import NOT_CHAINED, ErrorInfo, Event, LlmChunk, LlmRequest, TtsChunk, TtsRequest
+from shared.events import NOT_CHAINED, ErrorInfo, Event, LlmChunk, LlmRequest, TtsChunk
 from shared.logging import get_logger
 from shared.metrics import PROVIDER_DURATION, PROVIDER_FIRST_BYTE, PROVIDER_TOKENS
 from shared.sentence_splitter import SentenceSplitter
@@ -70,10 +71,8 @@ class LlmHandler:
                             PROVIDER_TOKENS.labels(provider.name, model, kind).inc(count)
                 if delta.text or done:
                     await emit(
-                        LlmChunk(
-                            call_id=req.call_id,
-                            turn_id=req.turn_id,
-                            trace_id=req.trace_id,
+                        self._chunk(
+                            req,
                             seq=seq,
                             delta=delta.text,
                             done=done,
@@ -81,7 +80,6 @@ class LlmHandler:
                             prompt_tokens=delta.prompt_tokens,
                             completion_tokens=delta.completion_tokens,
                             provider=provider.name,
-                            worker=self.instance,
                             tts_chained=segments is not None,
                         )
                     )
@@ -91,15 +89,12 @@ class LlmHandler:
             else:
                 # a provider that ends without a finish_reason still closes the stream for the gateway
                 await emit(
-                    LlmChunk(
-                        call_id=req.call_id,
-                        turn_id=req.turn_id,
-                        trace_id=req.trace_id,
+                    self._chunk(
+                        req,
                         seq=seq,
                         done=True,
                         finish_reason="stop",
                         provider=provider.name,
-                        worker=self.instance,
                         tts_chained=segments is not None,
                     )
                 )
@@ -113,14 +108,11 @@ class LlmHandler:
         PROVIDER_DURATION.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
 
     def error_event(self, req: LlmRequest, error: ErrorInfo) -> Event:
-        return LlmChunk(
-            call_id=req.call_id,
-            turn_id=req.turn_id,
-            trace_id=req.trace_id,
-            done=True,
-            worker=self.instance,
-            error=error,
-        )
+        return self._chunk(req, done=True, error=error)
+
+    def _chunk(self, req: LlmRequest, **fields: Any) -> LlmChunk:
+        """A chunk of ``req``'s reply, addressed and signed by this worker."""
+        return LlmChunk(call_id=req.call_id, turn_id=req.turn_id, trace_id=req.trace_id, worker=self.instance, **fields)
 
 
 class _TtsChain:
@@ -156,19 +148,7 @@ class _TtsChain:
     async def _submit(self, index: int, text: str) -> None:
         req, tts = self.req, self.tts
         error = await self.chain.submit(
-            subjects.TTS_REQUEST,
-            TtsRequest(
-                call_id=req.call_id,
-                turn_id=req.turn_id,
-                trace_id=req.trace_id,
-                segment=index,
-                text=text,
-                voice=tts.voice,
-                language=tts.language,
-                sample_rate=tts.sample_rate,
-                encoding=tts.encoding,
-                reply_to=tts.reply_to,
-            ),
+            subjects.TTS_REQUEST, tts.request(req.call_id, req.turn_id, index, text, trace_id=req.trace_id)
         )
         if error is None:
             return
