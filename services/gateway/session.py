@@ -178,6 +178,7 @@ class CallSession:
         self._reply: Reply | None = None
         self._reply_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._sends: set[asyncio.Task[None]] = set()  # messages on their way to the client: flushed, not cancelled
         self._ended = asyncio.Event()
         self.end_reason: str | None = None
 
@@ -248,6 +249,8 @@ class CallSession:
                 log.warning("cancel_publish_failed")
             await self.pacer.stop()
             await self.channel.close()
+            if self._sends:  # the last transcript goes out before "ended"; cancelling a send mid-frame would
+                await asyncio.wait(self._sends, timeout=2.0)  # break the WebSocket (1006) instead
             duration = max(0.0, time.time() - self.started_at)
             self.outbox.put(
                 CallEnded(call_id=self.call_id, reason=reason, duration_s=round(duration, 3), turns=self._seq)
@@ -628,7 +631,9 @@ class CallSession:
         self._seq += 1
 
     def _send_soon(self, payload: dict[str, object]) -> None:
-        self._spawn(self._send_quietly(payload))
+        task = asyncio.create_task(self._send_quietly(payload))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     async def _send_quietly(self, payload: dict[str, object]) -> None:
         try:
