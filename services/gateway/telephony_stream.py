@@ -26,6 +26,7 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED = 1003  # a media format we cannot play
 CLOSE_PROTOCOL = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011

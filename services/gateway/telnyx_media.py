@@ -16,6 +16,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import (
     CLOSE_PROTOCOL,
+    CLOSE_UNSUPPORTED,
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
@@ -28,8 +29,6 @@ from services.gateway.telnyx_webhooks import telnyx_rest
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)
-
-CLOSE_UNSUPPORTED = 1003
 REORDER_WINDOW = 5  # frames (100 ms): how long a gap is waited for before it is skipped
 
 

@@ -16,6 +16,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import (
     CLOSE_PROTOCOL,
+    CLOSE_UNSUPPORTED,
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
@@ -27,8 +28,6 @@ from services.gateway.twilio_api import TwilioRest
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)
-
-CLOSE_UNSUPPORTED = 1003
 
 
 def twilio_rest(runtime: GatewayRuntime) -> TwilioRest | None:
