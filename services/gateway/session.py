@@ -230,11 +230,20 @@ class CallSession:
                 self._set_state(CallState.LISTENING)
 
     async def end(self, reason: str, *, close_code: int = 1000) -> None:
-        """End the call once (idempotent): stop work, record the end, close the transport."""
+        """End the call once (idempotent): stop work, record the end, close the transport. A second caller
+        (the receive loop seeing the state change) waits until the first has finished: returning earlier lets
+        the WebSocket endpoint return, and the server then drops the connection before "ended" was sent."""
         if self.state == CallState.ENDED:
+            await self._ended.wait()
             return
+        self.state = CallState.ENDED
+        try:
+            await self._end(reason, close_code)
+        finally:
+            self._ended.set()
+
+    async def _end(self, reason: str, close_code: int) -> None:
         with bound_call(self.call_id):
-            self.state = CallState.ENDED
             self.end_reason = reason
             current = asyncio.current_task()
             tasks = [t for t in (self._reply_task, *self._tasks) if t is not None and t is not current]
@@ -263,7 +272,6 @@ class CallSession:
                 await self.transport.close(close_code, reason)
             except Exception:  # the client is already gone
                 pass
-            self._ended.set()
 
     # --- caller audio ----------------------------------------------------------------------------------
 
