@@ -176,6 +176,9 @@ class LlmChunk(Event):
     worker: str = ""
     error: ErrorInfo | None = None
     tts_chained: bool = False  # the worker sends the TTS requests of the segments this chunk completes
+    # chained only: the segments this chunk completes, exactly as the worker cut and sent them to TTS (the
+    # gateway numbers its segments from these, so it needs no splitter of its own and both always agree)
+    segments: list[str] = Field(default_factory=list)
 
 
 class TtsRequest(Event):

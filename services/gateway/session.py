@@ -385,8 +385,8 @@ class CallSession:
     async def _stream_reply(
         self, request: LlmRequest, vad_end: float, marks: dict[str, float], *, chained: bool
     ) -> None:
-        """Stream the reply; ``chained``: the STT worker already sent ``request``. The splitter runs here too
-        (on the chunks) so the session knows each segment's index and text whoever sends its TTS request."""
+        """Stream the reply; ``chained``: the STT worker already sent ``request``. Segments are cut here from
+        the tokens, or, when the LLM worker sent their TTS requests itself, taken from its chunks."""
         turn_id = request.turn_id
         assert turn_id is not None
         reply = Reply(turn_id=turn_id)
@@ -403,9 +403,10 @@ class CallSession:
                     if chunk.delta and "llm_first_token" not in marks:
                         marks["llm_first_token"] = time.time()
                     tts_chained = chunk.tts_chained and request.tts is not None
-                    for text in splitter.feed(chunk.delta):
+                    # chained: the worker says which segments it cut (and sent); otherwise cut them here
+                    for text in chunk.segments if tts_chained else splitter.feed(chunk.delta):
                         self._add_segment(reply, playback, text, chained=tts_chained)
-            for text in splitter.flush():
+            for text in splitter.flush():  # empty when chained: the splitter was never fed
                 self._add_segment(reply, playback, text, chained=tts_chained)
             playback.items.put_nowait(None)
             await player

@@ -1,10 +1,10 @@
 """Streams an ``LlmRequest``'s reply as ``LlmChunk`` events on the call's ``llm`` subject, token by token.
 
 A request that carries a TTS continuation is chained: the worker cuts the reply into segments as tokens
-arrive (the same ``SentenceSplitter`` the gateway runs on the chunks, so both number the segments alike) and
-sends each segment's ``TtsRequest`` to the TTS queue group itself, results addressed to the gateway. A
-segment no TTS worker accepts is reported to the gateway as a ``not_chained`` error chunk on its TTS
-subject, and the gateway sends it itself.
+arrive and sends each segment's ``TtsRequest`` to the TTS queue group itself, results addressed to the
+gateway; the gateway then gets one chunk per cut, naming the segments (``LlmChunk.segments``), not one per
+token. A segment no TTS worker accepts is reported to the gateway as a ``not_chained`` error chunk on its
+TTS subject, and the gateway sends it itself.
 """
 
 from __future__ import annotations
@@ -55,11 +55,10 @@ class LlmHandler:
         seq = 0
         first = True
         segments = _TtsChain(req, self.chain) if req.tts is not None and self.chain is not None else None
+        pending = ""  # chained: text not yet sent to the gateway (it goes with the segment it completes)
         stream = provider.stream(req.messages, model=req.model, temperature=req.temperature, max_tokens=req.max_tokens)
         try:
             async for delta in stream:
-                if segments is not None and delta.text and segments.feed(delta.text):
-                    await asyncio.sleep(0)  # let the segment's TTS request leave before this chunk
                 if first and delta.text:
                     PROVIDER_FIRST_BYTE.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
                     first = False
@@ -69,18 +68,32 @@ class LlmHandler:
                     for kind, count in (("prompt", delta.prompt_tokens), ("completion", delta.completion_tokens)):
                         if count:
                             PROVIDER_TOKENS.labels(provider.name, model, kind).inc(count)
-                if delta.text or done:
+                cut: list[str] = []
+                if segments is not None:
+                    # a chained reply reaches the gateway a segment at a time, not a token at a time: the
+                    # gateway only needs the segments' texts, and every event is CPU on both ends
+                    pending += delta.text
+                    cut = segments.feed(delta.text) + (segments.flush() if done else [])
+                    if cut:
+                        await asyncio.sleep(0)  # let the segments' TTS requests leave before this chunk
+                    elif not done:
+                        continue
+                    text, pending = pending, ""
+                else:
+                    text = delta.text
+                if text or done:
                     await emit(
                         self._chunk(
                             req,
                             seq=seq,
-                            delta=delta.text,
+                            delta=text,
                             done=done,
                             finish_reason=delta.finish_reason,
                             prompt_tokens=delta.prompt_tokens,
                             completion_tokens=delta.completion_tokens,
                             provider=provider.name,
                             tts_chained=segments is not None,
+                            segments=cut,
                         )
                     )
                     seq += 1
@@ -88,18 +101,20 @@ class LlmHandler:
                     break
             else:
                 # a provider that ends without a finish_reason still closes the stream for the gateway
+                cut = segments.flush() if segments is not None else []
                 await emit(
                     self._chunk(
                         req,
                         seq=seq,
+                        delta=pending,
                         done=True,
                         finish_reason="stop",
                         provider=provider.name,
                         tts_chained=segments is not None,
+                        segments=cut,
                     )
                 )
             if segments is not None:
-                segments.flush()
                 await segments.wait()
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
@@ -128,16 +143,18 @@ class _TtsChain:
         self.count = 0
         self.sends: set[asyncio.Task[None]] = set()
 
-    def feed(self, text: str) -> int:
-        """Send the segments ``text`` completes; how many."""
+    def feed(self, text: str) -> list[str]:
+        """Send the segments ``text`` completes; returns them."""
         cut = self.splitter.feed(text)
         for segment in cut:
             self._send(segment)
-        return len(cut)
+        return cut
 
-    def flush(self) -> None:
-        for segment in self.splitter.flush():
+    def flush(self) -> list[str]:
+        cut = self.splitter.flush()
+        for segment in cut:
             self._send(segment)
+        return cut
 
     def _send(self, text: str) -> None:
         index, self.count = self.count, self.count + 1

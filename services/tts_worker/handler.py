@@ -1,5 +1,6 @@
 """Streams a ``TtsRequest``'s audio as ``TtsChunk`` events, converted once to what the caller plays:
-the requested sample rate (a stateful soxr stream per request) and encoding (PCM16 or μ-law)."""
+the requested sample rate (a stateful soxr stream per request) and encoding (PCM16 or μ-law); the first
+audio at once, the rest batched while the caller has enough queued (``_Batcher``)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class TtsHandler:
     async def _attempt(self, provider: TtsProvider, req: TtsRequest, emit: Emit) -> None:
         started = time.perf_counter()
         resampler: StreamResampler | None = None
+        batch = _Batcher(req.sample_rate)
         seq = 0
         stream = provider.synthesize(req.text, req.voice, language=req.language, sample_rate=req.sample_rate)
         try:
@@ -48,14 +50,14 @@ class TtsHandler:
                 if resampler is None:
                     resampler = StreamResampler(rate, req.sample_rate)
                     PROVIDER_FIRST_BYTE.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
-                out = resampler.process(pcm)
-                if out:
-                    await emit(self._chunk(req, seq, out, provider.name))
+                batch.add(resampler.process(pcm))
+                if batch.due():
+                    await emit(self._chunk(req, seq, batch.take(), provider.name))
                     seq += 1
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
-        tail = resampler.process(b"", last=True) if resampler else b""
-        await emit(self._chunk(req, seq, tail, provider.name, done=True))
+        batch.add(resampler.process(b"", last=True) if resampler else b"")
+        await emit(self._chunk(req, seq, batch.take(), provider.name, done=True))
         PROVIDER_DURATION.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
         TTS_CHARACTERS.labels(provider.name).inc(len(req.text))
 
@@ -85,3 +87,44 @@ class TtsHandler:
             worker=self.instance,
             error=error,
         )
+
+
+class _Batcher:
+    """Decides when a segment's audio leaves: the first audio at once, later audio in fewer, larger events
+    while the caller has plenty queued.
+
+    Providers hand audio over in small pieces, usually much faster than real time; an event per piece costs
+    CPU in this worker, NATS and the gateway for nothing, since the gateway paces the audio out itself. So
+    audio is held back while what was already sent keeps the caller busy for ``SAFETY_S`` longer than it
+    would take to send the held audio (a provider that stalls then still leaves no gap), up to ``MAX_EVENT_S``
+    per event. A provider streaming at real time keeps the lead small, so each piece still leaves at once.
+    """
+
+    SAFETY_S = 0.5
+    MAX_EVENT_S = 1.0
+
+    def __init__(self, sample_rate: int) -> None:
+        self.bytes_per_s = sample_rate * 2  # PCM16 before any μ-law conversion
+        self.buf = bytearray()
+        self.sent_s = 0.0
+        self.first_sent_at: float | None = None
+
+    def add(self, pcm: bytes) -> None:
+        self.buf += pcm
+
+    def due(self) -> bool:
+        if not self.buf:
+            return False
+        if self.first_sent_at is None:
+            return True
+        held_s = len(self.buf) / self.bytes_per_s
+        lead_s = self.sent_s - (time.monotonic() - self.first_sent_at)  # audio the caller has yet to play
+        return held_s >= min(self.MAX_EVENT_S, lead_s - self.SAFETY_S)
+
+    def take(self) -> bytes:
+        out = bytes(self.buf)
+        self.buf.clear()
+        if out and self.first_sent_at is None:
+            self.first_sent_at = time.monotonic()
+        self.sent_s += len(out) / self.bytes_per_s
+        return out

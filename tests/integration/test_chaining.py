@@ -117,6 +117,11 @@ async def test_chained_turn_reaches_audio_with_one_request_per_stage(run_service
             request = _llm_request(channel, 1, stt.text)
             chunks = [c async for c in channel.generate(request, timeout_s=5, chained=True)]
             assert chunks[-1].done and all(c.tts_chained for c in chunks)
+            # one chunk per cut, not per token: each names the segments it completes, and together they
+            # carry the whole reply ("Sure. A table for two at eight." is 7 tokens, 2 segments)
+            assert [seg for c in chunks for seg in c.segments] == ["Sure.", "A table for two at eight."]
+            assert "".join(c.delta for c in chunks) == "Sure. A table for two at eight."
+            assert len(chunks) == 2 and chunks[0].delta == "Sure. " and chunks[0].segments == ["Sure."]
             reply = "".join(c.delta for c in chunks)
             assert reply.startswith("Sure.")
             audio = [
