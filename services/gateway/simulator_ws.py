@@ -18,6 +18,7 @@ from typing import Literal
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
+from services.gateway.idle_timeout import IdleTimeout
 from services.gateway.metrics import CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.session import CallSession
@@ -152,13 +153,18 @@ async def _read_start(ws: WebSocket) -> StartMessage | None:
 
 async def _receive_loop(ws: WebSocket, session: CallSession, limit: int) -> str:
     """Feed audio to the session until the client stops, hangs up or misbehaves; returns the end reason."""
+    try:
+        async with IdleTimeout(IDLE_TIMEOUT_S) as idle:
+            return await _receive_frames(ws, session, limit, idle)
+    except TimeoutError:
+        return "caller_idle"
+
+
+async def _receive_frames(ws: WebSocket, session: CallSession, limit: int, idle: IdleTimeout) -> str:
     bad = 0
     while not session.ended:
-        try:
-            async with asyncio.timeout(IDLE_TIMEOUT_S):  # not wait_for: on 3.11 that starts a task per frame
-                raw = await ws.receive()
-        except TimeoutError:
-            return "caller_idle"
+        raw = await ws.receive()
+        idle.touch()
         if raw.get("type") == "websocket.disconnect":
             return "caller_hangup"
         data: bytes | None = raw.get("bytes")

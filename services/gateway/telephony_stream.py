@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from services.gateway.idle_timeout import IdleTimeout
 from services.gateway.metrics import CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.session import CallSession
@@ -308,12 +309,26 @@ async def _feed(
     limit: int,
 ) -> str:
     """Feed the call until the provider stops the stream or it misbehaves; returns the end reason."""
+    try:
+        async with IdleTimeout(IDLE_TIMEOUT_S) as idle:
+            return await _feed_frames(ws, session, transport, guard, reorder, check, limit, idle)
+    except TimeoutError:
+        return "caller_idle"
+
+
+async def _feed_frames(
+    ws: WebSocket,
+    session: CallSession,
+    transport: MediaStreamTransport,
+    guard: FrameGuard,
+    reorder: Reorder,
+    check: Check,
+    limit: int,
+    idle: IdleTimeout,
+) -> str:
     while not session.ended:
-        try:
-            async with asyncio.timeout(IDLE_TIMEOUT_S):  # not wait_for: on 3.11 that starts a task per frame
-                msg = await receive_json(ws, guard, limit)
-        except TimeoutError:
-            return "caller_idle"
+        msg = await receive_json(ws, guard, limit)
+        idle.touch()
         close: str | None = None
         if isinstance(msg, str):
             close = msg

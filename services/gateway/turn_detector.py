@@ -89,18 +89,26 @@ class TurnDetector:
         return self._speaking
 
     def feed(self, pcm: bytes) -> list[TurnEvent]:
-        self._pending.extend(pcm)
-        events: list[TurnEvent] = []
         fb = self.frame_bytes
-        while len(self._pending) >= fb:
-            frame = bytes(self._pending[:fb])
-            del self._pending[:fb]
+        if not self._pending and len(pcm) == fb:
+            frames = [pcm]  # the usual case, one whole frame per message: nothing to copy
+        else:
+            self._pending.extend(pcm)
+            frames = []
+            while len(self._pending) >= fb:
+                frames.append(bytes(self._pending[:fb]))
+                del self._pending[:fb]
+        events: list[TurnEvent] = []
+        for frame in frames:
             self.stream_s += self.frame_s
-            loud = float(np.mean(np.square(np.frombuffer(frame, dtype=np.int16), dtype=np.float64))) >= self._min_square
-            event = self._frame(frame, self.engine.is_speech(frame) and loud)
+            event = self._frame(frame, self.engine.is_speech(frame) and self._loud(frame))
             if event is not None:
                 events.append(event)
         return events
+
+    def _loud(self, frame: bytes) -> bool:
+        samples = np.frombuffer(frame, dtype=np.int16).astype(np.float32)
+        return float(samples @ samples) >= self._min_square * len(samples)
 
     def _frame(self, frame: bytes, voiced: bool) -> TurnEvent | None:
         if not self._speaking:

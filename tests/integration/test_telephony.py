@@ -25,6 +25,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js.errors import NotFoundError
 
+from services.gateway import simulator_ws, telephony_stream
 from services.gateway.app import create_app
 from services.gateway.telnyx_api import encode_state
 from services.gateway.twilio_api import signature
@@ -34,6 +35,7 @@ from shared.settings import GatewaySettings
 from tests.conftest import free_port
 from tests.integration.conftest import FAST
 from tools.phonecaller import FRAME_BYTES, PhoneCaller
+from tools.simcaller import SimCaller
 from tools.talk import synthesize
 
 TOKEN = "twilio-auth-token-for-tests"
@@ -343,6 +345,34 @@ async def test_twilio_bad_frames_are_survived(nats_url, database_url, workers, p
     row, turns = await history(db_pool, caller.call_id)
     assert row["end_reason"] == "protocol_error" and turns[0]["role"] == "assistant"
     row, _ = await history(db_pool, other.call_id)
+    assert row["end_reason"] == "caller_hangup"
+
+
+async def test_a_caller_that_sends_nothing_is_ended_as_idle(
+    nats_url, database_url, workers, db_pool, monkeypatch
+) -> None:
+    """A stream that stops delivering frames (a dead phone leg, a frozen browser) ends the call cleanly as
+    ``caller_idle``, with its history complete; a caller that keeps sending is not touched."""
+    monkeypatch.setattr(telephony_stream, "IDLE_TIMEOUT_S", 1.5)
+    monkeypatch.setattr(simulator_ws, "IDLE_TIMEOUT_S", 1.5)
+    async with gateway_here(nats_url, database_url, wait_workers=True) as (_, host):
+        phone = PhoneCaller(f"ws://{host}/twilio/media", "twilio")
+        browser = SimCaller(f"ws://{host}/ws/simulator")
+        talker = SimCaller(f"ws://{host}/ws/simulator")
+        await phone.connect()
+        await browser.connect()
+        await talker.connect()
+        started = time.perf_counter()
+        await talker.send_silence(3.0)  # real time: 3 s of frames, never 1.5 s apart
+        await asyncio.wait_for(phone.closed.wait(), 5)
+        await browser.next(lambda m: m.get("type") == "ended", timeout=5)
+        assert time.perf_counter() - started < 5 and not talker.closed
+        await talker.hang_up()
+    row, turns = await history(db_pool, phone.call_id)
+    assert row["end_reason"] == "caller_idle" and turns[0]["role"] == "assistant"  # the greeting was recorded
+    row, _ = await history(db_pool, browser.call_id)
+    assert row["end_reason"] == "caller_idle"
+    row, _ = await history(db_pool, talker.call_id)
     assert row["end_reason"] == "caller_hangup"
 
 
