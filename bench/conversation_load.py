@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -62,6 +64,7 @@ class Results:
     leads: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     behind: int = 0
+    turn_log: list[dict[str, float]] = field(default_factory=list)  # per measured turn, for --dump
 
 
 def speech_onset_s(pcm: bytes, threshold_dbfs: float = -40.0) -> float:
@@ -121,6 +124,10 @@ async def one_call(url: str, utterance: bytes, barge: bytes, turns: int, res: Re
                 res.hops["llm"].append(metrics["llm_first_token_ms"] - metrics["stt_done_ms"] - 150)
                 res.hops["tts"].append(metrics["tts_first_audio_ms"] - metrics["llm_first_token_ms"] - 100)
                 res.hops["send"].append(metrics["first_audio_sent_ms"] - metrics["tts_first_audio_ms"])
+                res.turn_log.append(
+                    {"last_frame_wall": time.time() - (time.perf_counter() - last_frame), "turn": t}
+                    | {k: float(v) for k, v in metrics.items() if k.endswith("_ms")}
+                )
             else:  # last turn: wait for the reply to start, let it play 0.5 s, then talk over it
                 while not caller.has_audio_after(last_frame):
                     await caller.send_silence(0.02)
@@ -306,15 +313,21 @@ async def configure_agent(base: str) -> None:
         resp.raise_for_status()
 
 
-async def main_async(levels: list[int], turns: int, base: str, root_pid: int) -> None:
+async def main_async(levels: list[int], turns: int, base: str, root_pid: int, dump: str | None = None) -> None:
     utterance = trim_trailing_silence(
         await synthesize("I would like to book a table for two people for tomorrow evening at eight")
     )
     barge = await synthesize("Actually, wait a moment please.")
     print(f"utterance {len(utterance) / BYTES_PER_S:.2f} s, barge-in {len(barge) / BYTES_PER_S:.2f} s")
     await configure_agent(base)
+    dumped = []
     for n in levels:
-        report(await run_level(base, n, turns, utterance, barge, root_pid))
+        level = await run_level(base, n, turns, utterance, barge, root_pid)
+        report(level)
+        dumped.append({"n": n, "turns": level["res"].turn_log})  # type: ignore[attr-defined]
+    if dump:
+        await asyncio.to_thread(Path(dump).write_text, json.dumps(dumped))
+        print(f"\nper-turn figures written to {dump}")
 
 
 def main() -> None:
@@ -327,6 +340,7 @@ def main() -> None:
         "--server-rt", action="store_true", help="server processes real-time round-robin (shared, noisy machines)"
     )
     parser.add_argument("--gateway-nice", type=int, default=None, help="PROCESS_NICE for the gateway, e.g. -10")
+    parser.add_argument("--dump", default=None, help="write every measured turn's figures (JSON) to this file")
     args = parser.parse_args()
     if args.caller_cpus:
         os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
@@ -337,7 +351,7 @@ def main() -> None:
     )
     stack_args = {"cpus": args.server_cpus or None, "realtime": args.server_rt, "gateway_nice": args.gateway_nice}
     with running_stack(fake=True, env=PROVIDERS, **stack_args) as stack:
-        asyncio.run(main_async(args.n, args.turns, stack.url, stack.pid))
+        asyncio.run(main_async(args.n, args.turns, stack.url, stack.pid, args.dump))
 
 
 if __name__ == "__main__":

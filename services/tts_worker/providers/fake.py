@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -13,6 +14,14 @@ from shared.settings import TtsSettings
 SECONDS_PER_CHAR = 0.06
 TONE_HZ = 440.0
 AMPLITUDE = 0.1  # of full scale: audible in a demo, not painful
+
+
+@functools.cache
+def _tone_second(sample_rate: int) -> bytes:
+    """One second of the tone, computed once per rate: a benchmark's server CPU should be Victoria's, not
+    the fake's sine arithmetic."""
+    t = np.arange(sample_rate, dtype=np.float64) / sample_rate
+    return (np.sin(2 * np.pi * TONE_HZ * t) * AMPLITUDE * 32767).astype("<i2").tobytes()
 
 
 class FakeTts:
@@ -33,8 +42,8 @@ class FakeTts:
     ) -> AsyncIterator[tuple[bytes, int]]:
         await asyncio.sleep(self.first_byte_s)
         n = round(len(text) * SECONDS_PER_CHAR / voice.rate * sample_rate)
-        t = np.arange(n, dtype=np.float64) / sample_rate
-        pcm = (np.sin(2 * np.pi * TONE_HZ * t) * AMPLITUDE * 32767).astype("<i2").tobytes()
+        second = _tone_second(sample_rate)  # a whole number of cycles: seconds join without a click
+        pcm = (second * (n // sample_rate + 1))[: n * 2]
         step = max(1, sample_rate * self.chunk_ms // 1000) * 2
         for i in range(0, len(pcm), step):
             yield pcm[i : i + step], sample_rate
