@@ -207,7 +207,9 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.median(values):7.1f} / {float(np.percentile(values, 99)):7.1f}"
 
 
-async def run_level(base: str, n: int, turns: int, utterance: bytes, barge: bytes, root_pid: int) -> dict[str, object]:
+async def run_level(
+    base: str, n: int, turns: int, utterance: bytes, barge: bytes, root_pid: int, stagger_s: float = 1.0
+) -> dict[str, object]:
     url = base.replace("http", "ws", 1) + "/ws/simulator"
     procs = server_processes(root_pid)
     gw = gateway_pid(procs)
@@ -229,9 +231,9 @@ async def run_level(base: str, n: int, turns: int, utterance: bytes, barge: byte
 
     sampler = asyncio.create_task(sample_rss())
     calls = []
-    for _ in range(n):  # stagger call starts over 1 s, like real traffic, not in lock-step
+    for _ in range(n):  # stagger call starts (1 s: not lock-step, yet every turn ends within about a second)
         calls.append(asyncio.create_task(one_call(url, utterance, barge, turns, res)))
-        await asyncio.sleep(1.0 / n)
+        await asyncio.sleep(stagger_s / n)
     await asyncio.gather(*calls)
     sampler.cancel()
     wall = time.perf_counter() - started
@@ -313,7 +315,9 @@ async def configure_agent(base: str) -> None:
         resp.raise_for_status()
 
 
-async def main_async(levels: list[int], turns: int, base: str, root_pid: int, dump: str | None = None) -> None:
+async def main_async(
+    levels: list[int], turns: int, base: str, root_pid: int, dump: str | None = None, stagger_s: float = 1.0
+) -> None:
     utterance = trim_trailing_silence(
         await synthesize("I would like to book a table for two people for tomorrow evening at eight")
     )
@@ -322,7 +326,7 @@ async def main_async(levels: list[int], turns: int, base: str, root_pid: int, du
     await configure_agent(base)
     dumped = []
     for n in levels:
-        level = await run_level(base, n, turns, utterance, barge, root_pid)
+        level = await run_level(base, n, turns, utterance, barge, root_pid, stagger_s)
         report(level)
         dumped.append({"n": n, "turns": level["res"].turn_log})  # type: ignore[attr-defined]
     if dump:
@@ -340,18 +344,26 @@ def main() -> None:
         "--server-rt", action="store_true", help="server processes real-time round-robin (shared, noisy machines)"
     )
     parser.add_argument("--gateway-nice", type=int, default=None, help="PROCESS_NICE for the gateway, e.g. -10")
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=1.0,
+        help="seconds over which the calls start (1 s: all turns end within about a second of each other, the "
+        "standard; the length of a turn cycle, ~8 s, spreads them like unsynchronised real calls)",
+    )
     parser.add_argument("--dump", default=None, help="write every measured turn's figures (JSON) to this file")
     args = parser.parse_args()
     if args.caller_cpus:
         os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
     print(
         f"victoria conversation_load {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r} "
-        f"caller cpus={args.caller_cpus!r}  turns={args.turns}  chain_stages={os.environ.get('CHAIN_STAGES', 'true')}"
+        f"caller cpus={args.caller_cpus!r}  turns={args.turns}  stagger={args.stagger:g}s  "
+        f"chain_stages={os.environ.get('CHAIN_STAGES', 'true')}"
         f"{'  server real-time' if args.server_rt else ''}  gateway nice={args.gateway_nice}"
     )
     stack_args = {"cpus": args.server_cpus or None, "realtime": args.server_rt, "gateway_nice": args.gateway_nice}
     with running_stack(fake=True, env=PROVIDERS, **stack_args) as stack:
-        asyncio.run(main_async(args.n, args.turns, stack.url, stack.pid, args.dump))
+        asyncio.run(main_async(args.n, args.turns, stack.url, stack.pid, args.dump, args.stagger))
 
 
 if __name__ == "__main__":
