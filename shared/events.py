@@ -176,9 +176,10 @@ class LlmChunk(Event):
     worker: str = ""
     error: ErrorInfo | None = None
     tts_chained: bool = False  # the worker sends the TTS requests of the segments this chunk completes
-    # chained only: the segments this chunk completes, exactly as the worker cut and sent them to TTS (the
-    # gateway numbers its segments from these, so it needs no splitter of its own and both always agree)
-    segments: list[str] = Field(default_factory=list)
+    # chained: the segments this chunk completes, exactly as the worker cut and sent them to TTS (the gateway
+    # numbers its segments from these, so both always agree). None: cut them from the deltas (a worker from
+    # before this field sends a chunk per token; the gateway's splitter then makes the same cuts)
+    segments: list[str] | None = None
 
 
 class TtsRequest(Event):

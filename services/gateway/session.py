@@ -404,9 +404,10 @@ class CallSession:
                         marks["llm_first_token"] = time.time()
                     tts_chained = chunk.tts_chained and request.tts is not None
                     # chained: the worker says which segments it cut (and sent); otherwise cut them here
-                    for text in chunk.segments if tts_chained else splitter.feed(chunk.delta):
+                    named = chunk.segments if tts_chained else None
+                    for text in named if named is not None else splitter.feed(chunk.delta):
                         self._add_segment(reply, playback, text, chained=tts_chained)
-            for text in splitter.flush():  # empty when chained: the splitter was never fed
+            for text in splitter.flush():  # empty when the worker named the segments: never fed
                 self._add_segment(reply, playback, text, chained=tts_chained)
             playback.items.put_nowait(None)
             await player

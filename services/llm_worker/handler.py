@@ -93,7 +93,7 @@ class LlmHandler:
                             completion_tokens=delta.completion_tokens,
                             provider=provider.name,
                             tts_chained=segments is not None,
-                            segments=cut,
+                            segments=cut if segments is not None else None,
                         )
                     )
                     seq += 1
@@ -111,7 +111,7 @@ class LlmHandler:
                         finish_reason="stop",
                         provider=provider.name,
                         tts_chained=segments is not None,
-                        segments=cut,
+                        segments=cut if segments is not None else None,
                     )
                 )
             if segments is not None:
