@@ -287,7 +287,12 @@ async def serve_phone_call(
     """Start the session, feed it the stream until either side ends the call, and end it exactly once."""
     try:
         await session.start()
-        reason = await _feed(ws, session, transport, guard, reorder, check, runtime.settings.max_ws_message_bytes)
+        try:
+            async with IdleTimeout(IDLE_TIMEOUT_S) as idle:
+                limit = runtime.settings.max_ws_message_bytes
+                reason = await _feed(ws, session, transport, guard, reorder, check, limit, idle)
+        except TimeoutError:
+            reason = "caller_idle"
         await session.end(reason)
     except WebSocketDisconnect:
         transport.remote_ended = True
@@ -307,25 +312,9 @@ async def _feed(
     reorder: Reorder,
     check: Check,
     limit: int,
-) -> str:
-    """Feed the call until the provider stops the stream or it misbehaves; returns the end reason."""
-    try:
-        async with IdleTimeout(IDLE_TIMEOUT_S) as idle:
-            return await _feed_frames(ws, session, transport, guard, reorder, check, limit, idle)
-    except TimeoutError:
-        return "caller_idle"
-
-
-async def _feed_frames(
-    ws: WebSocket,
-    session: CallSession,
-    transport: MediaStreamTransport,
-    guard: FrameGuard,
-    reorder: Reorder,
-    check: Check,
-    limit: int,
     idle: IdleTimeout,
 ) -> str:
+    """Feed the call until the provider stops the stream or it misbehaves; returns the end reason."""
     while not session.ended:
         msg = await receive_json(ws, guard, limit)
         idle.touch()
