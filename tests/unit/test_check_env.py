@@ -7,20 +7,7 @@ import pytest
 from shared.call_config import AgentSpec
 from tools.check_env import agent_problems, main, provider_status
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in (
-        "GROQ_API_KEY",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "AZURE_SPEECH_KEY",
-        "AZURE_SPEECH_REGION",
-        "STT_PROVIDER",
-        "LLM_PROVIDER",
-        "TTS_PROVIDER",
-    ):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("no_provider_env")
 
 
 def test_offline_providers_are_usable_and_cloud_ones_name_their_env_var(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,20 +14,7 @@ from tools.check_env import provider_status
 KEY = "prov-key"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in (
-        "GROQ_API_KEY",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "OPENAI_MODEL",
-        "AZURE_SPEECH_KEY",
-        "AZURE_SPEECH_REGION",
-        "STT_PROVIDER",
-        "LLM_PROVIDER",
-        "TTS_PROVIDER",
-    ):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("no_provider_env")
 
 
 @pytest.fixture
