@@ -18,7 +18,10 @@ reply (barge-in). Reported, median / p99 over all turns:
 - per hop beyond each provider's latency: STT, LLM, TTS, gateway send;
 - barge-in reaction: first frame of the interrupting speech sent → ``clear`` received;
 - pacing: a playback clock per reply at the audio rate; the longest underrun gap and the lead;
-- server CPU (user+system) and peak RSS per concurrent call, for all server processes and the gateway.
+- server CPU (user+system) and peak RSS per concurrent call, for all server processes (the embedded
+  PostgreSQL included) and the gateway, and CPU per process;
+- each event kind's mean delivery (creation → handling in the next process), and the fake providers' own
+  timer error (their first result's actual delay − the configured one: part of the overhead, not Victoria's).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from tools.talk import synthesize
 
 RATE = 16000
 BYTES_PER_S = RATE * 2
-BUDGET_MS = 200 + 150 + 100
+PROVIDER_BUDGET_MS = {"stt": 200, "llm": 150, "tts": 100}  # the fakes' first results (LLM: first token)
+BUDGET_MS = sum(PROVIDER_BUDGET_MS.values())
 VAD_STOP_MS = 200
 PROVIDERS = {
     "FAKE_STT_LATENCY_MS": "200",
@@ -145,8 +149,24 @@ async def one_call(url: str, utterance: bytes, barge: bytes, turns: int, res: Re
 
 
 def server_processes(root_pid: int) -> list[psutil.Process]:
+    """devstack and everything under it, plus its embedded PostgreSQL: ``pg_ctl`` daemonises the postmaster,
+    so it and its backends are no longer devstack's descendants (they still run on the server's cores)."""
     root = psutil.Process(root_pid)
-    return [root, *root.children(recursive=True)]
+    procs = [root, *root.children(recursive=True)]
+    run_dir = next((v for k, v in _environ(root).items() if k == "VICTORIA_RUN_DIR"), None)
+    if run_dir:
+        for p in psutil.process_iter(["name", "cmdline"]):
+            cmdline = " ".join(p.info["cmdline"] or [])
+            if p.info["name"] == "postgres" and f"{run_dir}/pgdata" in cmdline:
+                procs += [p, *p.children(recursive=True)]
+    return procs
+
+
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
@@ -160,6 +180,18 @@ def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
     return out
 
 
+ROLES = ("gateway", "stt_worker", "llm_worker", "tts_worker", "call_recorder", "nats-server", "postgres", "devstack")
+
+
+def role(proc: psutil.Process) -> str:
+    """Which part of the server a process is (for the CPU breakdown)."""
+    try:
+        cmdline = " ".join(proc.cmdline()) or proc.name()
+    except psutil.Error:
+        return "other"
+    return next((r for r in ROLES if r in cmdline), "other")
+
+
 def gateway_pid(procs: list[psutil.Process]) -> int | None:
     for p in procs:
         try:
@@ -170,9 +202,17 @@ def gateway_pid(procs: list[psutil.Process]) -> int | None:
     return None
 
 
-def delivery_means(procs: list[psutil.Process], gateway_url: str) -> dict[str, tuple[float, float]]:
-    """(sum, count) of ``victoria_bus_delivery_seconds`` per kind, from every server process's /metrics:
-    how long events spent between creation and handling (NATS plus each process's scheduling)."""
+SCRAPED = {  # histogram → the label that names its series
+    "victoria_bus_delivery_seconds": "kind",
+    "victoria_provider_first_result_seconds": "service",
+}
+
+
+def scrape_means(procs: list[psutil.Process], gateway_url: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) per series of the ``SCRAPED`` histograms, from every server process's /metrics:
+    ``delivery:<kind>`` is how long events spent between creation and handling (NATS plus each process's
+    scheduling); ``provider:<service>`` is how long the fake providers actually took to their first result
+    (their configured latency plus their own timer's error, which is not Victoria's)."""
     urls = [f"{gateway_url}/metrics"]
     for p in procs:
         try:
@@ -191,13 +231,13 @@ def delivery_means(procs: list[psutil.Process], gateway_url: str) -> dict[str, t
         except httpx.HTTPError:
             continue
         for line in text.splitlines():
-            if line.startswith("victoria_bus_delivery_seconds_sum") or line.startswith(
-                "victoria_bus_delivery_seconds_count"
-            ):
+            for metric, label in SCRAPED.items():
+                if not (line.startswith(f"{metric}_sum{{") or line.startswith(f"{metric}_count{{")):
+                    continue
                 name, value = line.rsplit(" ", 1)
-                kind = name.split('kind="', 1)[1].split('"', 1)[0]
-                slot = out.setdefault(kind, [0.0, 0.0])
-                slot[0 if "_sum" in name else 1] += float(value)
+                series = name.split(f'{label}="', 1)[1].split('"', 1)[0]
+                slot = out.setdefault(f"{'delivery' if label == 'kind' else 'provider'}:{series}", [0.0, 0.0])
+                slot[0 if "_sum{" in name else 1] += float(value)
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
@@ -214,7 +254,7 @@ async def run_level(
     procs = server_processes(root_pid)
     gw = gateway_pid(procs)
     before = cpu_seconds(procs)
-    delivery_before = delivery_means(procs, base)
+    scraped_before = scrape_means(procs, base)
     gw_proc = psutil.Process(gw) if gw else None
     rss_peak = {p.pid: p.memory_info().rss for p in procs}
     res = Results()
@@ -241,13 +281,16 @@ async def run_level(
     used = {pid: after.get(pid, 0) - before.get(pid, 0) for pid in before}
     total_cpu = sum(used.values())
     gw_cpu = used.get(gw, 0.0) if gw else 0.0
+    roles = {p.pid: role(p) for p in procs}
+    by_role: dict[str, float] = {}
+    for pid, seconds in used.items():
+        by_role[roles.get(pid, "other")] = by_role.get(roles.get(pid, "other"), 0.0) + seconds
     gw_rss_base = gw_proc.memory_info().rss if gw_proc else 0
-    delivery_after = delivery_means(procs, base)
-    delivery = {
-        kind: 1000
-        * (s - delivery_before.get(kind, (0.0, 0.0))[0])
-        / max(1.0, c - delivery_before.get(kind, (0.0, 0.0))[1])
-        for kind, (s, c) in delivery_after.items()
+    scraped = {  # mean ms per series over this level's run
+        series: 1000
+        * (s - scraped_before.get(series, (0.0, 0.0))[0])
+        / max(1.0, c - scraped_before.get(series, (0.0, 0.0))[1])
+        for series, (s, c) in scrape_means(procs, base).items()
     }
     return {
         "n": n,
@@ -255,10 +298,11 @@ async def run_level(
         "res": res,
         "cpu_total": total_cpu,
         "cpu_gateway": gw_cpu,
+        "cpu_by_role": by_role,
         "rss_total": sum(rss_peak.values()),
         "rss_gateway": rss_peak.get(gw, 0) if gw else 0,
         "rss_gateway_now": gw_rss_base,
-        "delivery": delivery,
+        "scraped": scraped,
     }
 
 
@@ -288,15 +332,31 @@ def report(level: dict[str, object]) -> None:
         f"{1000 * float(level['cpu_gateway']) / n / wall:6.1f} ms/s gateway  "
         f"(→ {n * wall / max(1e-9, float(level['cpu_total'])):.0f} calls per core for the whole server)"
     )
+    by_role: dict[str, float] = level["cpu_by_role"]  # type: ignore[assignment]
+    print(
+        "  server CPU per call by process, ms/s: "
+        + ", ".join(f"{r} {1000 * c / n / wall:.2f}" for r, c in sorted(by_role.items(), key=lambda rc: -rc[1]))
+    )
     print(
         f"  peak RSS: {float(level['rss_total']) / 2**20:7.1f} MiB all processes, "
         f"gateway {float(level['rss_gateway']) / 2**20:6.1f} MiB"
     )
-    delivery: dict[str, float] = level["delivery"]  # type: ignore[assignment]
+    scraped: dict[str, float] = level["scraped"]  # type: ignore[assignment]
+    delivery = {k.split(":", 1)[1]: v for k, v in scraped.items() if k.startswith("delivery:")}
     if delivery:
         print(
             "  event delivery (created → handled), mean ms: "
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(delivery.items()))
+        )
+    late = {
+        service: scraped[f"provider:{service}"] - budget
+        for service, budget in PROVIDER_BUDGET_MS.items()
+        if f"provider:{service}" in scraped
+    }
+    if late:
+        print(
+            "  fake providers' own timer error (first result − configured latency), mean ms: "
+            + ", ".join(f"{k} {v:+.2f}" for k, v in late.items())
         )
     if res.behind:
         print(f"  note: the callers fell behind real time {res.behind} times (caller core saturated)")

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from shared.logging import configure_logging, get_logger
 from shared.metrics import serve_metrics
+from shared.running_loop import pin_running_loop, unpin_running_loop
 from shared.settings import CommonSettings
 
 log = get_logger(__name__)
@@ -50,7 +51,11 @@ def run_service(name: str, settings: CommonSettings, main: Callable[[asyncio.Eve
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         log.info("service_starting", version=_version())
-        await main(stop)
+        pin_running_loop()
+        try:
+            await main(stop)
+        finally:
+            unpin_running_loop()
         log.info("service_stopped")
 
     try:

@@ -263,11 +263,13 @@ class WorkerRuntime(Generic[R]):
                 await msg.respond(ack.model_dump_json().encode())
             WORK_REQUESTS.labels(self.service, "-", "refused").inc()
             return
-        if msg.reply:
-            await msg.respond(WorkAck(worker=self.instance).model_dump_json().encode())
+        # the work is scheduled before the acknowledgement is written, so the provider call starts first: the
+        # ack's trip (through nats-server and back to the sender) is not on the reply's critical path
         task = asyncio.create_task(self._run(req))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        if msg.reply:
+            await msg.respond(WorkAck(worker=self.instance).model_dump_json().encode())
 
     async def _on_cancel(self, ev: CancelTurn, _msg: Msg) -> None:
         """Cancel this replica's work for a call's turn (or all its turns): the provider stream closes; a

@@ -46,9 +46,9 @@ class SimCaller:
         self.ws = await websockets.connect(self.url, max_size=2**22)
         await self.ws.send(json.dumps({"type": "start", "sample_rate": sample_rate, "agent_id": agent_id}))
         self._reader = asyncio.create_task(self._read())
+        self._clock = time.perf_counter()  # the line is open: silence flows from now on while we wait
         started = await self.next(lambda m: m["type"] in ("started", "error"), timeout=10)
         self.call_id = started.get("call_id", "")
-        self._clock = time.perf_counter()
         return started
 
     async def _read(self) -> None:

@@ -29,6 +29,7 @@ from shared import __version__
 from shared.bus import Bus
 from shared.health import answer_pings, default_instance_id, ping_services
 from shared.logging import get_logger
+from shared.running_loop import pin_running_loop, unpin_running_loop
 from shared.settings import GatewaySettings
 
 log = get_logger(__name__)
@@ -48,9 +49,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             return runtime.refusal() is None, {"active_calls": len(runtime.sessions)}
 
         await answer_pings(bus, "gateway", settings.instance_id or default_instance_id(), readiness)
+        pin_running_loop()
         try:
             yield
         finally:
+            unpin_running_loop()
             await runtime.stop()
 
     app = FastAPI(title="Victoria gateway", version=__version__, lifespan=lifespan)

@@ -75,7 +75,9 @@ class LlmHandler:
                     pending += delta.text
                     cut = segments.feed(delta.text) + (segments.flush() if done else [])
                     if cut:
-                        await asyncio.sleep(0)  # let the segments' TTS requests leave before this chunk
+                        # the chunk leaves once a TTS worker has the segments: on a shared core the gateway's
+                        # handling of it would otherwise come before the TTS worker's start on the audio
+                        await segments.handed_on()
                     elif not done:
                         continue
                     text, pending = pending, ""
@@ -142,6 +144,7 @@ class _TtsChain:
         self.splitter = SentenceSplitter()
         self.count = 0
         self.sends: set[asyncio.Task[None]] = set()
+        self._unconfirmed: list[asyncio.Task[None]] = []  # sent since the last handed_on()
 
     def feed(self, text: str) -> list[str]:
         """Send the segments ``text`` completes; returns them."""
@@ -160,7 +163,14 @@ class _TtsChain:
         index, self.count = self.count, self.count + 1
         task = asyncio.create_task(self._submit(index, text))
         self.sends.add(task)
+        self._unconfirmed.append(task)
         task.add_done_callback(self.sends.discard)
+
+    async def handed_on(self) -> None:
+        """Until the segments cut since the last call are accepted by TTS workers (or reported as not)."""
+        tasks, self._unconfirmed = self._unconfirmed, []
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _submit(self, index: int, text: str) -> None:
         req, tts = self.req, self.tts

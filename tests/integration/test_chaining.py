@@ -16,6 +16,7 @@ from shared.events import (
     NOT_CHAINED,
     CancelTurn,
     ChatMessage,
+    LlmChunk,
     LlmContinuation,
     LlmRequest,
     SttRequest,
@@ -145,6 +146,44 @@ async def test_chained_turn_reaches_audio_with_one_request_per_stage(run_service
         assert len(llm_sent) == 1 and len(tts_sent) == 2
     finally:
         await channel.close()
+
+
+async def test_a_chunk_names_its_segments_only_once_a_tts_worker_has_them(run_service, bus: Bus) -> None:
+    """The LLM worker holds each chunk until the TTS requests of the segments it names are accepted: on a
+    shared core the gateway's handling of the chunk must not come before the TTS worker's start on the audio."""
+    for name in ("llm_worker", "tts_worker"):
+        run_service(name, FAST)
+    for service in ("llm", "tts"):
+        await _wait_workers(bus, service)
+    channel = CallChannel(bus, f"order-{new_id()}", ack_timeout_s=1)
+    await channel.open()
+    seen: list[tuple[str, int]] = []  # in the server's order: one subscription sees every message
+
+    async def on_msg(msg) -> None:
+        if msg.subject == subjects.TTS_REQUEST:
+            seen.append(("tts_request", 0))
+        elif msg.subject.startswith("_INBOX.") and any(kind == "tts_request" for kind, _ in seen):
+            seen.append(("ack", 0))
+        elif msg.subject == channel.subject_llm:
+            seen.append(("chunk", len(LlmChunk.model_validate_json(msg.data).segments or [])))
+
+    sub = await bus.nc.subscribe(">", cb=on_msg)
+    try:
+        channel.expect_chained(4)
+        chunks = [c async for c in channel.generate(_llm_request(channel, 4, "hello"), timeout_s=5)]
+        assert chunks[-1].done
+        await asyncio.sleep(0.1)
+    finally:
+        await sub.unsubscribe()
+        channel.forget_turn(4)
+        await channel.close()
+    named = acked = 0
+    for kind, segments in seen:
+        acked += kind == "ack"
+        if kind == "chunk":
+            named += segments
+            assert acked >= named, f"a chunk named segment {named} before its TTS request was accepted: {seen}"
+    assert named == 2 and acked == 2
 
 
 async def test_chained_tts_with_no_tts_worker_falls_back_to_the_gateway_then_fails(run_service, bus: Bus) -> None:
