@@ -158,11 +158,13 @@ async def test_a_chunk_names_its_segments_only_once_a_tts_worker_has_them(run_se
     channel = CallChannel(bus, f"order-{new_id()}", ack_timeout_s=1)
     await channel.open()
     seen: list[tuple[str, int]] = []  # in the server's order: one subscription sees every message
+    inboxes: set[str] = set()  # where the TTS requests want their acks
 
     async def on_msg(msg) -> None:
         if msg.subject == subjects.TTS_REQUEST:
             seen.append(("tts_request", 0))
-        elif msg.subject.startswith("_INBOX.") and any(kind == "tts_request" for kind, _ in seen):
+            inboxes.add(msg.reply)
+        elif msg.subject in inboxes:
             seen.append(("ack", 0))
         elif msg.subject == channel.subject_llm:
             seen.append(("chunk", len(LlmChunk.model_validate_json(msg.data).segments or [])))
