@@ -97,13 +97,18 @@ class GatedSileroVad:
     sample_rate = 16000
     frame_samples = 320  # WebRTC's 20 ms frames drive the turn detector
 
-    def __init__(self, aggressiveness: int = 2, threshold: float = 0.5, confirm_windows: int = 4) -> None:
+    def __init__(
+        self, aggressiveness: int = 2, threshold: float = 0.5, confirm_windows: int = 4, warmup_windows: int = 2
+    ) -> None:
         from services.gateway.vad_webrtc import WebRtcVad
 
         self._webrtc = WebRtcVad(aggressiveness)
         self._silero = SileroVad(threshold)
         self.threshold = threshold
         self.confirm_windows = confirm_windows
+        # windows before the judged ones that only warm the recurrent state up: the pass runs in the event
+        # loop (~0.24 ms a window here), so it reads no more of the preroll than that needs
+        self.warmup_windows = warmup_windows
         self.confirmations = 0
 
     def is_speech(self, frame: bytes) -> bool:
@@ -111,7 +116,10 @@ class GatedSileroVad:
 
     def confirm_onset(self, audio: bytes) -> bool:
         self.confirmations += 1
-        return self._silero.max_probability(audio, self.confirm_windows) >= self.threshold
+        step = self._silero.frame_samples * 2
+        usable = len(audio) - len(audio) % step  # the windows max_probability reads: whole ones from the start
+        tail = audio[max(0, usable - (self.warmup_windows + self.confirm_windows) * step) : usable]
+        return self._silero.max_probability(tail, self.confirm_windows) >= self.threshold
 
     def on_turn(self, open_: bool) -> None:
         """Decides every frame the same way, in a turn or not."""
