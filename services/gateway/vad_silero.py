@@ -72,13 +72,15 @@ class SileroVad:
     def confirm_onset(self, audio: bytes) -> bool:
         return True
 
-    def max_probability(self, audio: bytes, last_windows: int) -> float:
-        """From a fresh state, run every window of ``audio``; the highest speech probability among the last
-        ``last_windows`` (the earlier ones only warm the recurrent state up)."""
+    def max_probability(self, audio: bytes, last_windows: int, warmup_windows: int | None = None) -> float:
+        """From a fresh state, run the whole windows of ``audio`` (or only the last ``warmup_windows`` +
+        ``last_windows`` of them); the highest speech probability among the last ``last_windows`` (the
+        earlier ones only warm the recurrent state up)."""
         self.reset()
         step = self.frame_samples * 2
         usable = len(audio) - len(audio) % step
-        probs = [self.probability(audio[i : i + step]) for i in range(0, usable, step)]
+        first = 0 if warmup_windows is None else max(0, usable - (warmup_windows + last_windows) * step)
+        probs = [self.probability(audio[i : i + step]) for i in range(first, usable, step)]
         return max(probs[-last_windows:], default=0.0)
 
 
@@ -116,10 +118,8 @@ class GatedSileroVad:
 
     def confirm_onset(self, audio: bytes) -> bool:
         self.confirmations += 1
-        step = self._silero.frame_samples * 2
-        usable = len(audio) - len(audio) % step  # the windows max_probability reads: whole ones from the start
-        tail = audio[max(0, usable - (self.warmup_windows + self.confirm_windows) * step) : usable]
-        return self._silero.max_probability(tail, self.confirm_windows) >= self.threshold
+        probability = self._silero.max_probability(audio, self.confirm_windows, self.warmup_windows)
+        return probability >= self.threshold
 
     def on_turn(self, open_: bool) -> None:
         """Decides every frame the same way, in a turn or not."""
