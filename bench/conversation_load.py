@@ -153,7 +153,7 @@ def server_processes(root_pid: int) -> list[psutil.Process]:
     so it and its backends are no longer devstack's descendants (they still run on the server's cores)."""
     root = psutil.Process(root_pid)
     procs = [root, *root.children(recursive=True)]
-    run_dir = next((v for k, v in _environ(root).items() if k == "VICTORIA_RUN_DIR"), None)
+    run_dir = _environ(root).get("VICTORIA_RUN_DIR")
     if run_dir:
         for p in psutil.process_iter(["name", "cmdline"]):
             cmdline = " ".join(p.info["cmdline"] or [])
