@@ -33,7 +33,7 @@ def percentile(values: list[float], q: float) -> float:
 async def one_call(host: str, question: bytes, deviations: list[float], gaps: list[float], failures: list[str]) -> None:
     caller = PhoneCaller(f"ws://{host}/twilio/media", "twilio")
     try:
-        await caller.connect()
+        await caller.dial_and_connect(f"http://{host}")  # the webhook's stream token, as a real call
         await caller.wait_reply(0, timeout=30)  # the greeting
         for _ in range(2):
             before = len(caller.frames)

@@ -53,13 +53,14 @@ PROVIDER_ERRORS = Counter(
 )
 
 
-def serve_metrics(port: int) -> bool:
+def serve_metrics(port: int, host: str = "127.0.0.1") -> bool:
     """Expose the default registry on ``port`` (0 = off). A busy port is logged, not fatal, so that a second
-    replica on the same host still runs (its metrics then need another ``METRICS_PORT``)."""
+    replica on the same host still runs (its metrics then need another ``METRICS_PORT``). Loopback unless
+    ``METRICS_HOST`` opens it (compose does, for Prometheus on the container network)."""
     if not port:
         return False
     try:
-        start_http_server(port, addr="0.0.0.0")
+        start_http_server(port, addr=host)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

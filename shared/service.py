@@ -43,7 +43,7 @@ def run_service(name: str, settings: CommonSettings, main: Callable[[asyncio.Eve
     configure_logging(name, settings.log_level, settings.log_format)
     apply_nice(settings)
     tune_gc()
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
 
     async def runner() -> None:
         stop = asyncio.Event()

@@ -19,9 +19,14 @@ class CommonSettings(BaseSettings):
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://postgres@127.0.0.1:5432/victoria"), description="PostgreSQL DSN"
     )
+    app_env: Literal["development", "production"] = Field(
+        default="development",
+        description="production: the gateway refuses to start without its secrets (see docs/SECURITY.md)",
+    )
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no separate /metrics port")
+    metrics_host: str = Field(default="127.0.0.1", description="address of the separate /metrics port")
     instance_id: str = Field(default="", description="replica name; defaults to host-pid")
     process_nice: int = Field(
         default=0,
@@ -128,7 +133,7 @@ class TtsSettings(WorkerSettings):
 
 
 class GatewaySettings(CommonSettings):
-    gateway_host: str = "0.0.0.0"
+    gateway_host: str = Field(default="127.0.0.1", description="listen address; 0.0.0.0 opens it to the network")
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = Field(default="", description="URL printed for people; default http://127.0.0.1:PORT")
 
@@ -144,6 +149,31 @@ class GatewaySettings(CommonSettings):
         default=1200, ge=0, description="requests a minute per API key and client IP on /api/v1; 0 = no limit"
     )
     api_rate_limit_burst: int = Field(default=200, ge=1, description="requests allowed at once above that rate")
+    api_max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="largest request body on /api/v1 and /admin (413 beyond it)"
+    )
+    admin_failures_per_minute: int = Field(
+        default=10, ge=1, description="failed admin-key attempts a minute per client address before 429"
+    )
+
+    # edge trust (docs/SECURITY.md)
+    stream_token_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC key of the per-call media-stream and browser-call tokens; empty = random per process (dev)",
+    )
+    stream_token_ttl_s: float = Field(default=120.0, gt=0, le=3600, description="how long a call token is valid")
+    allowed_origins: str = Field(
+        default="", description="comma-separated Origins allowed on /ws/simulator; empty = the gateway's own origin"
+    )
+    max_calls: int = Field(
+        default=200, ge=1, description="live calls per gateway replica (measured ~230 per core); beyond it: busy"
+    )
+    max_browser_calls_per_client: int = Field(
+        default=4, ge=1, description="simultaneous simulator calls (and pending sockets) per client address"
+    )
+    telephony_providers: str = Field(
+        default="twilio,telnyx", description="phone providers served; the others' webhooks and sockets answer 404"
+    )
     max_turn_seconds: float = Field(default=20.0, gt=1, le=24, description="longer speech is cut into turns")
 
     stt_timeout_s: float = Field(default=15.0, gt=0)

@@ -90,6 +90,17 @@ async def stored_agents(dsn: str) -> list[tuple[str, AgentSpec]]:
     return [(r["agent_id"], AgentSpec.model_validate_json(r["spec"])) for r in rows]
 
 
+def gateway_problems() -> list[str]:
+    """What would keep the gateway from starting in its mode (``APP_ENV=production`` needs every secret)."""
+    from services.gateway.production import production_problems
+    from shared.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    found = production_problems(settings)
+    print(f"gateway: APP_ENV={settings.app_env}, {'ok' if not found else f'{len(found)} problem(s)'}")
+    return [f"gateway: {p}" for p in found]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-db", action="store_true", help="don't read the agents from DATABASE_URL")
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             mark = "ok " if status.usable else "-- "
             default = "  (default)" if defaults()[kind] == name else ""
             print(f"  {mark}{kind}:{name:14s} {status.why}{default}")
-    problems: list[str] = []
+    problems: list[str] = gateway_problems()
     for kind, name in defaults().items():
         status = provider_status(kind, name)
         if not status.usable:

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -158,7 +159,7 @@ class DevStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_run_dir()
         port = self.args.port or int(os.environ.get("GATEWAY_PORT") or 8000)
-        if not self.args.no_services and not port_is_free(port, ANY_HOST):
+        if not self.args.no_services and not port_is_free(port, self._host()):
             raise StartupError(f"port {port} is already in use: pick another with --port")
         nats_url = await self._nats()
         self._check_stop()
@@ -253,14 +254,21 @@ class DevStack:
                 self.console.write(f"export {name}={shlex.quote(value)}")
         self.console.say("Ctrl-C stops them.")
 
+    def _host(self) -> str:
+        """Loopback unless --listen-all: the dev stack's API is open (no keys), so the network can't reach it."""
+        return ANY_HOST if self.args.listen_all else "127.0.0.1"
+
     async def _start_services(self, nats_url: str, dsn: str, port: int) -> None:
         base = dict(os.environ)
         base.update(NATS_URL=nats_url, DATABASE_URL=dsn, GATEWAY_PORT=str(port), PYTHONUNBUFFERED="1")
+        base.setdefault("GATEWAY_HOST", self._host())
+        base.setdefault("METRICS_HOST", self._host())
+        base.setdefault("STREAM_TOKEN_SECRET", secrets.token_hex(32))  # one per run, shared by its gateways
         base.setdefault("LOG_FORMAT", "console")
         if self.args.fake_providers:
             base.update(STT_PROVIDER="fake", LLM_PROVIDER="fake", TTS_PROVIDER="fake")
         for spec in SERVICES:
-            metrics_port = pick_port(spec.metrics_port, ANY_HOST) if spec.metrics_port else 0
+            metrics_port = pick_port(spec.metrics_port, self._host()) if spec.metrics_port else 0
             self.metrics[spec.name] = metrics_port
             env = {**base, "METRICS_PORT": str(metrics_port)}
             if spec.name == "call_recorder":  # history is batch work: the gateway's real-time pacing comes first
@@ -435,6 +443,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-services", action="store_true", help="only NATS and PostgreSQL; print the env to export")
     parser.add_argument("--fake-providers", action="store_true", help="STT/LLM/TTS_PROVIDER=fake (no models)")
     parser.add_argument("--port", type=int, default=0, help="gateway port (default: GATEWAY_PORT or 8000)")
+    parser.add_argument(
+        "--listen-all",
+        action="store_true",
+        help="listen on every interface (0.0.0.0), not only 127.0.0.1: set API_KEYS first, the API is open without",
+    )
     parser.add_argument(
         "--gateway-nice",
         type=int,

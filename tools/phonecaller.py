@@ -16,12 +16,36 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
 import websockets
 
 from shared.audio import pcm16_to_alaw, pcm16_to_ulaw, resample_pcm16, ulaw_to_pcm16
 
 FRAME_S = 0.02
 FRAME_BYTES = 160  # 20 ms of G.711 at 8 kHz
+
+
+async def twilio_dial(
+    http_base: str,
+    call_sid: str,
+    *,
+    from_number: str = "+15550001111",
+    to_number: str = "+15550002222",
+    headers: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Ring the gateway as Twilio does (``POST /twilio/voice``) and return the ``<Parameter>``s of the TwiML's
+    ``<Stream>``: the single-use stream token a ``PhoneCaller`` must hand back in its ``start``. Unsigned, so
+    only for a gateway without ``TWILIO_AUTH_TOKEN`` unless ``headers`` carry the signature."""
+    import xml.etree.ElementTree as ET
+
+    form = {"CallSid": call_sid, "From": from_number, "To": to_number}
+    async with httpx.AsyncClient(base_url=http_base, trust_env=False, timeout=10) as client:
+        resp = await client.post("/twilio/voice", data=form, headers=headers)
+    resp.raise_for_status()
+    stream = ET.fromstring(resp.text).find("./Connect/Stream")
+    if stream is None:
+        raise RuntimeError(f"the gateway did not answer with a stream: {resp.text[:200]}")
+    return {str(p.get("name")): str(p.get("value")) for p in stream.findall("Parameter")}
 
 
 @dataclass
@@ -60,6 +84,11 @@ class PhoneCaller:
     _tx: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # --- connection --------------------------------------------------------------------------------------
+
+    async def dial_and_connect(self, http_base: str, **kw: str) -> None:
+        """Twilio: get a stream token from the gateway's webhook, as a real call does, then connect."""
+        self.parameters = {**self.parameters, **await twilio_dial(http_base, self.call_id, **kw)}
+        await self.connect()
 
     async def connect(self, *, send_start: bool = True) -> None:
         self.ws = await websockets.connect(self.url, max_size=2**22, additional_headers=self.headers or None)

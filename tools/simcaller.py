@@ -16,6 +16,17 @@ RATE = 16000
 FRAME = RATE // 50 * 2  # 20 ms of PCM16
 
 
+async def call_token(http_base: str, api_key: str | None, agent_id: str | None = None) -> str:
+    """A browser-call token from ``POST /api/v1/simulator/tokens`` (what the dashboard does before a call)."""
+    import httpx
+
+    headers = {"X-API-Key": api_key} if api_key else {}
+    async with httpx.AsyncClient(base_url=http_base, trust_env=False, timeout=10) as client:
+        resp = await client.post("/api/v1/simulator/tokens", json={"agent_id": agent_id}, headers=headers)
+    resp.raise_for_status()
+    return str(resp.json()["token"])
+
+
 @dataclass
 class Received:
     at: float
@@ -42,9 +53,15 @@ class SimCaller:
     fell_behind: int = 0  # times this caller could not keep real time (its CPU is saturated)
     _tx: asyncio.Lock = field(default_factory=asyncio.Lock)  # one sender at a time: speech is never chopped
 
-    async def connect(self, agent_id: str | None = None, sample_rate: int = RATE) -> dict[str, Any]:
+    async def connect(
+        self, agent_id: str | None = None, sample_rate: int = RATE, *, token: str | None = None
+    ) -> dict[str, Any]:
+        """Open the call; ``token`` (from :func:`call_token`) is needed where the gateway has API keys."""
         self.ws = await websockets.connect(self.url, max_size=2**22)
-        await self.ws.send(json.dumps({"type": "start", "sample_rate": sample_rate, "agent_id": agent_id}))
+        start: dict[str, Any] = {"type": "start", "sample_rate": sample_rate, "agent_id": agent_id}
+        if token is not None:
+            start["token"] = token
+        await self.ws.send(json.dumps(start))
         self._reader = asyncio.create_task(self._read())
         self._clock = time.perf_counter()  # the line is open: silence flows from now on while we wait
         started = await self.next(lambda m: m["type"] in ("started", "error"), timeout=10)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import websockets
 
 from shared.audio import read_wav, resample_pcm16, write_wav
@@ -47,12 +49,25 @@ class Conversation:
     end_reason: str | None = None
 
 
-async def talk(url: str, utterances: list[bytes], *, timeout_s: float = 60.0, verbose: bool = True) -> Conversation:
-    """Hold one call: greeting, then one turn per utterance (PCM16 16 kHz). Returns what came back."""
+async def talk(
+    url: str,
+    utterances: list[bytes],
+    *,
+    timeout_s: float = 60.0,
+    verbose: bool = True,
+    api_key: str | None = None,
+) -> Conversation:
+    """Hold one call: greeting, then one turn per utterance (PCM16 16 kHz). Returns what came back. With an
+    ``api_key`` it first gets a call token from the keyed API, as the dashboard does."""
     conv = Conversation()
     say = print if verbose else (lambda *a, **k: None)
+    start: dict[str, object] = {"type": "start", "sample_rate": RATE}
+    if api_key:
+        from tools.simcaller import call_token
+
+        start["token"] = await call_token(url.replace("ws", "http", 1).split("/ws/")[0], api_key)
     async with websockets.connect(url, max_size=2**22) as ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": RATE}))
+        await ws.send(json.dumps(start))
         state: dict[str, object] = {"phase": "greeting", "audio": bytearray(), "first_audio": None}
         assistant_done = asyncio.Event()
         turn: TurnResult | None = None
@@ -172,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("wav", nargs="*", type=Path, help="utterances to speak, one per turn (any rate, 16-bit)")
     parser.add_argument("--say", action="append", default=[], help="text to synthesise offline and speak")
     parser.add_argument("--url", default="ws://127.0.0.1:8000/ws/simulator")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("VICTORIA_API_KEY", ""),
+        help="a key of the gateway's API_KEYS (default: $VICTORIA_API_KEY); needed when the gateway has keys",
+    )
     parser.add_argument("--out", type=Path, help="save the agent's reply audio (all turns) to this WAV")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each reply")
     args = parser.parse_args(argv)
@@ -180,13 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     utterances = [load_utterance(p) for p in args.wav]
     utterances += [asyncio.run(synthesize(text)) for text in args.say]
     try:
-        conv = asyncio.run(talk(args.url, utterances, timeout_s=args.timeout))
+        conv = asyncio.run(talk(args.url, utterances, timeout_s=args.timeout, api_key=args.api_key or None))
     except (OSError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
         print(f"cannot reach {args.url}: {exc}. Is Victoria running (make run)?", file=sys.stderr)
         return 2
     except TimeoutError as exc:
         print(f"gave up: {exc}", file=sys.stderr)
         return 3
+    except httpx.HTTPStatusError as exc:
+        print(f"no call token ({exc.response.status_code}): check --api-key / VICTORIA_API_KEY", file=sys.stderr)
+        return 2
     print()
     for i, turn in enumerate(conv.turns, 1):
         g = turn.gateway

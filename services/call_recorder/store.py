@@ -63,8 +63,11 @@ class HistoryStore:
             _ts(ev.at),
             json.dumps(ev.detail),
         )
+        # a provider's status never relabels a call that started as another kind (a forged Telnyx id naming a
+        # browser call must not turn its history into a Telnyx call)
         await conn.execute(
-            "UPDATE calls SET provider_status = $2, client_type = $3, updated_at = now() WHERE call_id = $1",
+            "UPDATE calls SET provider_status = $2, client_type = $3, updated_at = now() "
+            "WHERE call_id = $1 AND (started_at IS NULL OR client_type = $3)",
             ev.call_id,
             ev.status,
             ev.provider,

@@ -2,17 +2,21 @@
 ``POST /admin/global-stop/reset`` lifts it (new calls are accepted again on every replica within a second).
 
 Admin actions are never open: they need ``X-API-Key`` equal to ``ADMIN_API_KEY`` (compared in constant time),
-and answer 503 while no admin key is configured.
+and answer 503 while no admin key is configured. Failed attempts (missing or wrong key) are counted per client
+address: after ``ADMIN_FAILURES_PER_MINUTE`` of them the address gets 429 with ``Retry-After``, even with the right
+key, until its bucket refills (so the key cannot be guessed at speed).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
+from services.gateway.http_guard import TokenBuckets
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.security import key_matches
 from shared.global_stop import GlobalStopState, read_state, write_state
@@ -23,6 +27,16 @@ log = get_logger(__name__)
 ADMIN_EVENT_SQL = "INSERT INTO admin_events (kind, detail) VALUES ($1, $2::jsonb)"
 
 
+def admin_failures(request: Request) -> TokenBuckets:
+    """The failed-attempt buckets per client address, made on first use (on the app's state)."""
+    buckets: TokenBuckets | None = getattr(request.app.state, "admin_failures", None)
+    if buckets is None:
+        runtime: GatewayRuntime = request.app.state.runtime
+        per_minute = runtime.settings.admin_failures_per_minute
+        buckets = request.app.state.admin_failures = TokenBuckets(per_minute, per_minute)
+    return buckets
+
+
 async def require_admin_key(request: Request, x_api_key: str | None = Header(default=None)) -> None:
     runtime: GatewayRuntime = request.app.state.runtime
     admin_key = runtime.settings.admin_api_key.get_secret_value().strip()
@@ -30,12 +44,25 @@ async def require_admin_key(request: Request, x_api_key: str | None = Header(def
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "admin API disabled: set ADMIN_API_KEY on the gateway to enable it"
         )
+    client = request.client.host if request.client else "?"
+    failures = admin_failures(request)
+    wait = failures.peek(client)
+    if wait > 0:
+        retry_after = max(1, math.ceil(wait))
+        log.warning("admin_key_throttled", client=client, path=request.url.path, retry_after=retry_after)
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed admin key attempts: retry in {retry_after}s",
+            headers={"Retry-After": str(retry_after)},
+        )
     if not x_api_key:
+        failures.take(client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header", headers={"WWW-Authenticate": "ApiKey"}
         )
     if not key_matches(x_api_key, [admin_key.encode()]):
-        log.warning("admin_key_rejected", path=request.url.path)
+        failures.take(client)
+        log.warning("admin_key_rejected", client=client, path=request.url.path)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "ApiKey"})
 
 

@@ -20,6 +20,7 @@ from shared.call_config import AgentSpec
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"], dependencies=[Depends(require_api_key)])
 
 AgentId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+MAX_VERSION = 2**31 - 1  # agents.version is a PostgreSQL integer
 
 
 class AgentOut(BaseModel):
@@ -101,6 +102,8 @@ async def update_agent(
     if if_match is not None:
         try:
             expected = int(if_match.strip().strip('"').removeprefix("W/").strip('"'))
+            if not -MAX_VERSION - 1 <= expected <= MAX_VERSION:  # asyncpg refuses it for the int column: a 500
+                raise ValueError(expected)
         except ValueError:
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, 'If-Match must be the agent\'s version, e.g. "3"'

@@ -166,8 +166,9 @@ def decode_cursor(cursor: str) -> tuple[datetime | None, str]:
         started = data["t"]
         if not isinstance(call_id, str) or not (started is None or isinstance(started, str)):
             raise ValueError("bad field types")
+        call_id.encode()  # a lone surrogate ("\\ud800") is no text PostgreSQL can compare: UnicodeEncodeError
         started_at = _aware(datetime.fromisoformat(started)) if started is not None else None
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, TypeError, KeyError, RecursionError):  # Unicode errors are ValueErrors
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, "malformed cursor: pass back the next_cursor of a previous page unchanged"
         ) from None
@@ -196,6 +197,17 @@ def _item(row: Mapping[str, Any]) -> CallItem:
     data = dict(row)
     data["latency_summary"] = _json(data["latency_summary"]) or {}
     return CallItem.model_validate(data)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a leading ``'`` (OWASP's advice on
+    CSV injection); numbers are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -257,7 +269,8 @@ async def export_calls(
     writer.writerow(CALL_COLUMNS)
     for item in items:
         writer.writerow(
-            [
+            csv_cell(value)
+            for value in (
                 item.call_id,
                 item.agent_id or "",
                 item.client_type,
@@ -270,7 +283,7 @@ async def export_calls(
                 item.status,
                 item.turns,
                 json.dumps(item.latency_summary, separators=(",", ":")),
-            ]
+            )
         )
     return Response(
         out.getvalue(),

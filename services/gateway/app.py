@@ -8,16 +8,25 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway.api_admin import router as admin_router
 from services.gateway.api_agents import router as agents_router
+from services.gateway.api_call_tokens import router as call_tokens_router
 from services.gateway.api_calls import router as calls_router
 from services.gateway.api_live import router as live_router
 from services.gateway.api_providers import router as providers_router
 from services.gateway.dashboard import mount_dashboard
-from services.gateway.http_guard import RateLimiter, SecurityHeaders
+from services.gateway.http_guard import (
+    BodyLimit,
+    JsonHygiene,
+    RateLimiter,
+    SecurityHeaders,
+    request_validation_handler,
+)
+from services.gateway.production import served_providers
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.security import parse_keys
 from services.gateway.simulator_ws import simulator_endpoint
@@ -73,10 +82,23 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(live_router)
     app.include_router(providers_router)
-    app.add_middleware(RateLimiter, per_minute=settings.api_rate_limit_per_minute, burst=settings.api_rate_limit_burst)
-    app.add_middleware(SecurityHeaders)  # outermost: 429s get the headers too
-    app.include_router(twilio_router)
-    app.include_router(telnyx_router)
+    app.include_router(call_tokens_router)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)  # a 422 that cannot be a 500
+    admin_key = settings.admin_api_key.get_secret_value().strip().encode()
+    app.add_middleware(JsonHygiene)  # innermost: reads a body BodyLimit has bounded
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(
+        RateLimiter,
+        per_minute=settings.api_rate_limit_per_minute,
+        burst=settings.api_rate_limit_burst,
+        keys=[*app.state.api_keys, admin_key],
+    )
+    app.add_middleware(SecurityHeaders)  # outermost: 429s and 413s get the headers too
+    served = served_providers(settings)  # a provider not served has no webhook and no socket (404)
+    if "twilio" in served:
+        app.include_router(twilio_router)
+    if "telnyx" in served:
+        app.include_router(telnyx_router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
@@ -121,13 +143,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def simulator(ws: WebSocket) -> None:
         await simulator_endpoint(ws, ws.app.state.runtime)
 
-    @app.websocket("/twilio/media")
-    async def twilio_media(ws: WebSocket) -> None:
-        await twilio_media_endpoint(ws, ws.app.state.runtime)
+    if "twilio" in served:
 
-    @app.websocket("/telnyx/media")
-    async def telnyx_media(ws: WebSocket) -> None:
-        await telnyx_media_endpoint(ws, ws.app.state.runtime)
+        @app.websocket("/twilio/media")
+        async def twilio_media(ws: WebSocket) -> None:
+            await twilio_media_endpoint(ws, ws.app.state.runtime)
+
+    if "telnyx" in served:
+
+        @app.websocket("/telnyx/media")
+        async def telnyx_media(ws: WebSocket) -> None:
+            await telnyx_media_endpoint(ws, ws.app.state.runtime)
 
     mount_dashboard(app)  # last: its catch-all must not shadow any route above
 

@@ -3,18 +3,32 @@
 Events go into an in-memory outbox drained by one task that publishes with a JetStream ack and retries
 with backoff while NATS is away (``Nats-Msg-Id`` makes a retried publish land once). On shutdown the
 outbox is flushed before the bus closes, so a call's history is not lost by a restart.
+
+The outbox can never be blocked: an event that cannot be serialised (a lone surrogate that slipped past the
+edge) or that JetStream refuses for good (too big, a bad request) is not retried. It is logged whole, counted
+in ``victoria_lifecycle_dead_lettered_total`` and published, ASCII-escaped, to the dead-letter stream
+(``deadletter.lifecycle.*``, the recorder's), and the events behind it flow on. Only outages are retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
+from nats.errors import MaxPayloadError
+from nats.js.errors import APIError, ServiceUnavailableError
+from pydantic_core import PydanticSerializationError
+
+from services.gateway.metrics import LIFECYCLE_DEAD_LETTERED
 from shared import subjects
 from shared.bus import Bus
 from shared.events import CallEnded, CallError, CallStarted, CallStatusChanged, Event, TurnRecorded
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+DEADLETTER_PREFIX = "deadletter.lifecycle"  # the recorder's CALL_LIFECYCLE_DLQ stream
 
 _SUBJECT = {
     CallStarted: subjects.CALL_STARTED,
@@ -36,7 +50,7 @@ class LifecycleOutbox:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="lifecycle-outbox")
 
-    def put(self, event: CallStarted | TurnRecorded | CallEnded | CallError) -> None:
+    def put(self, event: CallStarted | TurnRecorded | CallEnded | CallError | CallStatusChanged) -> None:
         self._queue.put_nowait(event)
 
     @property
@@ -55,6 +69,9 @@ class LifecycleOutbox:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    if permanent(exc):
+                        await self._dead_letter(event, exc)
+                        break
                     log.warning(
                         "lifecycle_publish_retry",
                         call_id=event.call_id,
@@ -65,6 +82,24 @@ class LifecycleOutbox:
                     await asyncio.sleep(backoff)
                     backoff = min(self.max_backoff_s, backoff * 2)
             self._queue.task_done()
+
+    async def _dead_letter(self, event: Event, exc: BaseException) -> None:
+        subject = _SUBJECT[type(event)]
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        body = json.dumps(event.model_dump(mode="python"), default=str)  # ensure_ascii: surrogates escaped
+        LIFECYCLE_DEAD_LETTERED.labels(subject.rsplit(".", 1)[-1]).inc()
+        log.error("lifecycle_event_dead_lettered", call_id=event.call_id, subject=subject, reason=reason, payload=body)
+        headers = {
+            "Victoria-Reason": reason,
+            "Victoria-Original-Subject": subject,
+            "Victoria-Dead-Lettered-At": str(time.time()),
+        }
+        try:
+            await self.bus.js.publish(
+                f"{DEADLETTER_PREFIX}.{subject.rsplit('.', 1)[-1]}", body.encode()[:900_000], headers=headers, timeout=2
+            )
+        except Exception as dlq_exc:  # the log line above is the record of last resort
+            log.error("lifecycle_dead_letter_publish_failed", error=str(dlq_exc) or type(dlq_exc).__name__)
 
     async def flush(self, timeout_s: float = 10.0) -> None:
         try:
@@ -77,3 +112,12 @@ class LifecycleOutbox:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+def permanent(exc: BaseException) -> bool:
+    """Will publishing this event fail however often it is retried? (An outage is not permanent.)"""
+    if isinstance(exc, PydanticSerializationError | UnicodeError | ValueError | TypeError | MaxPayloadError):
+        return True
+    if isinstance(exc, ServiceUnavailableError):
+        return False
+    return isinstance(exc, APIError) and exc.code is not None and 400 <= int(exc.code) < 500 and exc.code != 408

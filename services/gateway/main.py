@@ -3,9 +3,12 @@ lifespan then ends live calls and flushes lifecycle events before the process ex
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from services.gateway.app import create_app
+from services.gateway.production import production_problems
 from shared.logging import configure_logging
 from shared.metrics import serve_metrics
 from shared.service import apply_nice, tune_gc
@@ -15,7 +18,15 @@ from shared.settings import GatewaySettings
 def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_format)
-    serve_metrics(settings.metrics_port)
+    problems = production_problems(settings)
+    if problems:
+        print(
+            f"gateway: refusing to start (APP_ENV={settings.app_env}): " + "; ".join(problems),
+            "\nsee docs/SECURITY.md for what each secret protects and how to generate it",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     apply_nice(settings)
     tune_gc()
     uvicorn.run(

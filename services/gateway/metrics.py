@@ -9,6 +9,12 @@ from shared.metrics import LATENCY_BUCKETS
 CALLS_ACTIVE = Gauge("victoria_calls_active", "Calls in progress on this gateway", ["client_type"])
 CALLS_TOTAL = Counter("victoria_calls_total", "Calls ended, by how they ended", ["client_type", "reason"])
 CALLS_REJECTED = Counter("victoria_calls_rejected_total", "Calls refused at start", ["client_type", "reason"])
+LIFECYCLE_DEAD_LETTERED = Counter(
+    "victoria_lifecycle_dead_lettered_total", "Lifecycle events the gateway could never publish", ["event"]
+)
+CALL_TOKENS_REJECTED = Counter(
+    "victoria_call_tokens_rejected_total", "Media-stream and browser call tokens refused", ["client_type", "code"]
+)
 BARGE_INS = Counter("victoria_barge_ins_total", "Times a caller talked over the agent", ["client_type"])
 TURN_STAGE_SECONDS = Histogram(
     "victoria_turn_stage_seconds",

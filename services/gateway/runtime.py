@@ -4,12 +4,15 @@ live sessions, and the answers to "may a new call start?" and "which config does
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.audio_cache import AudioCache
+from services.gateway.call_tokens import CallTokens, tokens_from_secret
 from services.gateway.lifecycle import LifecycleOutbox
 from services.gateway.turn_detector import VadEngine
 from shared.bus import Bus
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from services.gateway.session import CallSession, Transport
 
 log = get_logger(__name__)
+
+RESERVATION_S = 15.0  # a phone call answered by a webhook holds a slot this long while its stream connects
 
 
 class GatewayRuntime:
@@ -37,6 +42,11 @@ class GatewayRuntime:
         self._pool_task: asyncio.Task[None] | None = None
         self.global_stop = GlobalStopWatcher(bus.js)
         self.clients: dict[str, Any] = {}  # provider REST clients (Twilio, Telnyx), made on first use
+        self.tokens: CallTokens = tokens_from_secret(
+            settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_s
+        )
+        self.browser_clients: Counter[str] = Counter()  # open simulator sockets per client address
+        self._reserved: dict[str, float] = {}  # phone call id -> until when its answered stream holds a slot
 
     async def start(self) -> None:
         await self.bus.ensure_lifecycle_stream()
@@ -105,15 +115,35 @@ class GatewayRuntime:
 
         return WebRtcVad(self.settings.vad_aggressiveness)
 
-    def refusal(self) -> str | None:
-        """Why a new call can't start now (None = it can)."""
+    def refusal(self, call_id: str | None = None) -> str | None:
+        """Why a new call can't start now (None = it can). ``busy`` is capacity (``MAX_CALLS``), never an
+        error: it is counted in ``victoria_calls_rejected_total`` and never reaches the global stop. A phone
+        call whose webhook reserved a slot (``call_id``) is not refused as busy when its stream arrives."""
         if not self.accepting:
             return "shutting_down"
         if not self.bus.connected:
             return "bus_unavailable"
         if self.global_stop.active:
             return "global_stop"
+        if call_id is not None and call_id in self._reserved:
+            return None
+        if self.load() >= self.settings.max_calls:
+            return "busy"
         return None
+
+    def load(self) -> int:
+        """Live calls plus phone calls answered whose stream has not connected yet."""
+        now = time.monotonic()
+        if self._reserved:
+            self._reserved = {k: until for k, until in self._reserved.items() if until > now}
+        return len(self.sessions) + sum(1 for k in self._reserved if k not in self.sessions)
+
+    def reserve(self, call_id: str) -> None:
+        """A webhook answered ``call_id`` with a stream: keep it a slot until the stream starts."""
+        self._reserved[call_id] = time.monotonic() + RESERVATION_S
+
+    def release(self, call_id: str) -> None:
+        self._reserved.pop(call_id, None)
 
     @staticmethod
     def refusal_message(code: str) -> str:
@@ -122,6 +152,7 @@ class GatewayRuntime:
             "bus_unavailable": "the gateway has lost its message bus; try again shortly",
             "global_stop": "new calls are paused by the operator's global stop (repeated critical errors); "
             "try again later",
+            "busy": "all lines are busy; try again shortly",
         }.get(code, code)
 
     async def config_for_call(self, client_type: ClientType, agent_id: str | None) -> CallConfig:

@@ -5,6 +5,12 @@ Client → server: a JSON ``start`` first, then binary frames of PCM16 mono audi
 audio (same rate and format), ``transcript``, ``clear``, ``turn_metrics``, ``error`` and ``ended``.
 Bad messages get an ``error`` and are ignored; a connection that keeps sending them, or a frame over the
 size bound, is closed with a code that says why. Nothing a client sends can take the gateway down.
+
+Trust: a handshake whose ``Origin`` is not allowed (``ALLOWED_ORIGINS``, by default the gateway's own origin)
+is refused (HTTP 403) so that no other site can start calls from its visitors' browsers; each client address
+holds at most ``MAX_BROWSER_CALLS_PER_CLIENT`` sockets; with ``API_KEYS`` set the ``start`` must carry a call
+token from ``POST /api/v1/simulator/tokens`` (error ``unauthorized``, close 1008); a full gateway answers
+``busy`` (close 1013).
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import base64
 import binascii
 import json
 from typing import Literal
+from urllib.parse import urlsplit
 
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
+from services.gateway.call_tokens import CallClaims, TokenError
 from services.gateway.idle_timeout import IdleTimeout
-from services.gateway.metrics import CALLS_REJECTED, WS_PROTOCOL_ERRORS
+from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.session import CallSession
 from shared.events import new_id
@@ -42,6 +50,7 @@ class StartMessage(BaseModel):
     type: Literal["start"]
     sample_rate: Literal[8000, 16000, 24000, 48000] = 16000
     agent_id: str | None = Field(default=None, max_length=128)
+    token: str | None = Field(default=None, max_length=2048, description="from POST /api/v1/simulator/tokens")
 
 
 class BrowserTransport:
@@ -79,8 +88,64 @@ async def _send_error(ws: WebSocket, code: str, message: str) -> None:
     await ws.send_text(json.dumps({"type": "error", "code": code, "message": message}))
 
 
+def origin_allowed(runtime: GatewayRuntime, ws: WebSocket) -> bool:
+    """No ``Origin`` (not a browser: tools, tests) is allowed; a browser's must be listed, or by default be
+    this gateway's own origin (its Host header or ``PUBLIC_URL``)."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return True
+    allowed = [o.strip().rstrip("/") for o in runtime.settings.allowed_origins.split(",") if o.strip()]
+    if allowed:
+        return origin.rstrip("/") in allowed
+    own = {ws.headers.get("host", "")}
+    if runtime.settings.public_url:
+        own.add(urlsplit(runtime.settings.public_url).netloc)
+    return urlsplit(origin).netloc in own - {""}
+
+
 async def simulator_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
+    if not origin_allowed(runtime, ws):
+        CALLS_REJECTED.labels("browser", "bad_origin").inc()
+        log.warning("simulator_origin_refused", origin=ws.headers.get("origin", "")[:200])
+        await ws.close(code=CLOSE_PROTOCOL, reason="origin not allowed")  # before accept: HTTP 403
+        return
+    client = ws.client.host if ws.client else "?"
     await ws.accept()
+    if runtime.browser_clients[client] >= runtime.settings.max_browser_calls_per_client:
+        CALLS_REJECTED.labels("browser", "client_limit").inc()
+        log.warning("simulator_client_limit", client=client, open=runtime.browser_clients[client])
+        await _send_error(ws, "too_many_calls", "this address already has as many calls open as allowed")
+        await ws.close(code=CLOSE_TRY_LATER, reason="too many calls from this address")
+        return
+    runtime.browser_clients[client] += 1
+    try:
+        await _serve(ws, runtime)
+    finally:
+        runtime.browser_clients[client] -= 1
+        if runtime.browser_clients[client] <= 0:
+            del runtime.browser_clients[client]
+
+
+async def _authorize(ws: WebSocket, runtime: GatewayRuntime, start: StartMessage) -> CallClaims | bool | None:
+    """False after refusing the call (bad or missing token where one is needed); else the token's claims
+    (None when no token was sent and none is required)."""
+    if start.token is None and not ws.app.state.api_keys:
+        return None
+    try:
+        claims = runtime.tokens.check(start.token, "browser")
+        if claims.agent_id and start.agent_id and claims.agent_id != start.agent_id:
+            raise TokenError("wrong_agent", "call token is for another agent")
+        return claims
+    except TokenError as exc:
+        CALL_TOKENS_REJECTED.labels("browser", exc.code).inc()
+        CALLS_REJECTED.labels("browser", "unauthorized").inc()
+        log.warning("simulator_unauthorized", code=exc.code, detail=str(exc))
+        await _send_error(ws, "unauthorized", "a valid call token is required: POST /api/v1/simulator/tokens")
+        await ws.close(code=CLOSE_PROTOCOL, reason="missing or invalid call token")
+        return False
+
+
+async def _serve(ws: WebSocket, runtime: GatewayRuntime) -> None:
     limit = runtime.settings.max_ws_message_bytes
     try:
         start = await _read_start(ws)
@@ -88,14 +153,18 @@ async def simulator_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         return
     if start is None:
         return
+    claims = await _authorize(ws, runtime, start)
+    if claims is False:
+        return
     refusal = runtime.refusal()
     if refusal is not None:
         CALLS_REJECTED.labels("browser", refusal).inc()
         await _send_error(ws, refusal, runtime.refusal_message(refusal))
         await ws.close(code=CLOSE_TRY_LATER, reason=refusal)
         return
+    agent_id = (claims.agent_id if isinstance(claims, CallClaims) else None) or start.agent_id
     try:
-        config = await runtime.config_for_call("browser", start.agent_id)
+        config = await runtime.config_for_call("browser", agent_id)
     except LookupError as exc:
         CALLS_REJECTED.labels("browser", "unknown_agent").inc()
         await _send_error(ws, "unknown_agent", str(exc))

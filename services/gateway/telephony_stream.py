@@ -16,18 +16,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 
+from services.gateway.call_tokens import CallClaims, TokenError, TokenKind
 from services.gateway.idle_timeout import IdleTimeout
-from services.gateway.metrics import CALLS_REJECTED, WS_PROTOCOL_ERRORS
+from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.session import CallSession
 from shared.audio import alaw_to_pcm16, ulaw_to_alaw, ulaw_to_pcm16
 from shared.logging import get_logger
+from shared.text_guard import first_unstorable
 
 log = get_logger(__name__)
 
 CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED = 1003  # a media format we cannot play
+CLOSE_INVALID_DATA = 1007  # text that is not valid Unicode (a lone surrogate escape)
 CLOSE_PROTOCOL = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
@@ -38,6 +42,8 @@ MAX_BAD_FRAMES = 50  # bad frames tolerated (logged and ignored) before the stre
 MAX_FRAMES_PER_S = 200  # 4x the real rate; beyond it frames are dropped, and a sustained flood closes
 FLOOD_SECONDS = 3
 
+TOO_BIG = "message too big"
+INVALID_UNICODE = "invalid Unicode"
 Codec = Literal["PCMU", "PCMA"]
 Hangup = Callable[[], Awaitable[None]]
 
@@ -129,14 +135,48 @@ async def receive_json(ws: WebSocket, guard: FrameGuard, limit: int) -> dict[str
     if text is None:
         return guard.bad_frame("binary_frame", "media streams carry JSON text frames only") or None
     if len(text) > limit:
-        return "message too big"
+        return TOO_BIG
     try:
         msg = json.loads(text)
     except json.JSONDecodeError:
         return guard.bad_frame("bad_json", text[:80]) or None
     if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
         return guard.bad_frame("bad_message", "a JSON object with an event is expected") or None
+    if "\\u" in text and (found := first_unstorable(msg)) is not None:  # only escapes can smuggle surrogates
+        guard.bad_frame("invalid_unicode", f"{'.'.join(map(str, found[0]))}: {found[1]}")
+        return INVALID_UNICODE
     return msg
+
+
+def close_code(reason: str) -> int:
+    """The close code that tells a client why its stream was closed."""
+    return {TOO_BIG: CLOSE_TOO_BIG, INVALID_UNICODE: CLOSE_INVALID_DATA}.get(reason, CLOSE_PROTOCOL)
+
+
+async def refuse_stream(ws: WebSocket, guard: FrameGuard, code: str, detail: str, close: int = CLOSE_PROTOCOL) -> None:
+    """Close a stream whose start we won't serve (before any call work), saying why in the log and metrics."""
+    guard.bad_frame(code, detail)
+    await ws.close(code=close, reason=detail[:120])
+
+
+def start_problem(exc: ValidationError) -> str:
+    """A validation error of a start message as ``field: message`` (what the close reason and log say)."""
+    err = exc.errors(include_url=False)[0]
+    return f"invalid start: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"[:120]
+
+
+async def check_token(
+    runtime: GatewayRuntime, ws: WebSocket, guard: FrameGuard, kind: TokenKind, token: object, call_id: str
+) -> CallClaims | None:
+    """The stream's token claims, or None after closing the stream (1008) when the token is not ours."""
+    try:
+        return runtime.tokens.check(token, kind, call_id=call_id)
+    except TokenError as exc:
+        CALL_TOKENS_REJECTED.labels(kind, exc.code).inc()
+        CALLS_REJECTED.labels(kind, "unauthorized").inc()
+        log.warning("media_stream_unauthorized", client_type=kind, code=exc.code, detail=str(exc))
+        await refuse_stream(ws, guard, "unauthorized", "missing or invalid stream token")
+        return None
 
 
 async def read_start(ws: WebSocket, guard: FrameGuard) -> dict[str, Any]:
@@ -146,7 +186,7 @@ async def read_start(ws: WebSocket, guard: FrameGuard) -> dict[str, Any]:
             while True:
                 msg = await receive_json(ws, guard, 64_000)
                 if isinstance(msg, str):
-                    await ws.close(code=CLOSE_PROTOCOL, reason=msg)
+                    await ws.close(code=close_code(msg), reason=msg)
                     raise StreamClosed(msg)
                 if msg is None or msg["event"] == "connected":
                     continue
@@ -214,14 +254,14 @@ async def open_phone_session(
     runtime: GatewayRuntime,
     transport: MediaStreamTransport,
     *,
-    call_id: str,
-    agent_id: str | None,
-    to_number: str | None,
-    from_number: str | None,
+    claims: CallClaims,
     transport_ids: dict[str, str],
 ) -> CallSession | None:
-    """A phone call's session, or None after closing the stream with the reason it can't start."""
-    refusal = runtime.refusal()
+    """A phone call's session, or None after closing the stream with the reason it can't start. Agent and
+    numbers come from the token's claims (what our webhook saw), never from the stream's own words."""
+    call_id = claims.call_id
+    refusal = runtime.refusal(call_id)
+    runtime.release(call_id)
     if refusal is not None:
         CALLS_REJECTED.labels(transport.client_type, refusal).inc()
         log.warning("phone_call_refused", reason=refusal, call_id=call_id)
@@ -234,7 +274,7 @@ async def open_phone_session(
         await transport.close(CLOSE_PROTOCOL, "duplicate stream for a live call")
         return None
     try:
-        agent_id = agent_id or await runtime.agents.agent_for_number(to_number)
+        agent_id = claims.agent_id or await runtime.agents.agent_for_number(claims.to_number)
         config = await runtime.config_for_call(transport.client_type, agent_id)
     except LookupError as exc:
         CALLS_REJECTED.labels(transport.client_type, "unknown_agent").inc()
@@ -246,19 +286,20 @@ async def open_phone_session(
         transport,
         config,
         transport_ids=transport_ids,
-        from_number=from_number,
-        to_number=to_number,
+        from_number=claims.from_number,
+        to_number=claims.to_number,
     )
     runtime.sessions[call_id] = session
     return session
 
 
 def public_host(runtime: GatewayRuntime, headers: dict[str, str] | object) -> str:
-    """Where providers reach us: PUBLIC_HOST, else the request's forwarded or own Host header."""
+    """Where providers reach us: PUBLIC_HOST (required in production). Without it (development) the request's
+    own Host header; never ``X-Forwarded-Host``, which any client can set."""
     if runtime.settings.public_host:
         return runtime.settings.public_host
     get = getattr(headers, "get", None)
-    host = (get("x-forwarded-host") or get("host")) if get else None
+    host = get("host") if get else None
     return host or f"127.0.0.1:{runtime.settings.gateway_port}"
 
 
@@ -341,7 +382,7 @@ async def _feed(
         else:
             close = guard.bad_frame("unknown_event", str(msg["event"])[:40])
         if close is not None:
-            await transport.close(CLOSE_TOO_BIG if close == "message too big" else CLOSE_PROTOCOL, close)
+            await transport.close(close_code(close), close)
             return "protocol_error"
     return session.end_reason or "ended"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from typing import Any
 
@@ -23,6 +24,8 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 TOLERANCE_S = 300
+# Telnyx ids are "v3:" + base64url; nothing with "/", "?", "%" or "." may reach a Call Control URL
+CALL_CONTROL_ID = r"^[A-Za-z0-9_:\-]{1,256}$"
 ALREADY_ENDED = "90018"
 
 
@@ -77,6 +80,8 @@ class TelnyxRest:
 
     async def command(self, call_control_id: str, action: str, body: dict[str, Any]) -> str:
         """``ok``, or ``already_ended`` for Telnyx's 422/90018; raises for any other failure."""
+        if not re.fullmatch(CALL_CONTROL_ID, call_control_id):
+            raise ValueError(f"not a Telnyx call_control_id: {call_control_id[:40]!r}")
         url = f"{self.base_url}/v2/calls/{call_control_id}/actions/{action}"
         payload = {"command_id": f"victoria-{action}-{call_control_id}", **body}
         response = await self._client.post(url, json=payload)

@@ -4,14 +4,19 @@ In: ``connected``, ``start`` (stream_id, call_control_id, client_state, media_fo
 ``mark``, ``stop``. Out: ``media`` (PCMU or PCMA, as negotiated), ``mark``, ``clear``. Telnyx does not
 guarantee order: media frames are put back in order by their ``chunk`` number within a small window (a frame
 that arrives after the window moved on is dropped, since playing it late would only garble the turn).
+
+Trust: the ``start``'s ``client_state`` must carry the single-use token our ``answer`` command put there
+(and the ``x-telnyx-streaming-auth-token`` header must match when ``TELNYX_STREAM_AUTH_TOKEN`` is set);
+otherwise the stream is closed (1008) before any call work. Agent and numbers come from the token.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import (
@@ -20,11 +25,14 @@ from services.gateway.telephony_stream import (
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
+    check_token,
     open_phone_session,
     read_start,
+    refuse_stream,
     serve_phone_call,
+    start_problem,
 )
-from services.gateway.telnyx_api import decode_state
+from services.gateway.telnyx_api import CALL_CONTROL_ID, decode_state
 from services.gateway.telnyx_webhooks import telnyx_rest
 from shared.logging import bound_call, get_logger
 
@@ -61,34 +69,58 @@ class Reorderer:
                 return out
 
 
-async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
+class TelnyxMediaFormat(BaseModel):
+    encoding: str = Field(default="PCMU", max_length=16)
+    sample_rate: StrictInt = 8000
+    channels: StrictInt = 1
+
+
+class TelnyxStartInfo(BaseModel):
+    call_control_id: str = Field(pattern=CALL_CONTROL_ID)
+    call_session_id: str = Field(default="", max_length=256)
+    client_state: str | None = Field(default=None, max_length=4096)
+    media_format: TelnyxMediaFormat = Field(default_factory=TelnyxMediaFormat)
+
+
+class TelnyxStart(BaseModel):
+    """Telnyx's ``start`` message, as documented; anything else is refused before the call starts."""
+
+    event: Literal["start"]
+    stream_id: str = Field(default="", max_length=256)
+    start: TelnyxStartInfo
+
+
+def _auth_header_ok(runtime: GatewayRuntime, ws: WebSocket) -> bool:
     expected = runtime.settings.telnyx_stream_auth_token.get_secret_value()
-    if expected and not hmac.compare_digest(
-        ws.headers.get("x-telnyx-streaming-auth-token", "").encode(), expected.encode()
-    ):
-        log.warning("telnyx_stream_auth_rejected")
+    given = ws.headers.get("x-telnyx-streaming-auth-token", "")
+    return not expected or hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
+    guard = FrameGuard("telnyx")
+    if not _auth_header_ok(runtime, ws):
+        guard.bad_frame("bad_auth_token", "x-telnyx-streaming-auth-token missing or wrong")
         await ws.close(code=CLOSE_PROTOCOL, reason="invalid stream auth token")
         return
     await ws.accept()
-    guard = FrameGuard("telnyx")
     try:
-        start = await read_start(ws, guard)
+        raw = await read_start(ws, guard)
     except (WebSocketDisconnect, StreamClosed):
         return
-    info: dict[str, Any] = start.get("start") if isinstance(start.get("start"), dict) else {}  # type: ignore[assignment]
-    stream_id = str(start.get("stream_id") or "")
-    call_control_id = str(info.get("call_control_id") or "")
-    fmt = info.get("media_format") if isinstance(info.get("media_format"), dict) else {}
-    codec = str(fmt.get("encoding", "PCMU")).upper()
-    if not call_control_id:
-        guard.bad_frame("bad_start", "start without call_control_id")
-        await ws.close(code=CLOSE_PROTOCOL, reason="start needs call_control_id")
+    try:
+        start = TelnyxStart.model_validate(raw)
+    except ValidationError as exc:
+        await refuse_stream(ws, guard, "bad_start", start_problem(exc))
         return
-    if codec not in ("PCMU", "PCMA") or int(fmt.get("sample_rate", 8000)) != 8000:
-        guard.bad_frame("bad_media_format", str(fmt))
-        await ws.close(code=CLOSE_UNSUPPORTED, reason="only PCMU or PCMA at 8000 Hz")
+    info, codec = start.start, start.start.media_format.encoding.upper()
+    if codec not in ("PCMU", "PCMA") or info.media_format.sample_rate != 8000:
+        await refuse_stream(ws, guard, "bad_media_format", "only PCMU or PCMA at 8000 Hz", CLOSE_UNSUPPORTED)
         return
-    state = decode_state(info.get("client_state"))
+    call_control_id = info.call_control_id
+    state = decode_state(info.client_state)
+    claims = await check_token(runtime, ws, guard, "telnyx", state.get("token"), call_control_id)
+    if claims is None:
+        return
     rest = telnyx_rest(runtime)
     transport = MediaStreamTransport(
         ws,
@@ -99,23 +131,12 @@ async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         lead_ms=runtime.settings.telephony_lead_ms,
         hangup=(lambda: rest.hangup(call_control_id)) if rest is not None else None,
     )
+    ids = {"call_control_id": call_control_id, "stream_id": start.stream_id, "call_session_id": info.call_session_id}
     with bound_call(call_control_id):
-        session = await open_phone_session(
-            runtime,
-            transport,
-            call_id=call_control_id,
-            agent_id=str(state.get("agent_id") or "") or None,
-            to_number=str(state.get("to") or info.get("to") or "") or None,
-            from_number=str(state.get("from") or info.get("from") or "") or None,
-            transport_ids={
-                "call_control_id": call_control_id,
-                "stream_id": stream_id,
-                "call_session_id": str(info.get("call_session_id") or state.get("sid") or ""),
-            },
-        )
+        session = await open_phone_session(runtime, transport, claims=claims, transport_ids=ids)
         if session is None:
             return
-        log.info("telnyx_stream_started", stream_id=stream_id, codec=codec)
+        log.info("telnyx_stream_started", stream_id=start.stream_id, codec=codec)
         order = Reorderer()
 
         def reorder(msg: dict[str, Any], pcm: bytes) -> list[bytes]:

@@ -15,6 +15,7 @@ idempotent ``command_id``s.
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 from typing import Any
 
@@ -24,9 +25,17 @@ from fastapi import APIRouter, HTTPException, Request
 from services.gateway.metrics import CALLS_REJECTED, WEBHOOKS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import MediaStreamTransport, public_host
-from services.gateway.telnyx_api import SignatureError, TelnyxRest, decode_state, encode_state, verify_signature
+from services.gateway.telnyx_api import (
+    CALL_CONTROL_ID,
+    SignatureError,
+    TelnyxRest,
+    decode_state,
+    encode_state,
+    verify_signature,
+)
 from shared.events import CallStatusChanged
 from shared.logging import bound_call, get_logger
+from shared.text_guard import first_unstorable
 
 log = get_logger(__name__)
 router = APIRouter(tags=["telephony"])
@@ -108,9 +117,13 @@ async def telnyx_webhook(request: Request) -> dict[str, str]:
         event_type = str(data["event_type"])
         payload: dict[str, Any] = data.get("payload") or {}
         call_control_id = str(payload["call_control_id"]) if "call_control_id" in payload else ""
+        if not isinstance(payload, dict) or (call_control_id and not re.fullmatch(CALL_CONTROL_ID, call_control_id)):
+            raise ValueError("payload.call_control_id is not a Telnyx call_control_id")
+        if (found := first_unstorable(data)) is not None:
+            raise ValueError(f"{'.'.join(map(str, found[0]))}: {found[1]}")
     except (ValueError, KeyError, TypeError) as exc:
         WEBHOOKS.labels("telnyx", "bad_request").inc()
-        raise HTTPException(400, f"not a Telnyx event: {exc!s}") from None
+        raise HTTPException(400, f"not a Telnyx event: {exc!s}"[:300]) from None
     events, ended = _state(runtime)
     event_id = str(data.get("id") or "")
     if event_id and not events.add(event_id):
@@ -152,7 +165,8 @@ async def _handle(
     if event_type == "call.hangup":
         ended.add(call_control_id)
         session = runtime.sessions.get(call_control_id)
-        if session is not None:
+        # only a Telnyx call's own hang-up ends it: the same id on a browser or Twilio call is left alone
+        if session is not None and session.transport.client_type == "telnyx":
             if isinstance(session.transport, MediaStreamTransport):
                 session.transport.remote_ended = True
             await session.end("caller_hangup")
@@ -190,18 +204,29 @@ async def _answer(
     runtime: GatewayRuntime, request: Request, rest: TelnyxRest, payload: dict[str, Any], call_control_id: str
 ) -> str:
     refusal = runtime.refusal()
+    if refusal == "busy":  # capacity: the caller hears busy, as from a full line (never a critical error)
+        CALLS_REJECTED.labels("telnyx", refusal).inc()
+        log.warning("telnyx_call_refused", reason=refusal)
+        await rest.command(call_control_id, "reject", {"cause": "USER_BUSY"})
+        return "busy"
     if refusal is not None:
         CALLS_REJECTED.labels("telnyx", refusal).inc()
         log.warning("telnyx_call_refused", reason=refusal)
         await rest.command(call_control_id, "answer", {"client_state": encode_state({"refuse": True})})
         return "refusing"
-    to_number = str(payload.get("to") or "") or None
+    to_number = str(payload.get("to") or "")[:64] or None
     agent_id = await runtime.agents.agent_for_number(to_number)
     settings = runtime.settings
+    token = runtime.tokens.mint(
+        "telnyx",
+        call_id=call_control_id,
+        agent_id=agent_id,
+        from_number=str(payload.get("from") or "")[:64] or None,
+        to_number=to_number,
+    )
+    runtime.reserve(call_control_id)
     body: dict[str, Any] = {
-        "client_state": encode_state(
-            {"agent_id": agent_id, "to": to_number, "from": payload.get("from"), "sid": payload.get("call_session_id")}
-        ),
+        "client_state": encode_state({"token": token}),  # handed back in the stream's start
         "stream_url": f"wss://{public_host(runtime, request.headers)}/telnyx/media",
         "stream_track": "inbound_track",
         "stream_bidirectional_mode": "rtp",

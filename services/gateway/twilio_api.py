@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape, quoteattr
@@ -22,6 +23,7 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
+CALL_SID = r"^CA[0-9a-fA-F]{32}$"  # Twilio's documented shape; nothing else may reach a REST URL
 
 
 def signature(auth_token: str, url: str, params: Iterable[tuple[str, str]] = ()) -> str:
@@ -64,8 +66,16 @@ def connect_stream_twiml(stream_url: str, parameters: Mapping[str, str]) -> str:
     )
 
 
-def refusal_twiml(message: str) -> str:
-    return f'<?xml version="1.0" encoding="UTF-8"?><Response><Say>{escape(message)}</Say><Hangup/></Response>'
+def refusal_twiml(message: str, language: str = "en-US") -> str:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><Response><Say language={quoteattr(language)}>{escape(message)}'
+        "</Say><Hangup/></Response>"
+    )
+
+
+def busy_twiml() -> str:
+    """Over capacity: Twilio plays the caller a busy signal and bills nothing (``<Reject reason="busy">``)."""
+    return '<?xml version="1.0" encoding="UTF-8"?><Response><Reject reason="busy"/></Response>'
 
 
 class TwilioRest:
@@ -78,6 +88,8 @@ class TwilioRest:
 
     async def hangup(self, call_sid: str) -> str:
         """``completed`` when Twilio ended it now, ``already_ended`` for its 404/20404; raises otherwise."""
+        if not re.fullmatch(CALL_SID, call_sid):
+            raise ValueError(f"not a Twilio CallSid: {call_sid[:40]!r}")
         url = f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Calls/{call_sid}.json"
         response = await self._client.post(url, data={"Status": "completed"})
         if response.status_code == 404 and _error_code(response) == 20404:

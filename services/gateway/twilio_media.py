@@ -5,29 +5,62 @@ In: ``connected``, ``start`` (streamSid, callSid, customParameters, mediaFormat)
 utterance, ``clear`` on barge-in. Bad frames (binary, unknown event, bad base64, wrong streamSid) are
 logged and ignored until too many; media before ``start`` closes the stream (1008). The call id of a Twilio
 call is its CallSid, so status callbacks and the REST hang-up line up with the history.
+
+Trust: the upgrade must carry a valid ``X-Twilio-Signature`` when ``TWILIO_AUTH_TOKEN`` is set, and the
+``start`` must carry the single-use token our TwiML put in its ``<Parameter name="token">``; without both,
+the stream is closed (1008) before any audio, STT, LLM or TTS work. Agent and numbers come from the token.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import (
-    CLOSE_PROTOCOL,
     CLOSE_UNSUPPORTED,
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
+    check_token,
     open_phone_session,
+    public_host,
     read_start,
+    refuse_stream,
     serve_phone_call,
+    start_problem,
 )
-from services.gateway.twilio_api import TwilioRest
+from services.gateway.twilio_api import CALL_SID, TwilioRest, valid_signature
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)
+
+STREAM_SID = r"^MZ[0-9a-fA-F]{32}$"
+
+
+class TwilioMediaFormat(BaseModel):
+    encoding: str = Field(default="audio/x-mulaw", max_length=64)
+    sample_rate: StrictInt = Field(default=8000, alias="sampleRate")
+    channels: StrictInt = 1
+
+
+class TwilioStartInfo(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    stream_sid: str = Field(default="", alias="streamSid", max_length=64)
+    call_sid: str = Field(alias="callSid", pattern=CALL_SID)
+    custom_parameters: dict[str, str] = Field(default_factory=dict, alias="customParameters", max_length=32)
+    media_format: TwilioMediaFormat = Field(default_factory=TwilioMediaFormat, alias="mediaFormat")
+
+
+class TwilioStart(BaseModel):
+    """Twilio's ``start`` message, as documented; anything else is refused before the call starts."""
+
+    event: Literal["start"]
+    stream_sid: str = Field(alias="streamSid", pattern=STREAM_SID)
+    start: TwilioStartInfo
 
 
 def twilio_rest(runtime: GatewayRuntime) -> TwilioRest | None:
@@ -42,25 +75,40 @@ def twilio_rest(runtime: GatewayRuntime) -> TwilioRest | None:
     return client  # type: ignore[no-any-return]
 
 
+def signed_handshake(runtime: GatewayRuntime, ws: WebSocket) -> bool:
+    """Twilio signs the stream's WebSocket upgrade like a webhook (the ``wss://`` URL, no parameters). True
+    when no auth token is configured (development) or the signature matches."""
+    token = runtime.settings.twilio_auth_token.get_secret_value()
+    if not token:
+        return True
+    given = ws.headers.get("x-twilio-signature", "")
+    path = ws.url.path + (f"?{ws.url.query}" if ws.url.query else "")
+    return bool(given) and valid_signature(token, [f"wss://{public_host(runtime, ws.headers)}{path}"], [], given)
+
+
 async def twilio_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
-    await ws.accept()
     guard = FrameGuard("twilio")
+    if not signed_handshake(runtime, ws):
+        guard.bad_frame("bad_signature", "X-Twilio-Signature missing or wrong on the stream's handshake")
+        await ws.close(code=1008, reason="invalid X-Twilio-Signature")  # before accept: HTTP 403
+        return
+    await ws.accept()
     try:
-        start = await read_start(ws, guard)
+        raw = await read_start(ws, guard)
     except (WebSocketDisconnect, StreamClosed):
         return
-    stream_sid = str(start.get("streamSid") or "")
-    info: dict[str, Any] = start.get("start") if isinstance(start.get("start"), dict) else {}  # type: ignore[assignment]
-    params = info.get("customParameters") if isinstance(info.get("customParameters"), dict) else {}
-    call_sid = str(info.get("callSid") or params.get("call_sid") or "")
-    fmt = info.get("mediaFormat") if isinstance(info.get("mediaFormat"), dict) else {}
-    if not stream_sid or not call_sid:
-        guard.bad_frame("bad_start", "start without streamSid or callSid")
-        await ws.close(code=CLOSE_PROTOCOL, reason="start needs streamSid and callSid")
+    try:
+        start = TwilioStart.model_validate(raw)
+    except ValidationError as exc:
+        await refuse_stream(ws, guard, "bad_start", start_problem(exc))
         return
-    if fmt.get("encoding", "audio/x-mulaw") != "audio/x-mulaw" or int(fmt.get("sampleRate", 8000)) != 8000:
-        guard.bad_frame("bad_media_format", str(fmt))
-        await ws.close(code=CLOSE_UNSUPPORTED, reason="only audio/x-mulaw at 8000 Hz")
+    fmt = start.start.media_format
+    if fmt.encoding != "audio/x-mulaw" or fmt.sample_rate != 8000:
+        await refuse_stream(ws, guard, "bad_media_format", "only audio/x-mulaw at 8000 Hz", CLOSE_UNSUPPORTED)
+        return
+    call_sid, stream_sid = start.start.call_sid, start.stream_sid
+    claims = await check_token(runtime, ws, guard, "twilio", start.start.custom_parameters.get("token"), call_sid)
+    if claims is None:
         return
     rest = twilio_rest(runtime)
     transport = MediaStreamTransport(
@@ -73,13 +121,7 @@ async def twilio_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
     )
     with bound_call(call_sid):
         session = await open_phone_session(
-            runtime,
-            transport,
-            call_id=call_sid,
-            agent_id=str(params.get("agent_id") or "") or None,
-            to_number=str(params.get("to") or "") or None,
-            from_number=str(params.get("from") or "") or None,
-            transport_ids={"call_sid": call_sid, "stream_sid": stream_sid},
+            runtime, transport, claims=claims, transport_ids={"call_sid": call_sid, "stream_sid": stream_sid}
         )
         if session is None:
             return

@@ -7,6 +7,7 @@ and nothing starts. The form body is parsed by hand: the signature is computed o
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -14,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from services.gateway.metrics import CALLS_REJECTED, WEBHOOKS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import public_host
-from services.gateway.twilio_api import connect_stream_twiml, refusal_twiml, valid_signature
+from services.gateway.twilio_api import CALL_SID, busy_twiml, connect_stream_twiml, refusal_twiml, valid_signature
 from shared.events import CallStatusChanged
 from shared.logging import get_logger
 
@@ -48,29 +49,39 @@ async def _verified_form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
+def _call_sid(form: dict[str, str]) -> str:
+    """The form's CallSid, in Twilio's documented shape (400 otherwise: it ends up in REST URLs and history)."""
+    call_sid = form.get("CallSid", "")
+    if not re.fullmatch(CALL_SID, call_sid):
+        WEBHOOKS.labels("twilio", "bad_request").inc()
+        raise HTTPException(400, "CallSid is missing or not a Twilio CallSid (CA + 32 hex digits)")
+    return call_sid
+
+
 @router.post("/twilio/voice", response_class=Response, summary="Twilio incoming-call webhook (answers TwiML)")
 async def twilio_voice(request: Request) -> Response:
     runtime: GatewayRuntime = request.app.state.runtime
     form = await _verified_form(request)
-    call_sid = form.get("CallSid", "")
-    if not call_sid:
-        WEBHOOKS.labels("twilio", "bad_request").inc()
-        raise HTTPException(400, "CallSid is missing")
+    call_sid = _call_sid(form)
     refusal = runtime.refusal()
     if refusal is not None:
         CALLS_REJECTED.labels("twilio", refusal).inc()
         WEBHOOKS.labels("twilio", "refused").inc()
         log.warning("twilio_call_refused", call_id=call_sid, reason=refusal)
-        return Response(refusal_twiml(runtime.settings.telephony_refusal_message), media_type="application/xml")
-    to_number = form.get("To") or None
+        twiml = busy_twiml() if refusal == "busy" else refusal_twiml(runtime.settings.telephony_refusal_message)
+        return Response(twiml, media_type="application/xml")
+    to_number = form.get("To", "")[:64] or None
     agent_id = await runtime.agents.agent_for_number(to_number)
     stream_url = f"wss://{public_host(runtime, request.headers)}/twilio/media"
-    params = {
-        "call_sid": call_sid,
-        "agent_id": agent_id or "",
-        "from": form.get("From", ""),
-        "to": to_number or "",
-    }
+    token = runtime.tokens.mint(
+        "twilio",
+        call_id=call_sid,
+        agent_id=agent_id,
+        from_number=form.get("From", "")[:64] or None,
+        to_number=to_number,
+    )
+    runtime.reserve(call_sid)
+    params = {"token": token}  # the stream's start hands it back; agent and numbers are inside, signed
     WEBHOOKS.labels("twilio", "answered").inc()
     log.info("twilio_call_answered", call_id=call_sid, agent_id=agent_id or "default", stream_url=stream_url)
     return Response(connect_stream_twiml(stream_url, params), media_type="application/xml")
@@ -82,10 +93,10 @@ async def twilio_status(request: Request) -> Response:
     lifecycle event for the call's history (the call id of a Twilio call is its CallSid)."""
     runtime: GatewayRuntime = request.app.state.runtime
     form = await _verified_form(request)
-    call_sid, status = form.get("CallSid", ""), form.get("CallStatus", "")
-    if not call_sid or not status:
+    call_sid, status = _call_sid(form), form.get("CallStatus", "")
+    if not status:
         WEBHOOKS.labels("twilio", "bad_request").inc()
-        raise HTTPException(400, "CallSid and CallStatus are required")
+        raise HTTPException(400, "CallStatus is required")
     detail = {k: form[k][:200] for k in STATUS_DETAIL_FIELDS if form.get(k)}
     runtime.outbox.put(CallStatusChanged(call_id=call_sid, provider="twilio", status=status[:64], detail=detail))
     WEBHOOKS.labels("twilio", "status").inc()

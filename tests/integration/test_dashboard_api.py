@@ -8,7 +8,7 @@ import asyncio
 import httpx
 
 from shared.global_stop import GlobalStopState, write_state
-from tools.simcaller import SimCaller
+from tools.simcaller import SimCaller, call_token
 
 OLD, NEW = "dash-key-old", "dash-key-new"
 
@@ -34,7 +34,7 @@ async def test_live_calls_and_services_with_rotated_keys(start_stack, bus) -> No
     await write_state(bus.js, GlobalStopState())  # calls are accepted whatever an earlier test left behind
     gateway = await start_stack({"API_KEYS": f"{OLD},{NEW}"})
     caller = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
-    await caller.connect()
+    await caller.connect(token=await call_token(gateway.url, OLD))  # keys set: a browser call needs a token
     try:
         async with api(gateway) as client:
             for path in ("/api/v1/live/calls", "/api/v1/services"):
@@ -77,7 +77,9 @@ async def test_live_calls_and_services_with_rotated_keys(start_stack, bus) -> No
 
 
 async def test_rate_limit_per_key_and_ip(run_service) -> None:
-    gateway = run_service("gateway", {"API_RATE_LIMIT_PER_MINUTE": "60", "API_RATE_LIMIT_BURST": "3"})
+    gateway = run_service(
+        "gateway", {"API_RATE_LIMIT_PER_MINUTE": "60", "API_RATE_LIMIT_BURST": "3", "API_KEYS": "a,b"}
+    )
     await wait_http(gateway)
     async with api(gateway) as client:
         codes = [(await client.get("/api/v1/live/calls", headers={"X-API-Key": "a"})).status_code for _ in range(4)]
@@ -87,7 +89,7 @@ async def test_rate_limit_per_key_and_ip(run_service) -> None:
         assert 1 <= int(limited.headers["retry-after"]) <= 2
         assert "rate limit" in limited.json()["detail"]
         assert limited.headers["x-content-type-options"] == "nosniff"  # headers on a 429 too
-        # another key from the same address has its own bucket; probes and pages are never limited
+        # another valid key from the same address has its own bucket; probes and pages are never limited
         assert (await client.get("/api/v1/live/calls", headers={"X-API-Key": "b"})).status_code == 200
         for _ in range(5):
             assert (await client.get("/health")).status_code == 200

@@ -172,7 +172,7 @@ async def test_twilio_three_turns_with_greeting_barge_in_and_goodbye(
 ) -> None:
     async with gateway_here(
         nats_url, database_url, wait_workers=True, twilio_auth_token=TOKEN, twilio_account_sid=ACCOUNT
-    ) as (_, host):
+    ) as (app, host):
         await create_agent(
             host,
             "front-desk",
@@ -197,9 +197,22 @@ async def test_twilio_three_turns_with_greeting_barge_in_and_goodbye(
         stream = ET.fromstring(answer.text).find("./Connect/Stream")
         assert stream is not None and stream.get("url") == f"wss://{host}/twilio/media"
         params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
-        assert params == {"call_sid": call_sid, "agent_id": "front-desk", "from": "+15550001111", "to": "+15550002222"}
+        assert list(params) == ["token"]  # agent and numbers travel inside the signed token, not as parameters
+        claims = app.state.runtime.tokens.peek(params["token"])
+        assert (claims.call_id, claims.agent_id, claims.from_number, claims.to_number) == (
+            call_sid,
+            "front-desk",
+            "+15550001111",
+            "+15550002222",
+        )
 
-        caller = PhoneCaller(f"ws://{host}/twilio/media", "twilio", call_id=call_sid, parameters=params)
+        caller = PhoneCaller(
+            f"ws://{host}/twilio/media",
+            "twilio",
+            call_id=call_sid,
+            parameters=params,
+            headers={"X-Twilio-Signature": signature(TOKEN, f"wss://{host}/twilio/media")},
+        )
         await caller.connect()
         await caller.wait_for(lambda m: m["event"] == "mark")  # the greeting, then its mark
         await caller.wait_quiet()
@@ -311,8 +324,8 @@ async def test_twilio_bad_frames_are_survived(nats_url, database_url, workers, p
 
         caller = PhoneCaller(url, "twilio")
         other = PhoneCaller(url, "twilio")
-        await caller.connect()
-        await other.connect()
+        await caller.dial_and_connect(f"http://{host}")
+        await other.dial_and_connect(f"http://{host}")
         await caller.wait_for(lambda m: m["event"] == "mark")
         await caller.send_raw(b"\x00\x01binary")  # Twilio sends text only
         await caller.send_raw("{not json")
@@ -359,7 +372,7 @@ async def test_a_caller_that_sends_nothing_is_ended_as_idle(
         phone = PhoneCaller(f"ws://{host}/twilio/media", "twilio")
         browser = SimCaller(f"ws://{host}/ws/simulator")
         talker = SimCaller(f"ws://{host}/ws/simulator")
-        await phone.connect()
+        await phone.dial_and_connect(f"http://{host}")
         await browser.connect()
         await talker.connect()
         started = time.perf_counter()

@@ -1,7 +1,10 @@
-import { render, screen } from '@testing-library/react';
+import { act, render, screen } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
 import { Provider } from 'react-redux';
 
 import { makeStore } from '../../app/store';
+import { FakeWebSocket, installCallMocks, json, restoreCallMocks, tokenAnswer } from '../../test/callMocks';
+import { API_KEY_NEEDED, TOKEN_PATH } from './callEngine';
 import { LevelMeter, SimulatorPage } from './SimulatorPage';
 import { callRequested, messageReceived } from './simulatorSlice';
 
@@ -36,5 +39,70 @@ describe('SimulatorPage', () => {
     expect(screen.getByRole('meter')).toHaveAttribute('aria-valuenow', '100');
     rerender(<LevelMeter level={0.031623} />); // -30 dBFS
     expect(screen.getByRole('meter')).toHaveAttribute('aria-valuenow', '50');
+  });
+
+  describe('starting a call', () => {
+    afterEach(() => restoreCallMocks());
+
+    const renderPage = () =>
+      render(
+        <Provider store={makeStore()}>
+          <SimulatorPage />
+        </Provider>,
+      );
+
+    it('a 401 on the call token shows the API-key message and opens no WebSocket', async () => {
+      const mocks = installCallMocks((url) =>
+        url === TOKEN_PATH ? json({ detail: 'Missing or invalid API key' }, 401) : undefined,
+      );
+      renderPage();
+      await userEvent.click(screen.getByRole('button', { name: 'Call' }));
+      expect(await screen.findByRole('alert')).toHaveTextContent(API_KEY_NEEDED);
+      expect(screen.getByTestId('call-status')).toHaveTextContent('Call failed');
+      expect(FakeWebSocket.instances).toHaveLength(0);
+      expect(mocks.stopTrack).toHaveBeenCalled(); // the microphone is released
+      expect(screen.getByRole('button', { name: 'Call' })).toBeEnabled(); // and the user can try again
+    });
+
+    it('sends the token and shows a refused token and a busy gateway in plain words', async () => {
+      installCallMocks((url) => (url === TOKEN_PATH ? tokenAnswer('tok-9') : undefined));
+      renderPage();
+      await userEvent.click(screen.getByRole('button', { name: 'Call' }));
+      await vi.waitFor(() => expect(FakeWebSocket.instances).toHaveLength(1));
+      let ws = FakeWebSocket.instances[0];
+      act(() => ws.open());
+      expect(ws.json()[0]).toMatchObject({ type: 'start', agent_id: 'default', token: 'tok-9' });
+      act(() => {
+        ws.serverSends({ type: 'error', code: 'unauthorized', message: 'invalid or expired call token' });
+        ws.serverCloses(1008, 'unauthorized');
+      });
+      expect(screen.getByRole('alert')).toHaveTextContent(/did not accept this call.*API key field/);
+      expect(screen.getByTestId('call-status')).toHaveTextContent('Call failed');
+
+      await userEvent.click(screen.getByRole('button', { name: 'Call' }));
+      await vi.waitFor(() => expect(FakeWebSocket.instances).toHaveLength(2));
+      ws = FakeWebSocket.instances[1];
+      act(() => {
+        ws.open();
+        ws.serverSends({ type: 'error', code: 'busy', message: 'too many calls' });
+        ws.serverCloses(1013, 'busy');
+      });
+      expect(screen.getByRole('alert')).toHaveTextContent('The gateway is busy (too many calls right now): try again in a moment.');
+    });
+
+    it('starts without a token when the gateway has no token endpoint (404)', async () => {
+      installCallMocks((url) => (url === TOKEN_PATH ? json({ detail: 'Not Found' }, 404) : undefined));
+      renderPage();
+      await userEvent.click(screen.getByRole('button', { name: 'Call' }));
+      await vi.waitFor(() => expect(FakeWebSocket.instances).toHaveLength(1));
+      const ws = FakeWebSocket.instances[0];
+      act(() => {
+        ws.open();
+        ws.serverSends({ type: 'started', call_id: 'call-7', sample_rate: 16000, agent_id: 'default' });
+      });
+      expect(ws.json()[0]).toEqual({ type: 'start', sample_rate: 16000, agent_id: 'default' });
+      expect(screen.getByTestId('call-status')).toHaveTextContent('In call');
+      expect(screen.queryByRole('alert')).toBeNull();
+    });
   });
 });

@@ -1,9 +1,41 @@
 // One simulator call in the browser: microphone -> AudioWorklet (16 kHz PCM16) -> WebSocket /ws/simulator, and the
 // binary reply audio played back gap-free; `clear` (barge-in) drops whatever has not been played yet.
+// Right before the socket opens, a short-lived call token is fetched from POST /api/v1/simulator/tokens (with the
+// X-API-Key of api.ts) and sent in the `start` message.
 
+import { API_KEY_STORAGE, ApiError, apiFetch, storedKey } from '../../lib/api';
 import type { ServerMessage } from './simulatorSlice';
 
 export const SAMPLE_RATE = 16000;
+export const TOKEN_PATH = '/api/v1/simulator/tokens';
+
+export const API_KEY_NEEDED = 'This gateway needs an API key: enter one in the API key field at the top.';
+export const API_KEY_REFUSED = 'The gateway refused this API key: check the API key field at the top.';
+
+/** POST /api/v1/simulator/tokens's answer. */
+export interface CallToken {
+  token: string;
+  expires_at: number;
+  ttl_s: number;
+  /** false when the gateway has no API keys (dev): the token is then optional. */
+  required: boolean;
+}
+
+/** A call token for `agentId`, or null from an older gateway without the endpoint (404): the call then starts
+ * without one. A 401 (no or a wrong API key) and any other failure throw an Error with a message for the user. */
+export async function fetchCallToken(agentId: string | null): Promise<string | null> {
+  try {
+    const { data } = await apiFetch<CallToken>(TOKEN_PATH, { method: 'POST', body: { agent_id: agentId || null } });
+    if (!data || typeof data.token !== 'string' || !data.token) throw new Error('the answer has no token');
+    return data.token;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    if (err instanceof ApiError && err.status === 401) {
+      throw new Error(storedKey(API_KEY_STORAGE) ? API_KEY_REFUSED : API_KEY_NEEDED);
+    }
+    throw new Error(`Could not get a call token: ${(err as Error)?.message || String(err)}`);
+  }
+}
 
 export interface CallCallbacks {
   onMessage(msg: ServerMessage): void;
@@ -25,6 +57,7 @@ export class SimulatorCall {
   private playHead = 0;
   private sources = new Set<AudioBufferSourceNode>();
   private closed = false;
+  private serverError = false;
   muted = false;
 
   constructor(private readonly cb: CallCallbacks) {}
@@ -38,15 +71,23 @@ export class SimulatorCall {
     this.stream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
     });
+    if (this.hungUpEarly()) return;
     await this.ctx.audioWorklet.addModule('/mic-worklet.js');
+    if (this.hungUpEarly()) return;
     const source = this.ctx.createMediaStreamSource(this.stream);
     this.node = new AudioWorkletNode(this.ctx, 'mic-capture');
     source.connect(this.node);
 
+    // the token lives ~2 minutes: fetched now, after the microphone prompt, not before it
+    const token = await fetchCallToken(agentId);
+    if (this.hungUpEarly()) return;
+    const start: Record<string, unknown> = { type: 'start', sample_rate: SAMPLE_RATE, agent_id: agentId || null };
+    if (token !== null) start.token = token;
+
     const ws = new WebSocket(simulatorUrl());
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'start', sample_rate: SAMPLE_RATE, agent_id: agentId || null }));
+    ws.onopen = () => ws.send(JSON.stringify(start));
     ws.onmessage = (e: MessageEvent) => {
       if (typeof e.data !== 'string') {
         this.play(new Int16Array(e.data as ArrayBuffer));
@@ -59,10 +100,16 @@ export class SimulatorCall {
         return;
       }
       if (msg.type === 'clear') this.stopPlayback();
+      if (msg.type === 'error') this.serverError = true;
       this.cb.onMessage(msg);
     };
     ws.onerror = () => {
-      if (!this.closed) this.cb.onFailure('WebSocket error: the gateway refused or dropped the connection');
+      if (!this.closed && !this.serverError) {
+        this.cb.onFailure(
+          'WebSocket error: the gateway refused or dropped the connection (if this page is served from another ' +
+            "origin, the gateway's allowed origins must list it).",
+        );
+      }
     };
     ws.onclose = (e: CloseEvent) => {
       this.cb.onClose(e.code, e.reason);
@@ -74,6 +121,15 @@ export class SimulatorCall {
       if (ws.readyState !== WebSocket.OPEN) return;
       ws.send(this.muted ? new ArrayBuffer(pcm.byteLength) : pcm);
     };
+  }
+
+  /** Hung up (or left the page) while start() awaited the microphone or the token: release the microphone, open no
+   * socket and report the call closed. */
+  private hungUpEarly(): boolean {
+    if (!this.closed) return false;
+    this.stream?.getTracks().forEach((t) => t.stop());
+    this.cb.onClose(1000, 'hung up before connecting');
+    return true;
   }
 
   hangUp(): void {

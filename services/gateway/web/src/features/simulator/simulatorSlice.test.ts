@@ -77,4 +77,26 @@ describe('simulatorSlice', () => {
     s = reducer(s, callRequested());
     expect(s).toMatchObject({ status: 'connecting', callId: null, transcript: [], metrics: [], endReason: null });
   });
+
+  it('explains a refused call token and a busy gateway in plain words', () => {
+    let s = run(
+      initialSimulatorState,
+      callRequested(),
+      messageReceived({ type: 'error', code: 'unauthorized', message: 'invalid or expired call token' }),
+      connectionClosed({ code: 1008, reason: 'unauthorized' }),
+    );
+    expect(s.status).toBe('failed');
+    expect(s.error).toMatch(/did not accept this call.*API key field at the top/);
+    expect(s.transcript.at(-1)?.text).toBe('error unauthorized: invalid or expired call token');
+    s = run(
+      s,
+      callRequested(),
+      messageReceived({ type: 'error', code: 'busy', message: 'the gateway is at capacity' }),
+      connectionClosed({ code: 1013, reason: '' }),
+    );
+    expect(s.status).toBe('failed');
+    expect(s.error).toBe('The gateway is busy (too many calls right now): try again in a moment.');
+    expect(s.endReason).toBe('connection closed (1013)');
+  });
 });
+

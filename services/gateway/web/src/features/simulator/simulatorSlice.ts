@@ -53,6 +53,17 @@ export type ServerMessage =
   | { type: 'error'; code: string; message: string }
   | { type: 'ended'; reason: string };
 
+/** What the simulator's error box says for a server error code; unknown codes show as "code: message". */
+export const ERROR_TEXT: Record<string, string> = {
+  unauthorized:
+    'The gateway did not accept this call (missing or expired call token): check the API key field at the top and call again.',
+  busy: 'The gateway is busy (too many calls right now): try again in a moment.',
+};
+
+export function describeServerError(code: string, message: string): string {
+  return ERROR_TEXT[code] ?? `${code}: ${message}`;
+}
+
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
 const simulatorSlice = createSlice({
@@ -110,7 +121,7 @@ const simulatorSlice = createSlice({
           break;
         }
         case 'error':
-          state.error = `${m.code}: ${m.message}`;
+          state.error = describeServerError(m.code, m.message);
           state.transcript.push({
             id: state.nextId++,
             role: 'system',
