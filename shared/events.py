@@ -162,6 +162,9 @@ class LlmRequest(Event):
     max_tokens: int = Field(default=160, ge=1, le=4096)
     reply_to: str
     tts: TtsContinuation | None = None  # chain: the worker sends each segment's TTS request itself
+    # post-call work (extraction) runs after the call's final cancel: a worker never drops or cancels it as
+    # the call's cancelled work (an older worker ignores the field, as before)
+    post_call: bool = False
 
 
 class LlmChunk(Event):

@@ -291,8 +291,9 @@ class WorkerRuntime(Generic[R]):
         BUS_DELIVERY.labels(self.subject).observe(max(0.0, delay))
         if delay > 1.0:  # a backlog, a stalled process or clocks apart: worth a line in the logs
             log.warning("slow_request_delivery", call_id=req.call_id, turn_id=req.turn_id, delay_s=round(delay, 3))
-        key = (req.call_id, req.turn_id)
-        if self.is_cancelled(*key):  # the turn was cancelled before its (chained) request got here
+        post_call = bool(getattr(req, "post_call", False))
+        key = (req.call_id, req.turn_id) if not post_call else (f"{req.call_id}#post-call", None)
+        if not post_call and self.is_cancelled(*key):  # the turn was cancelled before its (chained) request got here
             with bound_call(req.call_id, turn_id=req.turn_id):
                 log.info("work_dropped_cancelled_turn")
             WORK_REQUESTS.labels(self.service, getattr(req, "provider", None) or "default", "cancelled").inc()

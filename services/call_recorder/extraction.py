@@ -224,6 +224,7 @@ class Extractor:
                 temperature=0.0,
                 max_tokens=400,
                 reply_to=reply_to,
+                post_call=True,  # the call's final cancel must not drop it (it did, for every real call)
             )
             try:
                 ack = await self.bus.request_work(subjects.LLM_REQUEST, request, timeout=2.0)

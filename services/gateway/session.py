@@ -660,11 +660,19 @@ class CallSession:
         log.error("turn_failed", stage=stage, code=error.code, error=error.message)
         self.outbox.put(
             CallError(
-                call_id=self.call_id, turn_id=self._turn_id, code=error.code, message=error.message[:500], stage=stage
+                call_id=self.call_id,
+                turn_id=self._turn_id,
+                code=error.code,
+                message=error.message[:500],
+                stage=stage,
+                critical=error.code not in CAPACITY_CODES,  # a busy minute is overload, not an outage to stop for
             )
         )
         await self._send_quietly({"type": "error", "code": f"{stage}_{error.code}", "message": error.message})
         await self._say_and_end(self.config.apology_message, "error", close_code=1011)
+
+
+CAPACITY_CODES = frozenset({"busy"})  # workers refusing for capacity: recorded, never counted by the global stop
 
 
 def _nothing() -> None:

@@ -12,7 +12,7 @@ import pytest
 from services.call_recorder.extraction import ExtractionFailed, parse_extraction
 from shared import subjects
 from shared.bus import Bus
-from shared.events import CallEnded, CallStarted, TurnRecorded
+from shared.events import CallEnded, CallStarted, CancelTurn, TurnRecorded
 from shared.health import ping_services
 
 GOOD = json.dumps(
@@ -89,6 +89,29 @@ async def test_extraction_is_stored_when_the_llm_answers_json(run_service, bus: 
     data = await _extracted(db_pool, call_id)
     assert data["status"] == "ok" and data["intent"] == "book_table" and data["sentiment"] == "positive"
     assert data["entities"] == {"people": 2, "time": "8 pm"}
+
+
+async def test_the_calls_final_cancel_does_not_drop_its_extraction(run_service, bus: Bus, db_pool) -> None:
+    """A gateway ends every call with a final cancel of all its turns (``turn_id`` None), which LLM workers
+    remember for two minutes; the recorder's extraction for that call (also ``turn_id`` None) came after it and
+    was dropped as cancelled work in every real call. Post-call work is now never the call's cancelled work."""
+    fast = {
+        "LLM_PROVIDER": "fake",
+        "FAKE_LLM_REPLY": GOOD,
+        "FAKE_LLM_FIRST_TOKEN_MS": "5",
+        "FAKE_LLM_TOKENS_PER_S": "2000",
+    }
+    run_service("llm_worker", fast)
+    await _llm_listening(bus)
+    call_id = f"extract-cancelled-{uuid.uuid4().hex[:8]}"
+    await bus.publish(
+        subjects.call_subject(call_id, "cancel"), CancelTurn(call_id=call_id, turn_id=None, reason="call_ended")
+    )
+    await asyncio.sleep(0.3)  # the worker has remembered the call as cancelled
+    run_service("call_recorder", {"RECORDER_DURABLE": f"rec-{uuid.uuid4().hex[:8]}", "EXTRACTION_TIMEOUT_S": "10"})
+    await _publish_call(bus, call_id)
+    data = await _extracted(db_pool, call_id)
+    assert data["status"] == "ok" and data["intent"] == "book_table", data
 
 
 async def test_bad_answers_are_retried_then_recorded_as_failed(run_service, bus: Bus, db_pool) -> None:

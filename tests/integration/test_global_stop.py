@@ -182,3 +182,50 @@ async def test_repeated_critical_errors_trip_the_global_stop(
     async with httpx.AsyncClient(base_url=bare.url, trust_env=False, timeout=10) as client:
         closed = await client.post("/admin/global-stop/reset", headers=admin)
         assert closed.status_code == 503 and "ADMIN_API_KEY" in closed.text
+
+
+async def test_workers_refusing_for_capacity_never_trip_the_global_stop(
+    start_stack, clean_global_stop, db_pool
+) -> None:
+    """Overload is not an outage: LLM workers answering ``busy`` end those turns with the apology, but the
+    errors are recorded as not critical and the global stop (here: one critical error trips it) stays off."""
+    speech = await synthesize("Hello there.")
+    gateway = await start_stack(
+        {
+            "CHAIN_STAGES": "false",
+            "WORKER_CONCURRENCY": "1",  # holds 4 requests at once (1 running + 3 waiting): the rest is refused
+            "FAKE_LLM_FIRST_TOKEN_MS": "6000",
+            "GLOBAL_STOP_MAX_ERRORS_IN_WINDOW": "1",
+            "MAX_BROWSER_CALLS_PER_CLIENT": "20",
+            "ADMIN_API_KEY": ADMIN_KEY,
+        }
+    )
+    callers = [SimCaller(ws(gateway)) for _ in range(9)]
+    for caller in callers:
+        assert (await caller.connect())["type"] == "started"
+    for caller in callers:
+        await caller.next(lambda m: m["type"] == "transcript", timeout=10)
+    await asyncio.gather(*(c.send_frames(speech) for c in callers))
+
+    async def error_of(caller: SimCaller) -> str:
+        with contextlib.suppress(TimeoutError, AssertionError):
+            return str((await caller.next(lambda m: m["type"] == "error", timeout=5))["code"])
+        return ""
+
+    errors = await asyncio.gather(*(error_of(c) for c in callers))
+    assert "llm_busy" in errors, errors
+    ids = [c.call_id for c in callers]
+    for _ in range(100):
+        rows = await db_pool.fetch("SELECT code, critical FROM call_errors WHERE call_id = ANY($1::text[])", ids)
+        if len(rows) >= errors.count("llm_busy"):
+            break
+        await asyncio.sleep(0.1)
+    busy = [r for r in rows if r["code"] == "busy"]
+    assert busy and not any(r["critical"] for r in busy), rows
+    await asyncio.sleep(1.0)
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
+        assert await accepting(client)
+        stop = await client.get("/admin/global-stop", headers={"X-API-Key": ADMIN_KEY})
+        assert stop.json()["active"] is False
+    for caller in callers:
+        await caller.close()
