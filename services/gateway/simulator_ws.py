@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 from typing import Literal
 from urllib.parse import urlsplit
@@ -84,8 +85,17 @@ class BrowserTransport:
 
 
 async def _send_error(ws: WebSocket, code: str, message: str) -> None:
+    """Tell the client what was wrong; a client already gone is no error of ours (nothing to tell)."""
     WS_PROTOCOL_ERRORS.labels("browser", code).inc()
-    await ws.send_text(json.dumps({"type": "error", "code": code, "message": message}))
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # RuntimeError: Starlette's "already closed"
+        await ws.send_text(json.dumps({"type": "error", "code": code, "message": message}))
+
+
+async def _refuse(ws: WebSocket, code: str, message: str, close_code: int, reason: str) -> None:
+    """An ``error`` message, then the close code that says why; quiet if the client has already left."""
+    await _send_error(ws, code, message)
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await ws.close(code=close_code, reason=reason)
 
 
 def origin_allowed(runtime: GatewayRuntime, ws: WebSocket) -> bool:
@@ -114,8 +124,13 @@ async def simulator_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
     if runtime.browser_clients[client] >= runtime.settings.max_browser_calls_per_client:
         CALLS_REJECTED.labels("browser", "client_limit").inc()
         log.warning("simulator_client_limit", client=client, open=runtime.browser_clients[client])
-        await _send_error(ws, "too_many_calls", "this address already has as many calls open as allowed")
-        await ws.close(code=CLOSE_TRY_LATER, reason="too many calls from this address")
+        await _refuse(
+            ws,
+            "too_many_calls",
+            "this address already has as many calls open as allowed",
+            CLOSE_TRY_LATER,
+            "too many calls from this address",
+        )
         return
     runtime.browser_clients[client] += 1
     try:
@@ -140,8 +155,13 @@ async def _authorize(ws: WebSocket, runtime: GatewayRuntime, start: StartMessage
         CALL_TOKENS_REJECTED.labels("browser", exc.code).inc()
         CALLS_REJECTED.labels("browser", "unauthorized").inc()
         log.warning("simulator_unauthorized", code=exc.code, detail=str(exc))
-        await _send_error(ws, "unauthorized", "a valid call token is required: POST /api/v1/simulator/tokens")
-        await ws.close(code=CLOSE_PROTOCOL, reason="missing or invalid call token")
+        await _refuse(
+            ws,
+            "unauthorized",
+            "a valid call token is required: POST /api/v1/simulator/tokens",
+            CLOSE_PROTOCOL,
+            "missing or invalid call token",
+        )
         return False
 
 
@@ -159,31 +179,30 @@ async def _serve(ws: WebSocket, runtime: GatewayRuntime) -> None:
     refusal = runtime.refusal()
     if refusal is not None:
         CALLS_REJECTED.labels("browser", refusal).inc()
-        await _send_error(ws, refusal, runtime.refusal_message(refusal))
-        await ws.close(code=CLOSE_TRY_LATER, reason=refusal)
+        await _refuse(ws, refusal, runtime.refusal_message(refusal), CLOSE_TRY_LATER, refusal)
         return
     agent_id = (claims.agent_id if isinstance(claims, CallClaims) else None) or start.agent_id
     try:
         config = await runtime.config_for_call("browser", agent_id)
     except LookupError as exc:
         CALLS_REJECTED.labels("browser", "unknown_agent").inc()
-        await _send_error(ws, "unknown_agent", str(exc))
-        await ws.close(code=CLOSE_PROTOCOL, reason="unknown agent")
+        await _refuse(ws, "unknown_agent", str(exc), CLOSE_PROTOCOL, "unknown agent")
         return
     call_id = new_id()
     transport = BrowserTransport(ws, start.sample_rate)
     session = runtime.new_session(call_id, transport, config)
-    await ws.send_text(
-        json.dumps(
-            {
-                "type": "started",
-                "call_id": call_id,
-                "sample_rate": start.sample_rate,
-                "encoding": "pcm16",
-                "agent_id": config.agent_id,
-            }
-        )
-    )
+    started = {
+        "type": "started",
+        "call_id": call_id,
+        "sample_rate": start.sample_rate,
+        "encoding": "pcm16",
+        "agent_id": config.agent_id,
+    }
+    try:
+        await ws.send_text(json.dumps(started))
+    except (WebSocketDisconnect, RuntimeError):  # the client left before its call started: nothing to record
+        log.info("simulator_client_left_before_start")
+        return
     runtime.sessions[call_id] = session
     with bound_call(call_id):
         try:
@@ -203,8 +222,13 @@ async def _read_start(ws: WebSocket) -> StartMessage | None:
     try:
         raw = await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
     except TimeoutError:
-        await _send_error(ws, "start_timeout", f"send a start message within {START_TIMEOUT_S:.0f}s")
-        await ws.close(code=CLOSE_PROTOCOL, reason="no start message")
+        await _refuse(
+            ws,
+            "start_timeout",
+            f"send a start message within {START_TIMEOUT_S:.0f}s",
+            CLOSE_PROTOCOL,
+            "no start message",
+        )
         return None
     if raw.get("type") == "websocket.disconnect":
         raise WebSocketDisconnect(raw.get("code", 1000))
@@ -215,8 +239,7 @@ async def _read_start(ws: WebSocket) -> StartMessage | None:
         return StartMessage.model_validate_json(text)
     except (ValidationError, ValueError) as exc:
         detail = exc.errors(include_url=False)[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        await _send_error(ws, "bad_start", f"invalid start message: {detail}")
-        await ws.close(code=CLOSE_PROTOCOL, reason="invalid start message")
+        await _refuse(ws, "bad_start", f"invalid start message: {detail}", CLOSE_PROTOCOL, "invalid start message")
         return None
 
 
@@ -242,7 +265,8 @@ async def _receive_frames(ws: WebSocket, session: CallSession, limit: int, idle:
         if size > limit:
             await _send_error(ws, "frame_too_big", f"a message may carry at most {limit} bytes, got {size}")
             session.transport.closed = True  # type: ignore[attr-defined]
-            await ws.close(code=CLOSE_TOO_BIG, reason="message too big")
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                await ws.close(code=CLOSE_TOO_BIG, reason="message too big")
             return "protocol_error"
         problem: tuple[str, str] | None = None
         if data is not None:
@@ -256,7 +280,8 @@ async def _receive_frames(ws: WebSocket, session: CallSession, limit: int, idle:
             await _send_error(ws, *problem)
             if bad >= MAX_BAD_MESSAGES:
                 session.transport.closed = True  # type: ignore[attr-defined]
-                await ws.close(code=CLOSE_PROTOCOL, reason="too many invalid messages")
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                    await ws.close(code=CLOSE_PROTOCOL, reason="too many invalid messages")
                 return "protocol_error"
     return session.end_reason or "ended"
 
@@ -271,7 +296,7 @@ async def _audio(session: CallSession, data: bytes) -> tuple[str, str] | None:
 async def _control(session: CallSession, text: str) -> tuple[str, str] | None:
     try:
         msg = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nesting deeper than the parser goes
         return ("bad_json", "message is not valid JSON")
     if not isinstance(msg, dict):
         return ("bad_message", "message must be a JSON object with a type")
@@ -281,7 +306,7 @@ async def _control(session: CallSession, text: str) -> tuple[str, str] | None:
     if kind == "audio":
         try:
             data = base64.b64decode(msg.get("data", ""), validate=True)
-        except (binascii.Error, TypeError):
+        except (binascii.Error, TypeError, ValueError):  # ValueError: non-ASCII text
             return ("bad_audio", "audio.data must be base64 PCM16")
         return await _audio(session, data)
     if kind == "start":

@@ -138,7 +138,7 @@ async def receive_json(ws: WebSocket, guard: FrameGuard, limit: int) -> dict[str
         return TOO_BIG
     try:
         msg = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nesting deeper than the parser goes
         return guard.bad_frame("bad_json", text[:80]) or None
     if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
         return guard.bad_frame("bad_message", "a JSON object with an event is expected") or None
@@ -153,10 +153,18 @@ def close_code(reason: str) -> int:
     return {TOO_BIG: CLOSE_TOO_BIG, INVALID_UNICODE: CLOSE_INVALID_DATA}.get(reason, CLOSE_PROTOCOL)
 
 
+async def close_quietly(ws: WebSocket, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+    """Close before a call started; a provider that has already hung up is nothing to report."""
+    try:
+        await ws.close(code=code, reason=reason[:120])
+    except (WebSocketDisconnect, RuntimeError):  # RuntimeError: Starlette's "already closed"
+        pass
+
+
 async def refuse_stream(ws: WebSocket, guard: FrameGuard, code: str, detail: str, close: int = CLOSE_PROTOCOL) -> None:
     """Close a stream whose start we won't serve (before any call work), saying why in the log and metrics."""
     guard.bad_frame(code, detail)
-    await ws.close(code=close, reason=detail[:120])
+    await close_quietly(ws, close, detail)
 
 
 def start_problem(exc: ValidationError) -> str:
@@ -186,21 +194,21 @@ async def read_start(ws: WebSocket, guard: FrameGuard) -> dict[str, Any]:
             while True:
                 msg = await receive_json(ws, guard, 64_000)
                 if isinstance(msg, str):
-                    await ws.close(code=close_code(msg), reason=msg)
+                    await close_quietly(ws, close_code(msg), msg)
                     raise StreamClosed(msg)
                 if msg is None or msg["event"] == "connected":
                     continue
                 if msg["event"] == "start":
                     return msg
                 if msg["event"] == "stop":
-                    await ws.close()
+                    await close_quietly(ws)
                     raise StreamClosed("stopped before start")
                 guard.bad_frame("before_start", f"{msg['event']} before start")
-                await ws.close(code=CLOSE_PROTOCOL, reason=f"{msg['event']} before start")
+                await close_quietly(ws, CLOSE_PROTOCOL, f"{msg['event']} before start")
                 raise StreamClosed("before start")
     except TimeoutError:
         guard.bad_frame("start_timeout", f"no start within {START_TIMEOUT_S:.0f}s")
-        await ws.close(code=CLOSE_PROTOCOL, reason="no start message")
+        await close_quietly(ws, CLOSE_PROTOCOL, "no start message")
         raise StreamClosed("no start") from None
 
 

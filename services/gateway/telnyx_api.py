@@ -66,7 +66,7 @@ def decode_state(value: object) -> dict[str, Any]:
         return {}
     try:
         state = json.loads(base64.b64decode(value))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         return {}
     return state if isinstance(state, dict) else {}
 

@@ -153,6 +153,6 @@ def _chunk(msg: dict[str, Any], media: dict[str, Any]) -> int | None:
     for value in (media.get("chunk"), msg.get("sequence_number")):
         try:
             return int(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
             continue
     return None

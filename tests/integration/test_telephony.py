@@ -567,3 +567,21 @@ def test_client_state_round_trips() -> None:
 
     assert decode_state(encode_state({"agent_id": "a", "to": "+1555"})) == {"agent_id": "a", "to": "+1555"}
     assert decode_state("%%%") == {} and decode_state(None) == {}
+
+
+async def test_a_full_gateway_answers_phone_calls_busy(nats_url, database_url, provider_api) -> None:
+    """Over MAX_CALLS a phone call is refused the way its provider expects: Twilio <Reject reason="busy"/>,
+    Telnyx ``reject`` with USER_BUSY. A webhook that answered with a stream holds a slot until it connects."""
+    ccid = "v3:" + uuid.uuid4().hex
+    reject = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/reject").mock(
+        return_value=httpx.Response(200, json={"data": {"result": "ok"}})
+    )
+    async with gateway_here(nats_url, database_url, max_calls=1, telnyx_api_key="KEY-test") as (app, host):
+        first = await post_twilio(host, "/twilio/voice", {"CallSid": "CA" + uuid.uuid4().hex}, sign=False)
+        assert "<Stream" in first.text  # answered: its slot is reserved while the stream connects
+        second = await post_twilio(host, "/twilio/voice", {"CallSid": "CA" + uuid.uuid4().hex}, sign=False)
+        assert ET.fromstring(second.text).find("Reject").get("reason") == "busy"
+        initiated = telnyx_event("call.initiated", ccid, direction="incoming")
+        assert (await post_telnyx(host, initiated, None)).json() == {"status": "busy"}
+        assert json.loads(reject.calls.last.request.content)["cause"] == "USER_BUSY"
+        assert app.state.runtime.refusal() == "busy" and not app.state.runtime.global_stop.active

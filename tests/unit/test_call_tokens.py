@@ -90,3 +90,22 @@ def test_production_mode_names_every_missing_secret() -> None:
     )
     assert any("shorter than 32" in p for p in production_problems(short))
     assert production_problems(GatewaySettings(_env_file=None, telephony_providers="twilio,sip")) != []
+
+
+def test_safe_defaults_listen_on_loopback_only() -> None:
+    settings = GatewaySettings(_env_file=None)
+    assert settings.gateway_host == "127.0.0.1" and settings.metrics_host == "127.0.0.1"
+    assert settings.app_env == "development"
+
+
+def test_check_env_reports_what_production_mode_needs(monkeypatch, capsys) -> None:
+    from tools import check_env
+
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("TELEPHONY_PROVIDERS", "telnyx")
+    for name in ("API_KEYS", "ADMIN_API_KEY", "STREAM_TOKEN_SECRET", "PUBLIC_HOST", "TELNYX_PUBLIC_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert check_env.main(["--no-db"]) == 1
+    out = capsys.readouterr().out
+    assert "gateway: STREAM_TOKEN_SECRET is not set" in out and "TELNYX_PUBLIC_KEY" in out
+    assert "TWILIO_AUTH_TOKEN" not in out
