@@ -40,6 +40,14 @@ def test_parse_extraction_accepts_wrapped_json_and_rejects_bad_shapes() -> None:
             parse_extraction(bad)
 
 
+FAST_LLM = {
+    "LLM_PROVIDER": "fake",
+    "FAKE_LLM_REPLY": GOOD,
+    "FAKE_LLM_FIRST_TOKEN_MS": "5",
+    "FAKE_LLM_TOKENS_PER_S": "2000",
+}
+
+
 async def _publish_call(bus: Bus, call_id: str) -> None:
     await bus.ensure_lifecycle_stream()
     await bus.publish_lifecycle(subjects.CALL_STARTED, CallStarted(call_id=call_id, agent_id="default"))
@@ -75,13 +83,7 @@ async def _extracted(pool, call_id: str, timeout: float = 20.0) -> dict:
 
 
 async def test_extraction_is_stored_when_the_llm_answers_json(run_service, bus: Bus, db_pool) -> None:
-    fast = {
-        "LLM_PROVIDER": "fake",
-        "FAKE_LLM_REPLY": GOOD,
-        "FAKE_LLM_FIRST_TOKEN_MS": "5",
-        "FAKE_LLM_TOKENS_PER_S": "2000",
-    }
-    run_service("llm_worker", fast)
+    run_service("llm_worker", FAST_LLM)
     await _llm_listening(bus)
     run_service("call_recorder", {"RECORDER_DURABLE": f"rec-{uuid.uuid4().hex[:8]}"})
     call_id = f"extract-ok-{uuid.uuid4().hex[:8]}"
@@ -95,13 +97,7 @@ async def test_the_calls_final_cancel_does_not_drop_its_extraction(run_service, 
     """A gateway ends every call with a final cancel of all its turns (``turn_id`` None), which LLM workers
     remember for two minutes; the recorder's extraction for that call (also ``turn_id`` None) came after it and
     was dropped as cancelled work in every real call. Post-call work is now never the call's cancelled work."""
-    fast = {
-        "LLM_PROVIDER": "fake",
-        "FAKE_LLM_REPLY": GOOD,
-        "FAKE_LLM_FIRST_TOKEN_MS": "5",
-        "FAKE_LLM_TOKENS_PER_S": "2000",
-    }
-    run_service("llm_worker", fast)
+    run_service("llm_worker", FAST_LLM)
     await _llm_listening(bus)
     call_id = f"extract-cancelled-{uuid.uuid4().hex[:8]}"
     await bus.publish(

@@ -4,7 +4,6 @@ API keys buy no fresh rate-limit bucket and guessing the admin key gets an addre
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import csv
 import io
@@ -16,6 +15,8 @@ from datetime import UTC, datetime
 
 import httpx
 
+from tests.integration.test_history_api import start_gateway
+
 KEY = "edge-key"
 ADMIN_KEY = "edge-admin-key"
 JSON = {"content-type": "application/json"}
@@ -23,20 +24,6 @@ JSON = {"content-type": "application/json"}
 
 def api(gateway, **headers: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10, headers=headers)
-
-
-async def start_gateway(run_service, env: dict[str, str]):
-    gateway = run_service("gateway", env)
-    await gateway.wait_for_output("database_connected")
-    async with api(gateway) as client:
-        for _ in range(100):  # the log line can come just before the socket is bound
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    return gateway
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("gateway did not answer /health")
 
 
 def assert_no_traceback(gateway) -> None:
