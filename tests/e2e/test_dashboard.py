@@ -29,6 +29,7 @@ WEB = REPO / "services" / "gateway" / "web"
 SCRIPT = WEB / "e2e" / "dashboard.e2e.mjs"
 SCREENSHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or REPO / "docs" / "screenshots")
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+API_KEY = "e2e-dashboard-key"
 FAST = {**INTEGRATION_FAST, "FAKE_STT_TEXT": "hello, I would like to book a table for two"}
 
 
@@ -80,16 +81,20 @@ async def _mic_wav(path: Path) -> Path:
 
 
 async def test_dashboard_in_chromium(own_database: str, run_service, bus, tmp_path: Path) -> None:
+    """With API keys set, as in production: the dashboard sends the key it was given and gets a call token for
+    each browser call (its page's Origin is the gateway's own, so the socket is accepted)."""
     await write_state(bus.js, GlobalStopState())  # calls are accepted whatever an earlier test left behind
     env = {**FAST, "RECORDER_DURABLE": f"recorder-{uuid.uuid4().hex[:8]}", "DATABASE_URL": own_database}
+    gateway_env = {**env, "API_KEYS": API_KEY}
     for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
         run_service(name, env)
-    gateway = run_service("gateway", env)
+    gateway = run_service("gateway", gateway_env)
     wav, ready = await asyncio.gather(_mic_wav(tmp_path / "mic.wav"), gateway.wait_ready(timeout=60))
     assert ready["ready"]
 
     first_message = f"Hello from the dashboard test {uuid.uuid4().hex[:6]}."
-    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10) as client:
+    keyed = {"X-API-Key": API_KEY}
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10, headers=keyed) as client:
         original = (await client.get("/api/v1/agents/default")).json()
         proc = await asyncio.create_subprocess_exec(
             "node",
@@ -104,6 +109,7 @@ async def test_dashboard_in_chromium(own_database: str, run_service, bus, tmp_pa
                 "FIRST_MESSAGE": first_message,
                 "USER_TEXT": FAST["FAKE_STT_TEXT"],
                 "CHROMIUM": str(CHROMIUM),
+                "API_KEY": API_KEY,
             },
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

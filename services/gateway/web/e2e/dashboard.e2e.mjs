@@ -4,7 +4,8 @@
 // call in the History with its transcript. Run by tests/e2e/test_dashboard.py, which starts the stack.
 //
 // env: BASE_URL (gateway), MIC_WAV (speech WAV for the fake microphone), SCREENSHOTS (dir, optional),
-//      FIRST_MESSAGE (the greeting to set), USER_TEXT (what the fake STT answers), CHROMIUM (default /usr/bin/chromium)
+//      FIRST_MESSAGE (the greeting to set), USER_TEXT (what the fake STT answers), CHROMIUM (default /usr/bin/chromium),
+//      API_KEY (optional: stored as the dashboard's API key, as a user types it; calls then need a call token)
 // Prints one JSON line {"ok":true,...} on success; exits 1 with the reason otherwise.
 
 import { mkdirSync } from 'node:fs';
@@ -48,6 +49,9 @@ async function main() {
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     await context.grantPermissions(['microphone'], { origin: BASE });
+    if (process.env.API_KEY) {
+      await context.addInitScript((key) => window.localStorage.setItem('victoria.apiKey', key), process.env.API_KEY);
+    }
     page = await context.newPage();
     const problems = [];
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
