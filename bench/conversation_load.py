@@ -54,7 +54,9 @@ PROVIDERS = {
     "FAKE_LLM_TOKENS_PER_S": "50",
     "FAKE_TTS_FIRST_BYTE_MS": "100",
     "FAKE_LLM_REPLY": "Sure. I can help you with that booking. What time would you like to come in?",
-    "WORKER_CONCURRENCY": "64",
+    # every simulated caller comes from 127.0.0.1: the per-address admission cap (4) would refuse all but four.
+    # Not a performance setting; the workers and the gateway run their shipped defaults.
+    "MAX_BROWSER_CALLS_PER_CLIENT": "1000",
 }
 
 

@@ -50,7 +50,13 @@ class CommonSettings(BaseSettings):
 
 
 class WorkerSettings(CommonSettings):
-    worker_concurrency: int = Field(default=4, ge=1, le=256, description="requests handled at once")
+    worker_concurrency: int = Field(
+        default=256,
+        ge=1,
+        le=1024,
+        description="requests a replica holds at once (4x that wait before it answers busy); a CPU-bound local "
+        "model runs only its own max_parallel of them at a time, the others queue for it",
+    )
     provider_fallbacks: str = Field(
         default="", description="providers to try in order when the chosen one fails before answering, e.g. local_llama"
     )

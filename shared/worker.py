@@ -11,6 +11,7 @@ that turn that arrive later (a chained request may still be on its way when the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from importlib import import_module
@@ -88,6 +89,7 @@ class ProviderCache(Generic[P]):
         self.reset_after_s = reset_after_s
         self._providers: dict[str, P] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
+        self._gates: dict[str, asyncio.Semaphore] = {}
 
     def get(self, name: str | None) -> P:
         key = name or self.default
@@ -101,6 +103,17 @@ class ProviderCache(Generic[P]):
     def candidates(self, name: str | None) -> list[str]:
         first = name or self.default
         return [first, *(f for f in self.fallbacks if f != first)]
+
+    def gate(self, name: str, provider: P) -> asyncio.Semaphore | contextlib.nullcontext[None]:
+        """How many requests may run on ``provider`` at once: a CPU-bound local model says so in its
+        ``max_parallel`` (the rest wait their turn here, queued in arrival order, instead of being refused or
+        oversubscribing the cores); a network-bound provider has no gate (the worker's slots bound it)."""
+        limit = getattr(provider, "max_parallel", None)
+        if not limit:
+            return contextlib.nullcontext()
+        if name not in self._gates:
+            self._gates[name] = asyncio.Semaphore(limit)
+        return self._gates[name]
 
     def breaker(self, name: str) -> CircuitBreaker:
         if name not in self.breakers:
@@ -127,7 +140,8 @@ class ProviderCache(Generic[P]):
                 await emit(event)
 
             try:
-                await attempt(provider, tracked)
+                async with self.gate(candidate, provider):
+                    await attempt(provider, tracked)
             except ProviderError as exc:
                 if exc.code != "bad_request":
                     breaker.record_failure()

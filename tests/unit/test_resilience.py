@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -115,3 +116,32 @@ async def test_all_failing_raises_the_last_error_and_unknown_names_are_bad_reque
     with pytest.raises(ProviderError) as info:
         await ProviderCache(lambda n: (_ for _ in ()).throw(ValueError(f"unknown {n}")), "x").run("nope", emit, attempt)
     assert info.value.code == "bad_request"
+
+
+class Model:
+    """A provider that records how many of its calls overlap."""
+
+    def __init__(self, name: str, max_parallel: int | None) -> None:
+        self.name = name
+        if max_parallel is not None:
+            self.max_parallel = max_parallel
+        self.running = 0
+        self.peak = 0
+
+    async def work(self, _provider: object, _emit: object) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.01)
+        self.running -= 1
+
+
+@pytest.mark.parametrize(("max_parallel", "peak"), [(1, 1), (2, 2), (None, 6)])
+async def test_a_cpu_bound_provider_runs_its_max_parallel_and_queues_the_rest(max_parallel, peak) -> None:
+    model = Model("local", max_parallel)
+    cache = ProviderCache(lambda _name: model, "local")
+
+    async def emit(_event: object) -> None:
+        pass
+
+    await asyncio.gather(*(cache.run(None, emit, model.work) for _ in range(6)))  # all six served, none refused
+    assert model.peak == peak

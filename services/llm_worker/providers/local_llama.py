@@ -71,6 +71,7 @@ class LocalLlamaLlm:
     prompt prefix (the system prompt) from one turn to the next."""
 
     name = "local_llama"
+    max_parallel = 1  # one llama.cpp context generates at a time; the worker queues the rest
 
     def __init__(self, settings: LlmSettings) -> None:
         self.model_path = Path(settings.llm_model_path) if settings.llm_model_path else None

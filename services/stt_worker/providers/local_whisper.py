@@ -49,6 +49,7 @@ class LocalWhisperStt:
     CTranslate2 serialises concurrent ``generate`` calls itself, so no lock is needed around transcription."""
 
     name = "local_whisper"
+    max_parallel = 1  # a transcription already uses STT_CPU_THREADS cores; the worker queues the rest
 
     def __init__(self, settings: SttSettings) -> None:
         self.model_dir = Path(settings.stt_model_dir) if settings.stt_model_dir else None

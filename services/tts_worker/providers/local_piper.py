@@ -37,6 +37,9 @@ class LocalPiperTts:
     its espeak phonemizer with its own lock, so concurrent requests need no lock here."""
 
     name = "local_piper"
+    max_parallel = (
+        2  # CPU-bound: synthesis is short; two overlap a segment's I/O with the next (the worker queues the rest)
+    )
 
     def __init__(self, settings: TtsSettings) -> None:
         self.voice_path = Path(settings.tts_voice_path) if settings.tts_voice_path else None
