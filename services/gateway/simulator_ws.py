@@ -31,6 +31,7 @@ from services.gateway.idle_timeout import IdleTimeout
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.session import CallSession
+from services.gateway.ws_close import close_quietly
 from shared.events import new_id
 from shared.logging import bound_call, get_logger
 
@@ -94,8 +95,7 @@ async def _send_error(ws: WebSocket, code: str, message: str) -> None:
 async def _refuse(ws: WebSocket, code: str, message: str, close_code: int, reason: str) -> None:
     """An ``error`` message, then the close code that says why; quiet if the client has already left."""
     await _send_error(ws, code, message)
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await ws.close(code=close_code, reason=reason)
+    await close_quietly(ws, close_code, reason)
 
 
 def origin_allowed(runtime: GatewayRuntime, ws: WebSocket) -> bool:
@@ -265,8 +265,7 @@ async def _receive_frames(ws: WebSocket, session: CallSession, limit: int, idle:
         if size > limit:
             await _send_error(ws, "frame_too_big", f"a message may carry at most {limit} bytes, got {size}")
             session.transport.closed = True  # type: ignore[attr-defined]
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                await ws.close(code=CLOSE_TOO_BIG, reason="message too big")
+            await close_quietly(ws, CLOSE_TOO_BIG, "message too big")
             return "protocol_error"
         problem: tuple[str, str] | None = None
         if data is not None:
@@ -280,8 +279,7 @@ async def _receive_frames(ws: WebSocket, session: CallSession, limit: int, idle:
             await _send_error(ws, *problem)
             if bad >= MAX_BAD_MESSAGES:
                 session.transport.closed = True  # type: ignore[attr-defined]
-                with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                    await ws.close(code=CLOSE_PROTOCOL, reason="too many invalid messages")
+                await close_quietly(ws, CLOSE_PROTOCOL, "too many invalid messages")
                 return "protocol_error"
     return session.end_reason or "ended"
 

@@ -23,6 +23,7 @@ from services.gateway.idle_timeout import IdleTimeout
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.session import CallSession
+from services.gateway.ws_close import close_quietly
 from shared.audio import alaw_to_pcm16, ulaw_to_alaw, ulaw_to_pcm16
 from shared.logging import get_logger
 from shared.text_guard import first_unstorable
@@ -151,14 +152,6 @@ async def receive_json(ws: WebSocket, guard: FrameGuard, limit: int) -> dict[str
 def close_code(reason: str) -> int:
     """The close code that tells a client why its stream was closed."""
     return {TOO_BIG: CLOSE_TOO_BIG, INVALID_UNICODE: CLOSE_INVALID_DATA}.get(reason, CLOSE_PROTOCOL)
-
-
-async def close_quietly(ws: WebSocket, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-    """Close before a call started; a provider that has already hung up is nothing to report."""
-    try:
-        await ws.close(code=code, reason=reason[:120])
-    except (WebSocketDisconnect, RuntimeError):  # RuntimeError: Starlette's "already closed"
-        pass
 
 
 async def refuse_stream(ws: WebSocket, guard: FrameGuard, code: str, detail: str, close: int = CLOSE_PROTOCOL) -> None:
