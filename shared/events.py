@@ -130,6 +130,11 @@ class LlmContinuation(BaseModel):
         )
 
 
+def work_key(call_id: str, turn_id: int | None, stage: str, segment: int = 0, attempt: int = 0) -> str:
+    """The name of one piece of work in worker heartbeats: what a gateway looks for to know it is held."""
+    return f"{call_id}|{turn_id}|{stage}|{segment}|{attempt}"
+
+
 class SttRequest(Event):
     type: Literal["stt.request"] = "stt.request"
     audio: bytes = Field(min_length=2)  # PCM16 little-endian mono; base64 in JSON
@@ -165,6 +170,11 @@ class LlmRequest(Event):
     # post-call work (extraction) runs after the call's final cancel: a worker never drops or cancels it as
     # the call's cancelled work (an older worker ignores the field, as before)
     post_call: bool = False
+    # a retry of a reply that stopped mid-stream: the text the gateway already has; the worker streams only
+    # what follows it (and numbers chained segments from ``resume_segments``)
+    resume: str = Field(default="", max_length=20_000)
+    resume_segments: int = Field(default=0, ge=0)
+    attempt: int = Field(default=0, ge=0, le=16)  # echoed on the chunks: a retry never mixes with the first
 
 
 class LlmChunk(Event):
@@ -183,6 +193,7 @@ class LlmChunk(Event):
     # numbers its segments from these, so both always agree). None: cut them from the deltas (a worker from
     # before this field sends a chunk per token; the gateway's splitter then makes the same cuts)
     segments: list[str] | None = None
+    attempt: int = 0
 
 
 class TtsRequest(Event):
@@ -194,6 +205,8 @@ class TtsRequest(Event):
     sample_rate: int = Field(default=16000, ge=8000, le=48000)
     encoding: Literal["pcm16", "mulaw"] = "pcm16"
     reply_to: str
+    skip_bytes: int = Field(default=0, ge=0)  # a retry mid-segment: the audio the gateway already has
+    attempt: int = Field(default=0, ge=0, le=16)
 
 
 class TtsChunk(Event):
@@ -207,6 +220,7 @@ class TtsChunk(Event):
     provider: str = ""
     worker: str = ""
     error: ErrorInfo | None = None
+    attempt: int = 0
 
 
 class WorkAck(BaseModel):
@@ -217,6 +231,17 @@ class WorkAck(BaseModel):
     error: ErrorInfo | None = None
 
 
+class WorkerBeat(Event):
+    """A worker replica is alive and holds this work (``work_key``s): published every ``WORKER_BEAT_S``, so a
+    gateway knows within a second that a replica died (its beats stop) or lost a request (no longer listed)."""
+
+    type: Literal["worker.beat"] = "worker.beat"
+    call_id: str = "-"
+    service: str
+    instance: str
+    holding: list[str] = Field(default_factory=list)
+
+
 class CancelTurn(Event):
     """Barge-in or hang-up: workers stop calling the provider for this call's turn (or all turns if None)."""
 
@@ -225,6 +250,8 @@ class CancelTurn(Event):
     # the turn is over: workers also drop its requests that arrive later (chained ones may still be on the
     # way); False for a retry's cancel, after which the same turn's work is sent again
     final: bool = True
+    stage: str | None = None  # only this stage's work ("stt", "llm", "tts"); None = all of the turn's
+    segment: int | None = None  # only this TTS segment
 
 
 # --- lifecycle events (JetStream stream CALL_LIFECYCLE, consumed by the recorder) ------------------------

@@ -36,6 +36,18 @@ class CommonSettings(BaseSettings):
         "real-time audio pacing (negative values need CAP_SYS_NICE)",
     )
 
+    # liveness of the stateless workers (shared/worker.py beats, services/gateway/worker_watch.py judges)
+    worker_beat_s: float = Field(
+        default=0.25, gt=0, le=5, description="how often a worker replica publishes the work it holds"
+    )
+    worker_lost_after_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=30,
+        description="a request no live worker has listed for this long is lost (the replica died, or its result "
+        "went missing): the gateway retries it from where it stopped",
+    )
+
     # error policy "global stop": the platform stops taking new calls when critical call errors repeat
     global_stop_max_errors_in_window: int = Field(
         default=3, ge=1, description="critical call errors within the window that trip the global stop"
@@ -76,6 +88,9 @@ class WorkerSettings(CommonSettings):
         "Sure. I can help you with that booking. What time would you like to come in, and for how many people?"
     )
     fake_tts_first_byte_ms: float = Field(default=100.0, ge=0)
+    fake_tts_pace: float = Field(
+        default=0.0, ge=0, description="0: the rest of the audio at once; N: streamed at N x real time"
+    )
 
 
 class SttSettings(WorkerSettings):

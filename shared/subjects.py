@@ -25,6 +25,8 @@ CALL_ERROR = "lifecycle.call.error"
 CALL_STATUS = "lifecycle.call.status"
 
 PING_ALL = "svc.ping"
+WORKER_BEAT_PREFIX = "worker.beat"  # worker.beat.<service>: WorkerBeat
+WORKER_BEAT_ALL = "worker.beat.*"
 CANCEL_ALL = "call.*.cancel"
 
 _SAFE = re.compile(r"[A-Za-z0-9-]")

@@ -22,7 +22,7 @@ from nats.aio.subscription import Subscription
 
 from shared import subjects
 from shared.bus import Bus
-from shared.events import CancelTurn, ErrorInfo, Event, WorkAck
+from shared.events import CancelTurn, ErrorInfo, Event, WorkAck, WorkerBeat, work_key
 from shared.health import answer_pings, default_instance_id
 from shared.logging import bound_call, get_logger
 from shared.metrics import BUS_DELIVERY, WORK_IN_FLIGHT, WORK_REQUESTS
@@ -34,6 +34,12 @@ log = get_logger(__name__)
 R = TypeVar("R", bound=Event)
 Emit = Callable[[Event], Awaitable[None]]
 CANCEL_MEMORY_S = 120.0  # how long a finished turn's late requests are still recognised and dropped
+
+
+def _segment_of(key: str) -> int | None:
+    """The segment in a ``work_key`` (``call|turn|stage|segment|attempt``; the call id may hold ``|``)."""
+    parts = key.rsplit("|", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
 class ProviderError(Exception):
@@ -209,6 +215,7 @@ async def serve_worker(
         on_error=handler.error_event,
         concurrency=settings.worker_concurrency,
         timeout_s=settings.request_timeout_s,
+        beat_s=settings.worker_beat_s,
     )
     if hasattr(handler, "chain"):  # a handler that can send the next stage's request itself
         handler.chain = runtime.chain_with(settings.worker_ack_timeout_s)
@@ -231,6 +238,7 @@ class WorkerRuntime(Generic[R]):
         on_error: Callable[[R, ErrorInfo], Event],
         concurrency: int,
         timeout_s: float,
+        beat_s: float = 0.25,
     ) -> None:
         self.bus = bus
         self.service = service
@@ -248,6 +256,9 @@ class WorkerRuntime(Generic[R]):
         self._sub: Subscription | None = None
         self._running: dict[tuple[str, int | None], set[asyncio.Task[None]]] = {}
         self._cancelled: dict[tuple[str, int | None], float] = {}  # (call, turn or None = all) → when
+        self.beat_s = beat_s
+        self._holding: dict[asyncio.Task[None], str] = {}  # accepted work → its work_key (in the beats)
+        self._beats: asyncio.Task[None] | None = None
 
     def chain_with(self, ack_timeout_s: float) -> Chain:
         return Chain(self.bus, ack_timeout_s)
@@ -260,7 +271,29 @@ class WorkerRuntime(Generic[R]):
         # one subscription for every call's cancels (rare messages), not a SUB/UNSUB per request
         await self.bus.subscribe(subjects.CANCEL_ALL, CancelTurn, self._on_cancel)
         await answer_pings(self.bus, self.service, self.instance, self._readiness)
+        self._beats = asyncio.create_task(self._beat(), name=f"{self.service}-beats")
         log.info("worker_listening", subject=self.subject, queue=self.queue)
+
+    def holding(self) -> list[str]:
+        return list(self._holding.values())
+
+    async def _beat(self) -> None:
+        """Say every ``beat_s`` which work this replica holds: gateways notice in a second that a replica died
+        (its beats stop) or that a request it accepted went missing (it is no longer listed, no result came)."""
+        subject = f"{subjects.WORKER_BEAT_PREFIX}.{self.service}"
+        while True:
+            try:
+                await self.bus.publish(
+                    subject, WorkerBeat(service=self.service, instance=self.instance, holding=self.holding())
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnecting: nats-py buffers, or the connection is closing
+                log.debug("worker_beat_failed", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(self.beat_s)
+
+    def _key(self, req: R) -> str:
+        return work_key(req.call_id, req.turn_id, self.service, getattr(req, "segment", 0), getattr(req, "attempt", 0))
 
     async def _readiness(self) -> tuple[bool, dict[str, str | int | float | bool]]:
         return self.bus.connected, {"in_flight": len(self.tasks), "handled": self.handled}
@@ -281,13 +314,20 @@ class WorkerRuntime(Generic[R]):
         # ack's trip (through nats-server and back to the sender) is not on the reply's critical path
         task = asyncio.create_task(self._run(req))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._holding[task] = self._key(req)  # listed from the next beat on, until the task is over
+        task.add_done_callback(self._forget)
         if msg.reply:
             await msg.respond(WorkAck(worker=self.instance).model_dump_json().encode())
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._holding.pop(task, None)
 
     async def _on_cancel(self, ev: CancelTurn, _msg: Msg) -> None:
         """Cancel this replica's work for a call's turn (or all its turns): the provider stream closes; a
         final cancel is remembered for a while, so that requests for the turn that arrive later are dropped."""
+        if ev.stage is not None and ev.stage != self.service:
+            return  # a retry of another stage's work: this turn's work here goes on
         if ev.final:
             now = time.monotonic()
             if len(self._cancelled) > 1000:
@@ -298,7 +338,8 @@ class WorkerRuntime(Generic[R]):
                 with bound_call(call_id, turn_id=turn_id):
                     log.info("work_cancelled", reason=ev.reason, requests=len(tasks))
                 for task in tasks:
-                    task.cancel()
+                    if ev.segment is None or _segment_of(self._holding.get(task, "")) == ev.segment:
+                        task.cancel()
 
     async def _run(self, req: R) -> None:
         delay = time.time() - req.ts
@@ -384,4 +425,6 @@ class WorkerRuntime(Generic[R]):
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self._beats is not None:
+            self._beats.cancel()
         await self.bus.close()

@@ -15,6 +15,7 @@ from services.gateway.audio_cache import AudioCache
 from services.gateway.call_tokens import CallTokens, tokens_from_secret
 from services.gateway.lifecycle import LifecycleOutbox
 from services.gateway.turn_detector import VadEngine
+from services.gateway.worker_watch import WorkerWatch
 from shared.bus import Bus
 from shared.call_config import CallConfig, ClientType
 from shared.global_stop import GlobalStopWatcher
@@ -41,6 +42,7 @@ class GatewayRuntime:
         self.audio_cache = AudioCache()
         self._pool_task: asyncio.Task[None] | None = None
         self.global_stop = GlobalStopWatcher(bus.js)
+        self.worker_watch = WorkerWatch(bus, lost_after_s=settings.worker_lost_after_s)
         self.clients: dict[str, Any] = {}  # provider REST clients (Twilio, Telnyx), made on first use
         self.tokens: CallTokens = tokens_from_secret(
             settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_s
@@ -53,6 +55,7 @@ class GatewayRuntime:
         self.outbox.start()
         await self.agents.start()
         await self.global_stop.start()
+        await self.worker_watch.start()
         self._pool_task = asyncio.create_task(self._connect_db())
 
     async def _connect_db(self) -> None:
@@ -78,6 +81,7 @@ class GatewayRuntime:
         )
         await self.outbox.stop()
         await self.global_stop.stop()
+        await self.worker_watch.stop()
         for client in self.clients.values():
             await client.aclose()
         if self._pool_task:
@@ -99,6 +103,7 @@ class GatewayRuntime:
             config=config,
             vad=self.new_vad(),
             audio_cache=self.audio_cache,
+            worker_watch=self.worker_watch,
             **ids,
         )
 

@@ -37,6 +37,7 @@ from services.gateway.metrics import (
 )
 from services.gateway.pacer import AudioPacer
 from services.gateway.turn_detector import SpeechStarted, TurnDetector, TurnEnded, VadEngine
+from services.gateway.worker_watch import WorkerWatch
 from shared.audio import StreamResampler
 from shared.bus import Bus
 from shared.call_config import CallConfig
@@ -138,6 +139,7 @@ class CallSession:
         transport_ids: dict[str, str] | None = None,
         from_number: str | None = None,
         to_number: str | None = None,
+        worker_watch: WorkerWatch | None = None,
     ) -> None:
         self.call_id = call_id
         self.transport = transport
@@ -150,7 +152,7 @@ class CallSession:
         self.from_number = from_number
         self.to_number = to_number
         self.state = CallState.STARTING
-        self.channel = CallChannel(bus, call_id, ack_timeout_s=settings.worker_ack_timeout_s)
+        self.channel = CallChannel(bus, call_id, ack_timeout_s=settings.worker_ack_timeout_s, watch=worker_watch)
         self.detector = TurnDetector(
             vad,
             start_ms=config.turn.vad_start_ms,

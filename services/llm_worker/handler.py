@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 from services.llm_worker.providers import build_provider
-from services.llm_worker.providers.base import LlmProvider
+from services.llm_worker.providers.base import Delta, LlmProvider
 from shared import subjects
 from shared.events import NOT_CHAINED, ErrorInfo, Event, LlmChunk, LlmRequest, TtsChunk
 from shared.logging import get_logger
@@ -56,9 +57,11 @@ class LlmHandler:
         first = True
         segments = _TtsChain(req, self.chain) if req.tts is not None and self.chain is not None else None
         pending = ""  # chained: text not yet sent to the gateway (it goes with the segment it completes)
+        skip = _Resume(req.resume)
         stream = provider.stream(req.messages, model=req.model, temperature=req.temperature, max_tokens=req.max_tokens)
         try:
-            async for delta in stream:
+            async for raw in stream:
+                delta = skip.after(raw)
                 if first and delta.text:
                     PROVIDER_FIRST_BYTE.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
                     first = False
@@ -129,7 +132,31 @@ class LlmHandler:
 
     def _chunk(self, req: LlmRequest, **fields: Any) -> LlmChunk:
         """A chunk of ``req``'s reply, addressed and signed by this worker."""
-        return LlmChunk(call_id=req.call_id, turn_id=req.turn_id, trace_id=req.trace_id, worker=self.instance, **fields)
+        return LlmChunk(
+            call_id=req.call_id,
+            turn_id=req.turn_id,
+            trace_id=req.trace_id,
+            worker=self.instance,
+            attempt=req.attempt,
+            **fields,
+        )
+
+
+class _Resume:
+    """A retry of a reply that stopped mid-stream (``LlmRequest.resume``): the provider generates the reply
+    again and what the gateway already has is skipped, so the caller hears the rest once. Exact where the
+    reply is reproducible (the local model seeds its sampling from the request; the fixed-text provider);
+    a sampling cloud model may word the rest differently, which still beats a reply cut off mid-sentence."""
+
+    def __init__(self, prefix: str) -> None:
+        self.left = len(prefix)
+
+    def after(self, delta: Delta) -> Delta:
+        if not self.left or not delta.text:
+            return delta
+        cut = min(self.left, len(delta.text))
+        self.left -= cut
+        return replace(delta, text=delta.text[cut:])
 
 
 class _TtsChain:
@@ -142,7 +169,10 @@ class _TtsChain:
         self.tts = req.tts
         self.chain = chain
         self.splitter = SentenceSplitter()
-        self.count = 0
+        # a resumed reply: the splitter starts where the lost worker's stood (same text, same cuts, the same
+        # unfinished sentence held), and segments are numbered after those the gateway already has
+        self.splitter.feed(req.resume)
+        self.count = req.resume_segments
         self.sends: set[asyncio.Task[None]] = set()
         self._unconfirmed: list[asyncio.Task[None]] = []  # sent since the last handed_on()
 

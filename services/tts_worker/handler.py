@@ -44,13 +44,19 @@ class TtsHandler:
         resampler: StreamResampler | None = None
         batch = _Batcher(req.sample_rate)
         seq = 0
+        skip = req.skip_bytes  # a retry mid-segment: the caller's format bytes the gateway already has
         stream = provider.synthesize(req.text, req.voice, language=req.language, sample_rate=req.sample_rate)
         try:
             async for pcm, rate in stream:
                 if resampler is None:
                     resampler = StreamResampler(rate, req.sample_rate)
                     PROVIDER_FIRST_BYTE.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
-                batch.add(resampler.process(pcm))
+                out = resampler.process(pcm)
+                if skip:  # (same text, voice and format: the same audio; skip what was already played)
+                    drop = min(skip * (2 if req.encoding == "mulaw" else 1), len(out))
+                    out = out[drop:]
+                    skip -= drop // (2 if req.encoding == "mulaw" else 1)
+                batch.add(out)
                 if batch.due():
                     await emit(self._chunk(req, seq, batch.take(), provider.name))
                     seq += 1
@@ -75,6 +81,7 @@ class TtsHandler:
             done=done,
             provider=provider,
             worker=self.instance,
+            attempt=req.attempt,
         )
 
     def error_event(self, req: TtsRequest, error: ErrorInfo) -> Event:
@@ -86,6 +93,7 @@ class TtsHandler:
             done=True,
             worker=self.instance,
             error=error,
+            attempt=req.attempt,
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -134,7 +135,9 @@ class LocalLlamaLlm:
                 return
             completion = 0
             finish: str | None = None
-            stream = llm.create_chat_completion(chat, stream=True, temperature=temperature, max_tokens=max_tokens)
+            stream = llm.create_chat_completion(
+                chat, stream=True, temperature=temperature, max_tokens=max_tokens, seed=_seed(chat)
+            )
             # closed inside the lock, so the next generation never starts before this one has let go
             with contextlib.closing(stream) as chunks:  # type: ignore[type-var]
                 for chunk in chunks:
@@ -149,3 +152,10 @@ class LocalLlamaLlm:
             # llm.n_tokens counts what is in the context now: the prompt plus the generated tokens
             prompt = max(llm.n_tokens - completion, 0)
         yield Delta(finish_reason=finish or "stop", prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _seed(chat: list[dict[str, str]]) -> int:
+    """Sampling seeded from the conversation: the same request gives the same reply, so a retry that resumes
+    a reply cut off mid-stream (``LlmRequest.resume``) continues the very sentence the caller was hearing."""
+    digest = hashlib.blake2b(repr(chat).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big")

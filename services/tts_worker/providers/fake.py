@@ -33,6 +33,7 @@ class FakeTts:
     def __init__(self, settings: TtsSettings) -> None:
         self.first_byte_s = settings.fake_tts_first_byte_ms / 1000
         self.chunk_ms = settings.tts_chunk_ms
+        self.pace = settings.fake_tts_pace  # N x real time (0: at once), to test a stream cut mid-segment
 
     async def warmup(self) -> None:
         """Nothing to load."""
@@ -46,4 +47,6 @@ class FakeTts:
         pcm = (second * (n // sample_rate + 1))[: n * 2]
         step = max(1, sample_rate * self.chunk_ms // 1000) * 2
         for i in range(0, len(pcm), step):
+            if self.pace and i:
+                await asyncio.sleep(self.chunk_ms / 1000 / self.pace)
             yield pcm[i : i + step], sample_rate
