@@ -87,6 +87,11 @@ class WorkerSettings(CommonSettings):
     fake_llm_reply: str = (
         "Sure. I can help you with that booking. What time would you like to come in, and for how many people?"
     )
+    fake_llm_model_replies: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {"model": "reply"}: a request for that model gets that reply (e.g. a canned post-call '
+        "extraction for EXTRACTION_MODEL, while calls get FAKE_LLM_REPLY)",
+    )
     fake_tts_first_byte_ms: float = Field(default=100.0, ge=0)
     fake_tts_pace: float = Field(
         default=0.0, ge=0, description="0: the rest of the audio at once; N: streamed at N x real time"

@@ -34,6 +34,21 @@ async def test_fake_stt_answers_configured_text_after_configured_latency() -> No
     assert 0.08 <= elapsed < 0.08 + SLACK_S
 
 
+async def test_fake_llm_answers_a_model_its_own_reply() -> None:
+    """A canned post-call extraction (EXTRACTION_MODEL) while the calls keep the conversational reply."""
+    settings = LlmSettings(
+        fake_llm_first_token_ms=0,
+        fake_llm_tokens_per_s=10_000,
+        fake_llm_reply="Sure.",
+        fake_llm_model_replies={"extract": '{"summary": "booked"}'},
+    )
+    llm = FakeLlm(settings)
+    said = [d.text async for d in llm.stream(MESSAGES, model="extract") if d.text]
+    plain = [d.text async for d in llm.stream(MESSAGES) if d.text]
+    assert "".join(said) == '{"summary": "booked"}'
+    assert plain == ["Sure."]
+
+
 async def test_fake_stt_is_cancellable() -> None:
     stt = FakeStt(SttSettings(fake_stt_latency_ms=5000))
     started = time.perf_counter()

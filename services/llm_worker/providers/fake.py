@@ -26,6 +26,7 @@ class FakeLlm:
         self.first_token_s = settings.fake_llm_first_token_ms / 1000
         self.token_interval_s = 1 / settings.fake_llm_tokens_per_s
         self.tokens = _TOKEN.findall(settings.fake_llm_reply)
+        self.by_model = {name: _TOKEN.findall(reply) for name, reply in settings.fake_llm_model_replies.items()}
 
     async def warmup(self) -> None:
         """Nothing to load."""
@@ -40,13 +41,14 @@ class FakeLlm:
     ) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        tokens = self.tokens[:max_tokens]
+        every = self.by_model.get(model or "", self.tokens)
+        tokens = every[:max_tokens]
         for i, token in enumerate(tokens):
             delay = start + self.first_token_s + i * self.token_interval_s - loop.time()
             await asyncio.sleep(max(delay, 0.0))
             yield Delta(text=token)
         yield Delta(
-            finish_reason="length" if len(self.tokens) > max_tokens else "stop",
+            finish_reason="length" if len(every) > max_tokens else "stop",
             prompt_tokens=sum(len(m.content.split()) for m in messages),
             completion_tokens=len(tokens),
         )
