@@ -186,7 +186,7 @@ class Cluster:
                 self.spawn(name)
         await self.wait_ready()
 
-    async def restart_nats(self) -> None:
+    def restart_nats(self) -> None:
         assert self.nats is not None
         self.nats.stop()
         self.nats = start_nats(self.root / "nats", port=self.nats_port)
@@ -207,9 +207,11 @@ class Cluster:
             if "-D" in args:
                 i = args.index("-D")
                 del args[i : i + 2]
-            cmd += ["-o", shlex.join(args), "-l", str(self.root / "postgres.log"), "start"]
+            cmd += ["-o", shlex.join(args), "-l", str(pgdata / "restart.log"), "start"]  # (its user can write there)
         user = self.pg.server.system_user or None
-        subprocess.run(cmd, check=True, capture_output=True, user=user)
+        done = subprocess.run(cmd, capture_output=True, user=user)
+        if done.returncode:
+            raise RuntimeError(f"pg_ctl {action} failed: {done.stderr.decode(errors='replace')[-2000:]}")
 
     def stop(self) -> None:
         for name in [n for n in self.procs if n.startswith("gateway")] + list(self.procs):
