@@ -4,7 +4,8 @@
   (``stream_bidirectional_mode: rtp``: without it Telnyx silently drops the audio we send), codec PCMU or
   PCMA, and a ``client_state`` carrying the agent chosen by the called number. While calls are refused
   (global stop, shutdown) the call is answered without a stream, told so, and hung up.
-- ``call.hangup``: the caller hung up: the live session ends (no hang-up command is sent back).
+- ``call.hangup``: the caller hung up: the live session ends (no hang-up command is sent back), on whichever
+  gateway replica owns it (``call_control.py``: a ``CallControl`` request on ``gateway.control.<token>``).
 - Every event is recorded as a ``call.status`` lifecycle event (the call id is the ``call_control_id``).
 
 Webhooks may repeat or arrive out of order: event ids are remembered (a repeat is acknowledged and ignored),
@@ -24,7 +25,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from services.gateway.metrics import CALLS_REJECTED, WEBHOOKS
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.telephony_stream import MediaStreamTransport, public_host
+from services.gateway.telephony_stream import public_host
 from services.gateway.telnyx_api import (
     CALL_CONTROL_ID,
     SignatureError,
@@ -33,7 +34,7 @@ from services.gateway.telnyx_api import (
     encode_state,
     verify_signature,
 )
-from shared.events import CallStatusChanged
+from shared.events import CallControl, CallStatusChanged
 from shared.logging import bound_call, get_logger
 from shared.text_guard import first_unstorable
 
@@ -162,13 +163,19 @@ async def _handle(
     state = decode_state(payload.get("client_state"))
     if event_type == "call.hangup":
         ended.add(call_control_id)
-        session = runtime.sessions.get(call_control_id)
-        # only a Telnyx call's own hang-up ends it: the same id on a browser or Twilio call is left alone
-        if session is not None and session.transport.client_type == "telnyx":
-            if isinstance(session.transport, MediaStreamTransport):
-                session.transport.remote_ended = True
-            await session.end("caller_hangup")
-        log.info("telnyx_call_hangup", cause=payload.get("hangup_cause"))
+        # the call may live on another replica: its owner ends it. Only a Telnyx call's own hang-up ends it
+        # (the same id on a browser or Twilio call is left alone), and nothing is sent back to Telnyx
+        owner = await runtime.call_control.send(
+            CallControl(
+                call_id=call_control_id,
+                action="hangup",
+                reason="caller_hangup",
+                client_type="telnyx",
+                remote_ended=True,
+                requested_by=f"{runtime.call_control.instance}:telnyx_webhook",
+            )
+        )
+        log.info("telnyx_call_hangup", cause=payload.get("hangup_cause"), owner=owner.instance if owner else None)
         return "hangup"
     if rest is None:
         log.warning("telnyx_no_api_key", event_type=event_type, hint="set TELNYX_API_KEY to answer Telnyx calls")
