@@ -80,6 +80,7 @@ class GatewayRuntime:
             *(s.end("gateway_shutdown", close_code=1012) for s in list(self.sessions.values())), return_exceptions=True
         )
         await self.call_control.stop()
+        await self.agents.stop()
         await self.outbox.stop()
         await self.global_stop.stop()
         for client in self.clients.values():
