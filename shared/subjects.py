@@ -70,3 +70,16 @@ def call_wildcard(call_id: str) -> str:
 
 def ping_subject(service: str) -> str:
     return f"{PING_ALL}.{service}"
+
+
+# --- many gateway replicas ----------------------------------------------------------------------------------
+
+GATEWAY_CONTROL_PREFIX = "gateway.control"  # gateway.control.<token>: commands for a live call, to its owner
+GATEWAY_LIVE = "gateway.live"  # request, one reply per gateway replica: its live calls
+AGENTS_BUCKET = "victoria_agents"  # KV: key per agent id, value its version (a deleted agent: a delete marker)
+TELNYX_WEBHOOKS_BUCKET = "victoria_telnyx_webhooks"  # KV with a TTL: Telnyx event ids seen, calls hung up
+
+
+def control_subject(call_id: str) -> str:
+    """Call-control subject of one call: only the gateway replica that owns the call listens on it."""
+    return f"{GATEWAY_CONTROL_PREFIX}.{safe_token(call_id)}"

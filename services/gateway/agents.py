@@ -1,12 +1,20 @@
 """Agents in PostgreSQL, and the per-call config they resolve to, cached.
 
 The cache holds resolved :class:`CallConfig`s by (agent, client type). A write bumps the agent's version
-and announces it on ``agents.changed``; every gateway replica drops that agent's entries, so the next call
-sees the change while calls in progress keep the config they started with.
+and stores it in the NATS KV bucket ``victoria_agents`` (key = agent id, value = version; a deleted agent
+leaves a delete marker). Every gateway replica watches the bucket (``AgentVersionWatch``) and drops that
+agent's entries, so the next call sees the change while calls in progress keep the config they started with.
+
+An update cannot be missed: the watch is a JetStream consumer, restarted after every NATS reconnect (and on
+any failure) from the bucket's current values, and each restart drops the whole cache first; a config is
+never cached below the newest version seen. ``agents.changed`` (core NATS) is still published for replicas
+of an older release during a rolling deploy.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -14,10 +22,14 @@ from datetime import datetime
 
 import asyncpg
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import BaseModel, Field, ValidationError
 
+from shared import subjects
 from shared.bus import Bus
 from shared.call_config import AgentSpec, CallConfig, ClientType
+from shared.kv import ensure_kv
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -119,7 +131,9 @@ class ConfigResolver:
         self.bus = bus
         self.store: AgentStore | None = None
         self._cache: dict[tuple[str, ClientType], CallConfig] = {}
+        self._latest: dict[str, int] = {}  # agent id -> newest version announced (KV watch or agents.changed)
         self.builtin = AgentSpec()
+        self.watch = AgentVersionWatch(bus, self)
 
     async def start(self) -> None:
         async def on_changed(msg: Msg) -> None:
@@ -128,17 +142,33 @@ class ConfigResolver:
             except ValueError:
                 log.warning("bad_agent_change_event", data=msg.data[:200])
                 return
-            self.invalidate(change.agent_id)
+            self.changed(change.agent_id, change.version)
 
         await self.bus.nc.subscribe(AGENTS_CHANGED, cb=on_changed)
+        await self.watch.start()
+
+    async def stop(self) -> None:
+        await self.watch.stop()
 
     def invalidate(self, agent_id: str) -> None:
         for key in [k for k in self._cache if k[0] == agent_id]:
             del self._cache[key]
 
+    def changed(self, agent_id: str, version: int) -> None:
+        """Agent ``agent_id`` is now at ``version`` (-1: deleted): its cached configs go."""
+        if version < 0:  # deleted: an agent made again under this id starts its versions anew
+            self._latest.pop(agent_id, None)
+        else:
+            self._latest[agent_id] = max(self._latest.get(agent_id, version), version)
+        self.invalidate(agent_id)
+
+    def clear(self) -> None:
+        self._cache.clear()
+
     async def announce(self, agent_id: str, version: int) -> None:
         """After a write: every replica (this one included) drops its cached configs for the agent."""
-        self.invalidate(agent_id)
+        self.changed(agent_id, version)
+        await self.watch.publish(agent_id, version)
         await self.bus.nc.publish(
             AGENTS_CHANGED, AgentChanged(agent_id=agent_id, version=version).model_dump_json().encode()
         )
@@ -158,7 +188,7 @@ class ConfigResolver:
         agent_id = agent_id or DEFAULT_AGENT
         key = (agent_id, client_type)
         cached = self._cache.get(key)
-        if cached is not None:
+        if cached is not None and cached.agent_version >= self._latest.get(agent_id, 0):
             return cached
         if self.store is None:
             if agent_id == DEFAULT_AGENT:  # no database yet: the built-in agent keeps the service answering
@@ -177,5 +207,97 @@ class ConfigResolver:
         if record is None:
             raise LookupError(f"unknown agent {agent_id!r}")
         config = CallConfig.resolve(record.agent_id, record.version, record.spec, client_type)
-        self._cache[key] = config
+        if record.version >= self._latest.get(agent_id, 0):  # a change announced while we read: not cached
+            self._cache[key] = config
         return config
+
+
+class AgentVersionWatch:
+    """Keeps every replica's agent cache honest from the KV bucket ``victoria_agents``.
+
+    The watch restarts after each NATS reconnect (a push consumer's messages sent while we were away are
+    not redelivered) and after any failure; each (re)start drops the whole cache, then the bucket's current
+    values and every later update drop each agent's entries."""
+
+    POLL_S = 0.5
+
+    def __init__(self, bus: Bus, resolver: ConfigResolver) -> None:
+        self.bus = bus
+        self.resolver = resolver
+        self.revision = 0  # the newest KV revision applied
+        self.restarts = 0
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._kv: KeyValue | None = None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await ensure_kv(self.bus.js, subjects.AGENTS_BUCKET, history=1)
+        return self._kv
+
+    async def start(self, timeout: float = 5.0) -> None:
+        self._task = asyncio.create_task(self._run())
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            log.warning("agent_watch_not_ready", hint="agent changes are applied once the KV watch runs")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def publish(self, agent_id: str, version: int) -> None:
+        """Store the agent's new version (a delete marker for a deleted agent); failures are logged, the
+        cache of this replica is already dropped and the others re-read after their next restart."""
+        try:
+            kv = await self._bucket()
+            if version < 0:
+                await kv.delete(agent_id)
+            else:
+                await kv.put(agent_id, str(version).encode())
+        except Exception as exc:
+            log.error("agent_version_not_stored", agent_id=agent_id, error=str(exc) or type(exc).__name__)
+
+    async def _run(self) -> None:
+        while True:
+            watcher: KeyValue.KeyWatcher | None = None
+            try:
+                kv = await self._bucket()
+                reconnects = self.bus.nc.stats["reconnects"]
+                watcher = await kv.watchall()
+                self.resolver.clear()  # whatever changed while nobody watched
+                self.restarts += 1
+                while self.bus.nc.stats["reconnects"] == reconnects:
+                    try:
+                        entry = await watcher.updates(timeout=self.POLL_S)
+                    except (NatsTimeoutError, TimeoutError):
+                        continue
+                    if entry is None:  # the end of the current values
+                        self.ready.set()
+                        continue
+                    self._apply(entry)
+                log.info("agent_watch_restart", reason="nats_reconnected")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("agent_watch_failed", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(1.0)
+            finally:
+                if watcher is not None:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        self.revision = max(self.revision, entry.revision or 0)
+        if entry.operation in (KV_DEL, KV_PURGE):
+            version = -1
+        else:
+            try:
+                version = int(entry.value or b"0")
+            except ValueError:
+                version = 0
+        self.resolver.changed(entry.key, version)
+        self.ready.set()

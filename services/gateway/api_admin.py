@@ -1,5 +1,6 @@
 """``/admin``: the operator's controls. ``GET /admin/global-stop`` shows the error policy's global stop,
-``POST /admin/global-stop/reset`` lifts it (new calls are accepted again on every replica within a second).
+``POST /admin/global-stop/reset`` lifts it (new calls are accepted again on every replica within a second),
+``POST /admin/calls/{call_id}/hangup`` ends a live call on whichever replica owns it (404 when none does).
 
 Admin actions are never open: they need ``X-API-Key`` equal to ``ADMIN_API_KEY`` (compared in constant time),
 and answer 503 while no admin key is configured. Failed attempts (missing or wrong key) are counted per client
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 from services.gateway.http_guard import TokenBuckets
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.security import key_matches
+from shared.events import CallControl
 from shared.global_stop import GlobalStopState, read_state, write_state
 from shared.logging import get_logger
 
@@ -111,3 +113,28 @@ async def reset_global_stop(request: Request, body: ResetRequest | None = Body(d
         except Exception as exc:  # the reset is done; the audit row is best effort
             log.error("admin_event_not_recorded", kind="global_stop_reset", error=str(exc) or type(exc).__name__)
     return state
+
+
+class HangupOut(BaseModel):
+    call_id: str
+    instance: str = Field(description="the gateway replica that owned the call and ended it")
+    client_type: str | None
+    status: str = "ending"
+
+
+@router.post("/calls/{call_id}/hangup", response_model=HangupOut)
+async def hang_up_call(call_id: str, request: Request) -> HangupOut:
+    """End a live call now (history reason ``admin_hangup``; a phone call is hung up at the provider too). The
+    command goes to the replica that owns the call over NATS (``gateway.control.<token>``), so any replica
+    behind the load balancer can take this request."""
+    runtime: GatewayRuntime = request.app.state.runtime
+    if not call_id or len(call_id) > 256:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no live call with that id")
+    cmd = CallControl(
+        call_id=call_id, action="hangup", reason="admin_hangup", requested_by=f"{runtime.call_control.instance}:admin"
+    )
+    reply = await runtime.call_control.send(cmd)
+    if reply is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live call {call_id!r} on any gateway replica")
+    log.warning("admin_call_hangup", call_id=call_id, instance=reply.instance)
+    return HangupOut(call_id=call_id, instance=reply.instance, client_type=reply.client_type)

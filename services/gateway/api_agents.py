@@ -125,7 +125,8 @@ async def delete_agent(agent_id: str, request: Request) -> Response:
     assert runtime.agents.store is not None
     if agent_id == "default":
         raise HTTPException(status.HTTP_409_CONFLICT, "the default agent cannot be deleted")
-    in_use = sum(1 for s in runtime.sessions.values() if s.config.agent_id == agent_id)
+    # live calls on every replica (gateway.live), not only this one's
+    in_use = sum(c.agent_id == agent_id for r in await runtime.call_control.gather_live() for c in r.calls)
     if in_use:
         raise HTTPException(status.HTTP_409_CONFLICT, f"agent {agent_id!r} is in use by {in_use} live call(s)")
     if not await runtime.agents.store.delete(agent_id):

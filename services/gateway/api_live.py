@@ -1,8 +1,9 @@
 """``/api/v1/live/calls`` and ``/api/v1/services``: what the dashboard's status page shows.
 
-``GET /api/v1/live/calls`` is this gateway replica's live state: its calls (id, agent, client type, state, start),
-whether it accepts new calls and the global stop it sees. Each replica answers for its own calls only (a call
-lives on one replica). ``GET /api/v1/services`` pings every service over NATS (``svc.ping``) and groups the
+``GET /api/v1/live/calls`` is the live state of every gateway replica: their calls (id, agent, client type, state,
+start, the replica that holds it), gathered over NATS (``gateway.live``: each replica answers for its own calls
+within a short window), whether this replica accepts new calls and the global stop it sees, and per replica
+whether it does. ``GET /api/v1/services`` pings every service over NATS (``svc.ping``) and groups the
 answers per service with replica counts, like the readiness probe but with each replica's details.
 """
 
@@ -12,7 +13,7 @@ import time
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.security import require_api_key
@@ -33,6 +34,14 @@ class LiveCall(BaseModel):
     state: str
     started_at: datetime
     duration_s: float
+    instance: str = Field(description="the gateway replica that holds the call")
+
+
+class ReplicaLive(BaseModel):
+    instance: str
+    accepting_calls: bool
+    refusal: str | None
+    calls: int
 
 
 class LiveState(BaseModel):
@@ -41,6 +50,7 @@ class LiveState(BaseModel):
     refusal: str | None
     global_stop: GlobalStopState
     calls: list[LiveCall]
+    replicas: list[ReplicaLive] = Field(default_factory=list, description="every gateway replica that answered")
 
 
 class ServiceInstance(BaseModel):
@@ -68,20 +78,23 @@ def _instance(runtime: GatewayRuntime) -> str:
 
 @router.get("/live/calls", response_model=LiveState)
 async def live_calls(request: Request) -> LiveState:
-    """This replica's calls, oldest first."""
+    """Every replica's calls, oldest first (replicas that do not answer within 0.25 s are left out)."""
     runtime: GatewayRuntime = request.app.state.runtime
     now = time.time()
+    replies = await runtime.call_control.gather_live()
     calls = [
         LiveCall(
-            call_id=s.call_id,
-            agent_id=s.config.agent_id,
-            agent_version=s.config.agent_version,
-            client_type=s.transport.client_type,
-            state=str(s.state),
-            started_at=datetime.fromtimestamp(s.started_at, UTC),
-            duration_s=round(max(0.0, now - s.started_at), 1),
+            call_id=c.call_id,
+            agent_id=c.agent_id,
+            agent_version=c.agent_version,
+            client_type=c.client_type,
+            state=c.state,
+            started_at=datetime.fromtimestamp(c.started_at, UTC),
+            duration_s=round(max(0.0, now - c.started_at), 1),
+            instance=c.instance,
         )
-        for s in list(runtime.sessions.values())
+        for reply in replies
+        for c in reply.calls
     ]
     calls.sort(key=lambda c: c.started_at)
     refusal = runtime.refusal()
@@ -91,6 +104,15 @@ async def live_calls(request: Request) -> LiveState:
         refusal=refusal,
         global_stop=runtime.global_stop.state,
         calls=calls,
+        replicas=sorted(
+            (
+                ReplicaLive(
+                    instance=r.instance, accepting_calls=r.accepting_calls, refusal=r.refusal, calls=len(r.calls)
+                )
+                for r in replies
+            ),
+            key=lambda r: r.instance,
+        ),
     )
 
 

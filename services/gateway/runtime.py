@@ -12,6 +12,7 @@ import asyncpg
 
 from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.audio_cache import AudioCache
+from services.gateway.call_control import CallControlRouter
 from services.gateway.call_tokens import CallTokens, tokens_from_secret
 from services.gateway.lifecycle import LifecycleOutbox
 from services.gateway.turn_detector import VadEngine
@@ -49,6 +50,7 @@ class GatewayRuntime:
         )
         self.browser_clients: Counter[str] = Counter()  # open simulator sockets per client address
         self._reserved: dict[str, float] = {}  # phone call id -> until when its answered stream holds a slot
+        self.call_control = CallControlRouter(self)  # commands for calls that may live on another replica
 
     async def start(self) -> None:
         await self.bus.ensure_lifecycle_stream()
@@ -56,6 +58,7 @@ class GatewayRuntime:
         await self.agents.start()
         await self.global_stop.start()
         await self.worker_watch.start()
+        await self.call_control.start()
         self._pool_task = asyncio.create_task(self._connect_db())
 
     async def _connect_db(self) -> None:
@@ -79,6 +82,8 @@ class GatewayRuntime:
         await asyncio.gather(
             *(s.end("gateway_shutdown", close_code=1012) for s in list(self.sessions.values())), return_exceptions=True
         )
+        await self.call_control.stop()
+        await self.agents.stop()
         await self.outbox.stop()
         await self.global_stop.stop()
         await self.worker_watch.stop()

@@ -268,9 +268,11 @@ async def open_phone_session(
         log.warning("phone_call_refused", reason=refusal, call_id=call_id)
         await transport.close(CLOSE_TRY_LATER, refusal)
         return None
-    if call_id in runtime.sessions:
+    # a second stream for a call already live, here or on another replica (asked over call control)
+    owner = None if call_id in runtime.sessions else await runtime.call_control.live_elsewhere(call_id)
+    if call_id in runtime.sessions or owner is not None:
         CALLS_REJECTED.labels(transport.client_type, "duplicate_call").inc()
-        log.warning("phone_call_duplicate_stream", call_id=call_id)
+        log.warning("phone_call_duplicate_stream", call_id=call_id, owner=owner.instance if owner else None)
         transport.hangup = None  # the live stream owns the call
         await transport.close(CLOSE_PROTOCOL, "duplicate stream for a live call")
         return None

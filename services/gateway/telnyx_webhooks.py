@@ -4,10 +4,12 @@
   (``stream_bidirectional_mode: rtp``: without it Telnyx silently drops the audio we send), codec PCMU or
   PCMA, and a ``client_state`` carrying the agent chosen by the called number. While calls are refused
   (global stop, shutdown) the call is answered without a stream, told so, and hung up.
-- ``call.hangup``: the caller hung up: the live session ends (no hang-up command is sent back).
+- ``call.hangup``: the caller hung up: the live session ends (no hang-up command is sent back), on whichever
+  gateway replica owns it (``call_control.py``: a ``CallControl`` request on ``gateway.control.<token>``).
 - Every event is recorded as a ``call.status`` lifecycle event (the call id is the ``call_control_id``).
 
-Webhooks may repeat or arrive out of order: event ids are remembered (a repeat is acknowledged and ignored),
+Webhooks may repeat, arrive out of order or reach different replicas: event ids are remembered in NATS KV for
+every replica (``webhook_dedupe.py``; a repeat is acknowledged and ignored, whichever replica it reaches),
 a hang-up that overtakes its ``call.initiated`` keeps the call from being answered, and commands carry
 idempotent ``command_id``s.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import OrderedDict
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from services.gateway.metrics import CALLS_REJECTED, WEBHOOKS
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.telephony_stream import MediaStreamTransport, public_host
+from services.gateway.telephony_stream import public_host
 from services.gateway.telnyx_api import (
     CALL_CONTROL_ID,
     SignatureError,
@@ -33,37 +34,13 @@ from services.gateway.telnyx_api import (
     encode_state,
     verify_signature,
 )
-from shared.events import CallStatusChanged
+from services.gateway.webhook_dedupe import SharedSeen
+from shared.events import CallControl, CallStatusChanged
 from shared.logging import bound_call, get_logger
 from shared.text_guard import first_unstorable
 
 log = get_logger(__name__)
 router = APIRouter(tags=["telephony"])
-
-REMEMBERED = 10_000  # event ids and ended calls kept for de-duplication
-
-
-class _Seen:
-    """A bounded set, oldest forgotten first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, key: str) -> bool:
-        """False if ``key`` was already there."""
-        if key in self._items:
-            return False
-        self._items[key] = None
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return True
-
-    def discard(self, key: str) -> None:
-        self._items.pop(key, None)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._items
 
 
 def telnyx_rest(runtime: GatewayRuntime) -> TelnyxRest | None:
@@ -76,17 +53,18 @@ def telnyx_rest(runtime: GatewayRuntime) -> TelnyxRest | None:
     return client  # type: ignore[no-any-return]
 
 
-def _state(runtime: GatewayRuntime) -> tuple[_Seen, _Seen]:
+def _state(runtime: GatewayRuntime) -> tuple[SharedSeen, SharedSeen]:
+    """The event ids seen and the calls hung up, shared by every replica (``webhook_dedupe.py``)."""
     seen = runtime.clients.get("telnyx_seen")
     if seen is None:
-        seen = runtime.clients["telnyx_seen"] = _SeenPair()
+        seen = runtime.clients["telnyx_seen"] = _SeenPair(runtime)
     return seen.events, seen.ended
 
 
 class _SeenPair:
-    def __init__(self) -> None:
-        self.events = _Seen(REMEMBERED)
-        self.ended = _Seen(REMEMBERED)
+    def __init__(self, runtime: GatewayRuntime) -> None:
+        self.events = SharedSeen(runtime.bus.js, "event")
+        self.ended = SharedSeen(runtime.bus.js, "ended")
 
     async def aclose(self) -> None:
         pass
@@ -124,7 +102,7 @@ async def telnyx_webhook(request: Request) -> dict[str, str]:
         raise HTTPException(400, f"not a Telnyx event: {exc!s}"[:300]) from None
     events, ended = _state(runtime)
     event_id = str(data.get("id") or "")
-    if event_id and not events.add(event_id):
+    if event_id and not await events.add(event_id):
         WEBHOOKS.labels("telnyx", "duplicate").inc()
         return {"status": "duplicate"}
     if not call_control_id:
@@ -134,7 +112,7 @@ async def telnyx_webhook(request: Request) -> dict[str, str]:
         try:
             outcome = await _handle(runtime, request, event_type, payload, call_control_id, ended)
         except (RuntimeError, httpx.HTTPError) as exc:
-            events.discard(event_id)  # Telnyx retries a failed webhook: the retry must not look like a repeat
+            await events.discard(event_id)  # Telnyx retries a failed webhook: the retry must not look like a repeat
             WEBHOOKS.labels("telnyx", "command_failed").inc()
             log.error("telnyx_command_failed", event_type=event_type, error=str(exc) or type(exc).__name__)
             raise HTTPException(502, f"Call Control command failed: {exc!s}"[:300]) from None
@@ -148,7 +126,7 @@ async def _handle(
     event_type: str,
     payload: dict[str, Any],
     call_control_id: str,
-    ended: _Seen,
+    ended: SharedSeen,
 ) -> str:
     detail = {
         k: str(payload[k])[:200] for k in ("from", "to", "direction", "hangup_cause", "hangup_source") if payload.get(k)
@@ -161,14 +139,20 @@ async def _handle(
     rest = telnyx_rest(runtime)
     state = decode_state(payload.get("client_state"))
     if event_type == "call.hangup":
-        ended.add(call_control_id)
-        session = runtime.sessions.get(call_control_id)
-        # only a Telnyx call's own hang-up ends it: the same id on a browser or Twilio call is left alone
-        if session is not None and session.transport.client_type == "telnyx":
-            if isinstance(session.transport, MediaStreamTransport):
-                session.transport.remote_ended = True
-            await session.end("caller_hangup")
-        log.info("telnyx_call_hangup", cause=payload.get("hangup_cause"))
+        await ended.add(call_control_id)
+        # the call may live on another replica: its owner ends it. Only a Telnyx call's own hang-up ends it
+        # (the same id on a browser or Twilio call is left alone), and nothing is sent back to Telnyx
+        owner = await runtime.call_control.send(
+            CallControl(
+                call_id=call_control_id,
+                action="hangup",
+                reason="caller_hangup",
+                client_type="telnyx",
+                remote_ended=True,
+                requested_by=f"{runtime.call_control.instance}:telnyx_webhook",
+            )
+        )
+        log.info("telnyx_call_hangup", cause=payload.get("hangup_cause"), owner=owner.instance if owner else None)
         return "hangup"
     if rest is None:
         log.warning("telnyx_no_api_key", event_type=event_type, hint="set TELNYX_API_KEY to answer Telnyx calls")
@@ -176,7 +160,7 @@ async def _handle(
     if event_type == "call.initiated":
         if payload.get("direction", "incoming") != "incoming":
             return "ignored"
-        if call_control_id in ended:
+        if await ended.contains(call_control_id):
             log.info("telnyx_initiated_after_hangup")
             return "already_ended"
         return await _answer(runtime, request, rest, payload, call_control_id)

@@ -16,13 +16,14 @@ from services.gateway.metrics import CALLS_REJECTED, WEBHOOKS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import public_host
 from services.gateway.twilio_api import CALL_SID, busy_twiml, connect_stream_twiml, refusal_twiml, valid_signature
-from shared.events import CallStatusChanged
+from shared.events import CallControl, CallStatusChanged
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 router = APIRouter(tags=["telephony"])
 
 STATUS_DETAIL_FIELDS = ("CallDuration", "SipResponseCode", "Direction", "From", "To", "Timestamp", "ErrorCode")
+TERMINAL_STATUSES = frozenset({"completed", "failed", "busy", "no-answer", "canceled"})  # the call is over
 
 
 async def _verified_form(request: Request) -> dict[str, str]:
@@ -88,7 +89,8 @@ async def twilio_voice(request: Request) -> Response:
 @router.post("/twilio/status", status_code=204, summary="Twilio call status callback")
 async def twilio_status(request: Request) -> Response:
     """Each status change (ringing, in-progress, completed, busy, failed, ...) becomes a ``call.status``
-    lifecycle event for the call's history (the call id of a Twilio call is its CallSid)."""
+    lifecycle event for the call's history (the call id of a Twilio call is its CallSid). A terminal status
+    (completed, failed, busy, no-answer, canceled) also ends the live call on whichever replica owns it."""
     runtime: GatewayRuntime = request.app.state.runtime
     form = await _verified_form(request)
     call_sid, status = _call_sid(form), form.get("CallStatus", "")
@@ -98,5 +100,17 @@ async def twilio_status(request: Request) -> Response:
     detail = {k: form[k][:200] for k in STATUS_DETAIL_FIELDS if form.get(k)}
     runtime.outbox.put(CallStatusChanged(call_id=call_sid, provider="twilio", status=status[:64], detail=detail))
     WEBHOOKS.labels("twilio", "status").inc()
-    log.info("twilio_call_status", call_id=call_sid, status=status)
+    owner = None
+    if status in TERMINAL_STATUSES:  # Twilio says the call is over: its owner (any replica) ends the session
+        owner = await runtime.call_control.send(
+            CallControl(
+                call_id=call_sid,
+                action="hangup",
+                reason="caller_hangup" if status == "completed" else f"provider_{status.replace('-', '_')}",
+                client_type="twilio",
+                remote_ended=True,
+                requested_by=f"{runtime.call_control.instance}:twilio_status",
+            )
+        )
+    log.info("twilio_call_status", call_id=call_sid, status=status, owner=owner.instance if owner else None)
     return Response(status_code=204)

@@ -24,6 +24,8 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 GRAFANA_DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources"
 GRAFANA_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards"
 GRAFANA_DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+CADDYFILE = DEPLOY / "caddy" / "Caddyfile"
+GATEWAYS = ("gateway-1", "gateway-2")  # the gateway replicas behind the proxy
 SOURCE_DIRS = ("shared", "services", "tools")
 
 WORKER_METRICS_PORT = 9100  # METRICS_PORT of the workers and the recorder in docker-compose.yml
@@ -68,6 +70,11 @@ def dashboards() -> dict[str, dict[str, Any]]:
 def victoria_services() -> dict[str, dict[str, Any]]:
     """Compose services built from this repository (they have a ``build`` section)."""
     return {name: svc for name, svc in compose()["services"].items() if "build" in svc}
+
+
+def package_of(name: str) -> str:
+    """The package a compose service runs: ``gateway-1`` and ``gateway-2`` are replicas of ``gateway``."""
+    return re.sub(r"-\d+$", "", name)
 
 
 def module_of(svc: dict[str, Any]) -> str:
@@ -230,8 +237,9 @@ def provisioned_uid() -> str:
 
 def test_compose_parses_and_has_the_stack() -> None:
     services = compose()["services"]
-    expected = {"nats", "postgres", "migrate", "gateway", "stt_worker", "llm_worker", "tts_worker"}
+    expected = {"nats", "postgres", "migrate", *GATEWAYS, "proxy", "stt_worker", "llm_worker", "tts_worker"}
     expected |= {"call_recorder", "prometheus", "grafana"}
+    assert "gateway" not in services, "the gateway runs as gateway-1 and gateway-2 behind the proxy"
     assert expected <= set(services)
 
 
@@ -251,7 +259,7 @@ def test_compose_service_module_exists(name: str) -> None:
     if module.startswith("services."):
         assert path.name == "__main__.py"
         # the compose service is named after its package: Prometheus finds replicas by that DNS name
-        assert module == f"services.{name}", f"compose service {name!r} runs {module}"
+        assert module == f"services.{package_of(name)}", f"compose service {name!r} runs {module}"
 
 
 def test_every_service_package_is_deployed() -> None:
@@ -270,19 +278,50 @@ def test_compose_env_and_dependencies() -> None:
         assert "container_name" not in svc, f"{name}: container_name prevents --scale"
     keys = ["GROQ_API_KEY", "AZURE_SPEECH_KEY", "AZURE_SPEECH_REGION", "OPENAI_API_KEY", "TWILIO_AUTH_TOKEN"]
     keys += ["TELNYX_API_KEY", "TELNYX_PUBLIC_KEY", "ADMIN_API_KEY", "API_KEYS", "ADMIN_NOTIFICATION_WEBHOOK_URL"]
-    gateway_env = env_of(services["gateway"])
-    for key in keys:
-        assert gateway_env.get(key) == f"${{{key}:-}}", f"{key} must come from the environment, default empty"
-
-    gateway = services["gateway"]
-    assert gateway["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert gateway["depends_on"]["nats"]["condition"] == "service_healthy"
-    assert "/health" in " ".join(gateway["healthcheck"]["test"])
-    assert any(str(p).endswith(f":{GATEWAY_PORT}") for p in gateway["ports"])
+    for name in GATEWAYS:
+        gateway = services[name]
+        gateway_env = env_of(gateway)
+        for key in keys:
+            assert gateway_env.get(key) == f"${{{key}:-}}", f"{name}: {key} must come from the environment"
+        assert gateway_env["INSTANCE_ID"] == name, "each replica names itself (live calls, call control)"
+        assert gateway["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert gateway["depends_on"]["nats"]["condition"] == "service_healthy"
+        assert "/health" in " ".join(gateway["healthcheck"]["test"])
+        assert "ports" not in gateway, f"{name}: reached through the proxy only"
     for worker in ("stt_worker", "llm_worker", "tts_worker"):
         assert "ports" not in services[worker], f"{worker}: a host port prevents --scale"
         assert "replicas" in services[worker].get("deploy", {}), worker
+
+
+def caddy_upstreams() -> tuple[list[str], list[str]]:
+    """(``reverse_proxy`` upstreams, ``health_uri`` values) in the Caddyfile (comments stripped)."""
+    text = "\n".join(line.split("#", 1)[0] for line in CADDYFILE.read_text(encoding="utf-8").splitlines())
+    upstreams = [u for m in re.finditer(r"reverse_proxy\s+([^{\n]+)", text) for u in m.group(1).split()]
+    return upstreams, re.findall(r"health_uri\s+(\S+)", text)
+
+
+def test_proxy_terminates_tls_in_front_of_both_gateways() -> None:
+    services = compose()["services"]
+    proxy = services["proxy"]
+    assert str(proxy["image"]).startswith("caddy:")
+    assert any(str(p).endswith(":443") for p in proxy["ports"]), "HTTPS (wss:// for Twilio and Telnyx)"
+    assert any(str(p).endswith(":80") for p in proxy["ports"]), "port 80: ACME challenges and redirects"
+    assert any(str(p).endswith(f":{GATEWAY_PORT}") for p in proxy["ports"]), "plain HTTP for a local try-out"
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in proxy["volumes"] if v.startswith("./")}
+    assert mounts == {"./deploy/caddy/Caddyfile": "/etc/caddy/Caddyfile"}
+    assert {n for n, d in proxy["depends_on"].items() if d["condition"] == "service_healthy"} == set(GATEWAYS)
+    assert "VICTORIA_DOMAIN" in env_of(proxy)
+
+    upstreams, health = caddy_upstreams()
+    assert upstreams, "the Caddyfile has no reverse_proxy"
+    assert set(upstreams) == {f"{name}:{GATEWAY_PORT}" for name in GATEWAYS}
+    for upstream in upstreams:
+        assert upstream.split(":")[0] in services, f"upstream {upstream} is not a compose service"
+    app = (ROOT / "services" / "gateway" / "app.py").read_text(encoding="utf-8")
+    assert health and all(f'@app.get("{uri}"' in app for uri in health), "health_uri must be a gateway route"
+    text = CADDYFILE.read_text(encoding="utf-8")
+    assert "{$VICTORIA_DOMAIN:localhost}" in text, "the domain is configurable, localhost by default"
 
 
 # ----------------------------------------------------------------------------------------------- prometheus
@@ -302,10 +341,11 @@ def test_prometheus_scrapes_every_victoria_service() -> None:
         port = env_of(svc).get("METRICS_PORT", "0")
         if name == "migrate":
             continue
-        expected = f"{name}:{GATEWAY_PORT}" if name == "gateway" else f"{name}:{port}"
-        if name != "gateway":
+        job = package_of(name)
+        expected = f"{name}:{GATEWAY_PORT}" if job == "gateway" else f"{name}:{port}"
+        if job != "gateway":
             assert port == str(WORKER_METRICS_PORT), f"{name}: METRICS_PORT {port}"
-        assert expected in targets.get(name, set()), f"job {name!r} must scrape {expected}"
+        assert expected in targets.get(job, set()), f"job {job!r} must scrape {expected}"
     assert "nats" not in targets, "NATS' monitoring port serves JSON, not Prometheus metrics"
 
 
