@@ -78,6 +78,7 @@ GATEWAY_CONTROL_PREFIX = "gateway.control"  # gateway.control.<token>: commands 
 GATEWAY_LIVE = "gateway.live"  # request, one reply per gateway replica: its live calls
 AGENTS_BUCKET = "victoria_agents"  # KV: key per agent id, value its version (a deleted agent: a delete marker)
 TELNYX_WEBHOOKS_BUCKET = "victoria_telnyx_webhooks"  # KV with a TTL: Telnyx event ids seen, calls hung up
+CALL_TOKENS_BUCKET = "victoria_call_tokens"  # KV with the tokens' TTL: nonces of call tokens already spent
 
 
 def control_subject(call_id: str) -> str:

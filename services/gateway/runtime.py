@@ -13,10 +13,12 @@ import asyncpg
 from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.audio_cache import AudioCache
 from services.gateway.call_control import CallControlRouter
-from services.gateway.call_tokens import CallTokens, tokens_from_secret
+from services.gateway.call_tokens import CallClaims, CallTokens, TokenError, TokenKind, tokens_from_secret
 from services.gateway.lifecycle import LifecycleOutbox
 from services.gateway.turn_detector import VadEngine
+from services.gateway.webhook_dedupe import SharedSeen
 from services.gateway.worker_watch import WorkerWatch
+from shared import subjects
 from shared.bus import Bus
 from shared.call_config import CallConfig, ClientType
 from shared.global_stop import GlobalStopWatcher
@@ -48,9 +50,21 @@ class GatewayRuntime:
         self.tokens: CallTokens = tokens_from_secret(
             settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_s
         )
+        # a token is spent once on every replica, not once per replica (a stream replayed to another one)
+        self.spent_tokens = SharedSeen(
+            bus.js, "nonce", bucket=subjects.CALL_TOKENS_BUCKET, ttl_s=settings.stream_token_ttl_s + 60
+        )
         self.browser_clients: Counter[str] = Counter()  # open simulator sockets per client address
         self._reserved: dict[str, float] = {}  # phone call id -> until when its answered stream holds a slot
         self.call_control = CallControlRouter(self)  # commands for calls that may live on another replica
+
+    async def check_call_token(self, token: object, kind: TokenKind, *, call_id: str | None = None) -> CallClaims:
+        """The token's claims when it is valid here and no replica has spent it yet (:class:`TokenError` if
+        not). While NATS is unreachable, this replica's own memory of spent tokens decides."""
+        claims = self.tokens.check(token, kind, call_id=call_id)
+        if not await self.spent_tokens.add(claims.nonce):
+            raise TokenError("replayed", "call token already used")
+        return claims
 
     async def start(self) -> None:
         await self.bus.ensure_lifecycle_stream()

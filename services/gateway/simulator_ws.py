@@ -147,7 +147,7 @@ async def _authorize(ws: WebSocket, runtime: GatewayRuntime, start: StartMessage
     if start.token is None and not ws.app.state.api_keys:
         return None
     try:
-        claims = runtime.tokens.check(start.token, "browser")
+        claims = await runtime.check_call_token(start.token, "browser")
         if claims.agent_id and start.agent_id and claims.agent_id != start.agent_id:
             raise TokenError("wrong_agent", "call token is for another agent")
         return claims

@@ -171,7 +171,7 @@ async def check_token(
 ) -> CallClaims | None:
     """The stream's token claims, or None after closing the stream (1008) when the token is not ours."""
     try:
-        return runtime.tokens.check(token, kind, call_id=call_id)
+        return await runtime.check_call_token(token, kind, call_id=call_id)
     except TokenError as exc:
         CALL_TOKENS_REJECTED.labels(kind, exc.code).inc()
         CALLS_REJECTED.labels(kind, "unauthorized").inc()

@@ -52,10 +52,18 @@ class _Local:
 class SharedSeen:
     """A set shared by every replica: keys ``<prefix>.<escaped key>`` in one KV bucket."""
 
-    def __init__(self, js: JetStreamContext, prefix: str, *, bucket: str = subjects.TELNYX_WEBHOOKS_BUCKET) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        prefix: str,
+        *,
+        bucket: str = subjects.TELNYX_WEBHOOKS_BUCKET,
+        ttl_s: float = TTL_S,
+    ) -> None:
         self.js = js
         self.prefix = prefix
         self.bucket = bucket
+        self.ttl_s = ttl_s
         self.local = _Local(REMEMBERED)
         self._kv: KeyValue | None = None
 
@@ -64,7 +72,7 @@ class SharedSeen:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await ensure_kv(self.js, self.bucket, ttl_s=TTL_S)
+            self._kv = await ensure_kv(self.js, self.bucket, ttl_s=self.ttl_s)
         return self._kv
 
     async def add(self, key: str) -> bool:

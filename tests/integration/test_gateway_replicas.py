@@ -282,3 +282,22 @@ async def test_agent_changes_through_b_reach_a_even_across_a_reconnect(nats_url,
             assert (await caller.connect(agent_id=agent_id))["type"] == "started"
             assert a.state.runtime.sessions[caller.call_id].config.agent_version == 3
             await caller.ws.close()
+
+
+@pytest.mark.usefixtures("workers")
+async def test_a_call_token_is_spent_once_across_replicas(nats_url, database_url) -> None:
+    """A browser call's token used on A, then replayed to B (after A's call ended): B refuses it."""
+    async with replicas(nats_url, database_url, TelnyxSigner()) as (a, a_host, b, b_host):
+        token = a.state.runtime.tokens.mint("browser")
+        first = SimCaller(f"ws://{a_host}/ws/simulator")
+        assert (await first.connect(token=token))["type"] == "started"
+        await first.hang_up()
+        replay = SimCaller(f"ws://{b_host}/ws/simulator")
+        answer = await replay.connect(token=token)
+        assert answer["type"] == "error" and answer["code"] == "unauthorized"
+        await asyncio.wait_for(replay._reader, 10)  # type: ignore[arg-type]
+        assert replay.close_code == 1008
+        # a fresh token still works on B
+        fresh = SimCaller(f"ws://{b_host}/ws/simulator")
+        assert (await fresh.connect(token=b.state.runtime.tokens.mint("browser")))["type"] == "started"
+        await fresh.hang_up()
