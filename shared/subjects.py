@@ -25,6 +25,8 @@ CALL_ERROR = "lifecycle.call.error"
 CALL_STATUS = "lifecycle.call.status"
 
 PING_ALL = "svc.ping"
+GATEWAY_BEAT_PREFIX = "gateway.beat"
+GATEWAY_BEAT_ALL = "gateway.beat.*"
 CANCEL_ALL = "call.*.cancel"
 
 _SAFE = re.compile(r"[A-Za-z0-9-]")
@@ -68,3 +70,8 @@ def call_wildcard(call_id: str) -> str:
 
 def ping_subject(service: str) -> str:
     return f"{PING_ALL}.{service}"
+
+
+def gateway_beat_subject(instance: str) -> str:
+    """Heartbeat subject of one gateway replica: ``gateway.beat.<instance token>``."""
+    return f"{GATEWAY_BEAT_PREFIX}.{safe_token(instance)}"

@@ -13,11 +13,14 @@ import asyncpg
 from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.audio_cache import AudioCache
 from services.gateway.call_tokens import CallTokens, tokens_from_secret
+from services.gateway.heartbeat import Heartbeat
 from services.gateway.lifecycle import LifecycleOutbox
+from services.gateway.lifecycle_spool import LifecycleSpool, default_spool_dir
 from services.gateway.turn_detector import VadEngine
 from shared.bus import Bus
 from shared.call_config import CallConfig, ClientType
 from shared.global_stop import GlobalStopWatcher
+from shared.health import default_instance_id
 from shared.logging import get_logger
 from shared.settings import GatewaySettings
 
@@ -33,7 +36,12 @@ class GatewayRuntime:
     def __init__(self, settings: GatewaySettings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
-        self.outbox = LifecycleOutbox(bus)
+        self.instance = settings.instance_id or default_instance_id()
+        spool = LifecycleSpool(
+            default_spool_dir(settings), max_bytes=int(settings.lifecycle_spool_max_mb * 1024 * 1024)
+        )
+        self.outbox = LifecycleOutbox(bus, spool=spool, instance=self.instance)
+        self.heartbeat = Heartbeat(bus, self.instance, lambda: self.sessions, settings.gateway_beat_interval_s)
         self.pool: asyncpg.Pool | None = None
         self.sessions: dict[str, CallSession] = {}
         self.accepting = True
@@ -51,6 +59,7 @@ class GatewayRuntime:
     async def start(self) -> None:
         await self.bus.ensure_lifecycle_stream()
         self.outbox.start()
+        self.heartbeat.start()
         await self.agents.start()
         await self.global_stop.start()
         self._pool_task = asyncio.create_task(self._connect_db())
@@ -77,6 +86,7 @@ class GatewayRuntime:
             *(s.end("gateway_shutdown", close_code=1012) for s in list(self.sessions.values())), return_exceptions=True
         )
         await self.outbox.stop()
+        await self.heartbeat.stop()
         await self.global_stop.stop()
         for client in self.clients.values():
             await client.aclose()
