@@ -11,6 +11,7 @@ key, until its bucket refills (so the key cannot be guessed at speed).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -130,7 +131,8 @@ async def _audit(runtime: GatewayRuntime, kind: str, detail: dict[str, object]) 
         log.error("admin_event_not_recorded", kind=kind, error="database not connected")
         return
     try:
-        await runtime.pool.execute(ADMIN_EVENT_SQL, kind, json.dumps(detail))
+        async with asyncio.timeout(5):
+            await runtime.pool.execute(ADMIN_EVENT_SQL, kind, json.dumps(detail))
     except Exception as exc:
         log.error("admin_event_not_recorded", kind=kind, error=str(exc) or type(exc).__name__)
 
