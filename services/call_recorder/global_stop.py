@@ -157,13 +157,14 @@ class GlobalStopPolicy:
         record = ErrorRecord(event.event_id, event.call_id, event.stage, event.code, event.ts)
         state = await read_state(self.js)
         records = await self._count(record, state)
-        if records is None or len(records) < self.max_errors:
+        if len(records) < self.max_errors:
             return False
         return await self._trip(records)
 
-    async def _count(self, record: ErrorRecord, state: GlobalStopState) -> list[ErrorRecord] | None:
-        """Add ``record`` to the shared window (compare-and-set on its KV key); the records now in the window,
-        or None when it had been counted already."""
+    async def _count(self, record: ErrorRecord, state: GlobalStopState) -> list[ErrorRecord]:
+        """Add ``record`` to the shared window (compare-and-set on its KV key); the records now in it. A record
+        counted before (a redelivery) changes nothing but is answered too: if the trip it should have caused
+        failed half-way, the redelivery trips it (tripping is a compare-and-set, never done twice)."""
         kv = await ensure_bucket(self.js)
         for _ in range(20):
             try:
@@ -172,16 +173,17 @@ class GlobalStopPolicy:
             except KeyNotFoundError:
                 value, revision = None, 0
             window = ErrorWindow.from_json(self.window_s, value)
-            if not window.add(record):
-                COUNTED.labels("duplicate").inc()
-                return None
+            added = window.add(record)
             if state.active:  # already stopped: nothing counts until an operator resets it
                 window.clear()
-            elif state.reset_at is not None:  # errors from before the last reset don't count again
-                window.discard_until(state.reset_at)
-            records = [] if state.active else window.records()
-            if len(records) >= self.max_errors:
-                window.clear()  # the trip consumes them
+                records: list[ErrorRecord] = []
+            else:
+                if state.reset_at is not None:  # errors from before the last reset don't count again
+                    window.discard_until(state.reset_at)
+                records = window.records()
+            if not added and not state.active:
+                COUNTED.labels("duplicate").inc()
+                return records
             try:
                 if revision:
                     await kv.update(WINDOW_KEY, window.to_json(), last=revision)
@@ -189,7 +191,7 @@ class GlobalStopPolicy:
                     await kv.create(WINDOW_KEY, window.to_json())
             except KeyWrongLastSequenceError:  # another replica counted meanwhile: count again on its window
                 continue
-            COUNTED.labels("counted").inc()
+            COUNTED.labels("counted" if added else "duplicate").inc()
             return records
         raise RuntimeError("the global stop window kept changing under us")
 
@@ -205,6 +207,7 @@ class GlobalStopPolicy:
         if await trip(self.js, tripped) is None:  # already active (an admin or another replica)
             return False
         self.trips += 1
+        await self._consume(max(r.ts for r in records))
         detail = {
             "reason": reason,
             "tripped_at": tripped.tripped_at,
@@ -219,6 +222,23 @@ class GlobalStopPolicy:
         self.notifier.notify({"event": "global_stop_tripped", **detail})
         asyncio.create_task(self._record(detail))  # noqa: RUF006  # PostgreSQL may be down: never wait for it
         return True
+
+    async def _consume(self, until: float) -> None:
+        """The trip used the window's errors up to ``until``: drop them (best effort; a reset's ``reset_at``
+        would discard them anyway)."""
+        try:
+            kv = await ensure_bucket(self.js)
+            for _ in range(5):
+                entry = await kv.get(WINDOW_KEY)
+                window = ErrorWindow.from_json(self.window_s, entry.value)
+                window.discard_until(until)
+                try:
+                    await kv.update(WINDOW_KEY, window.to_json(), last=entry.revision)
+                    return
+                except KeyWrongLastSequenceError:
+                    continue
+        except Exception as exc:
+            log.warning("global_stop_window_not_cleared", error=str(exc) or type(exc).__name__)
 
     async def _record(self, detail: dict[str, object]) -> None:
         if self.pool is None:

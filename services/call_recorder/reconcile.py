@@ -6,13 +6,16 @@ beat (plain subscription, no queue group) and, every ``RECONCILE_INTERVAL_S``, e
 
 - of a gateway whose beats stopped ``GATEWAY_LOST_AFTER_S`` ago (``ended_at`` = its last beat),
 - that their still-beating gateway has not listed for ``GATEWAY_LOST_AFTER_S`` (its end event was lost with
-  a crash before the spool existed, or the same instance id restarted): ``ended_at`` = when it was last listed,
+  a crash before the spool existed, or the same instance id restarted): ``ended_at`` = when it was last listed
+  (never heard listed: its last turn, or its start),
 - of a gateway never heard since this recorder started, or with no owner recorded, once the recorder has
   listened for ``GATEWAY_LOST_AFTER_S`` + ``RECONCILE_GRACE_S`` (``ended_at`` = its last turn or its start).
 
-Each update is ``... WHERE ended_at IS NULL``, so several replicas doing it at once are harmless, and a real
-``CallEnded`` arriving later (replayed from a spool) overwrites it. A call marked lost that a live gateway
-lists again (a NATS partition, not a crash) is reopened. Turns already recorded are never touched.
+A recorder that was cut off from NATS itself (a reconnect) judges nobody's silence for one more
+``GATEWAY_LOST_AFTER_S``. Each update is ``... WHERE ended_at IS NULL``, so several replicas doing it at once
+are harmless, and a real ``CallEnded`` arriving later (replayed from a spool) overwrites it. A call marked
+lost that a live gateway lists again (a NATS partition, not a crash) is reopened. Turns already recorded are
+never touched.
 """
 
 from __future__ import annotations
@@ -83,6 +86,11 @@ class BeatBook:
         for call_id in beat.calls:
             self.listed[call_id] = beat.ts
 
+    def pardon(self, now: float) -> None:
+        """We were cut off ourselves (a reconnect): nobody's silence until ``now`` counts against them."""
+        for seen in self.gateways.values():
+            seen.heard_at = max(seen.heard_at, now)
+
     def forget_before(self, cutoff: float) -> None:
         """Drop gateways and listings not heard of since ``cutoff`` (bounded memory over days of calls)."""
         self.gateways = {k: g for k, g in self.gateways.items() if g.heard_at >= cutoff}
@@ -110,9 +118,8 @@ def judge(
             lost[call_id] = seen.last_ts
         elif call_id not in seen.calls:
             listed = book.listed.get(call_id)
-            reference = listed if listed is not None else started
-            if seen.last_ts - reference > lost_after_s:
-                lost[call_id] = reference
+            if seen.last_ts - (listed if listed is not None else started) > lost_after_s:
+                lost[call_id] = listed  # never heard listed: ended at its last turn
     return lost
 
 
@@ -137,6 +144,7 @@ class Reconciler:
         self.listening_since = time.time()
         self._task: asyncio.Task[None] | None = None
         self._sub = None
+        self._reconnects = 0
 
     async def start(self) -> None:
         async def on_beat(beat: GatewayBeat, _msg: Msg) -> None:
@@ -159,6 +167,15 @@ class Reconciler:
     async def sweep(self) -> list[str]:
         """One round: reopen what live gateways list, end what lost its gateway. Returns the calls ended."""
         now = time.time()
+        if not self.bus.connected:  # we hear no beats: nobody's silence is news
+            return []
+        reconnects = int(self.bus.nc.stats.get("reconnects", 0))
+        if reconnects != self._reconnects:  # our own outage: give every gateway a fresh chance to beat
+            self._reconnects = reconnects
+            self.book.pardon(now)
+            self.listening_since = now
+            log.info("reconcile_pardoned_after_reconnect", gateways=len(self.book.gateways))
+            return []
         self.book.forget_before(now - max(600.0, 10 * self.lost_after_s))
         live = [c for g in self.book.gateways.values() if now - g.heard_at <= self.lost_after_s for c in g.calls]
         async with asyncio.timeout(30):

@@ -35,7 +35,7 @@ def test_a_call_its_live_gateway_stopped_listing_ends_when_last_listed() -> None
 def test_a_call_just_started_is_not_judged_before_its_gateway_could_list_it() -> None:
     book = book_with("gw-a", [], ts=NOW - 1)
     rows = [("new", "gw-a", NOW - 3, NOW - 3), ("old", "gw-a", NOW - 30, NOW - 30)]
-    assert judge(rows, book, now=NOW, lost_after_s=15, judge_unknown=False) == {"old": NOW - 30}
+    assert judge(rows, book, now=NOW, lost_after_s=15, judge_unknown=False) == {"old": None}  # at its last turn
 
 
 def test_owners_never_heard_are_judged_only_after_the_grace() -> None:
@@ -49,3 +49,9 @@ def test_the_book_forgets_old_gateways() -> None:
     book = book_with("gw-a", ["c1"], ts=NOW - 1000)
     book.forget_before(NOW - 600)
     assert book.gateways == {} and book.listed == {}
+
+
+def test_a_recorder_cut_off_itself_pardons_the_silence() -> None:
+    book = book_with("gw-a", ["c1"], ts=NOW - 60)
+    book.pardon(NOW)
+    assert judge([("c1", "gw-a", NOW - 100, NOW - 90)], book, now=NOW + 5, lost_after_s=15, judge_unknown=True) == {}
