@@ -25,8 +25,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import IO
 
-from prometheus_client import Counter, Gauge
-
+from services.gateway.metrics import SPOOL_OVERFLOW, SPOOL_PENDING, SPOOL_REPLAYED
 from shared.events import EventDecodeError, LifecycleEvent, decode_event
 from shared.logging import get_logger
 from shared.settings import GatewaySettings
@@ -36,12 +35,6 @@ log = get_logger(__name__)
 FILE = "lifecycle.jsonl"
 LOCK = "lifecycle.lock"
 COMPACT_MIN_BYTES = 1_000_000  # below this a file of acknowledged lines is not worth rewriting
-
-SPOOL_PENDING = Gauge("victoria_lifecycle_spool_pending", "Lifecycle events spooled on disk and not yet acknowledged")
-SPOOL_OVERFLOW = Counter(
-    "victoria_lifecycle_spool_overflow_total", "Lifecycle events kept in memory only: the spool was full"
-)
-SPOOL_REPLAYED = Counter("victoria_lifecycle_spool_replayed_total", "Lifecycle events replayed from the spool at start")
 
 
 def default_spool_dir(settings: GatewaySettings) -> Path:
