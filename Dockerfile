@@ -93,7 +93,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && python -c "import llama_cpp, faster_whisper, piper, services.gateway.app, shared.db.migrate"
 
 WORKDIR /app
-RUN chown victoria:victoria /app
+# the gateway's lifecycle spool (LIFECYCLE_SPOOL_DIR): a volume there starts owned by victoria
+RUN mkdir -p /var/lib/victoria/lifecycle-spool && chown -R victoria:victoria /app /var/lib/victoria
 USER victoria:victoria
 
 # gateway HTTP (API, WebSockets, /metrics); separate /metrics port of the workers and recorder (METRICS_PORT)

@@ -265,6 +265,7 @@ class CallStarted(Event):
     from_number: str | None = None
     to_number: str | None = None
     started_at: float = Field(default_factory=time.time)
+    gateway: str | None = None  # the gateway instance that owns the call (its beats say whether it still lives)
 
 
 class TurnRecorded(Event):
@@ -302,6 +303,17 @@ class CallStatusChanged(Event):
     status: str = Field(min_length=1, max_length=64)
     at: float = Field(default_factory=time.time)
     detail: dict[str, str] = Field(default_factory=dict)
+
+
+class GatewayBeat(Event):
+    """A gateway's heartbeat (core NATS, ``gateway.beat.<instance>``): it lives, and these are its live calls.
+    The recorder ends in history the calls of a gateway whose beats stopped, or that its beats no longer list."""
+
+    type: Literal["gateway.beat"] = "gateway.beat"
+    call_id: str = "-"  # a beat is about a gateway, not one call
+    instance: str = Field(min_length=1, max_length=256)
+    calls: list[str] = Field(default_factory=list)
+    interval_s: float = Field(default=2.0, gt=0)
 
 
 AnyEvent = Annotated[

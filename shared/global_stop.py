@@ -14,7 +14,7 @@ import contextlib
 
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import BaseModel, ValidationError
 
@@ -33,6 +33,7 @@ class GlobalStopState(BaseModel):
     errors: list[str] = []  # call ids of the errors that tripped it
     reset_at: float | None = None
     reset_by: str | None = None
+    tripped_by: str | None = None  # "error_policy" (the recorders' count) or who tripped it by hand
 
 
 async def ensure_bucket(js: JetStreamContext) -> KeyValue:
@@ -77,6 +78,28 @@ async def write_state(js: JetStreamContext, state: GlobalStopState) -> int:
     """Store ``state``; returns the KV revision."""
     kv = await ensure_bucket(js)
     return await kv.put(KEY, state.model_dump_json().encode())
+
+
+async def read_state_revision(js: JetStreamContext) -> tuple[GlobalStopState, int]:
+    """The current state and its KV revision (0: never written), for a compare-and-set."""
+    return await _read(js)
+
+
+async def trip(js: JetStreamContext, state: GlobalStopState) -> int | None:
+    """Write the active ``state`` unless the stop is already active; compare-and-set, so of several recorder
+    replicas (or an admin) tripping at once exactly one wins and notifies. Returns its revision, or None."""
+    for _ in range(5):
+        current, revision = await _read(js)
+        if current.active:
+            return None
+        kv = await ensure_bucket(js)
+        try:
+            if revision:
+                return await kv.update(KEY, state.model_dump_json().encode(), last=revision)
+            return await kv.create(KEY, state.model_dump_json().encode())
+        except KeyWrongLastSequenceError:  # someone wrote meanwhile: look again
+            continue
+    return None
 
 
 class GlobalStopWatcher:

@@ -245,6 +245,19 @@ class GatewaySettings(CommonSettings):
     )
     telephony_refusal_message: str = "Sorry, we can't take your call right now. Please try again later. Goodbye."
 
+    # durable lifecycle (services/gateway/lifecycle_spool.py) and the gateway's heartbeat
+    lifecycle_spool_dir: str = Field(
+        default="",
+        description="directory of the on-disk spool of lifecycle events not yet acknowledged by JetStream (a "
+        "persistent volume in production); empty = $VICTORIA_RUN_DIR or the temp dir, one per instance and port",
+    )
+    lifecycle_spool_max_mb: float = Field(
+        default=64.0, gt=0, description="bound on the spool file; beyond it new events are kept in memory only"
+    )
+    gateway_beat_interval_s: float = Field(
+        default=2.0, gt=0, le=60, description="how often the gateway publishes its heartbeat (gateway.beat.*)"
+    )
+
 
 class RecorderSettings(CommonSettings):
     recorder_durable: str = "call-recorder"
@@ -259,3 +272,18 @@ class RecorderSettings(CommonSettings):
     extraction_concurrency: int = Field(default=2, ge=1, le=64)
     extraction_provider: str = Field(default="", description="LLM provider for extraction; empty = worker default")
     extraction_model: str = ""
+
+    # gateway_lost reconciliation (services/call_recorder/reconcile.py)
+    gateway_lost_after_s: float = Field(
+        default=15.0, gt=0, description="a gateway whose beats stopped this long has lost its in-progress calls"
+    )
+    reconcile_interval_s: float = Field(default=5.0, gt=0, description="how often in-progress calls are checked")
+    reconcile_grace_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="after start, wait GATEWAY_LOST_AFTER_S plus this before judging gateways never heard beating",
+    )
+    # the global stop counts critical errors straight from the stream (services/call_recorder/global_stop.py)
+    global_stop_durable: str = Field(
+        default="global-stop", description="durable consumer of lifecycle.call.error shared by every recorder"
+    )

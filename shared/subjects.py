@@ -27,6 +27,8 @@ CALL_STATUS = "lifecycle.call.status"
 PING_ALL = "svc.ping"
 WORKER_BEAT_PREFIX = "worker.beat"  # worker.beat.<service>: WorkerBeat
 WORKER_BEAT_ALL = "worker.beat.*"
+GATEWAY_BEAT_PREFIX = "gateway.beat"
+GATEWAY_BEAT_ALL = "gateway.beat.*"
 CANCEL_ALL = "call.*.cancel"
 
 _SAFE = re.compile(r"[A-Za-z0-9-]")
@@ -84,3 +86,8 @@ CALL_TOKENS_BUCKET = "victoria_call_tokens"  # KV with the tokens' TTL: nonces o
 def control_subject(call_id: str) -> str:
     """Call-control subject of one call: only the gateway replica that owns the call listens on it."""
     return f"{GATEWAY_CONTROL_PREFIX}.{safe_token(call_id)}"
+
+
+def gateway_beat_subject(instance: str) -> str:
+    """Heartbeat subject of one gateway replica: ``gateway.beat.<instance token>``."""
+    return f"{GATEWAY_BEAT_PREFIX}.{safe_token(instance)}"

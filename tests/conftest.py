@@ -256,6 +256,8 @@ def run_service(
         }
         if name == "gateway":
             full_env["GATEWAY_PORT"] = str(free_port())
+            # a spool of its own, under the test's tmp dir (a test that restarts a gateway passes its own)
+            full_env["LIFECYCLE_SPOOL_DIR"] = str(tmp_path / f"spool-{full_env['GATEWAY_PORT']}")
         full_env.update(env or {})
         module = name if "." in name else f"services.{name}"
         log_path = tmp_path / f"{name}-{sum(s.name == name for s in started)}.log"

@@ -23,7 +23,6 @@ from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge
 
 from services.call_recorder.extraction import Extractor
-from services.call_recorder.global_stop import GlobalStopPolicy
 from services.call_recorder.store import HistoryStore
 from shared import subjects
 from shared.bus import Bus
@@ -59,12 +58,10 @@ class LifecycleConsumer:
         batch: int,
         ack_wait_s: float,
         max_deliver: int,
-        global_stop: GlobalStopPolicy | None = None,
         extractor: Extractor | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
-        self.global_stop = global_stop
         self.extractor = extractor
         self.durable = durable
         self.batch = batch
@@ -170,8 +167,6 @@ class LifecycleConsumer:
             EVENTS.labels(event.type, "applied" if applied else "duplicate").inc()
             if not applied:
                 log.info("duplicate_event_ignored", event_id=event.event_id)
-            elif isinstance(event, CallError) and event.critical and self.global_stop is not None:
-                await _check_global_stop(self.global_stop, event)
             elif isinstance(event, CallEnded) and self.extractor is not None:
                 self.extractor.submit(event.call_id)
 
@@ -211,14 +206,6 @@ class LifecycleConsumer:
         await self.bus.js.publish(f"{DEADLETTER_PREFIX}.{msg.subject.split('.')[-1]}", msg.data, headers=headers)
         await msg.term()
         EVENTS.labels("-", "dead_lettered").inc()
-
-
-async def _check_global_stop(policy: GlobalStopPolicy, event: CallError) -> None:
-    """The error policy; its failure (a NATS KV hiccup) must never stop the history being recorded."""
-    try:
-        await policy.on_critical_error(event)
-    except Exception as exc:
-        log.error("global_stop_check_failed", error=str(exc) or type(exc).__name__)
 
 
 def _peek_call_id(data: bytes) -> str | None:

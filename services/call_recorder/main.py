@@ -8,7 +8,8 @@ import asyncpg
 
 from services.call_recorder.consumer import LifecycleConsumer
 from services.call_recorder.extraction import Extractor
-from services.call_recorder.global_stop import GlobalStopPolicy
+from services.call_recorder.global_stop import ErrorStreamCounter, GlobalStopPolicy
+from services.call_recorder.reconcile import Reconciler
 from services.call_recorder.store import HistoryStore
 from shared.bus import Bus
 from shared.db.migrate import apply_migrations, ensure_database
@@ -42,19 +43,39 @@ async def _connect_db(dsn: str, stop: asyncio.Event) -> asyncpg.Pool | None:
 
 async def serve(settings: RecorderSettings, stop: asyncio.Event) -> None:
     instance = settings.instance_id or default_instance_id()
-    pool = await _connect_db(settings.database_url.get_secret_value(), stop)
-    if pool is None:
-        return
+    # the global stop counts from the stream first: it must work while PostgreSQL is still away (or down)
     bus = await Bus.connect(settings.nats_url, f"recorder-{instance}")
     await ensure_bucket(bus.js)
+    await bus.ensure_lifecycle_stream()
     global_stop = GlobalStopPolicy(
         bus.js,
-        pool,
+        None,
         max_errors=settings.global_stop_max_errors_in_window,
         window_s=settings.global_stop_window_seconds,
         webhook_url=settings.admin_notification_webhook_url,
         instance=instance,
     )
+    counter = ErrorStreamCounter(bus.js, global_stop, durable=settings.global_stop_durable)
+    await counter.setup()
+    counting = asyncio.create_task(counter.run(stop), name="global-stop-counter")
+    log.info("global_stop_counting", durable=settings.global_stop_durable)
+    try:
+        await _serve_history(settings, stop, bus, instance, global_stop)
+    finally:
+        stop.set()
+        await asyncio.gather(counting, return_exceptions=True)
+        await counter.close()
+        await global_stop.close()
+        await bus.close()
+
+
+async def _serve_history(
+    settings: RecorderSettings, stop: asyncio.Event, bus: Bus, instance: str, global_stop: GlobalStopPolicy
+) -> None:
+    pool = await _connect_db(settings.database_url.get_secret_value(), stop)
+    if pool is None:
+        return
+    global_stop.pool = pool  # the audit rows of trips, from now on
     extractor = None
     if settings.extraction_enabled:
         extractor = Extractor(
@@ -69,17 +90,26 @@ async def serve(settings: RecorderSettings, stop: asyncio.Event) -> None:
             instance=instance,
         )
         extractor.start()
+    store = HistoryStore(pool, extraction=settings.extraction_enabled)
     consumer = LifecycleConsumer(
         bus,
-        HistoryStore(pool, extraction=settings.extraction_enabled),
+        store,
         durable=settings.recorder_durable,
         batch=settings.recorder_batch,
         ack_wait_s=settings.recorder_ack_wait_s,
         max_deliver=settings.recorder_max_deliver,
-        global_stop=global_stop,
         extractor=extractor,
     )
     await consumer.setup()
+    reconciler = Reconciler(
+        bus,
+        pool,
+        lost_after_s=settings.gateway_lost_after_s,
+        interval_s=settings.reconcile_interval_s,
+        grace_s=settings.reconcile_grace_s,
+        pending_extraction=store.pending_extraction,
+    )
+    await reconciler.start()
 
     async def readiness() -> tuple[bool, dict[str, str | int | float | bool]]:
         detail: dict[str, str | int | float | bool] = {"database": consumer.db_ok, "applied": consumer.applied}
@@ -91,10 +121,9 @@ async def serve(settings: RecorderSettings, stop: asyncio.Event) -> None:
     log.info("recorder_consuming", durable=settings.recorder_durable)
     await consumer.run(stop)
     await consumer.close()
+    await reconciler.close()
     if extractor is not None:
         await extractor.close()
-    await global_stop.close()
-    await bus.close()
     await pool.close()
 
 

@@ -76,12 +76,14 @@ class HistoryStore:
     async def _started(self, conn: asyncpg.Connection, ev: CallStarted) -> None:
         await conn.execute(
             """
-            INSERT INTO calls (call_id, agent_id, client_type, transport_ids, from_number, to_number, started_at)
-            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
+            INSERT INTO calls (call_id, agent_id, client_type, transport_ids, from_number, to_number, started_at,
+                               gateway_instance)
+            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)
             ON CONFLICT (call_id) DO UPDATE SET
                 agent_id = EXCLUDED.agent_id, client_type = EXCLUDED.client_type,
                 transport_ids = EXCLUDED.transport_ids, from_number = EXCLUDED.from_number,
-                to_number = EXCLUDED.to_number, started_at = EXCLUDED.started_at, updated_at = now()
+                to_number = EXCLUDED.to_number, started_at = EXCLUDED.started_at,
+                gateway_instance = EXCLUDED.gateway_instance, updated_at = now()
             """,
             ev.call_id,
             ev.agent_id,
@@ -90,6 +92,7 @@ class HistoryStore:
             ev.from_number,
             ev.to_number,
             _ts(ev.started_at),
+            ev.gateway,
         )
 
     async def _ensure_call(self, conn: asyncpg.Connection, call_id: str) -> None:
@@ -136,7 +139,8 @@ class HistoryStore:
         await conn.execute(
             """
             UPDATE calls SET ended_at = $2, duration_s = $3, end_reason = $4,
-                   status = CASE WHEN status = 'failed' THEN status ELSE $5 END,
+                   status = CASE WHEN status = 'failed' AND end_reason IS DISTINCT FROM 'gateway_lost'
+                                 THEN status ELSE $5 END,
                    latency_summary = $6::jsonb, updated_at = now(),
                    extracted_data = COALESCE(extracted_data, $7::jsonb)
             WHERE call_id = $1

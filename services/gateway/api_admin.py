@@ -1,5 +1,7 @@
 """``/admin``: the operator's controls. ``GET /admin/global-stop`` shows the error policy's global stop,
-``POST /admin/global-stop/reset`` lifts it (new calls are accepted again on every replica within a second),
+``POST /admin/global-stop/trip`` sets it by hand (with a reason; every replica refuses new calls within a
+second, the operator's webhook is told), ``POST /admin/global-stop/reset`` lifts it (new calls are accepted
+again on every replica within a second).
 ``POST /admin/calls/{call_id}/hangup`` ends a live call on whichever replica owns it (404 when none does).
 
 Admin actions are never open: they need ``X-API-Key`` equal to ``ADMIN_API_KEY`` (compared in constant time),
@@ -10,6 +12,7 @@ key, until its bucket refills (so the key cannot be guessed at speed).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -20,8 +23,9 @@ from pydantic import BaseModel, Field
 from services.gateway.http_guard import TokenBuckets
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.security import key_matches
+from shared.admin_notify import Notifier
 from shared.events import CallControl
-from shared.global_stop import GlobalStopState, read_state, write_state
+from shared.global_stop import GlobalStopState, read_state, trip, write_state
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -75,6 +79,20 @@ class ResetRequest(BaseModel):
     reset_by: str = Field(default="admin_api", min_length=1, max_length=200, description="who lifts the stop")
 
 
+class TripRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, description="why new calls are stopped (shown to operators)")
+    tripped_by: str = Field(default="admin_api", min_length=1, max_length=200, description="who stops them")
+
+
+def admin_notifier(request: Request) -> Notifier:
+    """The webhook notifier of admin actions, made on first use (on the app's state)."""
+    notifier: Notifier | None = getattr(request.app.state, "admin_notifier", None)
+    if notifier is None:
+        runtime: GatewayRuntime = request.app.state.runtime
+        notifier = request.app.state.admin_notifier = Notifier(runtime.settings.admin_notification_webhook_url)
+    return notifier
+
+
 @router.get("/global-stop", response_model=GlobalStopState)
 async def get_global_stop(request: Request) -> GlobalStopState:
     """The stored state (read from NATS KV, not this replica's cached copy)."""
@@ -83,6 +101,42 @@ async def get_global_stop(request: Request) -> GlobalStopState:
         return await read_state(runtime.bus.js)
     except Exception as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"global stop state unavailable: {exc}") from exc
+
+
+@router.post("/global-stop/trip", response_model=GlobalStopState)
+async def trip_global_stop(request: Request, body: TripRequest) -> GlobalStopState:
+    """Stop new calls on every replica by hand. Already active: the state in force is returned unchanged."""
+    runtime: GatewayRuntime = request.app.state.runtime
+    state = GlobalStopState(
+        active=True,
+        reason=f"tripped by {body.tripped_by}: {body.reason}",
+        tripped_at=time.time(),
+        tripped_by=body.tripped_by,
+    )
+    try:
+        revision = await trip(runtime.bus.js, state)
+        if revision is None:
+            return await read_state(runtime.bus.js)
+        runtime.global_stop.observe(state, revision)
+    except Exception as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"global stop state unavailable: {exc}") from exc
+    detail = {"reason": state.reason, "tripped_at": state.tripped_at, "tripped_by": body.tripped_by, "call_ids": []}
+    log.error("global_stop_tripped", **detail)
+    admin_notifier(request).notify({"event": "global_stop_tripped", **detail})
+    await _audit(runtime, "global_stop_tripped", detail)
+    return state
+
+
+async def _audit(runtime: GatewayRuntime, kind: str, detail: dict[str, object]) -> None:
+    """The admin_events row of an action already done: best effort (PostgreSQL may be down)."""
+    if runtime.pool is None:
+        log.error("admin_event_not_recorded", kind=kind, error="database not connected")
+        return
+    try:
+        async with asyncio.timeout(5):
+            await runtime.pool.execute(ADMIN_EVENT_SQL, kind, json.dumps(detail))
+    except Exception as exc:
+        log.error("admin_event_not_recorded", kind=kind, error=str(exc) or type(exc).__name__)
 
 
 @router.post("/global-stop/reset", response_model=GlobalStopState)
@@ -105,13 +159,7 @@ async def reset_global_stop(request: Request, body: ResetRequest | None = Body(d
         "previous_tripped_at": previous.tripped_at,
     }
     log.warning("global_stop_reset", **detail)
-    if runtime.pool is None:
-        log.error("admin_event_not_recorded", kind="global_stop_reset", error="database not connected")
-    else:
-        try:
-            await runtime.pool.execute(ADMIN_EVENT_SQL, "global_stop_reset", json.dumps(detail))
-        except Exception as exc:  # the reset is done; the audit row is best effort
-            log.error("admin_event_not_recorded", kind="global_stop_reset", error=str(exc) or type(exc).__name__)
+    await _audit(runtime, "global_stop_reset", detail)
     return state
 
 

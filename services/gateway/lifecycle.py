@@ -1,8 +1,10 @@
 """Publishes lifecycle events to JetStream without ever blocking a call's audio path.
 
-Events go into an in-memory outbox drained by one task that publishes with a JetStream ack and retries
-with backoff while NATS is away (``Nats-Msg-Id`` makes a retried publish land once). On shutdown the
-outbox is flushed before the bus closes, so a call's history is not lost by a restart.
+Events go into an outbox drained by one task that publishes with a JetStream ack and retries with backoff
+while NATS is away (``Nats-Msg-Id`` makes a retried publish land once). With a spool
+(``services/gateway/lifecycle_spool.py``) each event is also written to disk until JetStream acknowledged
+it, and what a crashed predecessor left there is replayed first on start, so neither a NATS outage nor a
+gateway crash loses a call's history. On shutdown the outbox is flushed before the bus closes.
 
 The outbox can never be blocked: an event that cannot be serialised (a lone surrogate that slipped past the
 edge) or that JetStream refuses for good (too big, a bad request) is not retried. It is logged whole, counted
@@ -20,6 +22,7 @@ from nats.errors import MaxPayloadError
 from nats.js.errors import APIError, ServiceUnavailableError
 from pydantic_core import PydanticSerializationError
 
+from services.gateway.lifecycle_spool import LifecycleSpool
 from services.gateway.metrics import LIFECYCLE_DEAD_LETTERED
 from shared import subjects
 from shared.bus import Bus
@@ -40,17 +43,39 @@ _SUBJECT = {
 
 
 class LifecycleOutbox:
-    def __init__(self, bus: Bus, *, max_backoff_s: float = 5.0) -> None:
+    def __init__(
+        self, bus: Bus, *, max_backoff_s: float = 5.0, spool: LifecycleSpool | None = None, instance: str = ""
+    ) -> None:
         self.bus = bus
         self.max_backoff_s = max_backoff_s
+        self.spool = spool
+        self.instance = instance  # stamped on CallStarted: the reconciliation knows whose beats to watch
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        self.replayed = 0
 
     def start(self) -> None:
+        """Open the spool (replaying what a previous process left, before any new event) and start draining."""
+        if self.spool is not None:
+            for _subject, event in self.spool.open():
+                self._queue.put_nowait(event)
+                self.replayed += 1
         self._task = asyncio.create_task(self._run(), name="lifecycle-outbox")
 
     def put(self, event: CallStarted | TurnRecorded | CallEnded | CallError | CallStatusChanged) -> None:
+        if isinstance(event, CallStarted) and event.gateway is None and self.instance:
+            event = event.model_copy(update={"gateway": self.instance})
+        if self.spool is not None:
+            try:
+                body = event.model_dump_json()
+            except Exception:  # unserialisable: never spooled, the drain dead-letters it
+                pass
+            else:
+                try:
+                    self.spool.put(event.event_id, _SUBJECT[type(event)], body)
+                except OSError as exc:  # a full or broken disk: the event still goes out from memory
+                    log.error("lifecycle_spool_write_failed", event_id=event.event_id, error=str(exc))
         self._queue.put_nowait(event)
 
     @property
@@ -65,12 +90,14 @@ class LifecycleOutbox:
                 try:
                     await self.bus.publish_lifecycle(_SUBJECT[type(event)], event)
                     self.published += 1
+                    self._done(event)
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     if permanent(exc):
                         await self._dead_letter(event, exc)
+                        self._done(event)
                         break
                     log.warning(
                         "lifecycle_publish_retry",
@@ -82,6 +109,13 @@ class LifecycleOutbox:
                     await asyncio.sleep(backoff)
                     backoff = min(self.max_backoff_s, backoff * 2)
             self._queue.task_done()
+
+    def _done(self, event: Event) -> None:
+        if self.spool is not None:
+            try:
+                self.spool.ack(event.event_id)
+            except OSError as exc:  # a full disk: the event may be replayed once more (deduped downstream)
+                log.error("lifecycle_spool_ack_failed", event_id=event.event_id, error=str(exc))
 
     async def _dead_letter(self, event: Event, exc: BaseException) -> None:
         subject = _SUBJECT[type(event)]
@@ -112,6 +146,8 @@ class LifecycleOutbox:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.spool is not None:
+            self.spool.close()  # what is left unflushed stays spooled for the next start
 
 
 def permanent(exc: BaseException) -> bool:

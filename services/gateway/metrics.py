@@ -12,6 +12,11 @@ CALLS_REJECTED = Counter("victoria_calls_rejected_total", "Calls refused at star
 LIFECYCLE_DEAD_LETTERED = Counter(
     "victoria_lifecycle_dead_lettered_total", "Lifecycle events the gateway could never publish", ["event"]
 )
+SPOOL_PENDING = Gauge("victoria_lifecycle_spool_pending", "Lifecycle events spooled on disk and not yet acknowledged")
+SPOOL_OVERFLOW = Counter(
+    "victoria_lifecycle_spool_overflow_total", "Lifecycle events kept in memory only: the spool was full"
+)
+SPOOL_REPLAYED = Counter("victoria_lifecycle_spool_replayed_total", "Lifecycle events replayed from the spool at start")
 CALL_TOKENS_REJECTED = Counter(
     "victoria_call_tokens_rejected_total", "Media-stream and browser call tokens refused", ["client_type", "code"]
 )

@@ -14,7 +14,9 @@ from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.audio_cache import AudioCache
 from services.gateway.call_control import CallControlRouter
 from services.gateway.call_tokens import CallClaims, CallTokens, TokenError, TokenKind, tokens_from_secret
+from services.gateway.heartbeat import Heartbeat
 from services.gateway.lifecycle import LifecycleOutbox
+from services.gateway.lifecycle_spool import LifecycleSpool, default_spool_dir
 from services.gateway.turn_detector import VadEngine
 from services.gateway.webhook_dedupe import SharedSeen
 from services.gateway.worker_watch import WorkerWatch
@@ -22,6 +24,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.call_config import CallConfig, ClientType
 from shared.global_stop import GlobalStopWatcher
+from shared.health import default_instance_id
 from shared.logging import get_logger
 from shared.settings import GatewaySettings
 
@@ -37,7 +40,12 @@ class GatewayRuntime:
     def __init__(self, settings: GatewaySettings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
-        self.outbox = LifecycleOutbox(bus)
+        self.instance = settings.instance_id or default_instance_id()
+        spool = LifecycleSpool(
+            default_spool_dir(settings), max_bytes=int(settings.lifecycle_spool_max_mb * 1024 * 1024)
+        )
+        self.outbox = LifecycleOutbox(bus, spool=spool, instance=self.instance)
+        self.heartbeat = Heartbeat(bus, self.instance, lambda: self.sessions, settings.gateway_beat_interval_s)
         self.pool: asyncpg.Pool | None = None
         self.sessions: dict[str, CallSession] = {}
         self.accepting = True
@@ -69,6 +77,7 @@ class GatewayRuntime:
     async def start(self) -> None:
         await self.bus.ensure_lifecycle_stream()
         self.outbox.start()
+        self.heartbeat.start()
         await self.agents.start()
         await self.global_stop.start()
         await self.worker_watch.start()
@@ -99,6 +108,7 @@ class GatewayRuntime:
         await self.call_control.stop()
         await self.agents.stop()
         await self.outbox.stop()
+        await self.heartbeat.stop()
         await self.global_stop.stop()
         await self.worker_watch.stop()
         for client in self.clients.values():

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from services.gateway.telnyx_api import encode_state
 from services.gateway.twilio_api import signature
 from tests.integration.test_telephony import (  # noqa: F401  # fixtures: workers, provider_api
     ACCOUNT,
@@ -157,11 +158,17 @@ async def test_phone_webhooks_and_live_state_reach_the_owner(nats_url, database_
         await telnyx.wait_for(lambda m: m["event"] == "mark")  # the greeting played: the call is live on A
         assert ccid in a.state.runtime.sessions and ccid not in b.state.runtime.sessions
 
-        # a second stream for the live call, on the other replica (the same token replayed): refused there
+        # the same token replayed to the other replica: already spent (on every replica), refused there
         again = PhoneCaller(f"ws://{b_host}/telnyx/media", "telnyx", call_id=ccid, parameters={"client_state": state})
         await again.connect()
         await asyncio.wait_for(again.closed.wait(), 10)
-        assert again.close_code == 1008 and "duplicate" in again.close_reason
+        assert again.close_code == 1008 and "token" in again.close_reason
+        # a second stream for the live call with a valid token of its own, on B: a duplicate of A's call
+        fresh = encode_state({"token": b.state.runtime.tokens.mint("telnyx", call_id=ccid)})
+        dup = PhoneCaller(f"ws://{b_host}/telnyx/media", "telnyx", call_id=ccid, parameters={"client_state": fresh})
+        await dup.connect()
+        await asyncio.wait_for(dup.closed.wait(), 10)
+        assert dup.close_code == 1008 and "duplicate" in dup.close_reason
         assert ccid in a.state.runtime.sessions
 
         # a browser call on B: each replica's live-calls API lists both replicas' calls

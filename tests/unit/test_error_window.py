@@ -69,3 +69,14 @@ def test_discard_until_and_clear() -> None:
 def test_reason_names_stages_and_codes() -> None:
     records = [rec("a", 1.0), rec("b", 2.0), rec("c", 3.0, stage="tts", code="timeout")]
     assert describe(records, 60) == "3 critical call errors within 60s: llm_no_worker x2, tts_timeout x1"
+
+
+def test_the_window_round_trips_through_its_kv_form() -> None:
+    window = ErrorWindow(60)
+    window.add(rec("a", 1000.0))
+    window.add(rec("b", 1030.0, stage="tts", code="provider_error"))
+    copy = ErrorWindow.from_json(60, window.to_json())
+    assert [r.event_id for r in copy.records()] == ["a", "b"]
+    assert copy.records()[1].label == "tts_provider_error"
+    assert not copy.add(rec("a", 1040.0))  # counted ids are remembered across replicas
+    assert ErrorWindow.from_json(60, b"not json").count() == 0
