@@ -22,9 +22,8 @@ AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # what the agent says when its gateway shuts down under a live call (the drain timed out), by language
 SHUTDOWN_MESSAGES = {
-    "en": "I'm sorry, I have to end our call now for maintenance. Please call again in a minute. Goodbye!",
-    "es": "Lo siento, tengo que terminar la llamada por mantenimiento. Vuelva a llamar en un minuto, por favor. "
-    "¡Adiós!",
+    "en": "Sorry, I have to end the call now for maintenance. Please call again in a minute. Goodbye!",
+    "es": "Lo siento, tengo que cortar la llamada por mantenimiento. Vuelva a llamar en un minuto. ¡Adiós!",
 }
 
 
