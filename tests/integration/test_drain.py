@@ -8,18 +8,22 @@ import json
 import signal
 import time
 import uuid
+import xml.etree.ElementTree as ET
 
 import httpx
 import websockets
 
+from services.gateway.drain import drain_gateway
 from shared import subjects
 from shared.bus import NoWorkerError
 from shared.call_config import SHUTDOWN_MESSAGES
 from shared.events import ChatMessage, LlmChunk, LlmRequest
 from tests.integration.conftest import FAST
+from tests.integration.test_telephony import gateway_here, post_telnyx, post_twilio, provider_api, telnyx_event
 from tools.simcaller import SimCaller
 from tools.talk import synthesize
 
+__all__ = ["provider_api"]  # a fixture, used below
 REPLY = "Sure. A table for two at eight."
 _SPEECH: list[bytes] = []
 
@@ -179,3 +183,28 @@ async def test_a_worker_sigtermed_mid_stream_finishes_the_reply_and_exits_0(run_
     text = "".join(c.delta for c in sorted(chunks, key=lambda c: c.seq))
     assert text.split() == reply.split() and chunks[-1].error is None
     assert "worker_drained" in worker.output()
+
+
+async def test_phone_calls_are_refused_busy_while_draining(nats_url, database_url, provider_api) -> None:
+    """Draining, a phone call hears busy the way its provider does it (Twilio <Reject reason="busy"/>, Telnyx
+    ``reject`` USER_BUSY), while one answered just before may still connect its stream; the drain waits for it."""
+    ccid = "v3:" + uuid.uuid4().hex
+    reject = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/reject").mock(
+        return_value=httpx.Response(200, json={"data": {"result": "ok"}})
+    )
+    async with gateway_here(nats_url, database_url, telnyx_api_key="KEY-test") as (app, host):
+        runtime = app.state.runtime
+        answered = "CA" + uuid.uuid4().hex
+        assert "<Stream" in (await post_twilio(host, "/twilio/voice", {"CallSid": answered}, sign=False)).text
+        drain = asyncio.create_task(drain_gateway(runtime, timeout_s=30))
+        await asyncio.sleep(0.2)
+        assert not drain.done()  # the answered call's stream has not connected yet: it is waited for
+        assert runtime.refusal() == "draining" and runtime.refusal(answered) is None
+        busy = await post_twilio(host, "/twilio/voice", {"CallSid": "CA" + uuid.uuid4().hex}, sign=False)
+        assert ET.fromstring(busy.text).find("Reject").get("reason") == "busy"
+        initiated = telnyx_event("call.initiated", ccid, direction="incoming")
+        assert (await post_telnyx(host, initiated, None)).json() == {"status": "busy"}
+        assert json.loads(reject.calls.last.request.content)["cause"] == "USER_BUSY"
+        runtime.release(answered)  # as when its stream started and ended
+        await asyncio.wait_for(drain, 2)
+        assert not runtime.global_stop.active  # refusals for a drain are no errors
