@@ -10,7 +10,8 @@
    ``gateway_shutdown`` (close 1012: call again), within ``GOODBYE_TIMEOUT_S``.
 4. Only then does uvicorn shut down (the lifespan ends anything left, flushes lifecycle events, closes).
 
-A second SIGTERM or SIGINT skips the rest: uvicorn stops at once, as without a drain.
+A second SIGTERM or SIGINT skips the rest: the calls still live end at once (``gateway_shutdown``, 1012, no
+goodbye) and uvicorn stops.
 """
 
 from __future__ import annotations
@@ -70,6 +71,20 @@ async def _close_politely(sessions: list[CallSession]) -> None:
         log.warning("shutdown_goodbyes_timed_out", calls=len(pending), timeout_s=GOODBYE_TIMEOUT_S)
 
 
+async def end_calls_now(runtime: GatewayRuntime, timeout_s: float = 5.0) -> None:
+    """Before uvicorn closes the sockets (which a session would take for the caller hanging up): end every call
+    still live as ``gateway_shutdown``, at once. Only a second signal, or goodbyes that timed out, leave any."""
+    left = [s for s in runtime.sessions.values() if not s.ended]
+    if not left:
+        return
+    log.warning("gateway_ending_calls_now", calls=len(left))
+    ends = [asyncio.create_task(s.end("gateway_shutdown", close_code=1012)) for s in left]
+    _done, pending = await asyncio.wait(ends, timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*ends, return_exceptions=True)
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn whose first SIGTERM/SIGINT drains (``drain``) before the usual shutdown begins.
 
@@ -77,9 +92,15 @@ class DrainingServer(uvicorn.Server):
     keeps serving HTTP (readiness, metrics, the refusals) and the live calls' sockets. A clean drain exits 0:
     the signal is not re-raised, as uvicorn does with the signals it handled itself."""
 
-    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Callable[[], Awaitable[None]],
+        end_calls: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(config)
         self._drain = drain
+        self._end_calls = end_calls
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self.drain_requested = False
@@ -87,6 +108,14 @@ class DrainingServer(uvicorn.Server):
     async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        if self._end_calls is not None and self.started and not self.force_exit:
+            try:
+                await self._end_calls()
+            except Exception:
+                log.exception("gateway_end_calls_failed")
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain_requested or not self.started or self.should_exit or self._loop is None:

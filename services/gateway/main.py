@@ -9,7 +9,7 @@ import sys
 import uvicorn
 
 from services.gateway.app import create_app
-from services.gateway.drain import DrainingServer, drain_gateway
+from services.gateway.drain import DrainingServer, drain_gateway, end_calls_now
 from services.gateway.production import production_problems
 from shared.logging import configure_logging
 from shared.metrics import serve_metrics
@@ -43,7 +43,11 @@ def main() -> None:
         ws_ping_timeout=20,
         timeout_graceful_shutdown=10,
     )
-    server = DrainingServer(config, lambda: drain_gateway(app.state.runtime, settings.drain_timeout_s))
+    server = DrainingServer(
+        config,
+        drain=lambda: drain_gateway(app.state.runtime, settings.drain_timeout_s),
+        end_calls=lambda: end_calls_now(app.state.runtime),
+    )
     server.run()
     if not server.started:  # start-up failed (the port taken, the lifespan raised), as uvicorn.run reports it
         sys.exit(3)

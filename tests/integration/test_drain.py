@@ -137,6 +137,23 @@ async def test_calls_that_outlast_the_drain_hear_the_goodbye_in_their_language(s
         assert (lines[-1]["role"], lines[-1]["text"]) == ("assistant", SHUTDOWN_MESSAGES[language])
 
 
+async def test_a_second_sigterm_ends_the_calls_at_once(start_stack, db_pool) -> None:
+    gateway = await start_stack({"DRAIN_TIMEOUT_S": "60"})
+    caller = await greeted(gateway)
+    gateway.proc.send_signal(signal.SIGTERM)
+    await gateway.wait_for_output("gateway_draining", timeout=5)
+    gateway.proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    ended = await caller.next(lambda m: m["type"] == "ended", timeout=10)
+    assert time.monotonic() - signalled < 5 and ended["reason"] == "gateway_shutdown"
+    await caller.close()
+    assert caller.close_code == 1012
+    await wait_exit(gateway, 15)  # uvicorn re-raises the signal it handled: no exit code to check
+    row = await ended_row(db_pool, caller.call_id)
+    assert row["end_reason"] == "gateway_shutdown"  # not taken for the caller hanging up
+    assert "gateway_ending_calls_now" in gateway.output()
+
+
 async def test_a_worker_sigtermed_mid_stream_finishes_the_reply_and_exits_0(run_service, bus) -> None:
     reply = " ".join(f"word{i}" for i in range(40)) + "."
     worker = run_service(
