@@ -8,7 +8,8 @@
 2. Live calls go on normally until they end, for up to ``DRAIN_TIMEOUT_S``.
 3. The calls still live then hear the agent's ``shutdown_message`` (in its language) and end with
    ``gateway_shutdown`` (close 1012: call again), within ``GOODBYE_TIMEOUT_S``.
-4. Only then does uvicorn shut down (the lifespan ends anything left, flushes lifecycle events, closes).
+4. Only then does uvicorn shut down: a call still live (the goodbye timed out) is ended ``gateway_shutdown``
+   before the sockets close, then the lifespan flushes the lifecycle events and closes the connections.
 
 A second SIGTERM or SIGINT skips the rest: the calls still live end at once (``gateway_shutdown``, 1012, no
 goodbye) and uvicorn stops.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from types import FrameType
@@ -58,7 +60,7 @@ async def drain_gateway(runtime: GatewayRuntime, timeout_s: float) -> None:
 
 
 async def _close_politely(sessions: list[CallSession]) -> None:
-    """Every remaining call hears its goodbye at once; whatever outlasts the bound is ended by the lifespan."""
+    """Every remaining call hears its goodbye at once; one that outlasts the bound is ended by ``end_calls_now``."""
     tasks = [asyncio.create_task(s.close_for_shutdown()) for s in sessions]
     _done, pending = await asyncio.wait(tasks, timeout=GOODBYE_TIMEOUT_S)
     for task in pending:
@@ -105,11 +107,11 @@ class DrainingServer(uvicorn.Server):
         self._drain_task: asyncio.Task[None] | None = None
         self.drain_requested = False
 
-    async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
-    async def shutdown(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self._end_calls is not None and self.started and not self.force_exit:
             try:
                 await self._end_calls()
