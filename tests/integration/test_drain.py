@@ -19,6 +19,14 @@ from shared.bus import NoWorkerError
 from shared.call_config import SHUTDOWN_MESSAGES
 from shared.events import ChatMessage, LlmChunk, LlmRequest
 from tests.integration.conftest import FAST
+from tests.integration.test_recorder_reliability import (
+    EVENTS_PER_CALL,
+    _unique,
+    expected_counts,
+    history_counts,
+    publish_calls,
+    wait_until,
+)
 from tests.integration.test_telephony import gateway_here, post_telnyx, post_twilio, provider_api, telnyx_event
 from tools.simcaller import SimCaller
 from tools.talk import synthesize
@@ -225,3 +233,42 @@ async def test_phone_calls_are_refused_busy_while_draining(nats_url, database_ur
         runtime.release(answered)  # as when its stream started and ended
         await asyncio.wait_for(drain, 2)
         assert not runtime.global_stop.active  # refusals for a drain are no errors
+
+
+async def test_a_recorder_sigtermed_mid_batch_finishes_the_message_in_hand_and_hands_back_the_rest(
+    bus, db_pool, run_service
+) -> None:
+    prefix, durable = _unique("term")
+    calls = 200
+    await bus.ensure_lifecycle_stream()
+    await publish_calls(bus, prefix, 0, calls)  # all waiting: the first fetch takes a whole batch
+    env = {
+        "RECORDER_DURABLE": durable,
+        "RECORDER_BATCH": "1000",
+        "RECORDER_ACK_WAIT_S": "60",  # what a message fetched and neither acked nor nak'ed would wait
+        "EXTRACTION_ENABLED": "false",
+    }
+    first = run_service("call_recorder", env)
+    await wait_until(lambda: _at_least(db_pool, prefix, 50), 30, "the recorder did not start applying")
+    first.proc.send_signal(signal.SIGTERM)
+    assert await wait_exit(first, 10) == 0
+    at_stop = await history_counts(db_pool, prefix)
+    assert at_stop["events"] < calls * EVENTS_PER_CALL, "the SIGTERM came too late to test anything"
+    assert "lifecycle_messages_handed_back" in first.output()
+
+    second = run_service("call_recorder", env)
+    started = time.monotonic()
+
+    async def done() -> bool:
+        return await history_counts(db_pool, prefix) == expected_counts(calls)
+
+    await wait_until(done, 45, lambda: _state(db_pool, prefix, second))
+    assert time.monotonic() - started < 45  # well within ack_wait: nothing was left to time out
+
+
+async def _at_least(db_pool, prefix: str, events: int) -> bool:
+    return (await history_counts(db_pool, prefix))["events"] >= events
+
+
+async def _state(db_pool, prefix: str, recorder) -> str:
+    return f"{await history_counts(db_pool, prefix)}; recorder:\n{recorder.tail(20)}"
