@@ -20,6 +20,11 @@ ClientType = Literal["browser", "twilio", "telnyx"]
 CLIENT_TYPES: tuple[ClientType, ...] = ("browser", "twilio", "telnyx")
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# what the agent says when its gateway shuts down under a live call (the drain timed out), by language
+SHUTDOWN_MESSAGES = {
+    "en": "Sorry, I have to end the call now for maintenance. Please call again in a minute. Goodbye!",
+    "es": "Lo siento, tengo que cortar la llamada por mantenimiento. Vuelva a llamar en un minuto. ¡Adiós!",
+}
 
 
 def known_providers() -> dict[str, set[str]]:
@@ -83,6 +88,12 @@ class AgentFields(BaseModel):
         min_length=1,
         max_length=500,
     )
+    shutdown_message: str | None = Field(
+        default=None,
+        max_length=500,
+        description="said when the gateway shuts down under the call; empty = the default in the agent's "
+        "language (en, es; English otherwise)",
+    )
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     llm: LlmSpec = Field(default_factory=LlmSpec)
     stt: SttSpec = Field(default_factory=SttSpec)
@@ -99,13 +110,21 @@ class AgentFields(BaseModel):
         "reprompt_message",
         "silence_goodbye_message",
         "max_duration_message",
+        "shutdown_message",
         "name",
     )
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("must not be blank")
         return value
+
+    @property
+    def shutdown_text(self) -> str:
+        """The shutdown goodbye: the agent's own, else the default in its language (English otherwise)."""
+        if self.shutdown_message:
+            return self.shutdown_message
+        return SHUTDOWN_MESSAGES.get(self.language.split("-")[0], SHUTDOWN_MESSAGES["en"])
 
     @field_validator("extraction_fields")
     @classmethod

@@ -78,6 +78,12 @@ class WorkerSettings(CommonSettings):
     worker_ack_timeout_s: float = Field(
         default=1.0, gt=0, description="wait for a worker to accept a chained request before retrying once"
     )
+    worker_drain_timeout_s: float = Field(
+        default=20.0,
+        ge=0,
+        le=600,
+        description="SIGTERM: how long a worker finishes the requests it holds (taking no new ones) before it exits",
+    )
 
     # fixed-latency test providers (bench and fast tests)
     fake_stt_latency_ms: float = Field(default=200.0, ge=0)
@@ -201,6 +207,13 @@ class GatewaySettings(CommonSettings):
         default="twilio,telnyx", description="phone providers served; the others' webhooks and sockets answer 404"
     )
     max_turn_seconds: float = Field(default=20.0, gt=1, le=24, description="longer speech is cut into turns")
+    drain_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="SIGTERM: how long live calls may go on (no new ones taken) before the agent says the "
+        "shutdown goodbye and ends them",
+    )
 
     stt_timeout_s: float = Field(default=15.0, gt=0)
     llm_timeout_s: float = Field(default=30.0, gt=0)

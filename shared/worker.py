@@ -221,7 +221,7 @@ async def serve_worker(
         handler.chain = runtime.chain_with(settings.worker_ack_timeout_s)
     await runtime.start()
     await stop.wait()
-    await runtime.drain()
+    await runtime.drain(settings.worker_drain_timeout_s)
 
 
 class WorkerRuntime(Generic[R]):
@@ -253,6 +253,7 @@ class WorkerRuntime(Generic[R]):
         self.max_waiting = concurrency * 4
         self.tasks: set[asyncio.Task[None]] = set()
         self.handled = 0
+        self.draining = False
         self._sub: Subscription | None = None
         self._running: dict[tuple[str, int | None], set[asyncio.Task[None]]] = {}
         self._cancelled: dict[tuple[str, int | None], float] = {}  # (call, turn or None = all) → when
@@ -296,7 +297,10 @@ class WorkerRuntime(Generic[R]):
         return work_key(req.call_id, req.turn_id, self.service, getattr(req, "segment", 0), getattr(req, "attempt", 0))
 
     async def _readiness(self) -> tuple[bool, dict[str, str | int | float | bool]]:
-        return self.bus.connected, {"in_flight": len(self.tasks), "handled": self.handled}
+        detail: dict[str, str | int | float | bool] = {"in_flight": len(self.tasks), "handled": self.handled}
+        if self.draining:
+            detail["draining"] = True
+        return self.bus.connected and not self.draining, detail
 
     async def _on_request(self, req: R, msg: Msg) -> None:
         if len(self.tasks) >= self.max_waiting:
@@ -414,17 +418,29 @@ class WorkerRuntime(Generic[R]):
         except Exception:
             log.exception("error_report_failed")
 
-    async def drain(self, grace_s: float = 10.0) -> None:
-        """SIGTERM: take no new work, let in-flight requests finish (up to ``grace_s``), then close the bus."""
+    async def drain(self, grace_s: float = 20.0) -> None:
+        """SIGTERM: take no new work, let the requests held finish (up to ``grace_s``, ``WORKER_DRAIN_TIMEOUT_S``),
+        then close the bus. The request subscription is drained, not dropped: requests the server had already
+        routed here are still accepted and done, so none waits for an ack that never comes; from then on the
+        queue group sends new work to the other replicas (or the sender hears "no responders" at once). Cancels
+        keep arriving meanwhile, so a barge-in still stops work held here."""
+        self.draining = True
+        started = time.monotonic()
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            try:
+                await asyncio.wait_for(self._sub.drain(), timeout=max(1.0, grace_s))
+            except Exception as exc:  # NATS gone: nothing more can arrive anyway
+                log.warning("request_drain_failed", error=str(exc) or type(exc).__name__)
         if self.tasks:
-            log.info("worker_draining", in_flight=len(self.tasks))
-            _done, pending = await asyncio.wait(set(self.tasks), timeout=grace_s)
+            log.info("worker_draining", in_flight=len(self.tasks), timeout_s=grace_s)
+            left = max(0.0, grace_s - (time.monotonic() - started))
+            _done, pending = await asyncio.wait(set(self.tasks), timeout=left)
             for task in pending:
                 task.cancel()
             if pending:
+                log.warning("worker_drain_timeout", cancelled=len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+        log.info("worker_drained", handled=self.handled, took_s=round(time.monotonic() - started, 2))
         if self._beats is not None:
             self._beats.cancel()
         await self.bus.close()

@@ -239,8 +239,9 @@ def run_service(
 ) -> Iterator[Callable[..., ServiceProcess]]:
     """Factory: ``run_service("stt_worker", {"STT_PROVIDER": "fake"})`` starts ``python -m services.stt_worker``.
 
-    The env gets NATS_URL/DATABASE_URL of the session servers, METRICS_PORT=0, LOG_FORMAT=json and, for the
-    gateway, a free GATEWAY_PORT; the overlay wins. Everything started is stopped at teardown.
+    The env gets NATS_URL/DATABASE_URL of the session servers, METRICS_PORT=0, LOG_FORMAT=json, short drains
+    (DRAIN_TIMEOUT_S=1, WORKER_DRAIN_TIMEOUT_S=2) and, for the gateway, a free GATEWAY_PORT; the overlay wins.
+    Everything started is stopped at teardown.
     """
     started: list[ServiceProcess] = []
     request.node.stash[_SERVICES] = started
@@ -253,6 +254,10 @@ def run_service(
             "METRICS_PORT": "0",
             "LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
+            # SIGTERM drains (no new calls or requests, the live ones finish): briefly in tests, so that a
+            # teardown with a call still open stays fast; test_drain.py sets its own
+            "DRAIN_TIMEOUT_S": "1",
+            "WORKER_DRAIN_TIMEOUT_S": "2",
         }
         if name == "gateway":
             full_env["GATEWAY_PORT"] = str(free_port())

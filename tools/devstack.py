@@ -2,7 +2,9 @@
 
 Starts an embedded NATS (JetStream) and PostgreSQL unless ``NATS_URL`` / ``DATABASE_URL`` point elsewhere,
 applies migrations, runs the five services with prefixed output, waits for the gateway's readiness and prints
-where to go. Ctrl-C (or SIGTERM) stops everything; a service that dies takes the stack down with a non-zero exit,
+where to go. Ctrl-C (or SIGTERM) stops everything: the gateway first, which drains (live calls finish for up to
+``DRAIN_TIMEOUT_S`` while the workers still serve them; Ctrl-C again ends them at once, a third time kills), then
+the workers and the recorder; a service that dies takes the stack down with a non-zero exit,
 so a broken service is noticed instead of silently missing. State lives in ``.run/`` (``VICTORIA_RUN_DIR``).
 """
 
@@ -45,6 +47,7 @@ from tools.embedded import (
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_S = 10.0
+DRAIN_MARGIN_S = 20.0  # a draining gateway's goodbyes and shutdown after DRAIN_TIMEOUT_S (as compose's grace)
 ANY_HOST = "0.0.0.0"
 
 
@@ -132,6 +135,7 @@ class DevStack:
         self.stop_event = asyncio.Event()
         self.signals = 0
         self.shutting_down = False
+        self.draining = False  # the gateway is draining (stopped first, alone)
         self.failure: str | None = None
         self.metrics: dict[str, int] = {}
         self._lock: IO[str] | None = None
@@ -143,6 +147,11 @@ class DevStack:
         if self.signals == 1:
             self.console.say(f"{sig.name}: shutting down (again to force)")
             self.stop_event.set()
+            return
+        gateway = self.children.get("gateway")
+        if self.signals == 2 and self.draining and gateway is not None and gateway.returncode is None:
+            self.console.say(f"{sig.name} again: the gateway ends its calls now (again to kill everything)")
+            signal_group(gateway.pid, signal.SIGTERM)  # a second SIGTERM: uvicorn stops without waiting
             return
         self.console.say(f"{sig.name} again: killing services")
         for proc in self.children.values():
@@ -366,21 +375,36 @@ class DevStack:
 
     # --- stop ------------------------------------------------------------------------------------------------
 
+    async def _stop(self, running: dict[str, asyncio.subprocess.Process], timeout_s: float) -> None:
+        """SIGTERM these services and wait for them; what outlasts ``timeout_s`` is killed."""
+        if not running:
+            return
+        self.console.say(f"stopping {', '.join(running)} ...")
+        for proc in running.values():
+            signal_group(proc.pid, signal.SIGTERM)
+        waits = {name: asyncio.create_task(p.wait()) for name, p in running.items()}
+        _, pending = await asyncio.wait(waits.values(), timeout=timeout_s)
+        if pending:
+            slow = [name for name, task in waits.items() if task in pending]
+            self.console.error(f"{', '.join(slow)} did not stop within {timeout_s:.0f}s: killing")
+            for name in slow:
+                signal_group(running[name].pid, signal.SIGKILL)
+            await asyncio.wait(pending, timeout=5)
+
     async def shutdown(self) -> None:
         self.shutting_down = True
-        running = {name: p for name, p in self.children.items() if p.returncode is None}
-        if running:
-            self.console.say(f"stopping {', '.join(running)} ...")
-            for proc in running.values():
-                signal_group(proc.pid, signal.SIGTERM)
-            waits = {name: asyncio.create_task(p.wait()) for name, p in running.items()}
-            _, pending = await asyncio.wait(waits.values(), timeout=STOP_TIMEOUT_S)
-            if pending:
-                slow = [name for name, task in waits.items() if task in pending]
-                self.console.error(f"{', '.join(slow)} did not stop within {STOP_TIMEOUT_S:.0f}s: killing")
-                for name in slow:
-                    signal_group(running[name].pid, signal.SIGKILL)
-                await asyncio.wait(pending, timeout=5)
+        gateway = self.children.get("gateway")
+        if gateway is not None and gateway.returncode is None:
+            drain_s = _env_seconds("DRAIN_TIMEOUT_S", 30.0)
+            self.console.say(f"the gateway drains first: live calls may go on for {drain_s:.0f}s, Ctrl-C ends them")
+            self.draining = True
+            await self._stop({"gateway": gateway}, drain_s + DRAIN_MARGIN_S)
+            self.draining = False
+        # then the rest: the workers finish what they hold (WORKER_DRAIN_TIMEOUT_S), the recorder its message
+        await self._stop(
+            {name: p for name, p in self.children.items() if p.returncode is None},
+            max(STOP_TIMEOUT_S, _env_seconds("WORKER_DRAIN_TIMEOUT_S", 20.0) + 5),
+        )
         for proc in self.children.values():  # anything a service left behind in its group
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -399,6 +423,13 @@ class DevStack:
                 self.console.error(f"stopping PostgreSQL failed: {exc}")
         if self._lock is not None:
             self._lock.close()
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        return max(0.0, float(os.environ.get(name) or default))
+    except ValueError:
+        return default
 
 
 def _rel(path: Path) -> str:

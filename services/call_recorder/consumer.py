@@ -112,13 +112,27 @@ class LifecycleConsumer:
                 log.warning("lifecycle_fetch_failed", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            for msg in msgs:
+            for i, msg in enumerate(msgs):
+                if stop.is_set():  # SIGTERM: the message in hand was finished; the rest go back at once
+                    await self._hand_back(msgs[i:])
+                    break
                 await self.handle(msg)
             try:
                 info = await self.sub.consumer_info()
                 LAG.set(info.num_pending + info.num_ack_pending)
             except Exception:  # metrics only
                 pass
+
+    async def _hand_back(self, msgs: list[Msg]) -> None:
+        """Fetched but not started: nak them, so JetStream redelivers them now (to another replica, or to us
+        after the restart) rather than after ``ack_wait``."""
+        for msg in msgs:
+            try:
+                await msg.nak()
+            except Exception as exc:  # NATS gone: they come back after ack_wait instead
+                log.info("lifecycle_nak_failed", error=str(exc) or type(exc).__name__)
+                return
+        log.info("lifecycle_messages_handed_back", count=len(msgs))
 
     async def close(self) -> None:
         """Stop pulling (an open pull request would otherwise hold the connection's drain)."""

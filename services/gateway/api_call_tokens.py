@@ -7,7 +7,7 @@ and puts it in the socket's ``start`` message. With ``API_KEYS`` set a browser c
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from services.gateway.runtime import GatewayRuntime
@@ -27,10 +27,25 @@ class CallToken(BaseModel):
     required: bool = Field(description="whether this gateway refuses browser calls without a token")
 
 
-@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=CallToken)
+DRAINING_RETRY_AFTER_S = 2  # long enough for the load balancer to see this replica's readiness turn 503
+
+
+@router.post(
+    "/tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CallToken,
+    responses={503: {"description": "this gateway is draining (shutting down); retry, with `Retry-After`"}},
+)
 async def create_call_token(request: Request, body: TokenRequest | None = Body(default=None)) -> CallToken:
-    """A token for one browser call (to ``/ws/simulator``'s ``start``), valid ``STREAM_TOKEN_TTL_S`` seconds."""
+    """A token for one browser call (to ``/ws/simulator``'s ``start``), valid ``STREAM_TOKEN_TTL_S`` seconds.
+    A draining gateway mints none: its socket would refuse the call anyway."""
     runtime: GatewayRuntime = request.app.state.runtime
+    if runtime.draining:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            runtime.refusal_message("draining"),
+            headers={"Retry-After": str(DRAINING_RETRY_AFTER_S)},
+        )
     agent_id = body.agent_id if body is not None else None
     token = runtime.tokens.mint("browser", agent_id=agent_id)
     claims = runtime.tokens.peek(token)

@@ -55,7 +55,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.runtime = runtime
 
         async def readiness() -> tuple[bool, dict[str, str | int | float | bool]]:
-            return runtime.refusal() is None, {"active_calls": len(runtime.sessions)}
+            return runtime.refusal() is None, {"active_calls": len(runtime.sessions), "draining": runtime.draining}
 
         await answer_pings(bus, "gateway", settings.instance_id or default_instance_id(), readiness)
         pin_running_loop()
@@ -108,8 +108,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @app.get("/api/system/health", tags=["health"])
     async def readiness(request: Request) -> JSONResponse:
         """Readiness: NATS connected, PostgreSQL answering, and at least one replica of every service
-        answering a ping over NATS. 503 with the failing checks otherwise."""
+        answering a ping over NATS. 503 with the failing checks otherwise, and 503 ``draining`` from SIGTERM on."""
         runtime: GatewayRuntime = request.app.state.runtime
+        if runtime.draining:  # SIGTERM: out of the load balancer at once, while the live calls finish
+            body = {"ready": False, "status": "draining", "version": __version__, "active_calls": len(runtime.sessions)}
+            return JSONResponse({**body, "accepting_calls": False}, status_code=503)
         checks: dict[str, object] = {"nats": runtime.bus.connected}
         db_ok = False
         if runtime.pool is not None:

@@ -1,5 +1,6 @@
-"""Gateway wiring: settings, logging, the FastAPI app and uvicorn (which handles SIGTERM: the app's
-lifespan then ends live calls and flushes lifecycle events before the process exits)."""
+"""Gateway wiring: settings, logging, the FastAPI app and uvicorn. SIGTERM first drains (``drain.py``: no new
+calls, live ones finish for up to ``DRAIN_TIMEOUT_S``, then a goodbye); then uvicorn shuts down and the app's
+lifespan ends anything left and flushes lifecycle events before the process exits."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import uvicorn
 
 from services.gateway.app import create_app
+from services.gateway.drain import DrainingServer, drain_gateway, end_calls_now
 from services.gateway.production import production_problems
 from shared.logging import configure_logging
 from shared.metrics import serve_metrics
@@ -29,8 +31,9 @@ def main() -> None:
     serve_metrics(settings.metrics_port, settings.metrics_host)
     apply_nice(settings)
     tune_gc()
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",
@@ -40,3 +43,11 @@ def main() -> None:
         ws_ping_timeout=20,
         timeout_graceful_shutdown=10,
     )
+    server = DrainingServer(
+        config,
+        drain=lambda: drain_gateway(app.state.runtime, settings.drain_timeout_s),
+        end_calls=lambda: end_calls_now(app.state.runtime),
+    )
+    server.run()
+    if not server.started:  # start-up failed (the port taken, the lifespan raised), as uvicorn.run reports it
+        sys.exit(3)

@@ -44,3 +44,9 @@ PROVIDER_API_CALLS = Counter(
     "Requests to the telephony providers' REST APIs",
     ["provider", "action", "outcome"],
 )
+GATEWAY_DRAINING = Gauge(
+    "victoria_gateway_draining", "1 while this gateway drains after SIGTERM (no new calls, live ones finishing)"
+)
+DRAIN_CALLS_REMAINING = Gauge(
+    "victoria_gateway_drain_calls_remaining", "Live calls a draining gateway is still waiting for"
+)

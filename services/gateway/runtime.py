@@ -49,6 +49,7 @@ class GatewayRuntime:
         self.pool: asyncpg.Pool | None = None
         self.sessions: dict[str, CallSession] = {}
         self.accepting = True
+        self.draining = False  # SIGTERM: no new calls while the live ones finish (services/gateway/drain.py)
         self.agents = ConfigResolver(bus)
         self.audio_cache = AudioCache()
         self._pool_task: asyncio.Task[None] | None = None
@@ -155,6 +156,8 @@ class GatewayRuntime:
         call whose webhook reserved a slot (``call_id``) is not refused as busy when its stream arrives."""
         if not self.accepting:
             return "shutting_down"
+        if self.draining and (call_id is None or self._reserved.get(call_id, 0.0) <= time.monotonic()):
+            return "draining"  # a phone call answered before the drain began may still connect its stream
         if not self.bus.connected:
             return "bus_unavailable"
         if self.global_stop.active:
@@ -183,6 +186,7 @@ class GatewayRuntime:
     def refusal_message(code: str) -> str:
         return {
             "shutting_down": "this gateway is shutting down; call again",
+            "draining": "this gateway is restarting and takes no new calls; call again (another one answers)",
             "bus_unavailable": "the gateway has lost its message bus; try again shortly",
             "global_stop": "new calls are paused by the operator's global stop (repeated critical errors); "
             "try again later",

@@ -226,6 +226,7 @@ class CallSession:
             )
             self._spawn(self._watchdog())
             self._spawn(self._prefetch(self.config.apology_message))  # speakable even if TTS fails later
+            self._spawn(self._prefetch(self.config.shutdown_text, segment=1))  # a deploy may stop the workers too
             if self.config.first_message:
                 self._start_reply(self._speak_fixed(self._next_turn(), self.config.first_message))
             else:
@@ -500,15 +501,16 @@ class CallSession:
             c.reprompt_message,
             c.silence_goodbye_message,
             c.max_duration_message,
+            c.shutdown_text,
         }
 
-    async def _prefetch(self, text: str) -> None:
+    async def _prefetch(self, text: str, segment: int = 0) -> None:
         """Put a fixed text's audio in the cache ahead of need (the apology must play even when TTS fails)."""
         key = self.audio_cache.key(text, self.config.voice, self.transport.sample_rate, self.transport.encoding)
         if self.audio_cache.get(key) is not None or not self.audio_cache.claim(key):
             return
         try:
-            request = self._tts_request(0, Segment(index=0, text=text))
+            request = self._tts_request(0, Segment(index=segment, text=text))
             async with contextlib.aclosing(self.channel.synthesize(request, self.settings.tts_timeout_s)) as chunks:
                 parts = [c.audio async for c in chunks]
             self.audio_cache.put(key, b"".join(parts))
@@ -549,6 +551,13 @@ class CallSession:
         except (TimeoutError, TurnFailed):
             log.warning("last_message_not_spoken", reason=reason)
         await self.end(reason, close_code=close_code)
+
+    async def close_for_shutdown(self) -> None:
+        """The gateway is going away and the drain timed out: cut whatever is playing, say the agent's
+        shutdown goodbye (prefetched at start), then end (``gateway_shutdown``, 1012: call again). A call
+        already saying another goodbye just finishes it."""
+        await self._say_and_end(self.config.shutdown_text, "gateway_shutdown", close_code=1012)
+        await self.wait_ended()
 
     # --- silence and duration --------------------------------------------------------------------------
 

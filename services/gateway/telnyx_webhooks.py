@@ -2,8 +2,9 @@
 
 - ``call.initiated`` (incoming): answer with a bidirectional media stream to ``wss://PUBLIC_HOST/telnyx/media``
   (``stream_bidirectional_mode: rtp``: without it Telnyx silently drops the audio we send), codec PCMU or
-  PCMA, and a ``client_state`` carrying the agent chosen by the called number. While calls are refused
-  (global stop, shutdown) the call is answered without a stream, told so, and hung up.
+  PCMA, and a ``client_state`` carrying the agent chosen by the called number. A full or draining gateway
+  rejects the call (``USER_BUSY``); while calls are refused otherwise (global stop, shutdown) it is answered
+  without a stream, told so, and hung up.
 - ``call.hangup``: the caller hung up: the live session ends (no hang-up command is sent back), on whichever
   gateway replica owns it (``call_control.py``: a ``CallControl`` request on ``gateway.control.<token>``).
 - Every event is recorded as a ``call.status`` lifecycle event (the call id is the ``call_control_id``).
@@ -186,7 +187,7 @@ async def _answer(
     runtime: GatewayRuntime, request: Request, rest: TelnyxRest, payload: dict[str, Any], call_control_id: str
 ) -> str:
     refusal = runtime.refusal()
-    if refusal == "busy":  # capacity: the caller hears busy, as from a full line (never a critical error)
+    if refusal in ("busy", "draining"):  # capacity, or a deploy: the caller hears busy, as from a full line
         CALLS_REJECTED.labels("telnyx", refusal).inc()
         log.warning("telnyx_call_refused", reason=refusal)
         await rest.command(call_control_id, "reject", {"cause": "USER_BUSY"})

@@ -67,7 +67,9 @@ async def twilio_voice(request: Request) -> Response:
         CALLS_REJECTED.labels("twilio", refusal).inc()
         WEBHOOKS.labels("twilio", "refused").inc()
         log.warning("twilio_call_refused", call_id=call_sid, reason=refusal)
-        twiml = busy_twiml() if refusal == "busy" else refusal_twiml(runtime.settings.telephony_refusal_message)
+        # busy (full, or draining for a deploy: the caller redials and reaches another replica) is a busy tone
+        busy = refusal in ("busy", "draining")
+        twiml = busy_twiml() if busy else refusal_twiml(runtime.settings.telephony_refusal_message)
         return Response(twiml, media_type="application/xml")
     to_number = form.get("To", "")[:64] or None
     agent_id = await runtime.agents.agent_for_number(to_number)

@@ -324,6 +324,39 @@ def test_proxy_terminates_tls_in_front_of_both_gateways() -> None:
     assert "{$VICTORIA_DOMAIN:localhost}" in text, "the domain is configurable, localhost by default"
 
 
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", str(value))
+    assert match and any(match.groups()), f"not a compose duration in m/s: {value!r}"
+    return int(match[1] or 0) * 60 + int(match[2] or 0)
+
+
+def _default(env_value: str) -> float:
+    match = re.fullmatch(r"\$\{\w+:-([0-9.]+)\}", env_value)
+    assert match, env_value
+    return float(match[1])
+
+
+def test_compose_stop_grace_covers_the_drains() -> None:
+    """SIGTERM drains (docs/OPERATIONS.md): compose must not SIGKILL a gateway whose live calls are still
+    finishing, nor a worker finishing what it holds; and it stops the gateway first (it depends on the
+    workers), so its live calls keep their workers while it drains."""
+    from shared.settings import GatewaySettings, WorkerSettings
+
+    services = victoria_services()
+    for gateway in (services[name] for name in GATEWAYS):
+        drain = _default(env_of(gateway)["DRAIN_TIMEOUT_S"])
+        assert drain == GatewaySettings.model_fields["drain_timeout_s"].default
+        assert _seconds(gateway["stop_grace_period"]) >= drain + 20  # + goodbyes (10 s) + the shutdown itself
+    for name in ("stt_worker", "llm_worker", "tts_worker"):
+        worker_drain = _default(env_of(services[name])["WORKER_DRAIN_TIMEOUT_S"])
+        assert worker_drain == WorkerSettings.model_fields["worker_drain_timeout_s"].default
+        assert _seconds(services[name]["stop_grace_period"]) >= worker_drain + 5, name
+    assert _seconds(services["call_recorder"]["stop_grace_period"]) >= 10  # the message in hand, then exit
+    for gateway in (services[name] for name in GATEWAYS):
+        for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
+            assert gateway["depends_on"][name]["condition"] == "service_started", name
+
+
 # ----------------------------------------------------------------------------------------------- prometheus
 
 

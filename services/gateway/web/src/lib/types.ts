@@ -18,6 +18,8 @@ export interface AgentSpec {
   reprompt_message: string;
   silence_goodbye_message: string;
   max_duration_message: string;
+  /** said when a draining gateway closes the call; null = the default for the agent's language */
+  shutdown_message?: string | null;
   voice: VoiceSpec;
   llm: { provider: string | null; model: string | null; temperature: number; max_tokens: number };
   stt: { provider: string | null; model: string | null; language: string | null };

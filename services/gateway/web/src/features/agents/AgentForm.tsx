@@ -219,6 +219,7 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
         {text('silence_goodbye_message', 'Goodbye after silence', { area: true, rows: 2 })}
         {text('apology_message', 'Apology (on errors)', { area: true, rows: 2 })}
         {text('max_duration_message', 'At the time limit', { area: true, rows: 2 })}
+        {optional('shutdown_message', 'Goodbye when the gateway restarts', undefined, "empty = the default in the agent's language (en, es)")}
       </fieldset>
 
       <fieldset className="grid gap-4 md:grid-cols-3">
