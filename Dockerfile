@@ -8,7 +8,8 @@
 # llama-cpp-python is compiled here for a portable x86-64 CPU baseline (AVX2 + FMA + F16C, no -march=native),
 # so the image runs on any host from the last ~10 years, not only on the machine that built it.
 # The dashboard is built in a Node stage and shipped as the gateway's package data.
-# No HEALTHCHECK: only the gateway has an HTTP probe; docker-compose.yml sets it for that service.
+# No HEALTHCHECK here: each service's probe differs (`python -m tools.healthcheck <service>`); docker-compose.yml
+# sets one per service.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -93,7 +94,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && python -c "import llama_cpp, faster_whisper, piper, services.gateway.app, shared.db.migrate"
 
 WORKDIR /app
-RUN chown victoria:victoria /app
+# /backups: the maintenance service's BACKUP_DIR; a named volume mounted there starts with this owner
+RUN chown victoria:victoria /app && install -d -o victoria -g victoria /backups
 USER victoria:victoria
 
 # gateway HTTP (API, WebSockets, /metrics); separate /metrics port of the workers and recorder (METRICS_PORT)
