@@ -10,10 +10,12 @@ least the server's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.util import find_spec
@@ -154,24 +156,57 @@ async def restore(dsn: str, dump: Path, *, bin_dir: str = "") -> None:
     await asyncio.to_thread(_restore, dsn, dump, major, bin_dir)
 
 
+# pg_restore >= 17 starts every restore with this; servers before 17 refuse the unknown parameter
+_NEWER_ONLY_SETTINGS = (b"SET transaction_timeout",)
+_RESTORE_OPTIONS = ["--clean", "--if-exists", "--no-owner", "--no-privileges"]
+
+
 def _restore(dsn: str, dump: Path, major: int, bin_dir: str) -> None:
     tool = find_pg_tool("pg_restore", server_major=major, bin_dir=bin_dir)
     target, env = libpq_target(dsn)
-    _run(
-        [
-            tool.path,
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--no-privileges",
-            "--single-transaction",
-            "--exit-on-error",
-            f"--dbname={target}",
-            str(dump),
-        ],
-        env,
-    )
+    if tool.major >= 17 > major:
+        _restore_via_psql(tool, target, env, dump)
+    else:
+        _run(
+            [tool.path, *_RESTORE_OPTIONS, "--single-transaction", "--exit-on-error", f"--dbname={target}", str(dump)],
+            env,
+        )
     log.info("backup_restored", path=str(dump), pg_restore=tool.path)
+
+
+def _restore_via_psql(tool: PgTool, target: str, env: dict[str, str], dump: Path) -> None:
+    """A newer pg_restore into an older server: the dump as an SQL script, without the settings that server
+    does not know, run by psql in one transaction (stopping at the first error)."""
+    psql = str(Path(tool.path).with_name("psql"))
+    if not os.access(psql, os.X_OK):
+        raise BackupError(f"restoring into PostgreSQL < 17 with {tool.path} needs psql next to it ({psql})")
+    with tempfile.TemporaryFile() as restore_err, tempfile.TemporaryFile() as psql_err:
+        script = subprocess.Popen(
+            [tool.path, *_RESTORE_OPTIONS, "--file=-", str(dump)], env=env, stdout=subprocess.PIPE, stderr=restore_err
+        )
+        runner = subprocess.Popen(
+            [psql, "--no-psqlrc", "--quiet", "--single-transaction", "-v", "ON_ERROR_STOP=1", f"--dbname={target}"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=psql_err,
+        )
+        assert script.stdout is not None and runner.stdin is not None
+        try:
+            for line in script.stdout:
+                if not line.startswith(_NEWER_ONLY_SETTINGS):
+                    runner.stdin.write(line)
+        except BrokenPipeError:
+            pass  # psql stopped at an error: its exit code and stderr say which
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                runner.stdin.close()
+        codes = script.wait(), runner.wait()
+        for code, name, err in ((codes[0], "pg_restore", restore_err), (codes[1], "psql", psql_err)):
+            if code != 0:
+                err.seek(0)
+                detail = err.read().decode(errors="replace").strip()[-2000:]
+                raise BackupError(f"{name} exited with code {code}: {detail}")
 
 
 def list_backups(out_dir: Path) -> list[Path]:
