@@ -184,3 +184,24 @@ async def test_backup_restores_into_a_fresh_database_with_the_same_rows(
 def test_restore_of_a_missing_file_fails_clearly(tmp_path: Path) -> None:
     result = tools_db("restore", str(tmp_path / "nope.dump"), database_url="postgresql://nobody@127.0.0.1:1/x")
     assert result.returncode == 1 and "no such backup file" in result.stderr
+
+
+async def test_a_scheduled_run_backs_up_then_applies_retention(scratch_db: str, tmp_path: Path) -> None:
+    """What compose's maintenance service runs (here one run: ``--once``)."""
+    await _pg_dump_or_skip(scratch_db)
+    conn = await asyncpg.connect(scratch_db)
+    try:
+        await _add_call(conn, "ancient", NOW - timedelta(days=800))
+        await _add_call(conn, "today", NOW)
+    finally:
+        await conn.close()
+    out = tmp_path / "scheduled"
+    result = tools_db("schedule", "--once", "--out", str(out), database_url=scratch_db, RETENTION_DAYS="365")
+    assert result.returncode == 0, result.stderr
+    assert "backup written" in result.stdout and "deleted 1 calls" in result.stdout, result.stdout
+    assert len(list_backups(out)) == 1
+    conn = await asyncpg.connect(scratch_db)
+    try:
+        assert [r["call_id"] for r in await conn.fetch("SELECT call_id FROM calls")] == ["today"]
+    finally:
+        await conn.close()

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from tools.embedded import free_port, start_nats
@@ -48,6 +49,12 @@ async def test_a_running_worker_is_healthy_and_a_stopped_one_is_not(run_service,
     gone = probe("llm_worker", "--timeout", "1", NATS_URL=nats_url)
     assert gone.returncode == 1
     assert "unhealthy: no answer from llm_worker" in gone.stdout and "svc.ping.llm" in gone.stdout, gone.stdout
+
+
+async def test_the_recorder_is_healthy_once_it_consumes(run_service, nats_url: str) -> None:
+    run_service("call_recorder", {"EXTRACTION_ENABLED": "false", "RECORDER_DURABLE": f"health-{uuid.uuid4().hex[:8]}"})
+    healthy = await probe_until(0, "call_recorder", NATS_URL=nats_url)
+    assert healthy.returncode == 0 and "database=True" in healthy.stdout, healthy.stdout
 
 
 async def test_only_this_containers_replica_counts(run_service, nats_url: str) -> None:
