@@ -1,5 +1,5 @@
 """Retention clean-up: calls older than a configured age are deleted with everything recorded about them
-(transcripts, errors, provider status events, the ids of the events that built them).
+(transcripts, errors, provider status events), and the ids of applied events once no redelivery can come.
 
 A call's age is when it happened (``ended_at``, else ``started_at``, else when its row was created). Deletion
 runs in batches, one short transaction each, so a large first clean-up never holds locks on the history for
@@ -18,8 +18,12 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 # the rows of each call, deleted before the call itself (transcripts and status events would cascade, but
-# counting them is what tells an operator what a run removed; call_errors and processed_events have no key)
-_CHILD_TABLES = ("transcripts", "call_errors", "call_status_events", "processed_events")
+# counting them is what tells an operator what a run removed; call_errors has no foreign key)
+_CHILD_TABLES = ("transcripts", "call_errors", "call_status_events")
+# processed_events (the ids of applied events, so that a redelivery changes nothing) go by age instead: once
+# older than the lifecycle stream keeps events (7 days, shared/bus.py) no redelivery can come, so they are
+# pruned for every call; younger ones stay even for a deleted call, so that a replay cannot bring it back
+EVENT_REPLAY_WINDOW = timedelta(days=8)
 
 
 @dataclass
@@ -27,7 +31,7 @@ class RetentionReport:
     cutoff: datetime | None
     calls: int = 0
     batches: int = 0
-    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CHILD_TABLES, 0))
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*_CHILD_TABLES, "processed_events"), 0))
 
     def summary(self) -> str:
         if self.cutoff is None:
@@ -77,7 +81,25 @@ async def delete_old_calls(
         log.info("retention_batch_deleted", calls=len(call_ids), total=report.calls)
         if len(call_ids) < batch:
             break
+    if "processed_events" in present:
+        report.rows["processed_events"] = await _prune_event_ids(conn, (now or datetime.now(UTC)), batch * 20)
     return report
+
+
+async def _prune_event_ids(conn: asyncpg.Connection, now: datetime, batch: int) -> int:
+    """Delete ids of events applied before the replay window, ``batch`` rows per transaction."""
+    total = 0
+    while True:
+        status = await conn.execute(
+            "DELETE FROM processed_events WHERE ctid = ANY(ARRAY("
+            "SELECT ctid FROM processed_events WHERE processed_at < $1 LIMIT $2))",
+            now - EVENT_REPLAY_WINDOW,
+            batch,
+        )
+        deleted = _count(status)
+        total += deleted
+        if deleted < batch:
+            return total
 
 
 def _count(status: str) -> int:

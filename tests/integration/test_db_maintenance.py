@@ -83,9 +83,10 @@ async def _add_call(conn: asyncpg.Connection, call_id: str, ended: datetime, tur
             f"{call_id}-t{seq}",
         )
         await conn.execute(
-            "INSERT INTO processed_events (event_id, call_id, type) VALUES ($1, $2, 'call.turn')",
+            "INSERT INTO processed_events (event_id, call_id, type, processed_at) VALUES ($1, $2, 'call.turn', $3)",
             f"{call_id}-t{seq}",
             call_id,
+            ended,
         )
     await conn.execute(
         "INSERT INTO call_errors (event_id, call_id, code, stage, message, critical, at)"
@@ -113,16 +114,26 @@ async def test_retention_deletes_old_calls_with_their_transcripts_and_keeps_rece
 
         left = {r["call_id"] for r in await conn.fetch("SELECT call_id FROM calls")}
         assert left == {"recent", "just-inside"}
-        for table in ("transcripts", "processed_events", "call_errors"):
+        for table in ("transcripts", "call_errors"):
             owners = {r["call_id"] for r in await conn.fetch(f"SELECT DISTINCT call_id FROM {table}")}
             assert owners == {"recent", "just-inside"}, table
         assert await conn.fetchval("SELECT count(*) FROM transcripts WHERE call_id = 'recent'") == 3
+        # applied-event ids go once the lifecycle stream can no longer redeliver them (8 days), whatever call
+        owners = {r["call_id"] for r in await conn.fetch("SELECT DISTINCT call_id FROM processed_events")}
+        assert owners == {"recent"}
+        assert "18 processed_events" in result.stdout, result.stdout
 
         # 0 = keep forever; a second run finds nothing more to delete
         kept = tools_db("retention", "--days", "0", database_url=scratch_db)
         assert kept.returncode == 0 and "retention disabled" in kept.stdout
         again = tools_db("retention", database_url=scratch_db, RETENTION_DAYS="30")
         assert again.returncode == 0 and "deleted 0 calls" in again.stdout, again.stdout
+
+        # a call deleted within the replay window keeps its event ids: a redelivery cannot bring it back
+        short = tools_db("retention", "--days", "1", database_url=scratch_db)
+        assert short.returncode == 0 and "deleted 2 calls" in short.stdout, short.stdout
+        assert not await conn.fetchval("SELECT count(*) FROM calls")
+        assert await conn.fetchval("SELECT count(*) FROM processed_events WHERE call_id = 'recent'") == 3
     finally:
         await conn.close()
 
