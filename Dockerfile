@@ -8,7 +8,8 @@
 # llama-cpp-python is compiled here for a portable x86-64 CPU baseline (AVX2 + FMA + F16C, no -march=native),
 # so the image runs on any host from the last ~10 years, not only on the machine that built it.
 # The dashboard is built in a Node stage and shipped as the gateway's package data.
-# No HEALTHCHECK: only the gateway has an HTTP probe; docker-compose.yml sets it for that service.
+# No HEALTHCHECK here: each service's probe differs (`python -m tools.healthcheck <service>`); docker-compose.yml
+# sets one per service.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -93,8 +94,10 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && python -c "import llama_cpp, faster_whisper, piper, services.gateway.app, shared.db.migrate"
 
 WORKDIR /app
-# the gateway's lifecycle spool (LIFECYCLE_SPOOL_DIR): a volume there starts owned by victoria
-RUN mkdir -p /var/lib/victoria/lifecycle-spool && chown -R victoria:victoria /app /var/lib/victoria
+# the gateway's lifecycle spool (LIFECYCLE_SPOOL_DIR) and /backups (the maintenance service's BACKUP_DIR):
+# named volumes mounted there start owned by victoria
+RUN mkdir -p /var/lib/victoria/lifecycle-spool && chown -R victoria:victoria /app /var/lib/victoria \
+    && install -d -o victoria -g victoria /backups
 USER victoria:victoria
 
 # gateway HTTP (API, WebSockets, /metrics); separate /metrics port of the workers and recorder (METRICS_PORT)

@@ -9,6 +9,9 @@ STAMP := $(VENV)/.install-stamp
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 DEVSTACK_ARGS ?=
 PYTEST_ARGS ?=
+# database maintenance (python -m tools.db): DATABASE_URL, else the running dev stack's PostgreSQL
+BACKUP_ARGS ?=
+RETENTION_ARGS ?=
 # the dashboard (React + Vite): npm installs into web/node_modules and builds web/dist, each only when its inputs change
 WEB := services/gateway/web
 WEB_DEPS := $(WEB)/node_modules/.victoria-stamp
@@ -16,7 +19,7 @@ WEB_BUILD := $(WEB)/dist/.victoria-stamp
 WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/public -type f 2>/dev/null) \
 	$(wildcard $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json $(WEB)/tailwind.config.js $(WEB)/postcss.config.js)
 
-.PHONY: install web chromium run run-fake test lint clean check-env
+.PHONY: install web chromium run run-fake test lint clean check-env backup restore retention
 
 install: $(STAMP) web chromium
 
@@ -93,6 +96,21 @@ lint: install
 
 check-env: install
 	@$(PY) -m tools.check_env
+
+# pg_dump (custom format) into BACKUP_DIR (default ./backups), keeping the newest BACKUP_KEEP; e.g.
+#   make backup BACKUP_ARGS="--out /srv/backups"
+backup: install
+	@$(PY) -m tools.db backup $(BACKUP_ARGS)
+
+# make restore FILE=backups/victoria-....dump   (into DATABASE_URL; objects in the dump are replaced)
+restore: install
+	@if [ -z "$(FILE)" ]; then echo "usage: make restore FILE=backups/victoria-<time>.dump"; exit 2; fi
+	@$(PY) -m tools.db restore "$(FILE)"
+
+# delete calls and transcripts older than RETENTION_DAYS (default 365; 0 = keep forever); e.g.
+#   make retention RETENTION_ARGS="--days 90"
+retention: install
+	@$(PY) -m tools.db retention $(RETENTION_ARGS)
 
 clean:
 	@echo "==> removing .run (dev stack state: NATS store, pgdata, logs)"

@@ -35,3 +35,7 @@ class Offer:
     # the worker setting that names the voice used when an agent names none
     default_voice_setting: str = ""
     note: str = ""
+    # LLMs: the context window (prompt + reply, in tokens) a request must fit; 0 = not declared / very large
+    context_tokens: int = 0
+    # the setting (env var, lower case) that changes that window, when the deployment chooses it
+    context_tokens_setting: str = ""

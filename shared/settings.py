@@ -300,3 +300,31 @@ class RecorderSettings(CommonSettings):
     global_stop_durable: str = Field(
         default="global-stop", description="durable consumer of lifecycle.call.error shared by every recorder"
     )
+    extraction_context_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="context window (tokens) extraction's prompt + reply must fit; 0 = the provider's "
+        "(LLM_CONTEXT_TOKENS for local_llama, the catalogue's for cloud ones)",
+    )
+    llm_provider: str = Field(
+        default="local_llama", description="the LLM workers' provider (LLM_PROVIDER), when EXTRACTION_PROVIDER is empty"
+    )
+    llm_context_tokens: int = Field(default=2048, ge=256, description="local_llama's context (LLM_CONTEXT_TOKENS)")
+
+
+class MaintenanceSettings(CommonSettings):
+    """``python -m tools.db``: backups, retention clean-up and the schedule that runs both (compose's
+    ``maintenance`` service)."""
+
+    retention_days: int = Field(
+        default=365, ge=0, description="calls (and their transcripts) older than this are deleted; 0 = keep forever"
+    )
+    retention_batch: int = Field(default=500, ge=1, le=100_000, description="calls deleted per transaction")
+    backup_dir: str = Field(default="backups", description="where `python -m tools.db backup` writes its dumps")
+    backup_keep: int = Field(default=7, ge=0, description="newest backups kept in BACKUP_DIR; 0 = keep all")
+    pg_bin_dir: str = Field(
+        default="", description="directory with pg_dump/pg_restore; empty = the embedded PostgreSQL's, then PATH"
+    )
+    maintenance_interval_h: float = Field(
+        default=24.0, gt=0, description="`python -m tools.db schedule`: hours between backup + retention runs"
+    )

@@ -2,6 +2,9 @@
 
 ``NATS_URL`` / ``DATABASE_URL`` point the tests at existing servers instead (e.g. CI service containers); the
 tests then get a fresh, uniquely named database that is dropped at the end, so runs never see each other's rows.
+``VICTORIA_TEST_CONTAINERS=1`` starts both in Docker through ``testcontainers`` instead (``nats:2.10-alpine``,
+``postgres:16-alpine``, the images compose runs; ``VICTORIA_TEST_NATS_IMAGE`` / ``VICTORIA_TEST_POSTGRES_IMAGE``
+to change them); without a reachable Docker engine the tests that need a server are skipped, saying so.
 
 Fixtures: ``nats_url`` and ``database_url`` (session, migrated), ``bus`` (a connected ``shared.bus.Bus``),
 ``db_pool`` (asyncpg pool), ``run_service`` (start ``python -m services.<name>`` as a subprocess) and ``free_port``.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -68,15 +72,63 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=f"live: set {', '.join(missing)} to run"))
 
 
+# --- containers (VICTORIA_TEST_CONTAINERS=1) ------------------------------------------------------------------
+
+
+def use_containers() -> bool:
+    return os.environ.get("VICTORIA_TEST_CONTAINERS", "").lower() in _TRUE
+
+
+def container_engine_or_skip() -> None:
+    """testcontainers is imported only here, so the default run needs neither it nor Docker."""
+    try:
+        import docker
+    except ImportError as exc:
+        pytest.skip(f"VICTORIA_TEST_CONTAINERS=1 needs testcontainers (pip install testcontainers): {exc}")
+    try:
+        importlib.import_module("testcontainers.core.container")
+        client = docker.from_env()
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except ImportError as exc:
+        pytest.skip(f"VICTORIA_TEST_CONTAINERS=1 needs testcontainers (pip install testcontainers): {exc}")
+    except Exception as exc:  # docker raises its own DockerException, or an OSError underneath
+        pytest.skip(
+            f"VICTORIA_TEST_CONTAINERS=1 but no Docker engine is reachable ({type(exc).__name__}: {exc}); "
+            "start one (or set DOCKER_HOST), or unset VICTORIA_TEST_CONTAINERS to use the embedded servers"
+        )
+
+
+def container_class(module: str, name: str) -> Any:
+    """``testcontainers.community.<module>`` (testcontainers >= 4.9), else the older top-level module."""
+    try:
+        return getattr(importlib.import_module(f"testcontainers.community.{module}"), name)
+    except ImportError:
+        return getattr(importlib.import_module(f"testcontainers.{module}"), name)
+
+
 # --- servers -----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def nats_url() -> Iterator[str]:
-    """NATS with JetStream: ``NATS_URL`` if set, else an embedded nats-server on a free loopback port."""
+    """NATS with JetStream: ``NATS_URL`` if set, a container with VICTORIA_TEST_CONTAINERS=1, else an embedded
+    nats-server on a free loopback port."""
     url = os.environ.get("NATS_URL", "").strip()
     if url:
         yield url
+        return
+    if use_containers():
+        container_engine_or_skip()
+        image = os.environ.get("VICTORIA_TEST_NATS_IMAGE", "nats:2.10-alpine")
+        container = container_class("nats", "NatsContainer")(image, jetstream=True)
+        container.start()
+        try:
+            yield container.nats_uri()
+        finally:
+            container.stop()
         return
     store = Path(tempfile.mkdtemp(prefix="victoria-nats-"))
     server = start_nats(store / "jetstream", log_path=store / "nats-server.log")
@@ -89,16 +141,28 @@ def nats_url() -> Iterator[str]:
 
 @pytest_asyncio.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    """A migrated database: a fresh one on ``DATABASE_URL``'s server if set, else on an embedded PostgreSQL."""
+    """A migrated database: a fresh one on ``DATABASE_URL``'s server if set (or a container's with
+    VICTORIA_TEST_CONTAINERS=1), else on an embedded PostgreSQL."""
     given = os.environ.get("DATABASE_URL", "").strip()
+    container = None
+    if not given and use_containers():
+        container_engine_or_skip()
+        image = os.environ.get("VICTORIA_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
+        container = container_class("postgres", "PostgresContainer")(
+            image, username="postgres", password="postgres", dbname="postgres", driver=None
+        )
+        await asyncio.to_thread(container.start)
+        given = container.get_connection_url()
     if given:
         name = f"victoria_test_{uuid.uuid4().hex[:12]}"
         dsn = with_database(given, name)
-        await migrate(dsn)  # creates the database
         try:
+            await migrate(dsn)  # creates the database
             yield dsn
         finally:
             await _drop_database(given, name)
+            if container is not None:
+                await asyncio.to_thread(container.stop)
         return
     root = Path(tempfile.mkdtemp(prefix="victoria-pg-"))
     server = start_postgres(root / "pgdata", cleanup_mode="delete")

@@ -18,6 +18,7 @@ SECTIONS: list[tuple[str, type[BaseSettings]]] = [
     ("TTS worker", s.TtsSettings),
     ("Gateway", s.GatewaySettings),
     ("Call recorder", s.RecorderSettings),
+    ("Maintenance (python -m tools.db: backup, retention)", s.MaintenanceSettings),
 ]
 PATH = Path(__file__).resolve().parents[1] / ".env.example"
 

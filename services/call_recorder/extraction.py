@@ -19,6 +19,12 @@ import asyncpg
 from nats.aio.msg import Msg
 from pydantic import BaseModel, Field, ValidationError
 
+from services.call_recorder.prompt_budget import (
+    context_limit_from_error,
+    estimate_tokens,
+    fit_transcript,
+    transcript_char_budget,
+)
 from shared import subjects
 from shared.bus import Bus, NoWorkerError, WorkerBusyError
 from shared.events import ChatMessage, LlmChunk, LlmRequest, new_id
@@ -33,6 +39,7 @@ SYSTEM_PROMPT = (
     '"next_action" (what should happen next). No other text.'
 )
 STUCK_AFTER_S = 300.0
+REPLY_MAX_TOKENS = 400
 UNAVAILABLE_BACKOFF_S = 0.5
 
 
@@ -50,6 +57,14 @@ class ExtractionFailed(Exception):
 
 class LlmUnavailable(ExtractionFailed):
     """No LLM worker took the request: worth waiting a little (one may be starting), unlike a bad answer."""
+
+
+class PromptTooLong(ExtractionFailed):
+    """The provider refused the prompt as larger than its context; ``limit`` is the window it reported."""
+
+    def __init__(self, message: str, limit: int | None) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 def parse_extraction(text: str, custom: dict[str, str] | None = None) -> tuple[Extraction, dict[str, Any]]:
@@ -88,8 +103,10 @@ class Extractor:
         provider: str | None,
         model: str | None,
         instance: str,
+        context_tokens: int | None = None,
     ) -> None:
         self.bus = bus
+        self.context_tokens = context_tokens  # what prompt + reply must fit (None: not declared)
         self.pool = pool
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
@@ -173,25 +190,42 @@ class Extractor:
         rows = await self.pool.fetch("SELECT role, text FROM transcripts WHERE call_id = $1 ORDER BY seq", call_id)
         if not any(r["role"] == "user" for r in rows):
             return {"status": "skipped", "reason": "the caller said nothing"}
-        transcript = "\n".join(f"{'Caller' if r['role'] == 'user' else 'Agent'}: {r['text']}" for r in rows)
+        lines = [f"{'Caller' if r['role'] == 'user' else 'Agent'}: {r['text']}" for r in rows]
         custom = await self._agent_fields(call_id)
         prompt = SYSTEM_PROMPT
         if custom:
             extra = "; ".join(f'"{name}" ({what}, or null if not mentioned)' for name, what in custom.items())
             prompt += f" Also include these keys: {extra}."
-        messages = [ChatMessage(role="system", content=prompt), ChatMessage(role="user", content=transcript)]
         errors: list[str] = []
+        context = self.context_tokens
+        omitted = 0
         for attempt in range(1, self.max_attempts + 1):
+            transcript, omitted = fit_transcript(lines, transcript_char_budget(context, prompt, REPLY_MAX_TOKENS))
+            if omitted:
+                log.info("extraction_transcript_trimmed", turns=len(lines), omitted=omitted, context_tokens=context)
+            messages = [ChatMessage(role="system", content=prompt), ChatMessage(role="user", content=transcript)]
             try:
                 reply = await self._ask(call_id, messages)
                 data, fields = parse_extraction(reply, custom)
-                return {"status": "ok", "attempts": attempt, **data.model_dump(), "custom": fields}
+                result = {"status": "ok", "attempts": attempt, **data.model_dump(), "custom": fields}
+                if omitted:
+                    result["turns_omitted"] = omitted
+                return result
             except ExtractionFailed as exc:
                 errors.append(str(exc))
                 log.warning("extraction_attempt_failed", attempt=attempt, error=str(exc)[:200])
+                if isinstance(exc, PromptTooLong):  # the configured window, or our estimate, was wrong: shrink
+                    if exc.limit and (context is None or exc.limit < context):
+                        context = exc.limit
+                    else:
+                        sent = estimate_tokens(prompt + transcript) + REPLY_MAX_TOKENS
+                        context = int((context or sent) * 0.6)
                 if isinstance(exc, LlmUnavailable) and attempt < self.max_attempts:
                     await asyncio.sleep(min(UNAVAILABLE_BACKOFF_S * 2 ** (attempt - 1), 10.0))
-        return {"status": "failed", "attempts": self.max_attempts, "errors": errors}
+        failed: dict[str, Any] = {"status": "failed", "attempts": self.max_attempts, "errors": errors}
+        if omitted:
+            failed["turns_omitted"] = omitted
+        return failed
 
     async def _agent_fields(self, call_id: str) -> dict[str, str]:
         """The call's agent's own extraction fields (the schema can be set per agent)."""
@@ -222,7 +256,7 @@ class Extractor:
                 provider=self.provider,
                 model=self.model,
                 temperature=0.0,
-                max_tokens=400,
+                max_tokens=REPLY_MAX_TOKENS,
                 reply_to=reply_to,
                 post_call=True,  # the call's final cancel must not drop it (it did, for every real call)
             )
@@ -241,5 +275,8 @@ class Extractor:
             await sub.unsubscribe()
         failed = next((c.error for c in chunks.values() if c.error), None)
         if failed is not None:
+            limit = context_limit_from_error(failed.message)
+            if limit is not None or "context" in failed.message.lower():
+                raise PromptTooLong(f"LLM {failed.code}: {failed.message}", limit)
             raise ExtractionFailed(f"LLM {failed.code}: {failed.message}")
         return "".join(chunks[k].delta for k in sorted(chunks))

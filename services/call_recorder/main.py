@@ -9,6 +9,7 @@ import asyncpg
 from services.call_recorder.consumer import LifecycleConsumer
 from services.call_recorder.extraction import Extractor
 from services.call_recorder.global_stop import ErrorStreamCounter, GlobalStopPolicy
+from services.call_recorder.prompt_budget import provider_context_tokens
 from services.call_recorder.reconcile import Reconciler
 from services.call_recorder.store import HistoryStore
 from shared.bus import Bus
@@ -88,6 +89,9 @@ async def _serve_history(
             provider=settings.extraction_provider or None,
             model=settings.extraction_model or None,
             instance=instance,
+            context_tokens=provider_context_tokens(
+                settings.extraction_provider or settings.llm_provider, settings, settings.extraction_context_tokens
+            ),
         )
         extractor.start()
     store = HistoryStore(pool, extraction=settings.extraction_enabled)

@@ -192,3 +192,91 @@ async def test_the_agents_extraction_fields_are_asked_for_and_stored(run_service
     await bus.publish_lifecycle(subjects.CALL_ENDED, CallEnded(call_id=call_id, reason="caller_hangup", duration_s=3))
     data = await _extracted(db_pool, call_id)
     assert data["status"] == "ok" and data["custom"] == {"party_size": 2}
+
+
+def _long_call(n: int) -> list[tuple[str, str]]:
+    """A booking call of ``n`` turns, long enough (~2.5k tokens) to overflow the offline model's 2048 context."""
+    agent = [
+        "Hello, thank you for calling Luigi's restaurant. We are open every evening from six until eleven, and "
+        "on weekends we also serve lunch. How can I help you today?",
+        "Of course, I can help you with a booking. For how many people would that be, and on which evening would "
+        "you like to come? We are usually quite busy on Fridays, so the sooner the better.",
+        "Let me check the book for that evening, one moment please. I am looking at the tables by the window and "
+        "the ones in the garden room, which is quieter. It seems we still have a few places.",
+        "We have a table at eight o'clock by the window. Would you like me to hold it under your name? I will "
+        "also need a phone number in case we have to reach you about the booking.",
+    ]
+    caller = [
+        "Hi, I would like to book a table for dinner this Friday evening if you still have one free.",
+        "There will be two of us, my wife and me, and we would like to come around eight o'clock if possible.",
+        "That sounds lovely. My name is Maria Lopez and my phone number is five five five, one two three four.",
+        "Could we also have a table near the window? It is our anniversary and we would like a quiet spot.",
+    ]
+    out: list[tuple[str, str]] = []
+    for i in range(n):
+        k = (i // 2) % 4
+        # an agent's turn is two or three sentences (a real reply is ~14 s of audio)
+        out.append(("assistant", f"{agent[k]} {agent[(k + 1) % 4]}") if i % 2 == 0 else ("user", caller[k]))
+    return out
+
+
+async def _publish_turns(bus: Bus, call_id: str, turns: list[tuple[str, str]]) -> None:
+    await bus.ensure_lifecycle_stream()
+    await bus.publish_lifecycle(subjects.CALL_STARTED, CallStarted(call_id=call_id, agent_id="default"))
+    for seq, (role, text) in enumerate(turns):
+        await bus.publish_lifecycle(
+            subjects.CALL_TURN,
+            TurnRecorded(call_id=call_id, seq=seq, role=role, text=text, started_at=1.0 + seq, ended_at=1.5 + seq),
+        )
+    await bus.publish_lifecycle(subjects.CALL_ENDED, CallEnded(call_id=call_id, reason="caller_hangup", duration_s=60))
+
+
+def _no_context_error(data: dict) -> None:
+    """The model answered in full: an extraction may still fail on what a 135M model writes (it rarely
+    manages the JSON), never on the size of what was sent."""
+    assert data["status"] in ("ok", "failed"), data
+    assert not any("context" in e or "exceed" in e for e in data.get("errors", [])), data
+    if data["status"] == "ok":
+        assert data["summary"] and data["intent"]
+    else:
+        assert all(
+            e.startswith(("the reply", "summary", "intent", "sentiment", "entities", "next_action")) or "missing" in e
+            for e in data["errors"]
+        ), data
+
+
+async def _long_call_extracted(run_service, bus: Bus, db_pool, recorder_env: dict[str, str]) -> dict:
+    run_service("llm_worker", {"LLM_PROVIDER": "local_llama", "LLM_CONTEXT_TOKENS": "2048"})
+    await _llm_listening(bus)
+    run_service(
+        "call_recorder",
+        {"RECORDER_DURABLE": f"rec-{uuid.uuid4().hex[:8]}", "LLM_PROVIDER": "local_llama", **recorder_env},
+    )
+    call_id = f"extract-long-{uuid.uuid4().hex[:8]}"
+    turns = _long_call(40)
+    # the whole transcript and the reply cannot fit, even at 4 characters a token
+    assert sum(len(text) for _, text in turns) / 4 + 400 > 2048
+    await _publish_turns(bus, call_id, turns)
+    return await _extracted(db_pool, call_id, timeout=180)
+
+
+async def test_a_40_turn_call_fits_the_offline_models_context(run_service, bus: Bus, db_pool) -> None:
+    """On the offline model (SmolLM2 in llama.cpp, 2048 tokens) a 40-turn call failed outright: "Requested
+    tokens (2581) exceed context window of 2048". The transcript is now trimmed to the provider's window
+    (LLM_CONTEXT_TOKENS: opening and latest turns, a marker between), so the model gets it and answers."""
+    data = await _long_call_extracted(
+        run_service, bus, db_pool, {"LLM_CONTEXT_TOKENS": "2048", "EXTRACTION_MAX_ATTEMPTS": "1"}
+    )
+    _no_context_error(data)
+    assert data["turns_omitted"] > 0, data
+
+
+async def test_a_window_set_too_large_is_corrected_from_the_providers_refusal(run_service, bus: Bus, db_pool) -> None:
+    """EXTRACTION_CONTEXT_TOKENS larger than the worker's model: the first attempt is refused as too long, the
+    window the provider reported is used for the next, which fits."""
+    data = await _long_call_extracted(
+        run_service, bus, db_pool, {"EXTRACTION_CONTEXT_TOKENS": "100000", "EXTRACTION_MAX_ATTEMPTS": "2"}
+    )
+    assert "exceed context window of 2048" in data["errors"][0], data
+    _no_context_error({**data, "errors": data.get("errors", [])[1:]})
+    assert data["turns_omitted"] > 0, data

