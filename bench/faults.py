@@ -45,6 +45,7 @@ import httpx
 import numpy as np
 
 from bench.conversation_load import trim_trailing_silence
+from shared.call_config import SHUTDOWN_MESSAGES
 from tools.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
@@ -242,6 +243,7 @@ class CallLog:
     cut: int = 0
     apology: bool = False
     dropped: str = ""  # why the call ended before its last turn (close code / error)
+    drained: bool = False  # outlasted a SIGTERMed gateway's drain: the goodbye, then gateway_shutdown
 
 
 async def one_call(url: str, gateway: str, utterance: bytes, turns: int, apology_text: str) -> CallLog:
@@ -261,6 +263,9 @@ async def one_call(url: str, gateway: str, utterance: bytes, turns: int, apology
                 lambda m: m["type"] == "error" or (m["type"] == "transcript" and m["role"] == "assistant"),
                 timeout=60,
             )
+            if reply.get("text") == SHUTDOWN_MESSAGES["en"]:
+                log.drained = True
+                return log
             if reply["type"] == "error" or reply.get("text") == apology_text:
                 log.apology = True
                 log.dropped = f"error: {reply.get('code', 'apology')}"
@@ -272,7 +277,11 @@ async def one_call(url: str, gateway: str, utterance: bytes, turns: int, apology
             if reply.get("text", "").strip() != REPLY:
                 log.cut += 1
     except (ConnectionError, TimeoutError, OSError) as exc:
-        log.dropped = f"{type(exc).__name__}: {exc}"[:120]
+        ended = [m.get("reason") for m in caller.events("ended")]
+        if "gateway_shutdown" in ended:
+            log.drained = True
+        else:
+            log.dropped = f"{type(exc).__name__}: {exc}"[:120]
     finally:
         await caller.hang_up()
     return log
@@ -429,8 +438,8 @@ async def run_round(cluster: Cluster, fault: str, args: argparse.Namespace, utte
     async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
         alive = next(g for g in gateways if cluster.procs[g].poll() is None)
         tripped = await global_stop(client, cluster.url(alive))
+        await cluster.restore()  # a killed gateway restarts on its spool: what JetStream never got is replayed
         hist = await history(cluster.dsn, logs, killed_at if fault == "gateway_kill" else None, args.settle)
-        await cluster.restore()
         if tripped:
             await client.post(f"{cluster.url(alive)}/admin/global-stop/reset", headers={"X-API-Key": ADMIN_KEY})
     latencies = [v for log in logs for v in log.latencies]
@@ -443,6 +452,7 @@ async def run_round(cluster: Cluster, fault: str, args: argparse.Namespace, utte
         "cut": sum(log.cut for log in logs),
         "apologies": sum(1 for log in logs if log.apology),
         "dropped": sum(1 for log in logs if log.dropped and not log.apology),
+        "drained": sum(1 for log in logs if log.drained),
         "dropped_on": dict(Counter(log.gateway for log in logs if log.dropped and not log.apology)),
         "drop_reasons": dict(Counter(log.dropped.split(":")[0] for log in logs if log.dropped)),
         "p50": pct(latencies, 50),
@@ -459,6 +469,7 @@ def report(r: dict[str, object], baseline_p50: float | None) -> None:
     print(
         f"  turns answered {r['answered']}/{r['spoken']}, cut short {r['cut']}, apologies {r['apologies']}, "
         f"calls dropped {r['dropped']} {r['dropped_on'] or ''} {r['drop_reasons'] or ''}"
+        + (f", closed politely after the drain timeout {r['drained']}" if r["drained"] else "")
     )
     print(
         f"  caller latency (last frame → first audio): median {float(r['p50']):.0f} ms, p99 {float(r['p99']):.0f} ms, "
