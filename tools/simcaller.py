@@ -51,6 +51,7 @@ class SimCaller:
     _frames: int = 0
     _cursor: int = 0
     fell_behind: int = 0  # times this caller could not keep real time (its CPU is saturated)
+    send_failed: bool = False  # a send found the connection closed (the reader may not have noticed yet)
     _tx: asyncio.Lock = field(default_factory=asyncio.Lock)  # one sender at a time: speech is never chopped
 
     async def connect(
@@ -109,7 +110,7 @@ class SimCaller:
                 if pred(r.data):
                     self.last_at = r.at
                     return r.data
-            if self.closed:
+            if self.closed or self.send_failed:
                 raise ConnectionError(f"closed ({self.close_code}) before the expected message")
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"no matching message in {timeout}s; got {[r.kind for r in self.log[-15:]]}")
@@ -136,6 +137,8 @@ class SimCaller:
             try:
                 await self.ws.send(pcm[offset : offset + FRAME])
             except websockets.ConnectionClosed:
+                self.send_failed = True
+                await asyncio.sleep(0)  # (the send may fail without yielding: let the reader see the close)
                 break
             self._frames += 1
         return time.perf_counter()

@@ -556,8 +556,14 @@ class CallSession:
         """The gateway is going away and the drain timed out: cut whatever is playing, say the agent's
         shutdown goodbye (prefetched at start), then end (``gateway_shutdown``, 1012: call again). A call
         already saying another goodbye just finishes it."""
-        await self._say_and_end(self.config.shutdown_text, "gateway_shutdown", close_code=1012)
-        await self.wait_ended()
+        say = asyncio.create_task(self._say_and_end(self.config.shutdown_text, "gateway_shutdown", close_code=1012))
+        ended = asyncio.create_task(self.wait_ended())
+        # a caller who hangs up during the goodbye ends the call: stop waiting for its audio to play out
+        await asyncio.wait({say, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if not say.done():
+            say.cancel()
+        await asyncio.gather(say, return_exceptions=True)
+        await ended
 
     # --- silence and duration --------------------------------------------------------------------------
 

@@ -145,6 +145,22 @@ async def test_calls_that_outlast_the_drain_hear_the_goodbye_in_their_language(s
         assert (lines[-1]["role"], lines[-1]["text"]) == ("assistant", SHUTDOWN_MESSAGES[language])
 
 
+async def test_a_caller_hanging_up_during_the_goodbye_lets_the_gateway_go_at_once(start_stack) -> None:
+    """The goodbye (5 s of audio here) is not waited out once its caller has hung up."""
+    gateway = await start_stack({"DRAIN_TIMEOUT_S": "1"})
+    caller = await greeted(gateway)
+    gateway.proc.send_signal(signal.SIGTERM)
+    signalled = time.perf_counter()
+    while not caller.has_audio_after(signalled + 1.2):  # the drain timed out and the goodbye is playing
+        await caller.send_silence(0.02)
+        assert time.perf_counter() - signalled < 15, "no goodbye audio"
+    await caller.hang_up()
+    hung_up = time.monotonic()
+    assert await wait_exit(gateway, 20) == 0
+    assert time.monotonic() - hung_up < 4  # not the goodbyes' 10 s bound
+    assert "shutdown_goodbyes_timed_out" not in gateway.output()
+
+
 async def test_a_second_sigterm_ends_the_calls_at_once(start_stack, db_pool) -> None:
     gateway = await start_stack({"DRAIN_TIMEOUT_S": "60"})
     caller = await greeted(gateway)
