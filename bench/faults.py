@@ -318,8 +318,24 @@ async def fault_pg_down(cluster: Cluster) -> str:
 
 
 async def fault_gateway_kill(cluster: Cluster) -> str:
+    """kill -9 gateway-1, then time how long until history has ended every call it held (``gateway_lost``)."""
+    killed = time.time()
     cluster.kill("gateway-1")
-    return "kill -9 gateway-1"
+    for _ in range(120):
+        try:
+            conn = await asyncpg.connect(cluster.dsn, timeout=5)
+            try:
+                left = await conn.fetchval(
+                    "SELECT count(*) FROM calls WHERE gateway_instance = 'gateway-1' AND ended_at IS NULL"
+                )
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError):
+            left = -1
+        if left == 0:
+            return f"kill -9 gateway-1; its calls ended in history {time.time() - killed:.1f} s after the kill"
+        await asyncio.sleep(1.0)
+    return "kill -9 gateway-1; its calls NOT all ended in history within 120 s"
 
 
 async def fault_gateway_sigterm(cluster: Cluster) -> str:
