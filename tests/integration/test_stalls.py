@@ -6,8 +6,11 @@ the gateway's own CallChannel and WorkerWatch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
@@ -171,14 +174,32 @@ class _FakeWorker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def test_accepted_work_that_nobody_holds_is_retried_within_a_second(nats_url: str) -> None:
-    bus = await Bus.connect(nats_url, "stall-test")  # its own connection: no other test's workers listen
-    fake = _FakeWorker(bus, beat=True, answer_after_s=0.1, swallow_first=True)
+@contextlib.asynccontextmanager
+async def _against_fake(nats_url: str, name: str, **fake: Any) -> AsyncIterator[tuple[CallChannel, _FakeWorker]]:
+    """A call channel and its watch on a connection of their own (no other test's workers listen there),
+    facing one scripted worker."""
+    bus = await Bus.connect(nats_url, name)
+    worker = _FakeWorker(bus, **fake)
     try:
-        await fake.start()
+        await worker.start()
         channel, watch = _channel(bus)
         await watch.start()
         await channel.open()
+        try:
+            yield channel, worker
+        finally:
+            await channel.close()
+            await watch.stop()
+    finally:
+        await worker.stop()
+        await bus.close()
+
+
+async def test_accepted_work_that_nobody_holds_is_retried_within_a_second(nats_url: str) -> None:
+    async with _against_fake(nats_url, "stall-test", beat=True, answer_after_s=0.1, swallow_first=True) as (
+        channel,
+        fake,
+    ):
         started = time.monotonic()
         chunks = [c async for c in channel.generate(_llm_request(channel), timeout_s=30)]
         elapsed = time.monotonic() - started
@@ -187,39 +208,22 @@ async def test_accepted_work_that_nobody_holds_is_retried_within_a_second(nats_u
         retry_after = fake.requests[1][0] - fake.requests[0][0]
         assert LOST_AFTER_S <= retry_after < LOST_AFTER_S + 0.6, f"retried after {retry_after:.2f}s"
         assert elapsed < LOST_AFTER_S + 1.0
-        await channel.close()
-        await watch.stop()
-    finally:
-        await fake.stop()
-        await bus.close()
 
 
 async def test_slow_work_still_held_by_a_live_worker_is_not_retried(nats_url: str) -> None:
-    bus = await Bus.connect(nats_url, "stall-test-slow")
-    fake = _FakeWorker(bus, beat=True, answer_after_s=3.0, swallow_first=False)
-    try:
-        await fake.start()
-        channel, watch = _channel(bus)
-        await watch.start()
-        await channel.open()
+    async with _against_fake(nats_url, "stall-test-slow", beat=True, answer_after_s=3.0, swallow_first=False) as (
+        channel,
+        fake,
+    ):
         chunks = [c async for c in channel.generate(_llm_request(channel), timeout_s=30)]
         assert [c.delta for c in chunks] == ["Done."]
         assert len(fake.requests) == 1, "a live worker that lists its work is waited for, not doubled"
-        await channel.close()
-        await watch.stop()
-    finally:
-        await fake.stop()
-        await bus.close()
 
 
 async def test_work_lost_on_every_attempt_fails_with_a_clear_error(nats_url: str) -> None:
-    bus = await Bus.connect(nats_url, "stall-test-none")
-    fake = _FakeWorker(bus, beat=False, answer_after_s=60.0, swallow_first=False)  # accepts, never beats
-    try:
-        await fake.start()
-        channel, watch = _channel(bus)
-        await watch.start()
-        await channel.open()
+    async with _against_fake(  # accepts, never beats
+        nats_url, "stall-test-none", beat=False, answer_after_s=60.0, swallow_first=False
+    ) as (channel, fake):
         started = time.monotonic()
         with pytest.raises(TurnFailed) as failed:
             async for _chunk in channel.generate(_llm_request(channel), timeout_s=30):
@@ -227,8 +231,3 @@ async def test_work_lost_on_every_attempt_fails_with_a_clear_error(nats_url: str
         assert failed.value.error.code == "worker_lost"
         assert len(fake.requests) == 3
         assert time.monotonic() - started < 3 * (LOST_AFTER_S + 0.6)
-        await channel.close()
-        await watch.stop()
-    finally:
-        await fake.stop()
-        await bus.close()
