@@ -19,6 +19,7 @@ from shared.bus import NoWorkerError
 from shared.call_config import SHUTDOWN_MESSAGES
 from shared.events import ChatMessage, LlmChunk, LlmRequest
 from tests.integration.conftest import FAST
+from tests.integration.test_edge_security import history_row
 from tests.integration.test_recorder_reliability import (
     EVENTS_PER_CALL,
     _unique,
@@ -62,16 +63,6 @@ async def wait_exit(proc, timeout: float) -> int:
     return code
 
 
-async def ended_row(db_pool, call_id: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = await db_pool.fetchrow("SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", call_id)
-        if row is not None:
-            return row
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"call {call_id} not recorded as ended")
-
-
 async def test_sigterm_refuses_new_calls_and_lets_the_live_one_finish(start_stack, db_pool) -> None:
     gateway = await start_stack({"DRAIN_TIMEOUT_S": "30"})
     live = await greeted(gateway)
@@ -108,7 +99,7 @@ async def test_sigterm_refuses_new_calls_and_lets_the_live_one_finish(start_stac
     took = time.monotonic() - signalled
     assert took < 25, took
     assert "gateway_drained" in gateway.output()
-    row = await ended_row(db_pool, live.call_id)
+    row = await history_row(db_pool, live.call_id)
     assert row["end_reason"] == "caller_hangup"
 
 
@@ -137,7 +128,7 @@ async def test_calls_that_outlast_the_drain_hear_the_goodbye_in_their_language(s
         assert caller.close_code == 1012  # service restart: call again
     assert await wait_exit(gateway, 20) == 0
     for caller, language in ((english, "en"), (spanish, "es")):
-        row = await ended_row(db_pool, caller.call_id)
+        row = await history_row(db_pool, caller.call_id)
         assert row["end_reason"] == "gateway_shutdown"
         lines = await db_pool.fetch(
             "SELECT role, text FROM transcripts WHERE call_id = $1 ORDER BY seq", caller.call_id
@@ -173,7 +164,7 @@ async def test_a_second_sigterm_ends_the_calls_at_once(start_stack, db_pool) -> 
     await caller.close()
     assert caller.close_code == 1012
     await wait_exit(gateway, 15)  # uvicorn re-raises the signal it handled: no exit code to check
-    row = await ended_row(db_pool, caller.call_id)
+    row = await history_row(db_pool, caller.call_id)
     assert row["end_reason"] == "gateway_shutdown"  # not taken for the caller hanging up
     assert "gateway_ending_calls_now" in gateway.output()
 
