@@ -1,15 +1,23 @@
 """Telling the operator: POST a JSON body to ``ADMIN_NOTIFICATION_WEBHOOK_URL`` with a few retries, in the
-background (a slow or dead webhook never delays the global stop it reports)."""
+background (a slow or dead webhook never delays the global stop it reports); and the ``admin_events`` audit row
+of an action already done."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import TYPE_CHECKING
 
 import httpx
 
 from shared.logging import get_logger
 
+if TYPE_CHECKING:
+    import asyncpg
+
 log = get_logger(__name__)
+
+ADMIN_EVENT_SQL = "INSERT INTO admin_events (kind, detail) VALUES ($1, $2::jsonb)"
 
 WEBHOOK_TIMEOUT_S = 5.0
 WEBHOOK_ATTEMPTS = 3
@@ -61,3 +69,18 @@ class Notifier:
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
         for task in pending:
             task.cancel()
+
+
+async def record_admin_event(
+    pool: asyncpg.Pool | None, kind: str, detail: dict[str, object], *, timeout_s: float = 5.0
+) -> None:
+    """The audit row of an admin action or a trip, best effort: the action stands even while PostgreSQL is down
+    (``admin_event_not_recorded`` in the log says what is missing)."""
+    if pool is None:
+        log.error("admin_event_not_recorded", kind=kind, error="database not connected")
+        return
+    try:
+        async with asyncio.timeout(timeout_s):
+            await pool.execute(ADMIN_EVENT_SQL, kind, json.dumps(detail))
+    except Exception as exc:
+        log.error("admin_event_not_recorded", kind=kind, error=str(exc) or type(exc).__name__)

@@ -27,14 +27,13 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from prometheus_client import Counter as MetricCounter
 
 from shared import subjects
-from shared.admin_notify import Notifier
+from shared.admin_notify import Notifier, record_admin_event
 from shared.events import CallError
 from shared.global_stop import GlobalStopState, ensure_bucket, read_state, trip
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-ADMIN_EVENT_SQL = "INSERT INTO admin_events (kind, detail) VALUES ($1, $2::jsonb)"
 WINDOW_KEY = "errors"  # the shared window, beside the stop's own "state" key in the same bucket
 
 COUNTED = MetricCounter(
@@ -241,13 +240,8 @@ class GlobalStopPolicy:
             log.warning("global_stop_window_not_cleared", error=str(exc) or type(exc).__name__)
 
     async def _record(self, detail: dict[str, object]) -> None:
-        if self.pool is None:
-            return
-        try:
-            async with asyncio.timeout(10):
-                await self.pool.execute(ADMIN_EVENT_SQL, "global_stop_tripped", json.dumps(detail))
-        except Exception as exc:  # the stop is in force anyway; the audit row is best effort
-            log.error("admin_event_not_recorded", kind="global_stop_tripped", error=str(exc) or type(exc).__name__)
+        if self.pool is not None:  # the stop is in force anyway; the audit row is best effort
+            await record_admin_event(self.pool, "global_stop_tripped", detail, timeout_s=10)
 
     async def close(self, timeout: float = 5.0) -> None:
         await self.notifier.close(timeout)

@@ -12,8 +12,6 @@ key, until its bucket refills (so the key cannot be guessed at speed).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
 import time
 
@@ -23,14 +21,12 @@ from pydantic import BaseModel, Field
 from services.gateway.http_guard import TokenBuckets
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.security import key_matches
-from shared.admin_notify import Notifier
+from shared.admin_notify import Notifier, record_admin_event
 from shared.events import CallControl
 from shared.global_stop import GlobalStopState, read_state, trip, write_state
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-
-ADMIN_EVENT_SQL = "INSERT INTO admin_events (kind, detail) VALUES ($1, $2::jsonb)"
 
 
 def admin_failures(request: Request) -> TokenBuckets:
@@ -129,14 +125,7 @@ async def trip_global_stop(request: Request, body: TripRequest) -> GlobalStopSta
 
 async def _audit(runtime: GatewayRuntime, kind: str, detail: dict[str, object]) -> None:
     """The admin_events row of an action already done: best effort (PostgreSQL may be down)."""
-    if runtime.pool is None:
-        log.error("admin_event_not_recorded", kind=kind, error="database not connected")
-        return
-    try:
-        async with asyncio.timeout(5):
-            await runtime.pool.execute(ADMIN_EVENT_SQL, kind, json.dumps(detail))
-    except Exception as exc:
-        log.error("admin_event_not_recorded", kind=kind, error=str(exc) or type(exc).__name__)
+    await record_admin_event(runtime.pool, kind, detail)
 
 
 @router.post("/global-stop/reset", response_model=GlobalStopState)

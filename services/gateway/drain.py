@@ -29,6 +29,7 @@ import uvicorn
 
 from services.gateway.metrics import DRAIN_CALLS_REMAINING, GATEWAY_DRAINING
 from services.gateway.runtime import GatewayRuntime
+from services.gateway.ws_close import CLOSE_RESTART
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ async def end_calls_now(runtime: GatewayRuntime, timeout_s: float = 5.0) -> None
     if not left:
         return
     log.warning("gateway_ending_calls_now", calls=len(left))
-    ends = [asyncio.create_task(s.end("gateway_shutdown", close_code=1012)) for s in left]
+    ends = [asyncio.create_task(s.end("gateway_shutdown", close_code=CLOSE_RESTART)) for s in left]
     _done, pending = await asyncio.wait(ends, timeout=timeout_s)
     for task in pending:
         task.cancel()

@@ -20,6 +20,7 @@ from services.gateway.lifecycle_spool import LifecycleSpool, default_spool_dir
 from services.gateway.turn_detector import VadEngine
 from services.gateway.webhook_dedupe import SharedSeen
 from services.gateway.worker_watch import WorkerWatch
+from services.gateway.ws_close import CLOSE_RESTART
 from shared import subjects
 from shared.bus import Bus
 from shared.call_config import CallConfig, ClientType
@@ -104,7 +105,8 @@ class GatewayRuntime:
         """SIGTERM: refuse new calls, end the live ones, flush lifecycle events, close connections."""
         self.accepting = False
         await asyncio.gather(
-            *(s.end("gateway_shutdown", close_code=1012) for s in list(self.sessions.values())), return_exceptions=True
+            *(s.end("gateway_shutdown", close_code=CLOSE_RESTART) for s in list(self.sessions.values())),
+            return_exceptions=True,
         )
         await self.call_control.stop()
         await self.agents.stop()

@@ -38,6 +38,7 @@ from services.gateway.metrics import (
 from services.gateway.pacer import AudioPacer
 from services.gateway.turn_detector import SpeechStarted, TurnDetector, TurnEnded, VadEngine
 from services.gateway.worker_watch import WorkerWatch
+from services.gateway.ws_close import CLOSE_INTERNAL, CLOSE_RESTART
 from shared.audio import StreamResampler
 from shared.bus import Bus
 from shared.call_config import CallConfig
@@ -90,15 +91,6 @@ class Transport(Protocol):
     async def send_clear(self) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
-
-
-class MarkingTransport(Transport, Protocol):
-    """A transport whose client echoes marks when the audio before them has played (Twilio, Telnyx); the
-    pacer then sends a mark after each utterance and trusts the echo over its clock."""
-
-    frame_ms: int
-
-    async def send_mark(self, name: str) -> None: ...
 
 
 @dataclass
@@ -556,7 +548,9 @@ class CallSession:
         """The gateway is going away and the drain timed out: cut whatever is playing, say the agent's
         shutdown goodbye (prefetched at start), then end (``gateway_shutdown``, 1012: call again). A call
         already saying another goodbye just finishes it."""
-        say = asyncio.create_task(self._say_and_end(self.config.shutdown_text, "gateway_shutdown", close_code=1012))
+        say = asyncio.create_task(
+            self._say_and_end(self.config.shutdown_text, "gateway_shutdown", close_code=CLOSE_RESTART)
+        )
         ended = asyncio.create_task(self.wait_ended())
         # a caller who hangs up during the goodbye ends the call: stop waiting for its audio to play out
         await asyncio.wait({say, ended}, return_when=asyncio.FIRST_COMPLETED)
@@ -686,7 +680,7 @@ class CallSession:
             )
         )
         await self._send_quietly({"type": "error", "code": f"{stage}_{error.code}", "message": error.message})
-        await self._say_and_end(self.config.apology_message, "error", close_code=1011)
+        await self._say_and_end(self.config.apology_message, "error", close_code=CLOSE_INTERNAL)
 
 
 CAPACITY_CODES = frozenset({"busy"})  # workers refusing for capacity: recorded, never counted by the global stop

@@ -31,18 +31,12 @@ from services.gateway.idle_timeout import IdleTimeout
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.session import CallSession
-from services.gateway.ws_close import close_quietly
+from services.gateway.ws_close import CLOSE_INTERNAL, CLOSE_PROTOCOL, CLOSE_TOO_BIG, CLOSE_TRY_LATER, close_quietly
 from shared.events import new_id
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)
 
-# close codes (RFC 6455 and the 4000-4999 private range)
-CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL = 1008  # policy violation: bad or missing start, too many bad messages
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_TRY_LATER = 1013  # not ready (NATS down) or global stop
 START_TIMEOUT_S = 10.0
 MAX_BAD_MESSAGES = 20
 IDLE_TIMEOUT_S = 60.0  # no frame at all from the client for this long ends the call

@@ -23,20 +23,20 @@ from services.gateway.idle_timeout import IdleTimeout
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.session import CallSession
-from services.gateway.ws_close import close_quietly
+from services.gateway.ws_close import (
+    CLOSE_INTERNAL,
+    CLOSE_INVALID_DATA,
+    CLOSE_PROTOCOL,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_LATER,
+    close_quietly,
+)
 from shared.audio import alaw_to_pcm16, ulaw_to_alaw, ulaw_to_pcm16
 from shared.logging import get_logger
 from shared.text_guard import first_unstorable
 
 log = get_logger(__name__)
 
-CLOSE_NORMAL = 1000
-CLOSE_UNSUPPORTED = 1003  # a media format we cannot play
-CLOSE_INVALID_DATA = 1007  # text that is not valid Unicode (a lone surrogate escape)
-CLOSE_PROTOCOL = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_TRY_LATER = 1013
 START_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 30.0  # a provider sends 50 media frames a second; silence this long means the stream died
 MAX_BAD_FRAMES = 50  # bad frames tolerated (logged and ignored) before the stream is closed

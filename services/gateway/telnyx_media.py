@@ -20,8 +20,6 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import (
-    CLOSE_PROTOCOL,
-    CLOSE_UNSUPPORTED,
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
@@ -34,6 +32,7 @@ from services.gateway.telephony_stream import (
 )
 from services.gateway.telnyx_api import CALL_CONTROL_ID, decode_state
 from services.gateway.telnyx_webhooks import telnyx_rest
+from services.gateway.ws_close import CLOSE_PROTOCOL, CLOSE_UNSUPPORTED
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony_stream import (
-    CLOSE_UNSUPPORTED,
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
@@ -33,6 +32,7 @@ from services.gateway.telephony_stream import (
     start_problem,
 )
 from services.gateway.twilio_api import CALL_SID, TwilioRest, valid_signature
+from services.gateway.ws_close import CLOSE_PROTOCOL, CLOSE_UNSUPPORTED
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)
@@ -90,7 +90,7 @@ async def twilio_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
     guard = FrameGuard("twilio")
     if not signed_handshake(runtime, ws):
         guard.bad_frame("bad_signature", "X-Twilio-Signature missing or wrong on the stream's handshake")
-        await ws.close(code=1008, reason="invalid X-Twilio-Signature")  # before accept: HTTP 403
+        await ws.close(code=CLOSE_PROTOCOL, reason="invalid X-Twilio-Signature")  # before accept: HTTP 403
         return
     await ws.accept()
     try:

@@ -94,7 +94,9 @@ async def test_phone_streams_start_only_with_our_single_use_token(start_stack, d
 
     # the real flow: the webhook's token starts the call once; the same token replayed is refused
     call_sid, _ = twilio_ids()
-    params = await twilio_dial(gateway.url, call_sid, from_number="+15550001111", to_number="+15550002222")
+    # a number no other test gives an agent (history must say "default", whatever ran before)
+    to_number = f"+1555{uuid.uuid4().int % 10**7:07d}"
+    params = await twilio_dial(gateway.url, call_sid, from_number="+15550001111", to_number=to_number)
     assert list(params) == ["token"]
     forged_numbers = {**params, "from": "+19999999999", "agent_id": "someone-else"}  # ignored: claims win
     caller = PhoneCaller(twilio, "twilio", call_id=call_sid, parameters=forged_numbers)
