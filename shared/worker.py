@@ -24,6 +24,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.events import CancelTurn, ErrorInfo, Event, WorkAck, WorkerBeat, work_key
 from shared.health import answer_pings, default_instance_id
+from shared.heartbeat import Heartbeat
 from shared.logging import bound_call, get_logger
 from shared.metrics import BUS_DELIVERY, WORK_IN_FLIGHT, WORK_REQUESTS
 from shared.resilience import CircuitBreaker
@@ -257,9 +258,15 @@ class WorkerRuntime(Generic[R]):
         self._sub: Subscription | None = None
         self._running: dict[tuple[str, int | None], set[asyncio.Task[None]]] = {}
         self._cancelled: dict[tuple[str, int | None], float] = {}  # (call, turn or None = all) → when
-        self.beat_s = beat_s
         self._holding: dict[asyncio.Task[None], str] = {}  # accepted work → its work_key (in the beats)
-        self._beats: asyncio.Task[None] | None = None
+        # which work this replica holds, every beat_s: gateways notice in a second that a replica died (its beats
+        # stop) or that a request it accepted went missing (it is no longer listed, no result came)
+        self.heartbeat = Heartbeat(
+            bus,
+            f"{subjects.WORKER_BEAT_PREFIX}.{service}",
+            lambda: WorkerBeat(service=self.service, instance=self.instance, holding=self.holding()),
+            beat_s,
+        )
 
     def chain_with(self, ack_timeout_s: float) -> Chain:
         return Chain(self.bus, ack_timeout_s)
@@ -272,26 +279,11 @@ class WorkerRuntime(Generic[R]):
         # one subscription for every call's cancels (rare messages), not a SUB/UNSUB per request
         await self.bus.subscribe(subjects.CANCEL_ALL, CancelTurn, self._on_cancel)
         await answer_pings(self.bus, self.service, self.instance, self._readiness)
-        self._beats = asyncio.create_task(self._beat(), name=f"{self.service}-beats")
+        self.heartbeat.start()
         log.info("worker_listening", subject=self.subject, queue=self.queue)
 
     def holding(self) -> list[str]:
         return list(self._holding.values())
-
-    async def _beat(self) -> None:
-        """Say every ``beat_s`` which work this replica holds: gateways notice in a second that a replica died
-        (its beats stop) or that a request it accepted went missing (it is no longer listed, no result came)."""
-        subject = f"{subjects.WORKER_BEAT_PREFIX}.{self.service}"
-        while True:
-            try:
-                await self.bus.publish(
-                    subject, WorkerBeat(service=self.service, instance=self.instance, holding=self.holding())
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # reconnecting: nats-py buffers, or the connection is closing
-                log.debug("worker_beat_failed", error=str(exc) or type(exc).__name__)
-            await asyncio.sleep(self.beat_s)
 
     def _key(self, req: R) -> str:
         return work_key(req.call_id, req.turn_id, self.service, getattr(req, "segment", 0), getattr(req, "attempt", 0))
@@ -441,6 +433,5 @@ class WorkerRuntime(Generic[R]):
                 log.warning("worker_drain_timeout", cancelled=len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
         log.info("worker_drained", handled=self.handled, took_s=round(time.monotonic() - started, 2))
-        if self._beats is not None:
-            self._beats.cancel()
+        await self.heartbeat.stop()  # after the held work: it stays listed until it is over
         await self.bus.close()

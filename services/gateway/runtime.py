@@ -14,7 +14,6 @@ from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.audio_cache import AudioCache
 from services.gateway.call_control import CallControlRouter
 from services.gateway.call_tokens import CallClaims, CallTokens, TokenError, TokenKind, tokens_from_secret
-from services.gateway.heartbeat import Heartbeat
 from services.gateway.lifecycle import LifecycleOutbox
 from services.gateway.lifecycle_spool import LifecycleSpool, default_spool_dir
 from services.gateway.turn_detector import VadEngine
@@ -24,8 +23,10 @@ from services.gateway.ws_close import CLOSE_RESTART
 from shared import subjects
 from shared.bus import Bus
 from shared.call_config import CallConfig, ClientType
+from shared.events import GatewayBeat
 from shared.global_stop import GlobalStopWatcher
 from shared.health import default_instance_id
+from shared.heartbeat import Heartbeat
 from shared.logging import get_logger
 from shared.settings import GatewaySettings
 
@@ -46,7 +47,13 @@ class GatewayRuntime:
             default_spool_dir(settings), max_bytes=int(settings.lifecycle_spool_max_mb * 1024 * 1024)
         )
         self.outbox = LifecycleOutbox(bus, spool=spool, instance=self.instance)
-        self.heartbeat = Heartbeat(bus, self.instance, lambda: self.sessions, settings.gateway_beat_interval_s)
+        interval = settings.gateway_beat_interval_s
+        self.heartbeat = Heartbeat(
+            bus,
+            subjects.gateway_beat_subject(self.instance),
+            lambda: GatewayBeat(instance=self.instance, calls=sorted(self.sessions), interval_s=interval),
+            interval,
+        )
         self.pool: asyncpg.Pool | None = None
         self.sessions: dict[str, CallSession] = {}
         self.accepting = True
