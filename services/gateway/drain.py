@@ -29,7 +29,6 @@ import uvicorn
 
 from services.gateway.metrics import DRAIN_CALLS_REMAINING, GATEWAY_DRAINING
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.ws_close import CLOSE_RESTART
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -61,7 +60,8 @@ async def drain_gateway(runtime: GatewayRuntime, timeout_s: float) -> None:
 
 
 async def _close_politely(sessions: list[CallSession]) -> None:
-    """Every remaining call hears its goodbye at once; one that outlasts the bound is ended by ``end_calls_now``."""
+    """Every remaining call hears its goodbye at once; one that outlasts the bound is ended by
+    ``GatewayRuntime.end_calls_now``."""
     tasks = [asyncio.create_task(s.close_for_shutdown()) for s in sessions]
     _done, pending = await asyncio.wait(tasks, timeout=GOODBYE_TIMEOUT_S)
     for task in pending:
@@ -72,20 +72,6 @@ async def _close_politely(sessions: list[CallSession]) -> None:
             log.warning("shutdown_goodbye_failed", error=str(result) or type(result).__name__)
     if pending:
         log.warning("shutdown_goodbyes_timed_out", calls=len(pending), timeout_s=GOODBYE_TIMEOUT_S)
-
-
-async def end_calls_now(runtime: GatewayRuntime, timeout_s: float = 5.0) -> None:
-    """Before uvicorn closes the sockets (which a session would take for the caller hanging up): end every call
-    still live as ``gateway_shutdown``, at once. Only a second signal, or goodbyes that timed out, leave any."""
-    left = [s for s in runtime.sessions.values() if not s.ended]
-    if not left:
-        return
-    log.warning("gateway_ending_calls_now", calls=len(left))
-    ends = [asyncio.create_task(s.end("gateway_shutdown", close_code=CLOSE_RESTART)) for s in left]
-    _done, pending = await asyncio.wait(ends, timeout=timeout_s)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*ends, return_exceptions=True)
 
 
 class DrainingServer(uvicorn.Server):

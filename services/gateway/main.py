@@ -9,7 +9,7 @@ import sys
 import uvicorn
 
 from services.gateway.app import create_app
-from services.gateway.drain import DrainingServer, drain_gateway, end_calls_now
+from services.gateway.drain import DrainingServer, drain_gateway
 from services.gateway.production import production_problems
 from shared.logging import configure_logging
 from shared.metrics import serve_metrics
@@ -46,7 +46,7 @@ def main() -> None:
     server = DrainingServer(
         config,
         drain=lambda: drain_gateway(app.state.runtime, settings.drain_timeout_s),
-        end_calls=lambda: end_calls_now(app.state.runtime),
+        end_calls=lambda: app.state.runtime.end_calls_now(),
     )
     server.run()
     if not server.started:  # start-up failed (the port taken, the lifespan raised), as uvicorn.run reports it

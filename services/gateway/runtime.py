@@ -108,13 +108,24 @@ class GatewayRuntime:
                 await asyncio.sleep(delay)
                 delay = min(10.0, delay * 2)
 
+    async def end_calls_now(self, timeout_s: float = 5.0) -> None:
+        """End every call still live as ``gateway_shutdown`` (close 1012: call again), at once, each bounded by
+        ``timeout_s``: before uvicorn closes the sockets (which a session would take for the caller hanging up)
+        and again at stop. After a drain only a second signal, or goodbyes that timed out, leave any."""
+        left = [s for s in self.sessions.values() if not s.ended]
+        if not left:
+            return
+        log.warning("gateway_ending_calls_now", calls=len(left))
+        ends = [asyncio.create_task(s.end("gateway_shutdown", close_code=CLOSE_RESTART)) for s in left]
+        _done, pending = await asyncio.wait(ends, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*ends, return_exceptions=True)
+
     async def stop(self) -> None:
         """SIGTERM: refuse new calls, end the live ones, flush lifecycle events, close connections."""
         self.accepting = False
-        await asyncio.gather(
-            *(s.end("gateway_shutdown", close_code=CLOSE_RESTART) for s in list(self.sessions.values())),
-            return_exceptions=True,
-        )
+        await self.end_calls_now()
         await self.call_control.stop()
         await self.agents.stop()
         await self.outbox.stop()
