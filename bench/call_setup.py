@@ -18,7 +18,7 @@ import time
 import uuid
 
 from bench.stack import running_stack
-from services.gateway.call_tokens import CallTokens
+from services.gateway.edge.call_tokens import CallTokens
 from tools.phonecaller import PhoneCaller, twilio_dial
 
 

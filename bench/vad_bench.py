@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.gateway.turn_detector import SpeechStarted, TurnDetector, TurnEnded, TurnEvent, VadEngine
+from services.gateway.call.turn_detector import SpeechStarted, TurnDetector, TurnEnded, TurnEvent, VadEngine
 
 SR = 16000
 BYTES_PER_S = SR * 2
@@ -139,8 +139,8 @@ def run(detector: TurnDetector, pcm: bytes, chunk_bytes: int = CHUNK_BYTES) -> l
 
 
 def engine_factories() -> dict[str, Callable[[], VadEngine]]:
-    from services.gateway.vad_silero import GatedSileroVad, SileroVad
-    from services.gateway.vad_webrtc import WebRtcVad
+    from services.gateway.call.vad_silero import GatedSileroVad, SileroVad
+    from services.gateway.call.vad_webrtc import WebRtcVad
 
     return {
         "webrtc+silero (default)": lambda: GatedSileroVad(2),

@@ -2,7 +2,7 @@
 
 Two kinds of replica beat with it. Workers say which work they hold (``WorkerBeat`` on
 ``worker.beat.<service>``), so a gateway knows within a second that a request went missing
-(services/gateway/worker_watch.py). Gateways name their live calls (``GatewayBeat`` on
+(services/gateway/call/worker_watch.py). Gateways name their live calls (``GatewayBeat`` on
 ``gateway.beat.<instance>``), so the recorder ends as ``gateway_lost`` the calls of one that died
 (services/call_recorder/reconcile.py). Nothing is published while disconnected: a beat buffered by the client
 and flushed at reconnect would describe a moment long gone.

@@ -36,7 +36,7 @@ class CommonSettings(BaseSettings):
         "real-time audio pacing (negative values need CAP_SYS_NICE)",
     )
 
-    # liveness of the stateless workers (shared/worker.py beats, services/gateway/worker_watch.py judges)
+    # liveness of the stateless workers (shared/worker.py beats, services/gateway/call/worker_watch.py judges)
     worker_beat_s: float = Field(
         default=0.25, gt=0, le=5, description="how often a worker replica publishes the work it holds"
     )
@@ -258,7 +258,7 @@ class GatewaySettings(CommonSettings):
     )
     telephony_refusal_message: str = "Sorry, we can't take your call right now. Please try again later. Goodbye."
 
-    # durable lifecycle (services/gateway/lifecycle_spool.py) and the gateway's heartbeat
+    # durable lifecycle (services/gateway/lifecycle/spool.py) and the gateway's heartbeat
     lifecycle_spool_dir: str = Field(
         default="",
         description="directory of the on-disk spool of lifecycle events not yet acknowledged by JetStream (a "

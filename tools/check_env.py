@@ -92,7 +92,7 @@ async def stored_agents(dsn: str) -> list[tuple[str, AgentSpec]]:
 
 def gateway_problems() -> list[str]:
     """What would keep the gateway from starting in its mode (``APP_ENV=production`` needs every secret)."""
-    from services.gateway.production import production_problems
+    from services.gateway.edge.production import production_problems
     from shared.settings import GatewaySettings
 
     settings = GatewaySettings()

@@ -12,28 +12,28 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.gateway.api_admin import router as admin_router
-from services.gateway.api_agents import router as agents_router
-from services.gateway.api_call_tokens import router as call_tokens_router
-from services.gateway.api_calls import router as calls_router
-from services.gateway.api_live import router as live_router
-from services.gateway.api_providers import router as providers_router
-from services.gateway.dashboard import mount_dashboard
-from services.gateway.http_guard import (
+from services.gateway.api.admin import router as admin_router
+from services.gateway.api.agents import router as agents_router
+from services.gateway.api.call_tokens import router as call_tokens_router
+from services.gateway.api.calls import router as calls_router
+from services.gateway.api.live import router as live_router
+from services.gateway.api.providers import router as providers_router
+from services.gateway.edge.http_guard import (
     BodyLimit,
     JsonHygiene,
     RateLimiter,
     SecurityHeaders,
     request_validation_handler,
 )
-from services.gateway.production import served_providers
+from services.gateway.edge.production import served_providers
+from services.gateway.edge.security import parse_keys
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.security import parse_keys
-from services.gateway.simulator_ws import simulator_endpoint
-from services.gateway.telnyx_media import telnyx_media_endpoint
-from services.gateway.telnyx_webhooks import router as telnyx_router
-from services.gateway.twilio_media import twilio_media_endpoint
-from services.gateway.twilio_webhooks import router as twilio_router
+from services.gateway.telephony.telnyx.media import telnyx_media_endpoint
+from services.gateway.telephony.telnyx.webhooks import router as telnyx_router
+from services.gateway.telephony.twilio.media import twilio_media_endpoint
+from services.gateway.telephony.twilio.webhooks import router as twilio_router
+from services.gateway.transports.browser import simulator_endpoint
+from services.gateway.web.dashboard import mount_dashboard
 from shared import __version__
 from shared.bus import Bus
 from shared.health import answer_pings, default_instance_id, ping_services

@@ -31,8 +31,8 @@ from shared.health import default_instance_id
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
+    from services.gateway.call.session import CallSession
     from services.gateway.runtime import GatewayRuntime
-    from services.gateway.session import CallSession
 
 log = get_logger(__name__)
 

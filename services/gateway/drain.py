@@ -32,7 +32,7 @@ from services.gateway.runtime import GatewayRuntime
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
-    from services.gateway.session import CallSession
+    from services.gateway.call.session import CallSession
 
 log = get_logger(__name__)
 

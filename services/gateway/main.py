@@ -10,7 +10,7 @@ import uvicorn
 
 from services.gateway.app import create_app
 from services.gateway.drain import DrainingServer, drain_gateway
-from services.gateway.production import production_problems
+from services.gateway.edge.production import production_problems
 from shared.logging import configure_logging
 from shared.metrics import serve_metrics
 from shared.service import apply_nice, tune_gc

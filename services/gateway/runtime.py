@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from services.gateway.agents import AgentStore, ConfigResolver
-from services.gateway.audio_cache import AudioCache
+from services.gateway.call.audio_cache import AudioCache
+from services.gateway.call.turn_detector import VadEngine
+from services.gateway.call.worker_watch import WorkerWatch
 from services.gateway.call_control import CallControlRouter
-from services.gateway.call_tokens import CallClaims, CallTokens, TokenError, TokenKind, tokens_from_secret
-from services.gateway.lifecycle import LifecycleOutbox
-from services.gateway.lifecycle_spool import LifecycleSpool, default_spool_dir
-from services.gateway.turn_detector import VadEngine
-from services.gateway.webhook_dedupe import SharedSeen
-from services.gateway.worker_watch import WorkerWatch
-from services.gateway.ws_close import CLOSE_RESTART
+from services.gateway.edge.call_tokens import CallClaims, CallTokens, TokenError, TokenKind, tokens_from_secret
+from services.gateway.edge.webhook_dedupe import SharedSeen
+from services.gateway.lifecycle.outbox import LifecycleOutbox
+from services.gateway.lifecycle.spool import LifecycleSpool, default_spool_dir
+from services.gateway.transports.ws_close import CLOSE_RESTART
 from shared import subjects
 from shared.bus import Bus
 from shared.call_config import CallConfig, ClientType
@@ -31,7 +31,7 @@ from shared.logging import get_logger
 from shared.settings import GatewaySettings
 
 if TYPE_CHECKING:
-    from services.gateway.session import CallSession, Transport
+    from services.gateway.call.session import CallSession, Transport
 
 log = get_logger(__name__)
 
@@ -142,7 +142,7 @@ class GatewayRuntime:
 
     def new_session(self, call_id: str, transport: Transport, config: CallConfig, **ids: Any) -> CallSession:
         """A call's session wired to this gateway's bus, outbox, VAD and audio cache (not yet started)."""
-        from services.gateway.session import CallSession
+        from services.gateway.call.session import CallSession
 
         return CallSession(
             call_id=call_id,
@@ -159,14 +159,14 @@ class GatewayRuntime:
 
     def new_vad(self) -> VadEngine:
         if self.settings.vad_engine == "webrtc+silero":
-            from services.gateway.vad_silero import GatedSileroVad
+            from services.gateway.call.vad_silero import GatedSileroVad
 
             return GatedSileroVad(self.settings.vad_aggressiveness)
         if self.settings.vad_engine == "silero":
-            from services.gateway.vad_silero import SileroVad
+            from services.gateway.call.vad_silero import SileroVad
 
             return SileroVad()
-        from services.gateway.vad_webrtc import WebRtcVad
+        from services.gateway.call.vad_webrtc import WebRtcVad
 
         return WebRtcVad(self.settings.vad_aggressiveness)
 

@@ -9,7 +9,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from services.gateway.call_channel import CallChannel, TurnFailed
+from services.gateway.call.channel import CallChannel, TurnFailed
 from shared import subjects
 from shared.bus import Bus
 from shared.events import (

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import websockets
 
-from services.gateway.call_tokens import CallTokens
-from services.gateway.telnyx_api import encode_state
+from services.gateway.edge.call_tokens import CallTokens
+from services.gateway.telephony.telnyx.api import encode_state
 from tools.phonecaller import PhoneCaller, twilio_dial
 from tools.simcaller import SimCaller, call_token
 from tools.talk import synthesize, talk
@@ -136,7 +136,7 @@ async def test_twilio_stream_handshake_needs_twilios_signature(start_stack) -> N
     with pytest.raises(websockets.InvalidStatus) as err:
         await websockets.connect(url)
     assert err.value.response.status_code == 403
-    from services.gateway.twilio_api import signature
+    from services.gateway.telephony.twilio.api import signature
 
     signed = {"X-Twilio-Signature": signature("tw-token", "wss://victoria.example/twilio/media")}
     async with websockets.connect(url, additional_headers=signed) as ws:  # accepted: now it needs a start

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from services.gateway.telnyx_api import encode_state
-from services.gateway.twilio_api import signature
+from services.gateway.telephony.telnyx.api import encode_state
+from services.gateway.telephony.twilio.api import signature
 from tests.integration.test_telephony import (  # noqa: F401  # fixtures: workers, provider_api
     ACCOUNT,
     TOKEN,

@@ -7,7 +7,7 @@ import asyncio
 import json
 import uuid
 
-from services.gateway.lifecycle import LifecycleOutbox
+from services.gateway.lifecycle.outbox import LifecycleOutbox
 from services.gateway.metrics import LIFECYCLE_DEAD_LETTERED
 from shared import subjects
 from shared.events import CallStatusChanged

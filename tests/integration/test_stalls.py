@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from nats.aio.msg import Msg
 
-from services.gateway.call_channel import CallChannel, TurnFailed
-from services.gateway.worker_watch import WorkerWatch
+from services.gateway.call.channel import CallChannel, TurnFailed
+from services.gateway.call.worker_watch import WorkerWatch
 from shared import subjects
 from shared.bus import Bus
 from shared.events import ChatMessage, LlmChunk, LlmRequest, TtsRequest, WorkAck, WorkerBeat, work_key

@@ -25,10 +25,11 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js.errors import NotFoundError
 
-from services.gateway import simulator_ws, telephony_stream
 from services.gateway.app import create_app
-from services.gateway.telnyx_api import encode_state
-from services.gateway.twilio_api import signature
+from services.gateway.telephony.telnyx.api import encode_state
+from services.gateway.telephony.twilio.api import signature
+from services.gateway.transports import browser as simulator_ws
+from services.gateway.transports import telephony_stream
 from shared import subjects
 from shared.global_stop import GlobalStopState, write_state
 from shared.settings import GatewaySettings
@@ -563,7 +564,7 @@ async def test_telnyx_webhook_signatures_order_and_refusal(nats_url, database_ur
 
 
 def test_client_state_round_trips() -> None:
-    from services.gateway.telnyx_api import decode_state
+    from services.gateway.telephony.telnyx.api import decode_state
 
     assert decode_state(encode_state({"agent_id": "a", "to": "+1555"})) == {"agent_id": "a", "to": "+1555"}
     assert decode_state("%%%") == {} and decode_state(None) == {}

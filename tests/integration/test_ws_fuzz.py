@@ -41,8 +41,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from services.gateway.call_tokens import CallTokens
-from services.gateway.telnyx_api import encode_state
+from services.gateway.edge.call_tokens import CallTokens
+from services.gateway.telephony.telnyx.api import encode_state
 from tools.simcaller import SimCaller
 
 SECRET = "ws-fuzz-stream-token-secret-0123456789abcdef"

@@ -1,11 +1,11 @@
-"""Call tokens (services/gateway/call_tokens.py) and production mode's required secrets."""
+"""Call tokens (services/gateway/edge/call_tokens.py) and production mode's required secrets."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.gateway.call_tokens import CallTokens, TokenError
-from services.gateway.production import production_problems
+from services.gateway.edge.call_tokens import CallTokens, TokenError
+from services.gateway.edge.production import production_problems
 from shared.settings import GatewaySettings
 
 SID = "CA" + "0" * 32

@@ -17,10 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, SecretStr
 
-from services.gateway.api_admin import router as admin_router
-from services.gateway.api_calls import csv_cell
-from services.gateway.dashboard import mount_dashboard
-from services.gateway.http_guard import (
+from services.gateway.api.admin import router as admin_router
+from services.gateway.api.calls import csv_cell
+from services.gateway.edge.http_guard import (
     CSP,
     BodyLimit,
     JsonHygiene,
@@ -30,6 +29,7 @@ from services.gateway.http_guard import (
     json_body_problems,
     request_validation_handler,
 )
+from services.gateway.web.dashboard import mount_dashboard
 from shared.settings import GatewaySettings
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.gateway.idle_timeout import IdleTimeout
+from services.gateway.transports.idle_timeout import IdleTimeout
 
 
 async def test_expires_when_nothing_arrives() -> None:

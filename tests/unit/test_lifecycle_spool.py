@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.lifecycle_spool import LifecycleSpool, SpoolLockedError
+from services.gateway.lifecycle.spool import LifecycleSpool, SpoolLockedError
 from shared import subjects
 from shared.events import CallEnded, CallStarted, TurnRecorded
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.gateway.pacer import AudioPacer
+from services.gateway.call.pacer import AudioPacer
 
 RATE = 8000  # bytes per second (μ-law 8 kHz)
 

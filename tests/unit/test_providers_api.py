@@ -6,8 +6,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.gateway.api_providers import catalogs
-from services.gateway.api_providers import router as providers_router
+from services.gateway.api.providers import catalogs
+from services.gateway.api.providers import router as providers_router
 from shared.call_config import known_providers
 from tools.check_env import provider_status
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.gateway.pacer import AudioPacer
-from services.gateway.telnyx_api import SignatureError, verify_signature
-from services.gateway.telnyx_media import Reorderer
-from services.gateway.twilio_api import connect_stream_twiml, signature, url_variants, valid_signature
+from services.gateway.call.pacer import AudioPacer
+from services.gateway.telephony.telnyx.api import SignatureError, verify_signature
+from services.gateway.telephony.telnyx.media import Reorderer
+from services.gateway.telephony.twilio.api import connect_stream_twiml, signature, url_variants, valid_signature
 from shared import audio
 
 

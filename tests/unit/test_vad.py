@@ -26,9 +26,9 @@ from bench.vad_bench import (
     utterance_scene,
     white_noise,
 )
-from services.gateway.turn_detector import SpeechStarted, TurnDetector, TurnEnded, TurnEvent, VadEngine
-from services.gateway.vad_silero import GatedSileroVad, SileroVad
-from services.gateway.vad_webrtc import WebRtcVad
+from services.gateway.call.turn_detector import SpeechStarted, TurnDetector, TurnEnded, TurnEvent, VadEngine
+from services.gateway.call.vad_silero import GatedSileroVad, SileroVad
+from services.gateway.call.vad_webrtc import WebRtcVad
 
 START_MS, STOP_MS, PREROLL_MS = 120, 500, 200
 ENGINES: dict[str, Callable[[], VadEngine]] = {

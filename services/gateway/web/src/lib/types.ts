@@ -125,7 +125,7 @@ export interface ServicesOverview {
   services: ServiceGroup[];
 }
 
-// GET /api/v1/providers (services/gateway/api_providers.py)
+// GET /api/v1/providers (services/gateway/api/providers.py)
 export type ProviderKind = 'stt' | 'llm' | 'tts';
 
 export interface ProviderModel {

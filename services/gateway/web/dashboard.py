@@ -12,9 +12,9 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-WEB = Path(__file__).with_name("web")
+WEB = Path(__file__).parent
 DIST = WEB / "dist"
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(__file__).parents[1] / "static"
 ASSET_SUFFIXES = {".js", ".mjs", ".css", ".map", ".png", ".jpg", ".svg", ".ico", ".json", ".txt", ".woff", ".woff2"}
 RESERVED = ("api/", "admin/", "ws/", "twilio/", "telnyx/", "docs", "redoc", "openapi.json", "metrics", "health")
 

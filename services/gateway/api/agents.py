@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from services.gateway.agents import AgentExistsError, AgentRecord, VersionConflictError
+from services.gateway.edge.security import require_api_key
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.security import require_api_key
 from shared.call_config import AgentSpec
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"], dependencies=[Depends(require_api_key)])

@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
+from services.gateway.edge.security import require_api_key
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.security import require_api_key
 
 router = APIRouter(prefix="/api/v1/simulator", tags=["simulator"], dependencies=[Depends(require_api_key)])
 

@@ -2,7 +2,7 @@
 
 Events go into an outbox drained by one task that publishes with a JetStream ack and retries with backoff
 while NATS is away (``Nats-Msg-Id`` makes a retried publish land once). With a spool
-(``services/gateway/lifecycle_spool.py``) each event is also written to disk until JetStream acknowledged
+(``services/gateway/lifecycle/spool.py``) each event is also written to disk until JetStream acknowledged
 it, and what a crashed predecessor left there is replayed first on start, so neither a NATS outage nor a
 gateway crash loses a call's history. On shutdown the outbox is flushed before the bus closes.
 
@@ -22,7 +22,7 @@ from nats.errors import MaxPayloadError
 from nats.js.errors import APIError, ServiceUnavailableError
 from pydantic_core import PydanticSerializationError
 
-from services.gateway.lifecycle_spool import LifecycleSpool
+from services.gateway.lifecycle.spool import LifecycleSpool
 from services.gateway.metrics import LIFECYCLE_DEAD_LETTERED
 from shared import subjects
 from shared.bus import Bus

@@ -102,7 +102,7 @@ class GatedSileroVad:
     def __init__(
         self, aggressiveness: int = 2, threshold: float = 0.5, confirm_windows: int = 4, warmup_windows: int = 2
     ) -> None:
-        from services.gateway.vad_webrtc import WebRtcVad
+        from services.gateway.call.vad_webrtc import WebRtcVad
 
         self._webrtc = WebRtcVad(aggressiveness)
         self._silero = SileroVad(threshold)

@@ -18,9 +18,9 @@ import time
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
-from services.gateway.http_guard import TokenBuckets
+from services.gateway.edge.http_guard import TokenBuckets
+from services.gateway.edge.security import key_matches
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.security import key_matches
 from shared.admin_notify import Notifier, record_admin_event
 from shared.events import CallControl
 from shared.global_stop import GlobalStopState, read_state, trip, write_state

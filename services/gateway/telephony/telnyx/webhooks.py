@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, HTTPException, Request
 
+from services.gateway.edge.webhook_dedupe import SharedSeen
 from services.gateway.metrics import CALLS_REJECTED, WEBHOOKS
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.telephony_stream import public_host
-from services.gateway.telnyx_api import (
+from services.gateway.telephony.telnyx.api import (
     CALL_CONTROL_ID,
     SignatureError,
     TelnyxRest,
@@ -35,7 +35,7 @@ from services.gateway.telnyx_api import (
     encode_state,
     verify_signature,
 )
-from services.gateway.webhook_dedupe import SharedSeen
+from services.gateway.transports.telephony import public_host
 from shared.events import CallControl, CallStatusChanged
 from shared.logging import bound_call, get_logger
 from shared.text_guard import first_unstorable

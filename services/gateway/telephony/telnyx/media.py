@@ -19,7 +19,9 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.telephony_stream import (
+from services.gateway.telephony.telnyx.api import CALL_CONTROL_ID, decode_state
+from services.gateway.telephony.telnyx.webhooks import telnyx_rest
+from services.gateway.transports.telephony import (
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
@@ -30,9 +32,7 @@ from services.gateway.telephony_stream import (
     serve_phone_call,
     start_problem,
 )
-from services.gateway.telnyx_api import CALL_CONTROL_ID, decode_state
-from services.gateway.telnyx_webhooks import telnyx_rest
-from services.gateway.ws_close import CLOSE_PROTOCOL, CLOSE_UNSUPPORTED
+from services.gateway.transports.ws_close import CLOSE_PROTOCOL, CLOSE_UNSUPPORTED
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)

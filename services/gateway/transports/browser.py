@@ -26,12 +26,18 @@ from urllib.parse import urlsplit
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
-from services.gateway.call_tokens import CallClaims, TokenError
-from services.gateway.idle_timeout import IdleTimeout
+from services.gateway.call.session import CallSession
+from services.gateway.edge.call_tokens import CallClaims, TokenError
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.session import CallSession
-from services.gateway.ws_close import CLOSE_INTERNAL, CLOSE_PROTOCOL, CLOSE_TOO_BIG, CLOSE_TRY_LATER, close_quietly
+from services.gateway.transports.idle_timeout import IdleTimeout
+from services.gateway.transports.ws_close import (
+    CLOSE_INTERNAL,
+    CLOSE_PROTOCOL,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_LATER,
+    close_quietly,
+)
 from shared.events import new_id
 from shared.logging import bound_call, get_logger
 

@@ -14,8 +14,14 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from services.gateway.metrics import CALLS_REJECTED, WEBHOOKS
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.telephony_stream import public_host
-from services.gateway.twilio_api import CALL_SID, busy_twiml, connect_stream_twiml, refusal_twiml, valid_signature
+from services.gateway.telephony.twilio.api import (
+    CALL_SID,
+    busy_twiml,
+    connect_stream_twiml,
+    refusal_twiml,
+    valid_signature,
+)
+from services.gateway.transports.telephony import public_host
 from shared.events import CallControl, CallStatusChanged
 from shared.logging import get_logger
 

@@ -19,7 +19,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.telephony_stream import (
+from services.gateway.telephony.twilio.api import CALL_SID, TwilioRest, valid_signature
+from services.gateway.transports.telephony import (
     FrameGuard,
     MediaStreamTransport,
     StreamClosed,
@@ -31,8 +32,7 @@ from services.gateway.telephony_stream import (
     serve_phone_call,
     start_problem,
 )
-from services.gateway.twilio_api import CALL_SID, TwilioRest, valid_signature
-from services.gateway.ws_close import CLOSE_PROTOCOL, CLOSE_UNSUPPORTED
+from services.gateway.transports.ws_close import CLOSE_PROTOCOL, CLOSE_UNSUPPORTED
 from shared.logging import bound_call, get_logger
 
 log = get_logger(__name__)

@@ -28,7 +28,7 @@ from typing import TypeVar
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from services.gateway.worker_watch import WorkerWatch
+from services.gateway.call.worker_watch import WorkerWatch
 from shared import subjects
 from shared.bus import Bus
 from shared.events import (

@@ -18,12 +18,12 @@ from typing import Any, Literal
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from services.gateway.call_tokens import CallClaims, TokenError, TokenKind
-from services.gateway.idle_timeout import IdleTimeout
+from services.gateway.call.session import CallSession
+from services.gateway.edge.call_tokens import CallClaims, TokenError, TokenKind
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.session import CallSession
-from services.gateway.ws_close import (
+from services.gateway.transports.idle_timeout import IdleTimeout
+from services.gateway.transports.ws_close import (
     CLOSE_INTERNAL,
     CLOSE_INVALID_DATA,
     CLOSE_PROTOCOL,

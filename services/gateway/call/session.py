@@ -25,9 +25,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from services.gateway.audio_cache import AudioCache
-from services.gateway.call_channel import CallChannel, TurnFailed
-from services.gateway.lifecycle import LifecycleOutbox
+from services.gateway.call.audio_cache import AudioCache
+from services.gateway.call.channel import CallChannel, TurnFailed
+from services.gateway.call.pacer import AudioPacer
+from services.gateway.call.turn_detector import SpeechStarted, TurnDetector, TurnEnded, VadEngine
+from services.gateway.call.worker_watch import WorkerWatch
+from services.gateway.lifecycle.outbox import LifecycleOutbox
 from services.gateway.metrics import (
     BARGE_INS,
     CALLS_ACTIVE,
@@ -35,10 +38,7 @@ from services.gateway.metrics import (
     OUTBOUND_FRAME_LATENESS,
     TURN_STAGE_SECONDS,
 )
-from services.gateway.pacer import AudioPacer
-from services.gateway.turn_detector import SpeechStarted, TurnDetector, TurnEnded, VadEngine
-from services.gateway.worker_watch import WorkerWatch
-from services.gateway.ws_close import CLOSE_INTERNAL, CLOSE_RESTART
+from services.gateway.transports.ws_close import CLOSE_INTERNAL, CLOSE_RESTART
 from shared.audio import StreamResampler
 from shared.bus import Bus
 from shared.call_config import CallConfig

@@ -34,7 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from services.gateway.security import key_matches
+from services.gateway.edge.security import key_matches
 from shared.text_guard import safe_text, unstorable
 
 Scope = MutableMapping[str, Any]

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from services.gateway.edge.security import require_api_key
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.security import require_api_key
 from shared.global_stop import GlobalStopState
 from shared.health import default_instance_id, ping_services
 

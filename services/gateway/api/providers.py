@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings
 
-from services.gateway.security import require_api_key
+from services.gateway.edge.security import require_api_key
 from shared.call_config import known_providers
 from shared.provider_catalog import Offer
 from shared.settings import LlmSettings, SttSettings, TtsSettings

@@ -23,8 +23,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from services.gateway.edge.security import require_api_key
 from services.gateway.runtime import GatewayRuntime
-from services.gateway.security import require_api_key
 from shared.call_config import ClientType
 
 router = APIRouter(prefix="/api/v1/calls", tags=["history"], dependencies=[Depends(require_api_key)])

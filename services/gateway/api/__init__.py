@@ -1,0 +1,1 @@
+"""The HTTP API routers (``/api/v1``, ``/admin``)."""

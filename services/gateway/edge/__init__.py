@@ -1,0 +1,1 @@
+"""What guards the edge: HTTP hardening, API keys, call tokens, production checks, shared dedupe."""

@@ -1,0 +1,1 @@
+"""Lifecycle events out of the gateway: the non-blocking outbox and its on-disk spool."""

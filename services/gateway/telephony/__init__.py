@@ -1,0 +1,1 @@
+"""Phone providers: their webhooks, REST commands and media-stream endpoints."""

@@ -1,0 +1,1 @@
+"""Telnyx: Call Control webhooks and commands and the media-stream endpoint."""

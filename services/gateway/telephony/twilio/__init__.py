@@ -1,0 +1,1 @@
+"""Twilio: signed webhooks, TwiML, REST hang-up and the Media Streams endpoint."""

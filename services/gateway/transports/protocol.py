@@ -1,0 +1,126 @@
+"""The browser simulator's WebSocket protocol (``/ws/simulator``), both directions, as pydantic models.
+
+The session speaks to every transport with the server messages below; the browser transport sends them as JSON
+text frames, the telephony transports ignore what their wire has no place for. The dashboard's TypeScript types
+(``web/src/lib/protocol.ts``) are generated from these models and a test keeps them in step.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SAMPLE_RATES = (8000, 16000, 24000, 48000)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- client → server -------------------------------------------------------------------------------------
+
+
+class StartMessage(_Message):
+    """Must be the first message, within the start timeout."""
+
+    type: Literal["start"] = "start"
+    sample_rate: Literal[8000, 16000, 24000, 48000] = 16000
+    agent_id: str | None = Field(default=None, max_length=128)
+    token: str | None = Field(default=None, max_length=2048)
+
+
+class AudioMessage(_Message):
+    """Caller audio for clients that cannot send binary frames: base64 PCM16 at the start's ``sample_rate``."""
+
+    type: Literal["audio"] = "audio"
+    data: str
+
+
+class StopMessage(_Message):
+    """The caller hangs up."""
+
+    type: Literal["stop"] = "stop"
+
+
+ClientMessage = Annotated[StartMessage | AudioMessage | StopMessage, Field(discriminator="type")]
+CLIENT_MESSAGE = TypeAdapter(ClientMessage)
+
+
+# --- server → client -------------------------------------------------------------------------------------
+
+
+class Started(_Message):
+    """The call is up."""
+
+    type: Literal["started"] = "started"
+    call_id: str
+    sample_rate: int
+    encoding: Literal["pcm16"] = "pcm16"
+    agent_id: str
+
+
+class Transcript(_Message):
+    """A line of the live transcript; an assistant's text is what the caller heard of it."""
+
+    type: Literal["transcript"] = "transcript"
+    role: Literal["user", "assistant"]
+    text: str
+    turn_id: int
+    interrupted: bool = False
+
+
+class Clear(_Message):
+    """Barge-in: drop any audio not yet played."""
+
+    type: Literal["clear"] = "clear"
+
+
+class TurnMetrics(_Message):
+    """A reply's latency, each stage in ms from the end of the caller's turn (VAD)."""
+
+    type: Literal["turn_metrics"] = "turn_metrics"
+    turn_id: int
+    stt_done_ms: float | None = None
+    llm_first_token_ms: float | None = None
+    tts_first_audio_ms: float | None = None
+    first_audio_sent_ms: float | None = None
+
+
+class StateChanged(_Message):
+    """The call's state machine moved: who is speaking, whether the agent is thinking (the event that moved it)."""
+
+    type: Literal["state"] = "state"
+    caller: Literal["listening", "speaking"]
+    agent: Literal["idle", "thinking", "speaking", "closing", "ended"]
+    event: str
+
+
+class ErrorMessage(_Message):
+    """Something was wrong (codes in docs/ARCHITECTURE.md); a call error is followed by the apology and ``ended``."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+class Ended(_Message):
+    """The call is over; the socket closes next."""
+
+    type: Literal["ended"] = "ended"
+    reason: str
+
+
+ServerMessage = Annotated[
+    Started | Transcript | Clear | TurnMetrics | StateChanged | ErrorMessage | Ended, Field(discriminator="type")
+]
+SERVER_MESSAGES: tuple[type[_Message], ...] = (
+    Started,
+    Transcript,
+    Clear,
+    TurnMetrics,
+    StateChanged,
+    ErrorMessage,
+    Ended,
+)
+CLIENT_MESSAGES: tuple[type[_Message], ...] = (StartMessage, AudioMessage, StopMessage)
