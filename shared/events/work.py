@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,15 +22,20 @@ class VoiceSpec(BaseModel):
     pitch: float = Field(default=0.0, ge=-50.0, le=50.0)  # percent
 
 
-class TtsContinuation(BaseModel):
-    """What a TTS request needs besides the text: an LLM worker given this cuts the reply into segments and
-    sends each to TTS itself, so the audio doesn't wait for a round trip through the gateway."""
+class TtsRequestFields(BaseModel):
+    """What a TTS request asks for besides the segment and its text: one definition for the request and for
+    the continuation that carries it to the LLM worker."""
 
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     language: str = "en-US"
     sample_rate: int = Field(default=16000, ge=8000, le=48000)
     encoding: Literal["pcm16", "mulaw"] = "pcm16"
     reply_to: str
+
+
+class TtsContinuation(TtsRequestFields):
+    """What a TTS request needs besides the text: an LLM worker given this cuts the reply into segments and
+    sends each to TTS itself, so the audio doesn't wait for a round trip through the gateway."""
 
     def request(
         self, call_id: str, turn_id: int | None, segment: int, text: str, trace_id: str | None = None
@@ -42,17 +47,13 @@ class TtsContinuation(BaseModel):
             **({"trace_id": trace_id} if trace_id else {}),
             segment=segment,
             text=text,
-            voice=self.voice,
-            language=self.language,
-            sample_rate=self.sample_rate,
-            encoding=self.encoding,
-            reply_to=self.reply_to,
+            **_values(self, TtsRequestFields),
         )
 
 
-class LlmContinuation(BaseModel):
-    """The LLM request to send after the transcript (the conversation so far, without the caller's new
-    message): an STT worker given this sends it itself on a final transcript with words."""
+class LlmRequestFields(BaseModel):
+    """What an LLM request asks for: one definition for the request and for the continuation that carries it
+    to the STT worker."""
 
     messages: list[ChatMessage] = Field(min_length=1)
     provider: str | None = None
@@ -60,7 +61,12 @@ class LlmContinuation(BaseModel):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=160, ge=1, le=4096)
     reply_to: str
-    tts: TtsContinuation | None = None
+    tts: TtsContinuation | None = None  # chain: the worker sends each segment's TTS request itself
+
+
+class LlmContinuation(LlmRequestFields):
+    """The LLM request to send after the transcript (the conversation so far, without the caller's new
+    message): an STT worker given this sends it itself on a final transcript with words."""
 
     def request(self, call_id: str, turn_id: int | None, text: str, trace_id: str | None = None) -> LlmRequest:
         """The LLM request for the caller's ``text`` (whoever sends it: the STT worker, or the gateway)."""
@@ -68,14 +74,13 @@ class LlmContinuation(BaseModel):
             call_id=call_id,
             turn_id=turn_id,
             **({"trace_id": trace_id} if trace_id else {}),
-            messages=[*self.messages, ChatMessage(role="user", content=text)],
-            provider=self.provider,
-            model=self.model,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            reply_to=self.reply_to,
-            tts=self.tts,
+            **{**_values(self, LlmRequestFields), "messages": [*self.messages, ChatMessage(role="user", content=text)]},
         )
+
+
+def _values(model: BaseModel, fields: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s values of the fields ``fields`` declares (as they are: nested models are not copied)."""
+    return {name: getattr(model, name) for name in fields.model_fields}
 
 
 def work_key(call_id: str, turn_id: int | None, stage: str, segment: int = 0, attempt: int = 0) -> str:
@@ -106,15 +111,8 @@ class SttResult(Event):
     chained: bool = False  # the worker sent the LLM request itself (and a worker accepted it)
 
 
-class LlmRequest(Event):
+class LlmRequest(LlmRequestFields, Event):
     type: Literal["llm.request"] = "llm.request"
-    messages: list[ChatMessage] = Field(min_length=1)
-    provider: str | None = None
-    model: str | None = None
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=160, ge=1, le=4096)
-    reply_to: str
-    tts: TtsContinuation | None = None  # chain: the worker sends each segment's TTS request itself
     # post-call work (extraction) runs after the call's final cancel: a worker never drops or cancels it as
     # the call's cancelled work (an older worker ignores the field, as before)
     post_call: bool = False
@@ -144,15 +142,10 @@ class LlmChunk(Event):
     attempt: int = 0
 
 
-class TtsRequest(Event):
+class TtsRequest(TtsRequestFields, Event):
     type: Literal["tts.request"] = "tts.request"
     segment: int = Field(ge=0)
     text: str = Field(min_length=1, max_length=2000)
-    voice: VoiceSpec = Field(default_factory=VoiceSpec)
-    language: str = "en-US"
-    sample_rate: int = Field(default=16000, ge=8000, le=48000)
-    encoding: Literal["pcm16", "mulaw"] = "pcm16"
-    reply_to: str
     skip_bytes: int = Field(default=0, ge=0)  # a retry mid-segment: the audio the gateway already has
     attempt: int = Field(default=0, ge=0, le=16)
 
