@@ -84,14 +84,9 @@ async def live_calls(request: Request) -> LiveState:
     replies = await runtime.call_control.gather_live()
     calls = [
         LiveCall(
-            call_id=c.call_id,
-            agent_id=c.agent_id,
-            agent_version=c.agent_version,
-            client_type=c.client_type,
-            state=c.state,
+            **c.model_dump(exclude={"started_at"}),
             started_at=datetime.fromtimestamp(c.started_at, UTC),
             duration_s=round(max(0.0, now - c.started_at), 1),
-            instance=c.instance,
         )
         for reply in replies
         for c in reply.calls
