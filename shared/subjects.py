@@ -66,10 +66,6 @@ def call_subject(call_id: str, kind: str) -> str:
     return f"call.{safe_token(call_id)}.{kind}"
 
 
-def call_wildcard(call_id: str) -> str:
-    return f"call.{safe_token(call_id)}.>"
-
-
 def ping_subject(service: str) -> str:
     return f"{PING_ALL}.{service}"
 
