@@ -3,7 +3,7 @@ HTTP API, health probes and metrics, the call sockets, the dashboard)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, WebSocket
@@ -33,6 +33,8 @@ from shared.running_loop import pin_running_loop, unpin_running_loop
 from shared.settings import GatewaySettings
 
 log = get_logger(__name__)
+
+SocketEndpoint = Callable[[WebSocket, GatewayRuntime], Awaitable[None]]  # a call socket, given the runtime
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -84,21 +86,18 @@ def _routers(served: set[str]) -> list[APIRouter]:
 def _socket_router(served: set[str]) -> APIRouter:
     """The call sockets: the browser simulator always, a provider's media stream only where it is served."""
     router = APIRouter()
-
-    @router.websocket("/ws/simulator")
-    async def simulator(ws: WebSocket) -> None:
-        await simulator_endpoint(ws, ws.app.state.runtime)
-
-    if "twilio" in served:
-
-        @router.websocket("/twilio/media")
-        async def twilio_media(ws: WebSocket) -> None:
-            await twilio_media_endpoint(ws, ws.app.state.runtime)
-
-    if "telnyx" in served:
-
-        @router.websocket("/telnyx/media")
-        async def telnyx_media(ws: WebSocket) -> None:
-            await telnyx_media_endpoint(ws, ws.app.state.runtime)
-
+    sockets = [("/ws/simulator", "simulator", simulator_endpoint)]
+    sockets += [("/twilio/media", "twilio_media", twilio_media_endpoint)] if "twilio" in served else []
+    sockets += [("/telnyx/media", "telnyx_media", telnyx_media_endpoint)] if "telnyx" in served else []
+    for path, name, endpoint in sockets:
+        router.add_api_websocket_route(path, _on_runtime(endpoint), name=name)
     return router
+
+
+def _on_runtime(endpoint: SocketEndpoint) -> Callable[[WebSocket], Awaitable[None]]:
+    """A socket route for ``endpoint``, which is given the app's runtime with the socket."""
+
+    async def serve(ws: WebSocket) -> None:
+        await endpoint(ws, ws.app.state.runtime)
+
+    return serve
