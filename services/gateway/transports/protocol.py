@@ -123,6 +123,7 @@ class Ended(_Message):
 ServerMessage = Annotated[
     Started | Transcript | Clear | TurnMetrics | StateChanged | ErrorMessage | Ended, Field(discriminator="type")
 ]
+SERVER_MESSAGE = TypeAdapter(ServerMessage)
 SERVER_MESSAGES: tuple[type[_Message], ...] = (
     Started,
     Transcript,
