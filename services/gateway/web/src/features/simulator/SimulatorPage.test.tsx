@@ -1,6 +1,9 @@
 import { act, render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { Provider } from 'react-redux';
+import { MemoryRouter } from 'react-router-dom';
+
+import { App } from '../../App';
 
 import { makeStore } from '../../app/store';
 import { FakeWebSocket, installCallMocks, json, restoreCallMocks, tokenAnswer } from '../../test/callMocks';
@@ -41,6 +44,19 @@ describe('SimulatorPage', () => {
     expect(screen.getByTestId('agent-state')).toHaveTextContent('Agent listening to you');
     rerender(<LiveStateBadge live={{ caller: 'listening', agent: 'speaking' }} />);
     expect(screen.getByTestId('agent-state')).toHaveTextContent('Agent speaking');
+  });
+
+  it("the old single-file simulator's address opens this page", async () => {
+    vi.stubGlobal('fetch', vi.fn(async () => new Response('[]', { status: 200 })));
+    render(
+      <Provider store={makeStore()}>
+        <MemoryRouter initialEntries={['/simulator.html']}>
+          <App />
+        </MemoryRouter>
+      </Provider>,
+    );
+    expect(await screen.findByRole('heading', { name: 'Call simulator' })).toBeInTheDocument();
+    expect(screen.queryByText('Page not found.')).toBeNull();
   });
 
   it('meter maps RMS to a 60 dB scale', () => {
