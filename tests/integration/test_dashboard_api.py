@@ -101,7 +101,7 @@ async def test_security_headers_and_pages(run_service) -> None:
     gateway = run_service("gateway")
     await wait_http(gateway)
     async with api(gateway) as client:
-        for path in ("/", "/health", "/api/v1/live/calls", "/agents"):
+        for path in ("/", "/health", "/api/v1/live/calls", "/agents", "/simulator.html"):
             resp = await client.get(path)
             csp = resp.headers["content-security-policy"]
             assert "default-src 'self'" in csp and "connect-src 'self' ws: wss:" in csp, path
@@ -113,9 +113,8 @@ async def test_security_headers_and_pages(run_service) -> None:
         behind_tls = await client.get("/health", headers={"X-Forwarded-Proto": "https"})
         assert behind_tls.headers["strict-transport-security"].startswith("max-age=31536000")
 
-        legacy = await client.get("/simulator.html")
-        assert legacy.status_code == 200 and "Victoria call simulator" in legacy.text
-        assert "'unsafe-inline'" in legacy.headers["content-security-policy"]  # its script is inline
+        old_page = await client.get("/simulator.html")  # the single-file simulator is gone (strict CSP above)
+        assert old_page.status_code in (200, 503) and "Victoria call simulator" not in old_page.text
         docs = await client.get("/docs")
         assert docs.status_code == 200 and "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
 
