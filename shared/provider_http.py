@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.metrics import PROVIDER_ERRORS
-from shared.worker import ProviderError
+from shared.provider_cache import ProviderError
 
 # hosts that always need a key; any other base URL (a self-hosted vLLM/Ollama/llama.cpp) may run without one
 KEYED_HOSTS = ("api.openai.com", "api.groq.com")

@@ -4,8 +4,8 @@ libraries (models, SDKs) of the others."""
 from __future__ import annotations
 
 from services.llm_worker.providers.base import LlmProvider
+from shared.provider_cache import build_registered
 from shared.settings import LlmSettings
-from shared.worker import build_registered
 
 PROVIDERS: dict[str, str] = {
     "fake": "services.llm_worker.providers.fake:FakeLlm",

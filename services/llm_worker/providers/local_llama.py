@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
+from shared.provider_cache import ProviderError
 from shared.settings import LlmSettings
 from shared.threaded import iterate_in_thread
-from shared.worker import ProviderError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama

@@ -24,9 +24,9 @@ from pydantic import SecretStr
 
 from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
+from shared.provider_cache import ProviderError
 from shared.provider_http import HttpProvider, backoff_s, needs_key, retry_after_s, status_error, transport_error
 from shared.settings import LlmSettings
-from shared.worker import ProviderError
 
 
 class _Failure(Exception):

@@ -4,8 +4,8 @@ libraries (models, SDKs) of the others."""
 from __future__ import annotations
 
 from services.stt_worker.providers.base import SttProvider
+from shared.provider_cache import build_registered
 from shared.settings import SttSettings
-from shared.worker import build_registered
 
 PROVIDERS: dict[str, str] = {
     "fake": "services.stt_worker.providers.fake:FakeStt",

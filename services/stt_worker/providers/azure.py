@@ -14,9 +14,9 @@ import httpx
 
 from services.stt_worker.providers.base import Transcript
 from shared.audio import resample_pcm16, write_wav
+from shared.provider_cache import ProviderError
 from shared.provider_http import HttpProvider, post_with_retries
 from shared.settings import SttSettings
-from shared.worker import ProviderError
 
 PATH = "/speech/recognition/conversation/cognitiveservices/v1"
 SAMPLE_RATE = 16000

@@ -12,9 +12,9 @@ import httpx
 
 from services.stt_worker.providers.base import Transcript
 from shared.audio import write_wav
+from shared.provider_cache import ProviderError
 from shared.provider_http import HttpProvider, post_with_retries
 from shared.settings import SttSettings
-from shared.worker import ProviderError
 
 
 class GroqWhisperStt(HttpProvider):

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from services.stt_worker.providers.base import Transcript
+from shared.provider_cache import ProviderError
 from shared.settings import SttSettings
-from shared.worker import ProviderError
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

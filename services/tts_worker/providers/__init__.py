@@ -4,8 +4,8 @@ libraries (models, SDKs) of the others."""
 from __future__ import annotations
 
 from services.tts_worker.providers.base import TtsProvider
+from shared.provider_cache import build_registered
 from shared.settings import TtsSettings
-from shared.worker import build_registered
 
 PROVIDERS: dict[str, str] = {
     "fake": "services.tts_worker.providers.fake:FakeTts",

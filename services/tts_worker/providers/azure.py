@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator
 import httpx
 
 from shared.events import VoiceSpec
+from shared.provider_cache import ProviderError
 from shared.provider_http import HttpProvider, backoff_s, retry_after_s, status_error, transport_error
 from shared.settings import TtsSettings
 from shared.ssml import build_ssml
-from shared.worker import ProviderError
 
 PATH = "/cognitiveservices/v1"
 # Raw (headerless) PCM16 mono formats. We yield PCM16 and the worker converts to μ-law once for telephony;

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.events import VoiceSpec
+from shared.provider_cache import ProviderError
 from shared.settings import TtsSettings
 from shared.threaded import iterate_in_thread
-from shared.worker import ProviderError
 
 if TYPE_CHECKING:
     from piper import PiperVoice
