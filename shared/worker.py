@@ -21,7 +21,7 @@ from nats.aio.subscription import Subscription
 from shared import subjects
 from shared.bus import Bus
 from shared.events import CancelTurn, ErrorInfo, Event, WorkAck, WorkerBeat, work_key
-from shared.health import answer_pings, default_instance_id
+from shared.health import Detail, default_instance_id, register_service
 from shared.heartbeat import Heartbeat
 from shared.logging import bound_call, get_logger
 from shared.metrics import BUS_DELIVERY, WORK_IN_FLIGHT, WORK_REQUESTS
@@ -76,9 +76,11 @@ async def serve_worker(
     queue: str,
     model: type[R],
     make_handler: Callable[[str], WorkerHandler[R]],
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Run one worker replica until ``stop``: warm the provider up (so the first caller doesn't pay for
-    loading a model), take work from the queue group, then drain on SIGTERM."""
+    loading a model), take work from the queue group, then drain on SIGTERM. ``metadata`` is what the
+    replica's micro service says about it (its providers: see ``shared.provider_catalog``)."""
     instance = settings.instance_id or default_instance_id()
     handler = make_handler(instance)
     await handler.warmup()
@@ -98,7 +100,7 @@ async def serve_worker(
     )
     if hasattr(handler, "chain"):  # a handler that can send the next stage's request itself
         handler.chain = runtime.chain_with(settings.worker_ack_timeout_s)
-    await runtime.start()
+    await runtime.start(metadata)
     await stop.wait()
     await runtime.drain(settings.worker_drain_timeout_s)
 
@@ -152,11 +154,11 @@ class WorkerRuntime(Generic[R]):
     def is_cancelled(self, call_id: str, turn_id: int | None) -> bool:
         return (call_id, turn_id) in self._cancelled or (call_id, None) in self._cancelled
 
-    async def start(self) -> None:
+    async def start(self, metadata: dict[str, str] | None = None) -> None:
         self._sub = await self.bus.subscribe(self.subject, self.model, self._on_request, queue=self.queue)
         # one subscription for every call's cancels (rare messages), not a SUB/UNSUB per request
         await self.bus.subscribe(subjects.CANCEL_ALL, CancelTurn, self._on_cancel)
-        await answer_pings(self.bus, self.service, self.instance, self._readiness)
+        await register_service(self.bus, self.service, self.instance, self._readiness, metadata)
         self.heartbeat.start()
         log.info("worker_listening", subject=self.subject, queue=self.queue)
 
@@ -166,8 +168,8 @@ class WorkerRuntime(Generic[R]):
     def _key(self, req: R) -> str:
         return work_key(req.call_id, req.turn_id, self.service, getattr(req, "segment", 0), getattr(req, "attempt", 0))
 
-    async def _readiness(self) -> tuple[bool, dict[str, str | int | float | bool]]:
-        detail: dict[str, str | int | float | bool] = {"in_flight": len(self.tasks), "handled": self.handled}
+    def _readiness(self) -> tuple[bool, Detail]:
+        detail: Detail = {"in_flight": len(self.tasks), "handled": self.handled}
         if self.draining:
             detail["draining"] = True
         return self.bus.connected and not self.draining, detail
