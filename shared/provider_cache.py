@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from importlib import import_module
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from shared.events import ErrorInfo, Event
 from shared.logging import get_logger
 from shared.resilience import CircuitBreaker
-from shared.settings import WorkerSettings
 
 log = get_logger(__name__)
 
@@ -32,17 +30,6 @@ class ProviderError(Exception):
 
 
 P = TypeVar("P")
-
-
-def build_registered(registry: dict[str, str], kind: str, name: str, settings: WorkerSettings) -> Any:
-    """Instantiate provider ``name`` from a registry of ``"module:Class"`` import paths. Importing lazily
-    means choosing one provider never loads the heavy libraries (models, SDKs) of the others."""
-    try:
-        target = registry[name]
-    except KeyError:
-        raise ValueError(f"unknown {kind} provider {name!r}; known: {', '.join(sorted(registry))}") from None
-    module, _, cls = target.partition(":")
-    return getattr(import_module(module), cls)(settings)
 
 
 class ProviderCache(Generic[P]):
