@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from importlib import import_module
 from typing import Any, Protocol
 
 
@@ -70,12 +71,28 @@ def needs_packages(*packages: str) -> Usability:
 
 
 class ProviderModule(Protocol):
-    """What a provider's module (``services/<kind>_worker/providers/<provider>.py``) declares."""
+    """What a provider's module (``services/<kind>_worker/providers/<provider>.py``) declares (and ``Settings``,
+    its pydantic-settings class, and ``Provider``, its class, built with the worker's settings)."""
 
     NAME: str
     OFFER: Offer
+    Settings: type
+    Provider: Any
 
     def usable(self, env: Mapping[str, str]) -> Usability: ...
+
+
+def load_providers(package: str, modules: Iterable[str]) -> dict[str, ProviderModule]:
+    """A worker kind's registry: its provider modules (``package.<module>``) by provider name."""
+    loaded: list[ProviderModule] = [import_module(f"{package}.{module}") for module in modules]  # type: ignore[misc]
+    return {module.NAME: module for module in loaded}
+
+
+def build_registered(registry: Mapping[str, ProviderModule], kind: str, name: str, settings: object) -> Any:
+    """Instantiate provider ``name`` with the worker's ``settings``; an unknown name is a ``ValueError``."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind} provider {name!r}; known: {', '.join(sorted(registry))}")
+    return registry[name].Provider(settings)
 
 
 def describe(module: ProviderModule, settings: object, default: str, env: Mapping[str, str]) -> dict[str, Any]:

@@ -15,16 +15,16 @@ import asyncio
 import os
 import sys
 from dataclasses import dataclass
-from types import ModuleType
 
 from services.llm_worker.providers import PROVIDERS as LLM
 from services.stt_worker.providers import PROVIDERS as STT
 from services.tts_worker.providers import PROVIDERS as TTS
 from shared.call_config import AgentSpec
+from shared.provider_catalog import ProviderModule
 from shared.settings import CommonSettings, LlmSettings, SttSettings, TtsSettings
 
 # each kind's provider modules: each says what it needs (``usable(env)``: keys set, model packages installed)
-REGISTRIES: dict[str, dict[str, ModuleType]] = {"stt": STT, "llm": LLM, "tts": TTS}
+REGISTRIES: dict[str, dict[str, ProviderModule]] = {"stt": STT, "llm": LLM, "tts": TTS}
 DEFAULT_ENV = {
     kind: (field.upper(), str(cls.model_fields[field].default))
     for kind, cls, field in (

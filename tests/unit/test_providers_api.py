@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
@@ -21,10 +21,11 @@ from services.tts_worker.providers import TtsWorkerSettings
 from services.tts_worker.providers import describe as describe_tts
 from shared.call_config import known_providers
 from shared.health import ServiceInfo
+from shared.provider_catalog import ProviderModule
 from tools.check_env import provider_status
 
 KEY = "prov-key"
-REGISTRIES: dict[str, dict[str, ModuleType]] = {"stt": STT, "llm": LLM, "tts": TTS}
+REGISTRIES: dict[str, dict[str, ProviderModule]] = {"stt": STT, "llm": LLM, "tts": TTS}
 
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")
