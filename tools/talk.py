@@ -201,11 +201,11 @@ def load_utterance(path: Path) -> bytes:
 
 async def synthesize(text: str) -> bytes:
     """Speak ``text`` with the offline piper voice (the same one the TTS worker uses)."""
+    from services.tts_worker.providers import TtsWorkerSettings
     from services.tts_worker.providers.local_piper import LocalPiperTts
     from shared.events import VoiceSpec
-    from shared.settings import TtsSettings
 
-    tts = LocalPiperTts(TtsSettings())
+    tts = LocalPiperTts(TtsWorkerSettings())
     chunks = [
         resample_pcm16(pcm, rate, RATE)
         async for pcm, rate in tts.synthesize(text, VoiceSpec(), language="en-US", sample_rate=RATE)
