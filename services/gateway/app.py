@@ -27,7 +27,7 @@ from services.gateway.transports.browser import simulator_endpoint
 from services.gateway.web.dashboard import mount_dashboard
 from shared import __version__
 from shared.bus import Bus
-from shared.health import answer_pings, default_instance_id
+from shared.health import Detail, default_instance_id, register_service
 from shared.logging import get_logger
 from shared.running_loop import pin_running_loop, unpin_running_loop
 from shared.settings import GatewaySettings
@@ -61,10 +61,10 @@ def _lifespan(settings: GatewaySettings) -> Callable[[FastAPI], AbstractAsyncCon
         await runtime.start()
         app.state.runtime = runtime
 
-        async def readiness() -> tuple[bool, dict[str, str | int | float | bool]]:
+        def readiness() -> tuple[bool, Detail]:
             return runtime.refusal() is None, {"active_calls": len(runtime.sessions), "draining": runtime.draining}
 
-        await answer_pings(bus, "gateway", settings.instance_id or default_instance_id(), readiness)
+        await register_service(bus, "gateway", settings.instance_id or default_instance_id(), readiness)
         pin_running_loop()
         try:
             yield
