@@ -49,9 +49,9 @@ from shared.call_config import SHUTDOWN_MESSAGES
 from tools.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
-    die_with_parent,
     free_port,
     migrate,
+    spawn_tied,
     start_nats,
     start_postgres,
     with_database,
@@ -135,16 +135,7 @@ class Cluster:
             self.ports.setdefault(name, free_port())
             env |= {"GATEWAY_PORT": str(self.ports[name]), "LIFECYCLE_SPOOL_DIR": str(self.root / f"spool-{name}")}
         log = open(self.root / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            process_group=0,
-            preexec_fn=die_with_parent(),
-        )
+        self.procs[name] = spawn_tied([sys.executable, "-m", f"services.{service}"], log, cwd=REPO, env=env)
         log.close()
 
     def url(self, gateway: str) -> str:

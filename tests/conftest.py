@@ -35,9 +35,9 @@ if str(REPO) not in sys.path:  # plain `pytest` without an installed project
     sys.path.insert(0, str(REPO))
 
 from tools.embedded import (  # noqa: E402
-    die_with_parent,
     free_port,
     migrate,
+    spawn_tied,
     start_nats,
     start_postgres,
     tail,
@@ -331,16 +331,7 @@ def run_service(
         module = name if "." in name else f"services.{name}"
         log_path = tmp_path / f"{name}-{sum(s.name == name for s in started)}.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", module, *args],
-                cwd=REPO,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                process_group=0,
-                preexec_fn=die_with_parent(),
-            )
+            proc = spawn_tied([sys.executable, "-m", module, *args], log, cwd=REPO, env=full_env)
         service = ServiceProcess(name, proc, full_env, log_path)
         started.append(service)
         return service
