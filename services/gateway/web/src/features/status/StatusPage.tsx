@@ -111,7 +111,7 @@ export function StatusPage() {
                 <tr key={c.call_id}>
                   <td className="td font-mono text-xs">{c.call_id}</td>
                   <td className="td">
-                    {c.agent_id} <span className="text-xs text-slate-500">v{c.agent_version}</span>
+                    {c.agent_id} <span className="text-xs text-slate-500">{t('agents.version', { version: c.agent_version })}</span>
                   </td>
                   <td className="td">{clientLabel(t, c.client_type)}</td>
                   <td className="td">
