@@ -70,6 +70,10 @@ function GlobalStopNotice() {
 
 export function App() {
   const { t } = useTranslation();
+  const title = t('app.title');
+  useEffect(() => {
+    document.title = title;
+  }, [title]);
   return (
     <div className="min-h-screen">
       <a href="#main" className="sr-only focus:not-sr-only focus:absolute focus:left-2 focus:top-2 focus:z-10 focus:rounded focus:bg-white focus:p-2">

@@ -31,6 +31,7 @@ void i18n
     supportedLngs: [...LANGUAGES],
     fallbackLng: 'en',
     load: 'languageOnly',
+    initAsync: false, // the resources are bundled: ready before the first render, no flash of keys
     interpolation: { escapeValue: false }, // React escapes
     detection: {
       // a choice made with the switch first, then the browser's languages; stored only when the user switches

@@ -109,7 +109,7 @@ const SPANISH: Record<string, string[]> = {
   '/agents': ['Agente «default»', 'Versión 3', 'Conversación', 'Primer mensaje', 'Guardar agente', 'Descartar cambios', 'Crear con valores por defecto'],
   '/history': ['Historial de llamadas', 'Aplicar filtros', 'Inicio', 'Duración', '1 min 05 s', 'completada', 'navegador', 'Página 1'],
   '/history/call-7': ['← Volver al historial', 'Id de la llamada', 'Llamante:', '(interrumpido)', '1234 ms', 'Primer audio enviado', 'Resumen', 'Intención', '(llm) el'],
-  '/status': ['Parada global: se rechazan las llamadas nuevas', 'Motivo:', 'Restablecer la parada global', 'rechaza llamadas: global_stop', 'Servicios', '1/2 listas', 'no está lista', 'Actualizado a las'],
+  '/status': ['Parada global: se rechazan las llamadas nuevas', 'Motivo:', 'Restablecer la parada global', 'rechaza llamadas: global_stop', 'Servicios', '1/2 listas', 'escuchando', 'no está lista', 'Actualizado a las'],
 };
 
 describe('the dashboard in Spanish', () => {
@@ -174,6 +174,7 @@ describe('the language switch', () => {
     expect(screen.getByRole('button', { name: 'ES' })).toHaveAttribute('aria-pressed', 'true');
     expect(localStorage.getItem(LANGUAGE_STORAGE)).toBe('es');
     expect(document.documentElement.lang).toBe('es');
+    expect(document.title).toBe('Panel de Victoria');
 
     await userEvent.click(screen.getByRole('button', { name: 'EN' }));
     expect(await screen.findByRole('heading', { name: 'Call simulator' })).toBeInTheDocument();

@@ -115,7 +115,7 @@ export function StatusPage() {
                   </td>
                   <td className="td">{clientLabel(t, c.client_type)}</td>
                   <td className="td">
-                    <Badge tone="sky">{c.state}</Badge>
+                    <Badge tone="sky">{t(`status.callStates.${c.state}`, { defaultValue: c.state })}</Badge>
                   </td>
                   <td className="td">{formatTime(c.started_at)}</td>
                   <td className="td">{formatDuration(c.duration_s)}</td>
