@@ -33,7 +33,7 @@ SHUTDOWN_MESSAGES = {
 PROVIDER_NAMES: dict[str, frozenset[str]] = {
     "stt": frozenset({"fake", "local_whisper", "groq", "azure"}),
     "llm": frozenset({"fake", "local_llama", "openai", "groq"}),
-    "tts": frozenset({"fake", "local_piper", "azure"}),
+    "tts": frozenset({"fake", "local_piper", "local_kokoro", "azure"}),
 }
 
 

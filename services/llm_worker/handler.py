@@ -58,7 +58,13 @@ class LlmHandler:
         segments = _TtsChain(req, self.chain) if req.tts is not None and self.chain is not None else None
         pending = ""  # chained: text not yet sent to the gateway (it goes with the segment it completes)
         skip = _Resume(req.resume)
-        stream = provider.stream(req.messages, model=req.model, temperature=req.temperature, max_tokens=req.max_tokens)
+        # a provider with a model per language (local_llama) is told the reply's language: the request's, else
+        # the language the chained TTS speaks
+        language = req.language or (req.tts.language if req.tts is not None else None)
+        lang = {"language": language} if getattr(provider, "by_language", False) else {}
+        stream = provider.stream(
+            req.messages, model=req.model, temperature=req.temperature, max_tokens=req.max_tokens, **lang
+        )
         try:
             async for raw in stream:
                 delta = skip.after(raw)

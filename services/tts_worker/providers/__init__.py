@@ -8,7 +8,7 @@ from services.tts_worker.providers.base import TtsProvider
 from shared.provider_catalog import build_registered, load_providers, provider_metadata
 from shared.settings import TtsSettings
 
-PROVIDERS = load_providers(__name__, ("fake", "local_piper", "azure"))
+PROVIDERS = load_providers(__name__, ("fake", "local_piper", "local_kokoro", "azure"))
 
 
 class TtsWorkerSettings(*(module.Settings for module in PROVIDERS.values())):  # type: ignore[misc]

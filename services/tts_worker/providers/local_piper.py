@@ -2,6 +2,8 @@
 
 Piper synthesises one sentence at a time, so audio is streamed sentence by sentence: the first sentence
 plays while the next is being computed. Output stays at the voice's native 22050 Hz; the worker resamples.
+The voice speaks one language (its espeak voice: English for joe); a request in another language fails with
+``unsupported_language`` so that the worker falls back to a provider that speaks it (``voices``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from services.tts_worker.providers.local_engine import Audio, pcm_chunks, stream_in_thread
+from services.tts_worker.providers.voices import speaks, unsupported
 from shared.events import VoiceSpec
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import Offer, Usability, Voice, needs_packages
 from shared.settings import TtsSettings
-from shared.threaded import iterate_in_thread
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -76,14 +79,9 @@ class LocalPiperTts:
     async def synthesize(
         self, text: str, voice: VoiceSpec, *, language: str, sample_rate: int
     ) -> AsyncIterator[tuple[bytes, int]]:
-        """``language`` and ``voice.name`` are ignored (one English voice); ``voice.pitch`` is not supported."""
-        try:
-            async for item in iterate_in_thread(lambda cancel: self._generate(text, voice.rate, cancel)):
-                yield item
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise ProviderError("internal", f"piper failed: {type(exc).__name__}: {exc}") from exc
+        """``voice.name`` is ignored (one voice); ``language`` must be the voice's; ``voice.pitch`` is not supported."""
+        async for item in stream_in_thread("piper", lambda cancel: self._generate(text, voice.rate, language, cancel)):
+            yield item
 
     def _load(self) -> PiperVoice:
         with self._load_lock:
@@ -96,19 +94,18 @@ class LocalPiperTts:
                 self._voice = PiperVoice.load(path)
             return self._voice
 
-    def _generate(self, text: str, rate: float, cancel: threading.Event) -> Iterator[tuple[bytes, int]]:
+    def _generate(self, text: str, rate: float, language: str, cancel: threading.Event) -> Iterator[Audio]:
         from piper import SynthesisConfig
 
         piper_voice = self._load()
+        if not speaks((piper_voice.config.espeak_voice,), language):
+            raise unsupported(self.name, language)
         # length_scale is a duration multiplier: speaking 1.25x faster means phonemes 1/1.25 as long
         config = SynthesisConfig(length_scale=piper_voice.config.length_scale / rate)
-        step = max(1, piper_voice.config.sample_rate * self.chunk_ms // 1000) * 2
         for sentence in piper_voice.synthesize(text, syn_config=config):
             if cancel.is_set():
                 return
-            pcm = sentence.audio_int16_bytes
-            for i in range(0, len(pcm), step):
-                yield pcm[i : i + step], sentence.sample_rate
+            yield from pcm_chunks(sentence.audio_int16_bytes, sentence.sample_rate, self.chunk_ms)
 
 
 Provider = LocalPiperTts
