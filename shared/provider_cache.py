@@ -15,6 +15,9 @@ from shared.resilience import CircuitBreaker
 log = get_logger(__name__)
 
 Emit = Callable[[Event], Awaitable[None]]
+# failures that say nothing about the provider's health, so its circuit breaker does not count them: a malformed
+# request, or one in a language none of its voices speaks (the next provider in the chain may speak it)
+NOT_THE_PROVIDERS_FAULT = frozenset({"bad_request", "unsupported_language"})
 
 
 class ProviderError(Exception):
@@ -113,7 +116,7 @@ class ProviderCache(Generic[P]):
                 async with self.gate(candidate, provider):
                     await attempt(provider, tracked)
             except ProviderError as exc:
-                if exc.code != "bad_request":
+                if exc.code not in NOT_THE_PROVIDERS_FAULT:
                     breaker.record_failure()
                 if emitted or exc.code == "bad_request":
                     raise

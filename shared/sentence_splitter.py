@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import re
 
-_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]»”]*\s")
 _CLAUSE_END = re.compile(r"[,;:—]\s")
-_ABBREVIATIONS = ("mr.", "mrs.", "ms.", "dr.", "st.", "sr.", "jr.", "e.g.", "i.e.", "etc.", "vs.", "no.")
+# a period after one of these (a whole word, any case) is not a sentence end: English and Spanish titles and
+# abbreviations ("Dr. Smith", "Sra. López", "Ud.", "p. ej.", "núm. 5", "tel. 91...")
+_ABBREVIATIONS = (
+    "mr", "mrs", "ms", "dr", "st", "sr", "jr", "e.g", "i.e", "etc", "vs", "no",
+    "sra", "srta", "dra", "dña", "ud", "uds", "p", "ej", "p. ej", "núm", "tel",
+)  # fmt: skip
+_ABBREVIATION_END = re.compile(
+    r"(?:(?<!\w)(?:" + "|".join(re.escape(a) for a in _ABBREVIATIONS) + r")|(?<![\w.])D)\.$", re.IGNORECASE
+)
+_OPENERS = "¿¡"  # Spanish opening marks belong to what follows them: a segment never ends right after one
 
 
 class SentenceSplitter:
@@ -45,18 +54,26 @@ class SentenceSplitter:
 
     def _find_cut(self) -> int | None:
         for m in _SENTENCE_END.finditer(self._buf):
-            before = self._buf[: m.start() + 1].lower()
-            if before.endswith(_ABBREVIATIONS) or re.search(r"\b\d+\.$", before):
-                continue  # "Dr. Smith", "3.5" are not sentence ends
+            before = self._buf[: m.start() + 1]
+            if _ABBREVIATION_END.search(before) or re.search(r"\b\d+\.$", before):
+                continue  # "Dr. Smith", "Sr. García", "3.5" are not sentence ends
             return m.end()
         min_clause = self.first_clause_chars if self._emitted == 0 else self.clause_chars
         for m in _CLAUSE_END.finditer(self._buf):
             if m.start() >= min_clause:
                 return m.end()
-        if len(self._buf) >= self.max_chars:  # a run-on with no punctuation: cut at the last space
+        if len(self._buf) >= self.max_chars:  # a run-on with no punctuation: cut at the last space that may end one
             space = self._buf.rfind(" ", 0, self.max_chars)
+            while space > 0 and not _may_end_before(self._buf, space):
+                space = self._buf.rfind(" ", 0, space)
             return space + 1 if space > 0 else self.max_chars
         return None
+
+
+def _may_end_before(text: str, space: int) -> bool:
+    """Whether a segment may end at the space ``text[space]``: not right after "¿"/"¡" or an abbreviation."""
+    before = text[:space].rstrip()
+    return bool(before) and before[-1] not in _OPENERS and not _ABBREVIATION_END.search(before)
 
 
 def has_words(text: str) -> bool:
