@@ -29,7 +29,7 @@ from services.gateway.app import create_app
 from services.gateway.telephony.telnyx.api import encode_state
 from services.gateway.telephony.twilio.api import signature
 from services.gateway.transports import browser as simulator_ws
-from services.gateway.transports import telephony_stream
+from services.gateway.transports import telephony as telephony_stream
 from shared import subjects
 from shared.global_stop import GlobalStopState, write_state
 from shared.settings import GatewaySettings

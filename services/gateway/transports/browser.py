@@ -27,10 +27,12 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
 from services.gateway.call.session import CallSession
+from services.gateway.call.transport import SessionMessage
 from services.gateway.edge.call_tokens import CallClaims, TokenError
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.transports.idle_timeout import IdleTimeout
+from services.gateway.transports.protocol import Clear
 from services.gateway.transports.ws_close import (
     CLOSE_INTERNAL,
     CLOSE_PROTOCOL,
@@ -70,13 +72,13 @@ class BrowserTransport:
             if not self.closed:
                 await self.ws.send_bytes(data)
 
-    async def send_event(self, payload: dict[str, object]) -> None:
+    async def send_event(self, message: SessionMessage) -> None:
         async with self._lock:
             if not self.closed:
-                await self.ws.send_text(json.dumps(payload))
+                await self.ws.send_text(message.model_dump_json(exclude_none=True))
 
     async def send_clear(self) -> None:
-        await self.send_event({"type": "clear"})
+        await self.send_event(Clear())
 
     async def close(self, code: int, reason: str) -> None:
         async with self._lock:

@@ -19,6 +19,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from services.gateway.call.session import CallSession
+from services.gateway.call.transport import SessionMessage
 from services.gateway.edge.call_tokens import CallClaims, TokenError, TokenKind
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
@@ -98,7 +99,7 @@ class MediaStreamTransport:
     async def send_clear(self) -> None:
         await self._send({"event": "clear", **self.envelope})
 
-    async def send_event(self, payload: dict[str, object]) -> None:
+    async def send_event(self, message: SessionMessage) -> None:
         """Transcripts and metrics are for browsers; a phone stream only carries audio (they are logged)."""
 
     async def close(self, code: int, reason: str) -> None:
