@@ -211,3 +211,7 @@ def mermaid() -> str:
         lines.append(f"    {source} --> {target}: {', '.join(events)}")
     lines.append(f"    {ENDED.name} --> [*]")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m services.gateway.call.machine > the diagram for docs/ARCHITECTURE.md
+    print(mermaid(), end="")
