@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from services.gateway.call.channel import CallChannel, TurnFailed
 from services.gateway.call.machine import CallEvent, NoWords, PlayedOut, ReplyAudioStarted
-from services.gateway.call.pacer import AudioPacer
+from services.gateway.call.output import AudioOutput
 from services.gateway.call.record import CallRecord, Reply, Segment, latency_ms
 from services.gateway.call.speech import SegmentAudio
 from shared.call_config import CallConfig
@@ -49,7 +49,7 @@ class ReplyPipeline:
         config: CallConfig,
         settings: GatewaySettings,
         speech: SegmentAudio,
-        output: AudioPacer,
+        output: AudioOutput,
         record: CallRecord,
         notify: Callable[[CallEvent], Awaitable[None]],
         on_failure: Callable[[TurnFailed], None],

@@ -19,7 +19,6 @@ from services.gateway.call import machine as m
 from services.gateway.call.audio_cache import AudioCache
 from services.gateway.call.channel import CallChannel, TurnFailed
 from services.gateway.call.errors import last_words, report_failure
-from services.gateway.call.pacer import AudioPacer
 from services.gateway.call.record import CallRecord
 from services.gateway.call.reply import STT_RATE, ReplyPipeline
 from services.gateway.call.speech import SegmentAudio
@@ -33,7 +32,6 @@ from services.gateway.metrics import (
     CALL_STATE_TRANSITIONS,
     CALLS_ACTIVE,
     CALLS_TOTAL,
-    OUTBOUND_FRAME_LATENESS,
 )
 from services.gateway.transports.protocol import Ended, StateChanged
 from shared.audio import StreamResampler
@@ -86,7 +84,7 @@ class CallSession:
             max_turn_s=settings.max_turn_seconds,
         )
         self.inbound = StreamResampler(transport.sample_rate, STT_RATE)
-        self.pacer = _pacer(transport, settings)
+        self.output = transport.open_output(frame_ms=settings.outbound_frame_ms, lead_ms=settings.outbound_lead_ms)
         self.record = CallRecord(call_id, outbox, self._send_soon)
         self.speech = SegmentAudio(
             call_id=call_id,
@@ -104,7 +102,7 @@ class CallSession:
             config=config,
             settings=settings,
             speech=self.speech,
-            output=self.pacer,
+            output=self.output,
             record=self.record,
             notify=self._dispatch,
             on_failure=self._on_failure,
@@ -179,7 +177,7 @@ class CallSession:
     async def start(self) -> None:
         with bound_call(self.call_id):
             await self.channel.open()
-            self.pacer.start()
+            self.output.start()
             CALLS_ACTIVE.labels(self.transport.client_type).inc()
             self.outbox.put(
                 CallStarted(
@@ -224,12 +222,12 @@ class CallSession:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.record.reply is not None:
-                self.record.assistant(self.record.reply, interrupted=True, heard_bytes=self.pacer.played_bytes())
+                self.record.assistant(self.record.reply, interrupted=True, heard_bytes=self.output.played_bytes())
             try:
                 await self.channel.cancel(None, reason="call_ended")
             except Exception:  # the bus may be down; workers then time out on their own
                 log.warning("cancel_publish_failed")
-            await self.pacer.stop()
+            await self.output.stop()
             await self.channel.close()
             if self._sends:  # the last transcript goes out before "ended"; cancelling a send mid-frame would
                 await asyncio.wait(self._sends, timeout=2.0)  # break the WebSocket (1006) instead
@@ -277,8 +275,7 @@ class CallSession:
     async def _stop_reply(self, reason: str) -> int:
         """Clear the client's audio, cancel the reply and its workers, record what of it was heard."""
         reply, task = self.record.reply, self._reply_task
-        heard = self.pacer.clear()
-        await self.transport.send_clear()
+        heard = await self.output.clear()
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -335,15 +332,3 @@ class CallSession:
             await self.transport.send_event(message)
         except Exception:  # the client is gone; the receive loop ends the call
             pass
-
-
-def _pacer(transport: Transport, settings: GatewaySettings) -> AudioPacer:
-    """The call's outbound pacer at the transport's rate (telephony: the provider echoes marks)."""
-    return AudioPacer(
-        transport.send_audio,
-        bytes_per_s=transport.sample_rate * (2 if transport.encoding == "pcm16" else 1),
-        frame_ms=getattr(transport, "frame_ms", None) or settings.outbound_frame_ms,
-        lead_ms=getattr(transport, "lead_ms", settings.outbound_lead_ms),
-        remote_mark=getattr(transport, "send_mark", None),
-        lateness=OUTBOUND_FRAME_LATENESS.labels(transport.client_type),
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
+from services.gateway.call.output import AudioOutput
 from services.gateway.transports.protocol import Clear, Ended, ErrorMessage, StateChanged, Transcript, TurnMetrics
 
 SessionMessage = Transcript | TurnMetrics | StateChanged | ErrorMessage | Ended | Clear
@@ -18,10 +19,11 @@ class Transport(Protocol):
     sample_rate: int
     encoding: Literal["pcm16", "mulaw"]
 
-    async def send_audio(self, data: bytes) -> None: ...
+    def open_output(self, *, frame_ms: int, lead_ms: int) -> AudioOutput:
+        """The call's audio output (the browser's ``OUTBOUND_FRAME_MS``/``OUTBOUND_LEAD_MS`` are given; a
+        transport with its own framing uses that)."""
+        ...
 
     async def send_event(self, message: SessionMessage) -> None: ...
-
-    async def send_clear(self) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError
 
+from services.gateway.call.output import AudioOutput, paced_output
 from services.gateway.call.session import CallSession
 from services.gateway.call.transport import SessionMessage
 from services.gateway.edge.call_tokens import CallClaims, TokenError
@@ -79,6 +80,17 @@ class BrowserTransport:
 
     async def send_clear(self) -> None:
         await self.send_event(Clear())
+
+    def open_output(self, *, frame_ms: int, lead_ms: int) -> AudioOutput:
+        """Reply audio as binary PCM16 frames, paced; barge-in sends ``clear``."""
+        return paced_output(
+            client_type=self.client_type,
+            send_audio=self.send_audio,
+            send_clear=self.send_clear,
+            bytes_per_s=self.sample_rate * 2,
+            frame_ms=frame_ms,
+            lead_ms=lead_ms,
+        )
 
     async def close(self, code: int, reason: str) -> None:
         async with self._lock:
