@@ -86,33 +86,38 @@ class CallSession:
         self.inbound = StreamResampler(transport.sample_rate, STT_RATE)
         self.output = transport.open_output(frame_ms=settings.outbound_frame_ms, lead_ms=settings.outbound_lead_ms)
         self.record = CallRecord(call_id, outbox, self._send_soon)
-        self.speech = SegmentAudio(
-            call_id=call_id,
-            channel=self.channel,
-            config=config,
-            cache=audio_cache if audio_cache is not None else AudioCache(),
-            sample_rate=transport.sample_rate,
-            encoding=transport.encoding,
-            timeout_s=settings.tts_timeout_s,
-            on_failure=self._on_failure,
-        )
-        self.pipeline = ReplyPipeline(
-            call_id=call_id,
-            channel=self.channel,
-            config=config,
-            settings=settings,
-            speech=self.speech,
-            output=self.output,
-            record=self.record,
-            notify=self._dispatch,
-            on_failure=self._on_failure,
-        )
+        self.speech, self.pipeline = self._reply_pipeline(audio_cache)
         self.started_at = time.time()
         self._reply_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sends: set[asyncio.Task[None]] = set()  # messages on their way to the client: flushed, not cancelled
         self._ended = asyncio.Event()
         self.end_reason: str | None = None
+
+    def _reply_pipeline(self, audio_cache: AudioCache | None) -> tuple[SegmentAudio, ReplyPipeline]:
+        """The reply pipeline and its segments' audio, telling this session what happens."""
+        speech = SegmentAudio(
+            call_id=self.call_id,
+            channel=self.channel,
+            config=self.config,
+            cache=audio_cache if audio_cache is not None else AudioCache(),
+            sample_rate=self.transport.sample_rate,
+            encoding=self.transport.encoding,
+            timeout_s=self.settings.tts_timeout_s,
+            on_failure=self._on_failure,
+        )
+        pipeline = ReplyPipeline(
+            call_id=self.call_id,
+            channel=self.channel,
+            config=self.config,
+            settings=self.settings,
+            speech=speech,
+            output=self.output,
+            record=self.record,
+            notify=self._dispatch,
+            on_failure=self._on_failure,
+        )
+        return speech, pipeline
 
     # --- state -----------------------------------------------------------------------------------------
 
