@@ -171,6 +171,7 @@ async def test_the_browser_sees_each_change_of_the_calls_state(stack) -> None:
                 states.append(json.loads(m))
         await ws.send(json.dumps({"type": "stop"}))
         msgs, code = await _expect_close(ws)
+    assert code == 1000
     assert states == [
         {"type": "state", "caller": "listening", "agent": "speaking", "event": "Greet"},
         {"type": "state", "caller": "listening", "agent": "idle", "event": "PlayedOut"},
