@@ -5,7 +5,11 @@ pipeline's, the timers', a hang-up) to the :class:`CallMachine`, whose transitio
 call's state changes; each change is logged (``call_state``), counted, and sent to the client
 (``StateChanged``). The session then runs the transition's actions: start a reply (:class:`ReplyPipeline`),
 barge in (clear the client, cancel the workers, keep in :class:`CallRecord` only what the caller heard), or
-say the last words and end (:mod:`.errors`). The transport only moves bytes and messages.
+say the last words and end (:mod:`.errors`). The transport only moves bytes and messages, and owns the call's
+audio output (:mod:`.output`), which the session and the pipeline use through its contract only.
+
+The running reply's task (``_reply_task``) and the reply being recorded (``CallRecord.reply``) carry out what
+the machine decided; they are not state: no decision reads them except to cancel what is running.
 """
 
 from __future__ import annotations
