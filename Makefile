@@ -60,6 +60,11 @@ $(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
 		touch $@ && echo "==> dashboard built"; \
 	fi
 
+# the dashboard's TypeScript types of the browser protocol (web/src/lib/protocol.ts), from transports/protocol.py
+.PHONY: protocol
+protocol: $(STAMP)
+	@$(PY) -m tools.gen_protocol_ts
+
 # Debian's chromium drives the dashboard's browser tests (tests/e2e/test_dashboard.py skips without it).
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \

@@ -55,12 +55,12 @@ PHRASES = (
 
 async def synthesize(texts: Sequence[str]) -> list[np.ndarray]:
     """Each text spoken by the offline piper voice, as float32 in [-1, 1] at 16 kHz."""
+    from services.tts_worker.providers import TtsWorkerSettings
     from services.tts_worker.providers.local_piper import LocalPiperTts
     from shared.audio import resample_pcm16
     from shared.events import VoiceSpec
-    from shared.settings import TtsSettings
 
-    tts = LocalPiperTts(TtsSettings())
+    tts = LocalPiperTts(TtsWorkerSettings())
     out = []
     for text in texts:
         chunks: list[bytes] = []

@@ -108,10 +108,6 @@ def pcm16_to_float(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
 
 
-def float_to_pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
-
-
 def resample_pcm16(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
     """One-shot resampling of a whole buffer (a finished turn)."""
     if from_rate == to_rate or not pcm:

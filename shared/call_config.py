@@ -27,13 +27,19 @@ SHUTDOWN_MESSAGES = {
 }
 
 
-def known_providers() -> dict[str, set[str]]:
-    """Provider names each worker kind can build (the workers' registries are the single source)."""
-    from services.llm_worker.providers import PROVIDERS as LLM
-    from services.stt_worker.providers import PROVIDERS as STT
-    from services.tts_worker.providers import PROVIDERS as TTS
+# the provider names each worker kind can build, so that an agent naming another is refused when it is written;
+# plain names, so that validating an agent imports no worker code (tests/unit/test_providers_api.py checks that the
+# workers' registries agree)
+PROVIDER_NAMES: dict[str, frozenset[str]] = {
+    "stt": frozenset({"fake", "local_whisper", "groq", "azure"}),
+    "llm": frozenset({"fake", "local_llama", "openai", "groq"}),
+    "tts": frozenset({"fake", "local_piper", "azure"}),
+}
 
-    return {"stt": set(STT), "llm": set(LLM), "tts": set(TTS)}
+
+def known_providers() -> dict[str, set[str]]:
+    """Provider names each worker kind can build."""
+    return {kind: set(names) for kind, names in PROVIDER_NAMES.items()}
 
 
 class LlmSpec(BaseModel):

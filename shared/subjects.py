@@ -24,7 +24,6 @@ CALL_ENDED = "lifecycle.call.ended"
 CALL_ERROR = "lifecycle.call.error"
 CALL_STATUS = "lifecycle.call.status"
 
-PING_ALL = "svc.ping"
 WORKER_BEAT_PREFIX = "worker.beat"  # worker.beat.<service>: WorkerBeat
 WORKER_BEAT_ALL = "worker.beat.*"
 GATEWAY_BEAT_PREFIX = "gateway.beat"
@@ -64,14 +63,6 @@ def unsafe_token(token: str) -> str:
 def call_subject(call_id: str, kind: str) -> str:
     """Result/control subject of one call: ``call.<token>.<kind>`` with kind stt, llm, tts or cancel."""
     return f"call.{safe_token(call_id)}.{kind}"
-
-
-def call_wildcard(call_id: str) -> str:
-    return f"call.{safe_token(call_id)}.>"
-
-
-def ping_subject(service: str) -> str:
-    return f"{PING_ALL}.{service}"
 
 
 # --- many gateway replicas ----------------------------------------------------------------------------------

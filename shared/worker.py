@@ -11,11 +11,9 @@ that turn that arrive later (a chained request may still be on its way when the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from importlib import import_module
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -23,17 +21,18 @@ from nats.aio.subscription import Subscription
 from shared import subjects
 from shared.bus import Bus
 from shared.events import CancelTurn, ErrorInfo, Event, WorkAck, WorkerBeat, work_key
-from shared.health import answer_pings, default_instance_id
+from shared.health import Detail, default_instance_id, register_service
 from shared.heartbeat import Heartbeat
 from shared.logging import bound_call, get_logger
 from shared.metrics import BUS_DELIVERY, WORK_IN_FLIGHT, WORK_REQUESTS
-from shared.resilience import CircuitBreaker
+from shared.provider_cache import Emit, ProviderCache, ProviderError
 from shared.settings import WorkerSettings
 
 log = get_logger(__name__)
 
 R = TypeVar("R", bound=Event)
-Emit = Callable[[Event], Awaitable[None]]
+# the handlers import these from here, the worker runtime they plug into
+__all__ = ["Chain", "Emit", "ProviderCache", "ProviderError", "WorkerHandler", "WorkerRuntime", "serve_worker"]
 CANCEL_MEMORY_S = 120.0  # how long a finished turn's late requests are still recognised and dropped
 
 
@@ -41,127 +40,6 @@ def _segment_of(key: str) -> int | None:
     """The segment in a ``work_key`` (``call|turn|stage|segment|attempt``; the call id may hold ``|``)."""
     parts = key.rsplit("|", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
-class ProviderError(Exception):
-    """A provider failed; ``code`` classifies it (auth, quota, timeout, bad_request, unavailable, internal)."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.retryable = retryable
-
-    def info(self) -> ErrorInfo:
-        return ErrorInfo(code=self.code, message=str(self), retryable=self.retryable)
-
-
-P = TypeVar("P")
-
-
-def build_registered(registry: dict[str, str], kind: str, name: str, settings: WorkerSettings) -> Any:
-    """Instantiate provider ``name`` from a registry of ``"module:Class"`` import paths. Importing lazily
-    means choosing one provider never loads the heavy libraries (models, SDKs) of the others."""
-    try:
-        target = registry[name]
-    except KeyError:
-        raise ValueError(f"unknown {kind} provider {name!r}; known: {', '.join(sorted(registry))}") from None
-    module, _, cls = target.partition(":")
-    return getattr(import_module(module), cls)(settings)
-
-
-class ProviderCache(Generic[P]):
-    """A worker's providers by name, built on first use (the default one at start-up, by ``warmup``), each
-    behind a circuit breaker, tried in order: the requested (or default) provider, then the fallbacks.
-
-    An unknown name in a request is the request's fault: ``bad_request``, never a crash. A provider that
-    fails before producing anything hands the request to the next one (a bad key on a cloud provider must
-    not take calls down when a local model can answer); once output has left, a failure is final.
-    """
-
-    def __init__(
-        self,
-        build: Callable[[str], P],
-        default: str,
-        *,
-        service: str = "",
-        fallbacks: str = "",
-        failure_threshold: int = 5,
-        reset_after_s: float = 30.0,
-    ) -> None:
-        self._build = build
-        self.default = default
-        self.service = service
-        self.fallbacks = [f.strip() for f in fallbacks.split(",") if f.strip()]
-        self.failure_threshold = failure_threshold
-        self.reset_after_s = reset_after_s
-        self._providers: dict[str, P] = {}
-        self.breakers: dict[str, CircuitBreaker] = {}
-        self._gates: dict[str, asyncio.Semaphore] = {}
-
-    def get(self, name: str | None) -> P:
-        key = name or self.default
-        if key not in self._providers:
-            try:
-                self._providers[key] = self._build(key)
-            except ValueError as exc:
-                raise ProviderError("bad_request", str(exc)) from exc
-        return self._providers[key]
-
-    def candidates(self, name: str | None) -> list[str]:
-        first = name or self.default
-        return [first, *(f for f in self.fallbacks if f != first)]
-
-    def gate(self, name: str, provider: P) -> asyncio.Semaphore | contextlib.nullcontext[None]:
-        """How many requests may run on ``provider`` at once: a CPU-bound local model says so in its
-        ``max_parallel`` (the rest wait their turn here, queued in arrival order, instead of being refused or
-        oversubscribing the cores); a network-bound provider has no gate (the worker's slots bound it)."""
-        limit = getattr(provider, "max_parallel", None)
-        if not limit:
-            return contextlib.nullcontext()
-        if name not in self._gates:
-            self._gates[name] = asyncio.Semaphore(limit)
-        return self._gates[name]
-
-    def breaker(self, name: str) -> CircuitBreaker:
-        if name not in self.breakers:
-            self.breakers[name] = CircuitBreaker(
-                self.service, name, failure_threshold=self.failure_threshold, reset_after_s=self.reset_after_s
-            )
-        return self.breakers[name]
-
-    async def run(self, name: str | None, emit: Emit, attempt: Callable[[P, Emit], Awaitable[None]]) -> None:
-        """Run ``attempt(provider, emit)`` on the first provider that works."""
-        last: ProviderError | None = None
-        skipped: list[str] = []
-        for candidate in self.candidates(name):
-            breaker = self.breaker(candidate)
-            if not breaker.allow():
-                skipped.append(candidate)
-                continue
-            provider = self.get(candidate)  # an unknown name raises bad_request: no fallback for that
-            emitted = False
-
-            async def tracked(event: Event) -> None:
-                nonlocal emitted
-                emitted = True
-                await emit(event)
-
-            try:
-                async with self.gate(candidate, provider):
-                    await attempt(provider, tracked)
-            except ProviderError as exc:
-                if exc.code != "bad_request":
-                    breaker.record_failure()
-                if emitted or exc.code == "bad_request":
-                    raise
-                last = exc
-                log.warning("provider_fallback", provider=candidate, code=exc.code, error=str(exc)[:200])
-                continue
-            breaker.record_success()
-            return
-        if last is not None:
-            raise last
-        raise ProviderError("unavailable", f"every provider's circuit is open ({', '.join(skipped)})", retryable=True)
 
 
 class Chain:
@@ -198,9 +76,11 @@ async def serve_worker(
     queue: str,
     model: type[R],
     make_handler: Callable[[str], WorkerHandler[R]],
+    metadata: dict[str, str] | None = None,
 ) -> None:
     """Run one worker replica until ``stop``: warm the provider up (so the first caller doesn't pay for
-    loading a model), take work from the queue group, then drain on SIGTERM."""
+    loading a model), take work from the queue group, then drain on SIGTERM. ``metadata`` is what the
+    replica's micro service says about it (its providers: see ``shared.provider_catalog``)."""
     instance = settings.instance_id or default_instance_id()
     handler = make_handler(instance)
     await handler.warmup()
@@ -220,7 +100,7 @@ async def serve_worker(
     )
     if hasattr(handler, "chain"):  # a handler that can send the next stage's request itself
         handler.chain = runtime.chain_with(settings.worker_ack_timeout_s)
-    await runtime.start()
+    await runtime.start(metadata)
     await stop.wait()
     await runtime.drain(settings.worker_drain_timeout_s)
 
@@ -274,11 +154,11 @@ class WorkerRuntime(Generic[R]):
     def is_cancelled(self, call_id: str, turn_id: int | None) -> bool:
         return (call_id, turn_id) in self._cancelled or (call_id, None) in self._cancelled
 
-    async def start(self) -> None:
+    async def start(self, metadata: dict[str, str] | None = None) -> None:
         self._sub = await self.bus.subscribe(self.subject, self.model, self._on_request, queue=self.queue)
         # one subscription for every call's cancels (rare messages), not a SUB/UNSUB per request
         await self.bus.subscribe(subjects.CANCEL_ALL, CancelTurn, self._on_cancel)
-        await answer_pings(self.bus, self.service, self.instance, self._readiness)
+        await register_service(self.bus, self.service, self.instance, self._readiness, metadata)
         self.heartbeat.start()
         log.info("worker_listening", subject=self.subject, queue=self.queue)
 
@@ -288,8 +168,8 @@ class WorkerRuntime(Generic[R]):
     def _key(self, req: R) -> str:
         return work_key(req.call_id, req.turn_id, self.service, getattr(req, "segment", 0), getattr(req, "attempt", 0))
 
-    async def _readiness(self) -> tuple[bool, dict[str, str | int | float | bool]]:
-        detail: dict[str, str | int | float | bool] = {"in_flight": len(self.tasks), "handled": self.handled}
+    def _readiness(self) -> tuple[bool, Detail]:
+        detail: Detail = {"in_flight": len(self.tasks), "handled": self.handled}
         if self.draining:
             detail["draining"] = True
         return self.bus.connected and not self.draining, detail

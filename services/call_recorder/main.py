@@ -15,7 +15,7 @@ from services.call_recorder.store import HistoryStore
 from shared.bus import Bus
 from shared.db.migrate import apply_migrations, ensure_database
 from shared.global_stop import ensure_bucket
-from shared.health import answer_pings, default_instance_id
+from shared.health import Detail, default_instance_id, register_service
 from shared.logging import get_logger
 from shared.service import run_service
 from shared.settings import RecorderSettings
@@ -115,13 +115,13 @@ async def _serve_history(
     )
     await reconciler.start()
 
-    async def readiness() -> tuple[bool, dict[str, str | int | float | bool]]:
-        detail: dict[str, str | int | float | bool] = {"database": consumer.db_ok, "applied": consumer.applied}
+    def readiness() -> tuple[bool, Detail]:
+        detail: Detail = {"database": consumer.db_ok, "applied": consumer.applied}
         if consumer.last_error:
             detail["last_error"] = consumer.last_error[:200]
         return consumer.db_ok and bus.connected, detail
 
-    await answer_pings(bus, SERVICE, instance, readiness)
+    await register_service(bus, SERVICE, instance, readiness)
     log.info("recorder_consuming", durable=settings.recorder_durable)
     await consumer.run(stop)
     await consumer.close()

@@ -27,20 +27,17 @@ def estimate_tokens(text: str) -> int:
 
 
 def provider_context_tokens(provider: str, settings: Any, override: int = 0) -> int | None:
-    """The context window of ``provider`` from the LLM catalogue, or the deployment's setting for it
+    """The context window of ``provider`` (``shared.provider_catalog``), or the deployment's setting for it
     (``LLM_CONTEXT_TOKENS`` for local_llama); ``override`` (EXTRACTION_CONTEXT_TOKENS) wins; None = unbounded."""
     if override:
         return override
-    from services.llm_worker.providers.catalog import CATALOG
+    from shared.provider_catalog import LLM_CONTEXT_TOKENS, LLM_CONTEXT_TOKENS_SETTING
 
-    offer = CATALOG.get(provider)
-    if offer is None:
-        return None
-    if offer.context_tokens_setting:
-        configured = getattr(settings, offer.context_tokens_setting, 0)
+    if provider in LLM_CONTEXT_TOKENS_SETTING:
+        configured = getattr(settings, LLM_CONTEXT_TOKENS_SETTING[provider], 0)
         if isinstance(configured, int) and configured > 0:
             return configured
-    return offer.context_tokens or None
+    return LLM_CONTEXT_TOKENS.get(provider) or None
 
 
 def transcript_char_budget(context_tokens: int | None, system_prompt: str, reply_tokens: int) -> int | None:

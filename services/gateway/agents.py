@@ -225,7 +225,6 @@ class AgentVersionWatch:
         self.bus = bus
         self.resolver = resolver
         self.revision = 0  # the newest KV revision applied
-        self.restarts = 0
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._kv: KeyValue | None = None
@@ -269,7 +268,6 @@ class AgentVersionWatch:
                 reconnects = self.bus.nc.stats["reconnects"]
                 watcher = await kv.watchall()
                 self.resolver.clear()  # whatever changed while nobody watched
-                self.restarts += 1
                 while self.bus.nc.stats["reconnects"] == reconnects:
                     try:
                         entry = await watcher.updates(timeout=self.POLL_S)

@@ -1,17 +1,18 @@
-"""LLM worker wiring: settings, the handler, and the shared queue-group runtime."""
+"""LLM worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
+the micro service metadata that describes its providers."""
 
 from __future__ import annotations
 
 from services.llm_worker.handler import SERVICE, LlmHandler
+from services.llm_worker.providers import LlmWorkerSettings, describe
 from shared import subjects
 from shared.events import LlmRequest
 from shared.service import run_service
-from shared.settings import LlmSettings
 from shared.worker import serve_worker
 
 
 def main() -> None:
-    settings = LlmSettings()
+    settings = LlmWorkerSettings()
     run_service(
         "llm_worker",
         settings,
@@ -22,6 +23,7 @@ def main() -> None:
             subject=subjects.LLM_REQUEST,
             queue=subjects.LLM_QUEUE,
             model=LlmRequest,
+            metadata=describe(settings),
             make_handler=lambda instance: LlmHandler(settings, instance),
         ),
     )

@@ -1,17 +1,18 @@
-"""STT worker wiring: settings, the handler, and the shared queue-group runtime."""
+"""STT worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
+the micro service metadata that describes its providers."""
 
 from __future__ import annotations
 
 from services.stt_worker.handler import SERVICE, SttHandler
+from services.stt_worker.providers import SttWorkerSettings, describe
 from shared import subjects
 from shared.events import SttRequest
 from shared.service import run_service
-from shared.settings import SttSettings
 from shared.worker import serve_worker
 
 
 def main() -> None:
-    settings = SttSettings()
+    settings = SttWorkerSettings()
     run_service(
         "stt_worker",
         settings,
@@ -22,6 +23,7 @@ def main() -> None:
             subject=subjects.STT_REQUEST,
             queue=subjects.STT_QUEUE,
             model=SttRequest,
+            metadata=describe(settings),
             make_handler=lambda instance: SttHandler(settings, instance),
         ),
     )

@@ -1,17 +1,18 @@
-"""TTS worker wiring: settings, the handler, and the shared queue-group runtime."""
+"""TTS worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
+the micro service metadata that describes its providers."""
 
 from __future__ import annotations
 
 from services.tts_worker.handler import SERVICE, TtsHandler
+from services.tts_worker.providers import TtsWorkerSettings, describe
 from shared import subjects
 from shared.events import TtsRequest
 from shared.service import run_service
-from shared.settings import TtsSettings
 from shared.worker import serve_worker
 
 
 def main() -> None:
-    settings = TtsSettings()
+    settings = TtsWorkerSettings()
     run_service(
         "tts_worker",
         settings,
@@ -22,6 +23,7 @@ def main() -> None:
             subject=subjects.TTS_REQUEST,
             queue=subjects.TTS_QUEUE,
             model=TtsRequest,
+            metadata=describe(settings),
             make_handler=lambda instance: TtsHandler(settings, instance),
         ),
     )

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
+from services.stt_worker.providers import SttWorkerSettings
 from services.stt_worker.providers.local_whisper import LocalWhisperStt
-from shared.settings import SttSettings
 from tools.talk import RATE, synthesize, talk
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +50,7 @@ async def test_first_spoken_turn_end_to_end(system, db_pool) -> None:
     assert 0.04 * len(turn.reply_text) <= seconds <= 0.2 * len(turn.reply_text) + 1.5, (seconds, turn.reply_text)
 
     # ... and it is that text, in order: transcribe it back and find the reply's first words at its start
-    stt = LocalWhisperStt(SttSettings())
+    stt = LocalWhisperStt(SttWorkerSettings())
     back = words((await stt.transcribe(turn.reply_audio, RATE)).text)
     said = words(turn.reply_text)
     assert said[0] in back[:3], (back, said)  # the audio starts with the reply's first words

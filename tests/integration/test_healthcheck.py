@@ -48,7 +48,7 @@ async def test_a_running_worker_is_healthy_and_a_stopped_one_is_not(run_service,
     worker.stop()
     gone = probe("llm_worker", "--timeout", "1", NATS_URL=nats_url)
     assert gone.returncode == 1
-    assert "unhealthy: no answer from llm_worker" in gone.stdout and "svc.ping.llm" in gone.stdout, gone.stdout
+    assert "unhealthy: no answer from llm_worker" in gone.stdout and "$SRV.STATS.llm_worker" in gone.stdout, gone.stdout
 
 
 async def test_the_recorder_is_healthy_once_it_consumes(run_service, nats_url: str) -> None:

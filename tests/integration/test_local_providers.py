@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import pytest
 
+from services.llm_worker.providers import LlmWorkerSettings
 from services.llm_worker.providers.local_llama import LocalLlamaLlm
+from services.stt_worker.providers import SttWorkerSettings
 from services.stt_worker.providers.local_whisper import LocalWhisperStt
+from services.tts_worker.providers import TtsWorkerSettings
 from services.tts_worker.providers.local_piper import LocalPiperTts
 from shared.events import ChatMessage, VoiceSpec
-from shared.settings import LlmSettings, SttSettings, TtsSettings
 
 FOX = "The quick brown fox jumps over the lazy dog."
 
@@ -19,7 +21,7 @@ FOX = "The quick brown fox jumps over the lazy dog."
 @pytest.fixture(scope="module")
 async def piper() -> LocalPiperTts:
     pytest.importorskip("piper")
-    tts = LocalPiperTts(TtsSettings(tts_voice_path=""))
+    tts = LocalPiperTts(TtsWorkerSettings(tts_voice_path=""))
     await tts.warmup()
     return tts
 
@@ -27,7 +29,7 @@ async def piper() -> LocalPiperTts:
 @pytest.fixture(scope="module")
 async def whisper() -> LocalWhisperStt:
     pytest.importorskip("faster_whisper")
-    stt = LocalWhisperStt(SttSettings(stt_model_dir=""))
+    stt = LocalWhisperStt(SttWorkerSettings(stt_model_dir=""))
     await stt.warmup()
     return stt
 
@@ -35,7 +37,7 @@ async def whisper() -> LocalWhisperStt:
 @pytest.fixture(scope="module")
 async def llama() -> LocalLlamaLlm:
     pytest.importorskip("llama_cpp")
-    llm = LocalLlamaLlm(LlmSettings(llm_model_path=""))
+    llm = LocalLlamaLlm(LlmWorkerSettings(llm_model_path=""))
     await llm.warmup()
     return llm
 

@@ -15,14 +15,15 @@ import httpx
 import pytest
 import respx
 
+from services.stt_worker.providers import SttWorkerSettings
 from services.stt_worker.providers import build_provider as build_stt
 from services.stt_worker.providers.azure import AzureStt, azure_locale
+from services.tts_worker.providers import TtsWorkerSettings
 from services.tts_worker.providers import build_provider as build_tts
 from services.tts_worker.providers.azure import AzureTts, output_format
 from shared.audio import read_wav
 from shared.events import VoiceSpec
 from shared.metrics import PROVIDER_ERRORS
-from shared.settings import SttSettings, TtsSettings
 from shared.worker import ProviderError
 
 REGION = "westeurope"
@@ -38,12 +39,12 @@ HOSTILE = 'Tom & Jerry say "<hi>" ]]> it\'s 5 > 3 👋'
 
 def tts(**overrides: Any) -> AzureTts:
     values = {**FAST, "tts_chunk_ms": 20, "tts_retry_base_delay_s": 0.001, "tts_retry_max_delay_s": 0.01}
-    return AzureTts(TtsSettings(**{**values, **overrides}))
+    return AzureTts(TtsWorkerSettings(**{**values, **overrides}))
 
 
 def stt(**overrides: Any) -> AzureStt:
     values = {**FAST, "stt_retry_base_delay_s": 0.001, "stt_retry_max_delay_s": 0.01}
-    return AzureStt(SttSettings(**{**values, **overrides}))
+    return AzureStt(SttWorkerSettings(**{**values, **overrides}))
 
 
 async def synth(
@@ -244,8 +245,8 @@ async def test_tts_missing_key_or_region_is_auth(missing: dict[str, str]) -> Non
 
 
 def test_registries_know_azure() -> None:
-    assert isinstance(build_tts("azure", TtsSettings(**FAST)), AzureTts)
-    assert isinstance(build_stt("azure", SttSettings(**FAST)), AzureStt)
+    assert isinstance(build_tts("azure", TtsWorkerSettings(**FAST)), AzureTts)
+    assert isinstance(build_stt("azure", SttWorkerSettings(**FAST)), AzureStt)
 
 
 # --- STT ---------------------------------------------------------------------------------------------------
@@ -329,11 +330,11 @@ def test_azure_locale(language: str | None, expected: str) -> None:
 async def test_live_azure_tts_then_stt() -> None:
     if not os.environ.get("AZURE_SPEECH_REGION"):
         pytest.skip("live: set AZURE_SPEECH_REGION too")
-    speaker = AzureTts(TtsSettings())
+    speaker = AzureTts(TtsWorkerSettings())
     chunks = await synth(speaker, "Hello world.", rate=16000)
     audio = b"".join(c for c, _ in chunks)
     assert len(audio) > 16000  # more than half a second
-    listener = AzureStt(SttSettings())
+    listener = AzureStt(SttWorkerSettings())
     result = await listener.transcribe(audio, 16000, language="en-US")
     assert "hello" in result.text.lower()
     await speaker.aclose()

@@ -14,15 +14,16 @@ import httpx
 import pytest
 import respx
 
+from services.llm_worker.providers import LlmWorkerSettings
 from services.llm_worker.providers import build_provider as build_llm
 from services.llm_worker.providers.base import Delta
 from services.llm_worker.providers.groq import GroqLlm
 from services.llm_worker.providers.openai_compat import OpenAICompatLlm
+from services.stt_worker.providers import SttWorkerSettings
 from services.stt_worker.providers import build_provider as build_stt
 from services.stt_worker.providers.groq_whisper import GroqWhisperStt
 from shared.events import ChatMessage
 from shared.metrics import PROVIDER_ERRORS
-from shared.settings import LlmSettings, SttSettings
 from shared.worker import ProviderError
 
 GROQ = "https://api.groq.com/openai/v1"
@@ -37,12 +38,12 @@ PCM = b"\x00\x00\x10\x00" * 8000  # 1 s at 16 kHz
 
 
 def groq_llm(**overrides: Any) -> GroqLlm:
-    return GroqLlm(LlmSettings(**{"groq_api_key": "gsk-test", **FAST, **overrides}))
+    return GroqLlm(LlmWorkerSettings(**{"groq_api_key": "gsk-test", **FAST, **overrides}))
 
 
 def whisper(**overrides: Any) -> GroqWhisperStt:
     values = {"groq_api_key": "gsk-test", "stt_retry_base_delay_s": 0.001, "stt_retry_max_delay_s": 0.01}
-    return GroqWhisperStt(SttSettings(**{**values, **overrides}))
+    return GroqWhisperStt(SttWorkerSettings(**{**values, **overrides}))
 
 
 def chunk(content: str | None = None, finish: str | None = None, role: str | None = None) -> dict[str, Any]:
@@ -116,7 +117,7 @@ async def test_openai_compatible_with_custom_base_url_and_model() -> None:
     route = respx.post("http://vllm.internal:8000/v1/chat/completions").mock(
         return_value=sse_response(sse(chunk("Hi"), chunk(finish="length"), USAGE))
     )
-    settings = LlmSettings(openai_api_key="sk-test", openai_base_url="http://vllm.internal:8000/v1/", **FAST)
+    settings = LlmWorkerSettings(openai_api_key="sk-test", openai_base_url="http://vllm.internal:8000/v1/", **FAST)
     llm = OpenAICompatLlm(settings)
     deltas = await collect(llm, model="qwen2.5-7b")
     assert [d.text for d in deltas] == ["Hi", ""]
@@ -130,7 +131,7 @@ async def test_self_hosted_server_needs_no_key() -> None:
     route = respx.post("http://127.0.0.1:11434/v1/chat/completions").mock(
         return_value=sse_response(sse(chunk("ok"), chunk(finish="stop")))
     )
-    llm = OpenAICompatLlm(LlmSettings(openai_api_key="", openai_base_url="http://127.0.0.1:11434/v1", **FAST))
+    llm = OpenAICompatLlm(LlmWorkerSettings(openai_api_key="", openai_base_url="http://127.0.0.1:11434/v1", **FAST))
     await llm.warmup()
     deltas = await collect(llm)
     assert deltas[0].text == "ok"
@@ -139,20 +140,20 @@ async def test_self_hosted_server_needs_no_key() -> None:
 
 
 def test_registries_know_the_cloud_providers() -> None:
-    assert isinstance(build_llm("groq", LlmSettings()), GroqLlm)
-    assert type(build_llm("openai", LlmSettings())) is OpenAICompatLlm
-    assert isinstance(build_stt("groq", SttSettings()), GroqWhisperStt)
+    assert isinstance(build_llm("groq", LlmWorkerSettings()), GroqLlm)
+    assert type(build_llm("openai", LlmWorkerSettings())) is OpenAICompatLlm
+    assert isinstance(build_stt("groq", SttWorkerSettings()), GroqWhisperStt)
 
 
 # --- LLM: errors and retries -------------------------------------------------------------------------------
 
 
 async def test_missing_key_is_an_auth_error_naming_the_env_var() -> None:
-    llm = GroqLlm(LlmSettings(groq_api_key=""))
+    llm = GroqLlm(LlmWorkerSettings(groq_api_key=""))
     with pytest.raises(ProviderError) as err:
         await llm.warmup()
     assert err.value.code == "auth" and "GROQ_API_KEY" in str(err.value)
-    openai = OpenAICompatLlm(LlmSettings(openai_api_key=""))
+    openai = OpenAICompatLlm(LlmWorkerSettings(openai_api_key=""))
     with pytest.raises(ProviderError, match="OPENAI_API_KEY"):
         await collect(openai)
 
@@ -396,7 +397,7 @@ async def test_whisper_401_names_the_key() -> None:
 
 async def test_whisper_missing_key_is_auth() -> None:
     with pytest.raises(ProviderError) as err:
-        await GroqWhisperStt(SttSettings(groq_api_key="")).warmup()
+        await GroqWhisperStt(SttWorkerSettings(groq_api_key="")).warmup()
     assert err.value.code == "auth" and "GROQ_API_KEY" in str(err.value)
 
 
@@ -405,11 +406,11 @@ async def test_whisper_missing_key_is_auth() -> None:
 
 @pytest.mark.live(env="GROQ_API_KEY")
 async def test_live_groq_llm_and_whisper() -> None:
-    llm = GroqLlm(LlmSettings())
+    llm = GroqLlm(LlmWorkerSettings())
     deltas = await collect(llm, temperature=0.0, max_tokens=10)
     assert "".join(d.text for d in deltas).strip()
     assert deltas[-1].finish_reason in ("stop", "length")
-    stt = GroqWhisperStt(SttSettings())
+    stt = GroqWhisperStt(SttWorkerSettings())
     result = await stt.transcribe(PCM, 16000, language="en")
     assert isinstance(result.text, str)
     await llm.aclose()
@@ -418,7 +419,7 @@ async def test_live_groq_llm_and_whisper() -> None:
 
 @pytest.mark.live(env="OPENAI_API_KEY")
 async def test_live_openai_llm() -> None:
-    llm = OpenAICompatLlm(LlmSettings())
+    llm = OpenAICompatLlm(LlmWorkerSettings())
     deltas = await collect(llm, temperature=0.0, max_tokens=10)
     assert "".join(d.text for d in deltas).strip()
     assert deltas[-1].completion_tokens

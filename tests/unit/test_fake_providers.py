@@ -11,21 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.llm_worker.providers import LlmWorkerSettings
 from services.llm_worker.providers import build_provider as build_llm
 from services.llm_worker.providers.fake import FakeLlm
+from services.stt_worker.providers import SttWorkerSettings
 from services.stt_worker.providers import build_provider as build_stt
 from services.stt_worker.providers.fake import FakeStt
+from services.tts_worker.providers import TtsWorkerSettings
 from services.tts_worker.providers import build_provider as build_tts
 from services.tts_worker.providers.fake import FakeTts
 from shared.events import ChatMessage, VoiceSpec
-from shared.settings import LlmSettings, SttSettings, TtsSettings
 
 SLACK_S = 0.05  # scheduler jitter allowed on top of a configured latency
 MESSAGES = [ChatMessage(role="user", content="book a table please")]
 
 
 async def test_fake_stt_answers_configured_text_after_configured_latency() -> None:
-    stt = FakeStt(SttSettings(fake_stt_latency_ms=80, fake_stt_text="two people at eight"))
+    stt = FakeStt(SttWorkerSettings(fake_stt_latency_ms=80, fake_stt_text="two people at eight"))
     started = time.perf_counter()
     result = await stt.transcribe(b"\x00\x01" * 16000, 16000, language="en")
     elapsed = time.perf_counter() - started
@@ -36,7 +38,7 @@ async def test_fake_stt_answers_configured_text_after_configured_latency() -> No
 
 async def test_fake_llm_answers_a_model_its_own_reply() -> None:
     """A canned post-call extraction (EXTRACTION_MODEL) while the calls keep the conversational reply."""
-    settings = LlmSettings(
+    settings = LlmWorkerSettings(
         fake_llm_first_token_ms=0,
         fake_llm_tokens_per_s=10_000,
         fake_llm_reply="Sure.",
@@ -50,7 +52,7 @@ async def test_fake_llm_answers_a_model_its_own_reply() -> None:
 
 
 async def test_fake_stt_is_cancellable() -> None:
-    stt = FakeStt(SttSettings(fake_stt_latency_ms=5000))
+    stt = FakeStt(SttWorkerSettings(fake_stt_latency_ms=5000))
     started = time.perf_counter()
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(stt.transcribe(b"\x00\x00" * 1600, 16000), timeout=0.05)
@@ -59,7 +61,7 @@ async def test_fake_stt_is_cancellable() -> None:
 
 async def test_fake_llm_streams_words_on_an_exact_schedule() -> None:
     reply = "Sure. I can help you with that booking today."
-    llm = FakeLlm(LlmSettings(fake_llm_first_token_ms=100, fake_llm_tokens_per_s=50, fake_llm_reply=reply))
+    llm = FakeLlm(LlmWorkerSettings(fake_llm_first_token_ms=100, fake_llm_tokens_per_s=50, fake_llm_reply=reply))
     started = time.perf_counter()
     stamps: list[float] = []
     deltas = []
@@ -81,7 +83,7 @@ async def test_fake_llm_streams_words_on_an_exact_schedule() -> None:
 
 
 async def test_fake_llm_stops_at_max_tokens() -> None:
-    llm = FakeLlm(LlmSettings(fake_llm_first_token_ms=0, fake_llm_tokens_per_s=1000, fake_llm_reply="a b c d e"))
+    llm = FakeLlm(LlmWorkerSettings(fake_llm_first_token_ms=0, fake_llm_tokens_per_s=1000, fake_llm_reply="a b c d e"))
     deltas = [d async for d in llm.stream(MESSAGES, max_tokens=3)]
     assert [d.text for d in deltas[:-1]] == ["a ", "b ", "c "]
     assert deltas[-1].finish_reason == "length"
@@ -89,14 +91,16 @@ async def test_fake_llm_stops_at_max_tokens() -> None:
 
 
 async def test_fake_llm_stops_when_closed_or_cancelled() -> None:
-    llm = FakeLlm(LlmSettings(fake_llm_first_token_ms=0, fake_llm_tokens_per_s=20, fake_llm_reply="one two three four"))
+    llm = FakeLlm(
+        LlmWorkerSettings(fake_llm_first_token_ms=0, fake_llm_tokens_per_s=20, fake_llm_reply="one two three four")
+    )
     stream = llm.stream(MESSAGES)
     assert (await anext(stream)).text == "one "
     await stream.aclose()  # barge-in: the consumer closes the iterator
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
 
-    slow = FakeLlm(LlmSettings(fake_llm_first_token_ms=5000))
+    slow = FakeLlm(LlmWorkerSettings(fake_llm_first_token_ms=5000))
     task = asyncio.create_task(anext(slow.stream(MESSAGES)))
     await asyncio.sleep(0.02)
     task.cancel()
@@ -106,7 +110,7 @@ async def test_fake_llm_stops_when_closed_or_cancelled() -> None:
 
 @pytest.mark.parametrize("sample_rate", [8000, 16000, 24000])
 async def test_fake_tts_first_byte_then_tone_faster_than_real_time(sample_rate: int) -> None:
-    tts = FakeTts(TtsSettings(fake_tts_first_byte_ms=100, tts_chunk_ms=200))
+    tts = FakeTts(TtsWorkerSettings(fake_tts_first_byte_ms=100, tts_chunk_ms=200))
     text = "Hello there, how are you?"  # 25 characters -> 1.5 s of audio
     started = time.perf_counter()
     first = None
@@ -125,7 +129,7 @@ async def test_fake_tts_first_byte_then_tone_faster_than_real_time(sample_rate: 
 
 
 async def test_fake_tts_is_cancellable_before_first_byte() -> None:
-    tts = FakeTts(TtsSettings(fake_tts_first_byte_ms=5000))
+    tts = FakeTts(TtsWorkerSettings(fake_tts_first_byte_ms=5000))
     stream = tts.synthesize("hello", VoiceSpec(), language="en-US", sample_rate=16000)
     started = time.perf_counter()
     with pytest.raises(TimeoutError):
@@ -134,15 +138,15 @@ async def test_fake_tts_is_cancellable_before_first_byte() -> None:
 
 
 def test_registries_build_fakes_and_reject_unknown_names() -> None:
-    assert isinstance(build_stt("fake", SttSettings()), FakeStt)
-    assert isinstance(build_llm("fake", LlmSettings()), FakeLlm)
-    assert isinstance(build_tts("fake", TtsSettings()), FakeTts)
+    assert isinstance(build_stt("fake", SttWorkerSettings()), FakeStt)
+    assert isinstance(build_llm("fake", LlmWorkerSettings()), FakeLlm)
+    assert isinstance(build_tts("fake", TtsWorkerSettings()), FakeTts)
     with pytest.raises(ValueError, match="local_whisper"):
-        build_stt("nope", SttSettings())
+        build_stt("nope", SttWorkerSettings())
     with pytest.raises(ValueError, match="local_llama"):
-        build_llm("nope", LlmSettings())
+        build_llm("nope", LlmWorkerSettings())
     with pytest.raises(ValueError, match="local_piper"):
-        build_tts("nope", TtsSettings())
+        build_tts("nope", TtsWorkerSettings())
 
 
 def test_registries_do_not_import_model_libraries() -> None:

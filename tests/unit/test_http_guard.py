@@ -125,13 +125,14 @@ def test_dashboard_serves_files_and_falls_back_to_the_app(tmp_path: Path) -> Non
     assert client.get("/ws/anything").status_code == 404
     assert client.get("/..%2fsecret.txt").text != "outside dist"
     assert client.get("/assets/..%2f..%2fsecret.txt").text != "outside dist"
-    legacy = client.get("/simulator.html")
-    assert legacy.status_code == 200 and "Victoria call simulator" in legacy.text
+    assert client.get("/simulator.html").text == '<div id="root"></div>'  # the old page's address: the app's
 
 
 def test_dashboard_without_a_build_says_how_to_build(tmp_path: Path) -> None:
     resp = _dashboard(tmp_path / "missing").get("/agents")
-    assert resp.status_code == 503 and "npm run build" in resp.text and "/simulator.html" in resp.text
+    assert resp.status_code == 503 and "npm run build" in resp.text
+    assert "python -m tools.talk" in resp.text and 'href="/docs"' in resp.text  # what works meanwhile
+    assert "simulator.html" not in resp.text
 
 
 # --- rate limiting: one bucket for every unknown key --------------------------------------------------------

@@ -1,27 +1,53 @@
-"""``GET /api/v1/providers``: every registered provider with its catalogue, and ``usable`` from the env keys."""
+"""``GET /api/v1/providers``: every provider the workers describe (their micro metadata) with its catalogue, and
+``usable`` from the workers' env keys."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.gateway.api.providers import catalogs
-from services.gateway.api.providers import router as providers_router
+from services.gateway.api import providers as providers_api
+from services.llm_worker.providers import PROVIDERS as LLM
+from services.llm_worker.providers import LlmWorkerSettings
+from services.llm_worker.providers import describe as describe_llm
+from services.stt_worker.providers import PROVIDERS as STT
+from services.stt_worker.providers import SttWorkerSettings
+from services.stt_worker.providers import describe as describe_stt
+from services.tts_worker.providers import PROVIDERS as TTS
+from services.tts_worker.providers import TtsWorkerSettings
+from services.tts_worker.providers import describe as describe_tts
 from shared.call_config import known_providers
+from shared.health import ServiceInfo
+from shared.provider_catalog import ProviderModule
 from tools.check_env import provider_status
 
 KEY = "prov-key"
+REGISTRIES: dict[str, dict[str, ProviderModule]] = {"stt": STT, "llm": LLM, "tts": TTS}
 
 
 pytestmark = pytest.mark.usefixtures("no_provider_env")
 
 
+async def workers_describing_themselves(_bus: object, window_s: float = 0.25) -> list[ServiceInfo]:
+    """What a STATS request finds: one replica per worker kind, describing itself with the current env."""
+    return [
+        ServiceInfo(service="stt", instance="stt-1", metadata=describe_stt(SttWorkerSettings())),
+        ServiceInfo(service="llm", instance="llm-1", metadata=describe_llm(LlmWorkerSettings())),
+        ServiceInfo(service="tts", instance="tts-1", metadata=describe_tts(TtsWorkerSettings())),
+        ServiceInfo(service="call_recorder", instance="rec-1"),
+    ]
+
+
 @pytest.fixture
-def client() -> TestClient:
+def client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    monkeypatch.setattr(providers_api, "ping_services", workers_describing_themselves)
     app = FastAPI()
     app.state.api_keys = [KEY.encode()]
-    app.include_router(providers_router)
+    app.state.runtime = SimpleNamespace(bus=SimpleNamespace(connected=True))
+    app.include_router(providers_api.router)
     return TestClient(app)
 
 
@@ -31,10 +57,27 @@ def get(client: TestClient) -> dict[str, dict[str, dict]]:
     return {kind: {p["name"]: p for p in items} for kind, items in resp.json().items()}
 
 
-def test_every_registered_provider_has_a_catalogue_entry() -> None:
-    known, offers = known_providers(), catalogs()
-    for kind in ("stt", "llm", "tts"):
-        assert set(offers[kind]) == known[kind], kind
+def test_agents_may_name_exactly_the_providers_the_workers_can_build() -> None:
+    known = known_providers()
+    for kind, registry in REGISTRIES.items():
+        assert set(registry) == known[kind], kind
+        for name, module in registry.items():
+            assert module.NAME == name and module.OFFER and callable(module.usable) and module.Provider, name
+
+
+def test_a_kind_no_worker_answers_for_lists_nothing_and_a_ready_replica_wins() -> None:
+    fake_only = '[{"name": "fake", "usable": true, "status": "built in", "default": true, "models": [], ' + (
+        '"voices": [], "languages": []}]'
+    )
+    infos = [
+        ServiceInfo(service="tts", instance="0-not-ready", ready=False, metadata={"providers": fake_only}),
+        ServiceInfo(service="tts", instance="a-garbled", metadata={"providers": '[{"name": "x"}]'}),
+        ServiceInfo(service="tts", instance="b", metadata=describe_tts(TtsWorkerSettings())),
+    ]
+    out = providers_api.providers_from(infos)
+    assert out.stt == [] and out.llm == []
+    assert [p.name for p in out.tts] == sorted(TTS)  # the first ready replica that describes its providers
+    assert [p.name for p in providers_api.providers_from(infos[:1]).tts] == ["fake"]  # else any replica
 
 
 def test_needs_the_api_key(client: TestClient) -> None:

@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import BaseModel
 
 from shared import subjects
 from shared.events import (
     CallStarted,
+    ChatMessage,
     EventDecodeError,
     LlmChunk,
+    LlmContinuation,
+    LlmRequest,
     SttRequest,
     TtsChunk,
+    TtsContinuation,
+    TtsRequest,
     TurnRecorded,
+    VoiceSpec,
     decode_as,
     decode_event,
 )
@@ -109,3 +116,59 @@ def test_events_without_audio_travel_as_json() -> None:
 def test_bad_event_headers_are_clear_errors(header: str) -> None:
     with pytest.raises(EventDecodeError):
         decode_as(b"\x00\x01", SttRequest, {"Victoria-Event": header})
+
+
+def test_a_tts_continuation_makes_the_request_it_carries() -> None:
+    voice = VoiceSpec(provider="azure", name="es-ES-Elvira", style="calm", rate=1.2, pitch=-5.0)
+    cont = TtsContinuation(voice=voice, language="es-ES", sample_rate=8000, encoding="mulaw", reply_to="call.x.tts")
+    req = cont.request("call-1", 4, 2, "Hola.", trace_id="t-1")
+    assert (req.call_id, req.turn_id, req.segment, req.text, req.trace_id) == ("call-1", 4, 2, "Hola.", "t-1")
+    assert (req.voice, req.language, req.sample_rate, req.encoding, req.reply_to) == (
+        voice,
+        "es-ES",
+        8000,
+        "mulaw",
+        "call.x.tts",
+    )
+    assert (req.skip_bytes, req.attempt) == (0, 0)
+    assert cont.request("call-1", 4, 2, "Hola.").trace_id != "t-1"  # a fresh trace when none is given
+
+
+def test_an_llm_continuation_adds_the_callers_words_and_keeps_the_rest() -> None:
+    tts = TtsContinuation(reply_to="call.x.tts")
+    system = ChatMessage(role="system", content="Be brief.")
+    cont = LlmContinuation(
+        messages=[system], provider="groq", model="m", temperature=0.2, max_tokens=64, reply_to="call.x.llm", tts=tts
+    )
+    req = cont.request("call-1", 5, "What time is it?", trace_id="t-2")
+    assert req.messages == [system, ChatMessage(role="user", content="What time is it?")]
+    assert cont.messages == [system]  # the continuation itself is not changed
+    assert (req.provider, req.model, req.temperature, req.max_tokens, req.reply_to, req.tts) == (
+        "groq",
+        "m",
+        0.2,
+        64,
+        "call.x.llm",
+        tts,
+    )
+    assert (req.call_id, req.turn_id, req.trace_id, req.post_call, req.resume, req.attempt) == (
+        "call-1",
+        5,
+        "t-2",
+        False,
+        "",
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("continuation", "request_type"), [(TtsContinuation, TtsRequest), (LlmContinuation, LlmRequest)]
+)
+def test_a_continuation_and_its_request_validate_shared_fields_alike(
+    continuation: type[BaseModel], request_type: type[BaseModel]
+) -> None:
+    """One definition: every field a continuation carries is the request's field, with the same limits."""
+    for name, field in continuation.model_fields.items():
+        theirs = request_type.model_fields[name]
+        mine = (field.annotation, field.metadata, field.default, field.default_factory)
+        assert mine == (theirs.annotation, theirs.metadata, theirs.default, theirs.default_factory), name

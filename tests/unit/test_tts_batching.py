@@ -8,9 +8,9 @@ import itertools
 from collections.abc import AsyncIterator
 
 from services.tts_worker.handler import TtsHandler
+from services.tts_worker.providers import TtsWorkerSettings
 from services.tts_worker.providers.fake import FakeTts
 from shared.events import Event, TtsChunk, TtsRequest, VoiceSpec
-from shared.settings import TtsSettings
 
 
 class RealTimeTts:
@@ -30,7 +30,7 @@ class RealTimeTts:
 
 
 async def _run(provider: object, text: str, *, encoding: str = "pcm16") -> tuple[list[TtsChunk], list[float]]:
-    handler = TtsHandler(TtsSettings(tts_provider="fake", fake_tts_first_byte_ms=10), "test")
+    handler = TtsHandler(TtsWorkerSettings(tts_provider="fake", fake_tts_first_byte_ms=10), "test")
     req = TtsRequest(
         call_id="c", turn_id=1, segment=0, text=text, sample_rate=16000, encoding=encoding, reply_to="call.c.tts"
     )
@@ -53,7 +53,7 @@ async def _provider_audio(provider: object, text: str) -> bytes:
 
 
 async def test_fast_provider_first_audio_alone_then_fewer_larger_events_same_bytes() -> None:
-    fake = FakeTts(TtsSettings(fake_tts_first_byte_ms=10, tts_chunk_ms=200))
+    fake = FakeTts(TtsWorkerSettings(fake_tts_first_byte_ms=10, tts_chunk_ms=200))
     text = "I can help you with that booking, what time would you like to come in?"  # ~4.3 s of audio
     chunks, _ = await _run(fake, text)
     pieces = len(await _provider_audio(fake, text)) // 6400 + 1
@@ -74,7 +74,7 @@ async def test_real_time_provider_is_never_held_back() -> None:
 
 
 async def test_mulaw_batches_convert_to_one_byte_per_sample() -> None:
-    fake = FakeTts(TtsSettings(fake_tts_first_byte_ms=10, tts_chunk_ms=200))
+    fake = FakeTts(TtsWorkerSettings(fake_tts_first_byte_ms=10, tts_chunk_ms=200))
     text = "What time would you like to come in?"
     chunks, _ = await _run(fake, text, encoding="mulaw")
     assert len(chunks[0].audio) == 3200 and all(c.encoding == "mulaw" for c in chunks)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
@@ -25,18 +27,29 @@ from shared.admin_notify import Notifier, record_admin_event
 from shared.events import CallControl
 from shared.global_stop import GlobalStopState, read_state, trip, write_state
 from shared.logging import get_logger
+from shared.settings import GatewaySettings
 
 log = get_logger(__name__)
 
 
-def admin_failures(request: Request) -> TokenBuckets:
-    """The failed-attempt buckets per client address, made on first use (on the app's state)."""
-    buckets: TokenBuckets | None = getattr(request.app.state, "admin_failures", None)
-    if buckets is None:
+T = TypeVar("T")
+
+
+def _kept(request: Request, name: str, make: Callable[[GatewaySettings], T]) -> T:
+    """``name`` on the app's state, made from the settings on first use: one per app (so per replica)."""
+    value: T | None = getattr(request.app.state, name, None)
+    if value is None:
         runtime: GatewayRuntime = request.app.state.runtime
-        per_minute = runtime.settings.admin_failures_per_minute
-        buckets = request.app.state.admin_failures = TokenBuckets(per_minute, per_minute)
-    return buckets
+        value = make(runtime.settings)
+        setattr(request.app.state, name, value)
+    return value
+
+
+def admin_failures(request: Request) -> TokenBuckets:
+    """The failed-attempt buckets per client address."""
+    return _kept(
+        request, "admin_failures", lambda s: TokenBuckets(s.admin_failures_per_minute, s.admin_failures_per_minute)
+    )
 
 
 async def require_admin_key(request: Request, x_api_key: str | None = Header(default=None)) -> None:
@@ -81,12 +94,8 @@ class TripRequest(BaseModel):
 
 
 def admin_notifier(request: Request) -> Notifier:
-    """The webhook notifier of admin actions, made on first use (on the app's state)."""
-    notifier: Notifier | None = getattr(request.app.state, "admin_notifier", None)
-    if notifier is None:
-        runtime: GatewayRuntime = request.app.state.runtime
-        notifier = request.app.state.admin_notifier = Notifier(runtime.settings.admin_notification_webhook_url)
-    return notifier
+    """The webhook notifier of admin actions."""
+    return _kept(request, "admin_notifier", lambda s: Notifier(s.admin_notification_webhook_url))
 
 
 @router.get("/global-stop", response_model=GlobalStopState)

@@ -36,13 +36,7 @@ class AgentCreate(AgentSpec):
 
 
 def _out(record: AgentRecord) -> AgentOut:
-    return AgentOut(
-        agent_id=record.agent_id,
-        version=record.version,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        spec=record.spec,
-    )
+    return AgentOut.model_validate(record, from_attributes=True)
 
 
 def _runtime(request: Request) -> GatewayRuntime:

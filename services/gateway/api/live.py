@@ -3,8 +3,9 @@
 ``GET /api/v1/live/calls`` is the live state of every gateway replica: their calls (id, agent, client type, state,
 start, the replica that holds it), gathered over NATS (``gateway.live``: each replica answers for its own calls
 within a short window), whether this replica accepts new calls and the global stop it sees, and per replica
-whether it does. ``GET /api/v1/services`` pings every service over NATS (``svc.ping``) and groups the
-answers per service with replica counts, like the readiness probe but with each replica's details.
+whether it does. ``GET /api/v1/services`` asks every service over NATS (the service API's
+``$SRV.STATS``: see ``shared.health``) and groups the answers per service with replica counts, like the
+readiness probe but with each replica's details.
 """
 
 from __future__ import annotations
@@ -84,14 +85,9 @@ async def live_calls(request: Request) -> LiveState:
     replies = await runtime.call_control.gather_live()
     calls = [
         LiveCall(
-            call_id=c.call_id,
-            agent_id=c.agent_id,
-            agent_version=c.agent_version,
-            client_type=c.client_type,
-            state=c.state,
+            **c.model_dump(exclude={"started_at"}),
             started_at=datetime.fromtimestamp(c.started_at, UTC),
             duration_s=round(max(0.0, now - c.started_at), 1),
-            instance=c.instance,
         )
         for reply in replies
         for c in reply.calls
@@ -118,7 +114,7 @@ async def live_calls(request: Request) -> LiveState:
 
 @router.get("/services", response_model=ServicesOut)
 async def services(request: Request) -> ServicesOut:
-    """Every replica of every service that answers a ping within 0.3 s, grouped by service."""
+    """Every replica of every service that answers within 0.3 s, grouped by service."""
     runtime: GatewayRuntime = request.app.state.runtime
     infos = await ping_services(runtime.bus, window_s=PING_WINDOW_S) if runtime.bus.connected else []
     groups: dict[str, list[ServiceInstance]] = {}

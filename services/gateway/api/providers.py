@@ -1,26 +1,29 @@
-"""``GET /api/v1/providers``: the STT, LLM and TTS providers an agent can name, whether each is usable with the
-current environment and what it offers (models, voices, languages), for the dashboard's agent form.
+"""``GET /api/v1/providers``: the STT, LLM and TTS providers an agent can name, whether each is usable and what it
+offers (models, voices, languages), for the dashboard's agent form.
 
-The names come from the workers' registries (``known_providers``), usability from ``tools.check_env`` (keys set,
-model packages installed) and the offers from each kind's ``providers/catalog.py``. Usability is judged from the
-gateway's own environment: with the workers deployed apart, run ``python -m tools.check_env`` next to them.
+The gateway imports no worker code: it asks the workers. Each worker replica describes its providers in its micro
+service metadata (``shared.provider_catalog.provider_metadata``: judged with the worker's own settings and env, so
+usability is the truth where the work runs), and this lists, per kind, what a ready replica says (the first by
+instance name; a kind no replica answers for has no providers listed).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+import json
+
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ValidationError
-from pydantic_settings import BaseSettings
 
 from services.gateway.edge.security import require_api_key
-from shared.call_config import known_providers
-from shared.provider_catalog import Offer
-from shared.settings import LlmSettings, SttSettings, TtsSettings
-from tools.check_env import defaults, provider_status
+from services.gateway.runtime import GatewayRuntime
+from shared.health import ServiceInfo, ping_services
+from shared.logging import get_logger
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["providers"], dependencies=[Depends(require_api_key)])
 
 KINDS = ("stt", "llm", "tts")
+ASK_WINDOW_S = 0.3
 
 
 class ModelOut(BaseModel):
@@ -46,6 +49,7 @@ class ProviderOut(BaseModel):
     voices: list[VoiceOut]
     languages: list[str]  # empty: not restricted / not declared
     note: str = ""
+    context_tokens: int = 0  # LLMs: the window a prompt and its reply must fit; 0 = not declared
 
 
 class ProvidersOut(BaseModel):
@@ -54,58 +58,28 @@ class ProvidersOut(BaseModel):
     tts: list[ProviderOut]
 
 
-def catalogs() -> dict[str, dict[str, Offer]]:
-    from services.llm_worker.providers.catalog import CATALOG as LLM
-    from services.stt_worker.providers.catalog import CATALOG as STT
-    from services.tts_worker.providers.catalog import CATALOG as TTS
-
-    return {"stt": STT, "llm": LLM, "tts": TTS}
-
-
-def _settings(kind: str) -> BaseSettings | None:
-    cls = {"stt": SttSettings, "llm": LlmSettings, "tts": TtsSettings}[kind]
+def described(info: ServiceInfo) -> list[ProviderOut] | None:
+    """The providers a worker replica describes, sorted by name; None when it describes none (or garbage)."""
     try:
-        return cls()
-    except ValidationError:  # a worker setting the gateway cannot parse: list the catalogue's defaults only
+        found = [ProviderOut.model_validate(p) for p in json.loads(info.metadata.get("providers", "null")) or []]
+    except (ValueError, TypeError, ValidationError):
+        log.warning("bad_provider_metadata", service=info.service, instance=info.instance)
         return None
+    return sorted(found, key=lambda p: p.name) if found else None
 
 
-def provider_info(kind: str, name: str, offer: Offer, default_name: str, settings: BaseSettings | None) -> ProviderOut:
-    status = provider_status(kind, name)
-
-    def setting(field: str) -> str | None:
-        value = getattr(settings, field, None) if field and settings is not None else None
-        return str(value) if value else None
-
-    models = [ModelOut(id=m.id, description=m.description) for m in offer.models]
-    default_model = setting(offer.default_model_setting)
-    if default_model and all(m.id != default_model for m in models):
-        models.insert(0, ModelOut(id=default_model, description="configured default"))
-    voices = [VoiceOut(name=v.name, language=v.language, gender=v.gender, styles=list(v.styles)) for v in offer.voices]
-    languages = list(offer.languages) or sorted({v.language for v in offer.voices})
-    return ProviderOut(
-        name=name,
-        usable=status.usable,
-        status=status.why,
-        default=name == default_name,
-        default_model=default_model,
-        default_voice=setting(offer.default_voice_setting),
-        models=models,
-        voices=voices,
-        languages=languages,
-        note=offer.note,
-    )
+def providers_from(infos: list[ServiceInfo]) -> ProvidersOut:
+    """Per kind, the providers of its first ready replica (by instance), else of its first replica at all."""
+    out: dict[str, list[ProviderOut]] = {}
+    for kind in KINDS:
+        replicas = sorted((i for i in infos if i.service == kind), key=lambda i: (not i.ready, i.instance))
+        out[kind] = next((found for i in replicas if (found := described(i)) is not None), [])
+    return ProvidersOut(**out)
 
 
 @router.get("/providers", response_model=ProvidersOut)
-async def providers() -> ProvidersOut:
-    """Every registered provider per kind, sorted by name, with its usability and catalogue."""
-    known, offers, wanted = known_providers(), catalogs(), defaults()
-    out: dict[str, list[ProviderOut]] = {}
-    for kind in KINDS:
-        settings = _settings(kind)
-        out[kind] = [
-            provider_info(kind, name, offers[kind].get(name, Offer()), wanted[kind], settings)
-            for name in sorted(known[kind])
-        ]
-    return ProvidersOut(**out)
+async def providers(request: Request) -> ProvidersOut:
+    """Every provider the workers can build, per kind, with its usability and catalogue."""
+    runtime: GatewayRuntime = request.app.state.runtime
+    infos = await ping_services(runtime.bus, window_s=ASK_WINDOW_S) if runtime.bus.connected else []
+    return providers_from(infos)

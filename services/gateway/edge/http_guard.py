@@ -3,8 +3,7 @@
 - ``SecurityHeaders``: a Content-Security-Policy (own origin only, plus ``ws:``/``wss:`` for the simulator socket),
   ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff``, ``Referrer-Policy`` and, only when the request
   came over HTTPS (directly or per ``X-Forwarded-Proto`` from a proxy), ``Strict-Transport-Security``.
-  FastAPI's ``/docs`` (Swagger UI from a CDN, inline script) and the legacy ``/simulator.html`` (inline script)
-  get a policy that lets them work.
+  FastAPI's ``/docs`` (Swagger UI from a CDN, inline script) gets a policy that lets it work.
 - ``RateLimiter``: token buckets on ``/api/v1`` and ``/admin``: ``API_RATE_LIMIT_PER_MINUTE`` requests a minute on
   average with bursts of ``API_RATE_LIMIT_BURST``; over it, 429 with ``Retry-After``. A valid key has a bucket per
   (key, client IP); a missing, unknown or invalid key shares one bucket per client IP, so a fresh random key per
@@ -48,7 +47,6 @@ CSP = (
     "media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self' blob:; font-src 'self' data:; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-CSP_INLINE = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
 CSP_DOCS = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
@@ -74,8 +72,6 @@ def came_over_https(scope: Scope) -> bool:
 def csp_for(path: str) -> str:
     if path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
         return CSP_DOCS
-    if path == "/simulator.html":
-        return CSP_INLINE
     return CSP
 
 

@@ -24,7 +24,6 @@ log = get_logger(__name__)
 
 TTL_S = 24 * 3600.0
 REMEMBERED = 10_000  # per set, in memory, while the bucket is unreachable
-KV_TIMEOUT_S = 2.0
 
 
 class _Local:

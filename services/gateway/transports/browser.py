@@ -2,7 +2,8 @@
 
 Client → server: a JSON ``start`` first, then binary frames of PCM16 mono audio at the declared rate (or
 ``{"type":"audio","data":<base64>}``), and ``stop`` to hang up. Server → client: ``started``, binary reply
-audio (same rate and format), ``transcript``, ``clear``, ``turn_metrics``, ``error`` and ``ended``.
+audio (same rate and format), ``transcript``, ``clear``, ``turn_metrics``, ``state``, ``error`` and ``ended``.
+Every JSON message, both ways, is a model of ``transports/protocol.py``.
 Bad messages get an ``error`` and are ignored; a connection that keeps sending them, or a frame over the
 size bound, is closed with a code that says why. Nothing a client sends can take the gateway down.
 
@@ -24,7 +25,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.gateway.call.output import AudioOutput, paced_output
 from services.gateway.call.session import CallSession
@@ -33,7 +34,14 @@ from services.gateway.edge.call_tokens import CallClaims, TokenError
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.transports.idle_timeout import IdleTimeout
-from services.gateway.transports.protocol import Clear
+from services.gateway.transports.protocol import (
+    CLIENT_MESSAGE,
+    AudioMessage,
+    Clear,
+    ErrorMessage,
+    Started,
+    StartMessage,
+)
 from services.gateway.transports.ws_close import (
     CLOSE_INTERNAL,
     CLOSE_PROTOCOL,
@@ -49,13 +57,7 @@ log = get_logger(__name__)
 START_TIMEOUT_S = 10.0
 MAX_BAD_MESSAGES = 20
 IDLE_TIMEOUT_S = 60.0  # no frame at all from the client for this long ends the call
-
-
-class StartMessage(BaseModel):
-    type: Literal["start"]
-    sample_rate: Literal[8000, 16000, 24000, 48000] = 16000
-    agent_id: str | None = Field(default=None, max_length=128)
-    token: str | None = Field(default=None, max_length=2048, description="from POST /api/v1/simulator/tokens")
+BAD_BASE64 = ("bad_audio", "audio.data must be base64 PCM16")
 
 
 class BrowserTransport:
@@ -99,11 +101,16 @@ class BrowserTransport:
                 await self.ws.close(code=code, reason=reason[:120])
 
 
+async def _send(ws: WebSocket, message: BaseModel) -> None:
+    """One server message of ``protocol.py`` as a JSON text frame (unset optional fields left out)."""
+    await ws.send_text(message.model_dump_json(exclude_none=True))
+
+
 async def _send_error(ws: WebSocket, code: str, message: str) -> None:
     """Tell the client what was wrong; a client already gone is no error of ours (nothing to tell)."""
     WS_PROTOCOL_ERRORS.labels("browser", code).inc()
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # RuntimeError: Starlette's "already closed"
-        await ws.send_text(json.dumps({"type": "error", "code": code, "message": message}))
+        await _send(ws, ErrorMessage(code=code, message=message))
 
 
 async def _refuse(ws: WebSocket, code: str, message: str, close_code: int, reason: str) -> None:
@@ -205,15 +212,8 @@ async def _serve(ws: WebSocket, runtime: GatewayRuntime) -> None:
     call_id = new_id()
     transport = BrowserTransport(ws, start.sample_rate)
     session = runtime.new_session(call_id, transport, config)
-    started = {
-        "type": "started",
-        "call_id": call_id,
-        "sample_rate": start.sample_rate,
-        "encoding": "pcm16",
-        "agent_id": config.agent_id,
-    }
     try:
-        await ws.send_text(json.dumps(started))
+        await _send(ws, Started(call_id=call_id, sample_rate=start.sample_rate, agent_id=config.agent_id))
     except (WebSocketDisconnect, RuntimeError):  # the client left before its call started: nothing to record
         log.info("simulator_client_left_before_start")
         return
@@ -246,15 +246,24 @@ async def _read_start(ws: WebSocket) -> StartMessage | None:
         return None
     if raw.get("type") == "websocket.disconnect":
         raise WebSocketDisconnect(raw.get("code", 1000))
-    text = raw.get("text")
-    try:
-        if text is None:
-            raise ValueError("the first message must be a JSON start message, not binary audio")
-        return StartMessage.model_validate_json(text)
-    except (ValidationError, ValueError) as exc:
-        detail = exc.errors(include_url=False)[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        await _refuse(ws, "bad_start", f"invalid start message: {detail}", CLOSE_PROTOCOL, "invalid start message")
+    start = _parse_start(raw.get("text"))
+    if isinstance(start, str):
+        await _refuse(ws, "bad_start", f"invalid start message: {start}", CLOSE_PROTOCOL, "invalid start message")
         return None
+    return start
+
+
+def _parse_start(text: str | None) -> StartMessage | str:
+    """The client's first message as a ``StartMessage``, or what is wrong with it (its ``type`` is required)."""
+    if text is None:
+        return "the first message must be a JSON start message, not binary audio"
+    try:
+        message = CLIENT_MESSAGE.validate_json(text)
+    except ValidationError as exc:
+        return str(exc.errors(include_url=False)[0]["msg"])
+    if not isinstance(message, StartMessage):
+        return f"the first message must be a start message, not {message.type!r}"
+    return message
 
 
 async def _receive_loop(ws: WebSocket, session: CallSession, limit: int) -> str:
@@ -306,6 +315,8 @@ async def _audio(session: CallSession, data: bytes) -> tuple[str, str] | None:
 
 
 async def _control(session: CallSession, text: str) -> tuple[str, str] | None:
+    """A text frame after the start: ``stop`` (returned as the problem ``("stop", "")``), base64 ``audio``, or the
+    error to send for it. JSON is parsed apart from the models so that each kind of bad message keeps its code."""
     try:
         msg = json.loads(text)
     except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nesting deeper than the parser goes
@@ -313,14 +324,22 @@ async def _control(session: CallSession, text: str) -> tuple[str, str] | None:
     if not isinstance(msg, dict):
         return ("bad_message", "message must be a JSON object with a type")
     kind = msg.get("type")
-    if kind == "stop":
-        return ("stop", "")
-    if kind == "audio":
-        try:
-            data = base64.b64decode(msg.get("data", ""), validate=True)
-        except (binascii.Error, TypeError, ValueError):  # ValueError: non-ASCII text
-            return ("bad_audio", "audio.data must be base64 PCM16")
-        return await _audio(session, data)
-    if kind == "start":
+    if kind == "start":  # valid or not, it comes too late
         return ("already_started", "the call has already started")
-    return ("unknown_message", f"unknown message type {kind!r}; expected audio or stop")
+    try:
+        message = CLIENT_MESSAGE.validate_python(msg)
+    except ValidationError:
+        if kind == "audio":
+            return BAD_BASE64
+        return ("unknown_message", f"unknown message type {kind!r}; expected audio or stop")
+    if isinstance(message, AudioMessage):
+        return await _audio_message(session, message)
+    return ("stop", "")  # a StopMessage (a start was answered above)
+
+
+async def _audio_message(session: CallSession, message: AudioMessage) -> tuple[str, str] | None:
+    try:
+        data = base64.b64decode(message.data, validate=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+        return BAD_BASE64
+    return await _audio(session, data)

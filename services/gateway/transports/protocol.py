@@ -15,29 +15,38 @@ SAMPLE_RATES = (8000, 16000, 24000, 48000)
 
 
 class _Message(BaseModel):
+    """What the gateway sends: exactly these fields, nothing else."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class _ClientMessage(BaseModel):
+    """What a client sends: fields this gateway does not know (a newer client's) are ignored, not refused."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 # --- client → server -------------------------------------------------------------------------------------
 
 
-class StartMessage(_Message):
+class StartMessage(_ClientMessage):
     """Must be the first message, within the start timeout."""
 
     type: Literal["start"] = "start"
     sample_rate: Literal[8000, 16000, 24000, 48000] = 16000
     agent_id: str | None = Field(default=None, max_length=128)
-    token: str | None = Field(default=None, max_length=2048)
+    token: str | None = Field(default=None, max_length=2048, description="from POST /api/v1/simulator/tokens")
 
 
-class AudioMessage(_Message):
-    """Caller audio for clients that cannot send binary frames: base64 PCM16 at the start's ``sample_rate``."""
+class AudioMessage(_ClientMessage):
+    """Caller audio for clients that cannot send binary frames: base64 PCM16 at the start's ``sample_rate``
+    (an absent ``data`` is no audio, not an error)."""
 
     type: Literal["audio"] = "audio"
-    data: str
+    data: str = ""
 
 
-class StopMessage(_Message):
+class StopMessage(_ClientMessage):
     """The caller hangs up."""
 
     type: Literal["stop"] = "stop"
@@ -114,6 +123,7 @@ class Ended(_Message):
 ServerMessage = Annotated[
     Started | Transcript | Clear | TurnMetrics | StateChanged | ErrorMessage | Ended, Field(discriminator="type")
 ]
+SERVER_MESSAGE = TypeAdapter(ServerMessage)
 SERVER_MESSAGES: tuple[type[_Message], ...] = (
     Started,
     Transcript,
@@ -123,4 +133,4 @@ SERVER_MESSAGES: tuple[type[_Message], ...] = (
     ErrorMessage,
     Ended,
 )
-CLIENT_MESSAGES: tuple[type[_Message], ...] = (StartMessage, AudioMessage, StopMessage)
+CLIENT_MESSAGES: tuple[type[_ClientMessage], ...] = (StartMessage, AudioMessage, StopMessage)

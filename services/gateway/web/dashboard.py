@@ -1,8 +1,8 @@
 """Serves the dashboard (the React app in ``web/``, built into ``web/dist`` by ``make install``) at ``/``.
 
 Any path that is not an API, WebSocket, probe or docs path and not a file in ``dist`` answers ``index.html``, so
-the app's own routes (``/agents``, ``/history/<call id>``) survive a reload. Without a build, ``/`` explains how
-to make one, and the minimal page ``/simulator.html`` keeps working either way.
+the app's own routes (``/agents``, ``/history/<call id>``) survive a reload. Without a build, every such path
+answers 503 with a page that says how to build it and what works meanwhile (calls from a terminal, the API docs).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 WEB = Path(__file__).parent
 DIST = WEB / "dist"
-STATIC = Path(__file__).parents[1] / "static"
 ASSET_SUFFIXES = {".js", ".mjs", ".css", ".map", ".png", ".jpg", ".svg", ".ico", ".json", ".txt", ".woff", ".woff2"}
 RESERVED = ("api/", "admin/", "ws/", "twilio/", "telnyx/", "docs", "redoc", "openapi.json", "metrics", "health")
 
@@ -27,8 +26,11 @@ code{background:#eef1f5;padding:.1rem .3rem;border-radius:4px}</style></head>
 Build it with <code>make install</code> (runs <code>npm ci</code> and <code>npm run build</code>; needs Node.js 18+ and
 npm), or by hand:</p>
 <pre><code>cd services/gateway/web &amp;&amp; npm ci &amp;&amp; npm run build</code></pre>
-<p>Then reload this page. Meanwhile the minimal call simulator is at <a href="/simulator.html">/simulator.html</a>
-and the API docs at <a href="/docs">/docs</a>.</p></body></html>
+<p>Then reload this page. Meanwhile:</p>
+<ul><li>call an agent from a terminal, from WAV files or text, with
+<code>python -m tools.talk --say "What time do you open tomorrow?"</code> (<code>--help</code> for more);</li>
+<li>the HTTP API and its docs are at <a href="/docs">/docs</a>; the WebSocket protocol is in
+<code>docs/ARCHITECTURE.md</code>.</li></ul></body></html>
 """
 
 
@@ -47,11 +49,7 @@ def _file_in(root: Path, relative: str) -> Path | None:
 
 
 def mount_dashboard(app: FastAPI, dist: Path = DIST) -> None:
-    """Register ``/simulator.html`` and the catch-all dashboard route; call after every other route."""
-
-    @app.get("/simulator.html", include_in_schema=False)
-    async def legacy_simulator() -> FileResponse:
-        return FileResponse(STATIC / "simulator.html")
+    """Register the catch-all dashboard route; call after every other route."""
 
     @app.get("/", include_in_schema=False)
     @app.get("/{path:path}", include_in_schema=False)

@@ -4,13 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+
+from pydantic import Field
 
 from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
+from shared.provider_catalog import BUILT_IN, Model, Offer, Usability
 from shared.settings import LlmSettings
 
 _TOKEN = re.compile(r"\S+\s*")
+
+
+class Settings(LlmSettings):
+    """The fixed reply and its clock (bench and fast tests)."""
+
+    fake_llm_first_token_ms: float = Field(default=150.0, ge=0)
+    fake_llm_tokens_per_s: float = Field(default=50.0, gt=0)
+    fake_llm_reply: str = (
+        "Sure. I can help you with that booking. What time would you like to come in, and for how many people?"
+    )
+    fake_llm_model_replies: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {"model": "reply"}: a request for that model gets that reply (e.g. a canned post-call '
+        "extraction for EXTRACTION_MODEL, while calls get FAKE_LLM_REPLY)",
+    )
+
+
+NAME = "fake"
+OFFER = Offer(
+    models=(Model("fake", "streams FAKE_LLM_REPLY on a fixed clock"),),
+    note="test provider: ignores the conversation",
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """Always: nothing to install or set."""
+    return BUILT_IN
 
 
 class FakeLlm:
@@ -22,7 +52,7 @@ class FakeLlm:
 
     name = "fake"
 
-    def __init__(self, settings: LlmSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.first_token_s = settings.fake_llm_first_token_ms / 1000
         self.token_interval_s = 1 / settings.fake_llm_tokens_per_s
         self.tokens = _TOKEN.findall(settings.fake_llm_reply)
@@ -52,3 +82,6 @@ class FakeLlm:
             prompt_tokens=sum(len(m.content.split()) for m in messages),
             completion_tokens=len(tokens),
         )
+
+
+Provider = FakeLlm

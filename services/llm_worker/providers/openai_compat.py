@@ -16,17 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
+from shared.provider_cache import ProviderError
+from shared.provider_catalog import LLM_CONTEXT_TOKENS, Model, Offer, Usability, needs_env
 from shared.provider_http import HttpProvider, backoff_s, needs_key, retry_after_s, status_error, transport_error
 from shared.settings import LlmSettings
-from shared.worker import ProviderError
 
 
 class _Failure(Exception):
@@ -36,6 +37,38 @@ class _Failure(Exception):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+
+
+class Settings(LlmSettings):
+    """OpenAI, or any OpenAI-compatible server."""
+
+    openai_api_key: SecretStr = Field(default=SecretStr(""), description="OPENAI_API_KEY for the openai provider")
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1", description="any OpenAI-compatible server (vLLM, Ollama, llama.cpp)"
+    )
+    openai_model: str = "gpt-4o-mini"
+
+
+NAME = "openai"
+OFFER = Offer(
+    models=(
+        Model("gpt-4o-mini", "fast and cheap"),
+        Model("gpt-4o", "more capable"),
+        Model("gpt-4.1-mini", "fast and cheap"),
+        Model("gpt-4.1-nano", "fastest"),
+    ),
+    default_model_setting="openai_model",
+    context_tokens=LLM_CONTEXT_TOKENS["openai"],
+    note="any OpenAI-compatible server (OPENAI_BASE_URL): vLLM, Ollama, llama.cpp server",
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """With an OpenAI key, or with OPENAI_BASE_URL at a self-hosted server (no key needed)."""
+    base_url = env.get("OPENAI_BASE_URL", "").strip()
+    if base_url and not needs_key(base_url):
+        return True, f"self-hosted endpoint {base_url}"
+    return needs_env(env, "OPENAI_API_KEY")
 
 
 class OpenAICompatLlm(HttpProvider):
@@ -50,7 +83,7 @@ class OpenAICompatLlm(HttpProvider):
     service = "llm"
     key_env = "OPENAI_API_KEY"
 
-    def __init__(self, settings: LlmSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(
             timeout_s=settings.llm_request_timeout_s,
             max_retries=settings.llm_max_retries,
@@ -61,7 +94,7 @@ class OpenAICompatLlm(HttpProvider):
         self.base_url = self.base_url.rstrip("/")
         self._api_key = key.get_secret_value()
 
-    def _endpoint(self, settings: LlmSettings) -> tuple[str, SecretStr, str]:
+    def _endpoint(self, settings: Settings) -> tuple[str, SecretStr, str]:
         """(base URL, API key as SecretStr, default model): subclasses point this at another vendor."""
         return settings.openai_base_url, settings.openai_api_key, settings.openai_model
 
@@ -175,3 +208,6 @@ class OpenAICompatLlm(HttpProvider):
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
         )
+
+
+Provider = OpenAICompatLlm

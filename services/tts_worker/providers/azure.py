@@ -15,15 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
+from pydantic import Field
 
 from shared.events import VoiceSpec
-from shared.provider_http import HttpProvider, backoff_s, retry_after_s, status_error, transport_error
+from shared.provider_cache import ProviderError
+from shared.provider_catalog import Offer, Usability, Voice, needs_env
+from shared.provider_http import (
+    AzureSpeechSettings,
+    HttpProvider,
+    backoff_s,
+    retry_after_s,
+    status_error,
+    transport_error,
+)
 from shared.settings import TtsSettings
 from shared.ssml import build_ssml
-from shared.worker import ProviderError
 
 PATH = "/cognitiveservices/v1"
 # Raw (headerless) PCM16 mono formats. We yield PCM16 and the worker converts to μ-law once for telephony;
@@ -51,6 +60,48 @@ class _Failure(Exception):
         self.retry_after = retry_after
 
 
+class Settings(TtsSettings, AzureSpeechSettings):
+    """The Azure Speech resource (``shared.provider_http.AzureSpeechSettings``) and the default voice."""
+
+    azure_tts_voice: str = Field(default="en-US-JennyNeural", description="voice when the request names none")
+
+
+NAME = "azure"
+# Azure styles are the ``mstts:express-as`` styles each voice supports (only where known; others speak neutral)
+_US_STYLES = ("angry", "cheerful", "excited", "friendly", "hopeful", "sad", "shouting", "terrified", "unfriendly")
+OFFER = Offer(
+    voices=(
+        Voice("en-US-JennyNeural", "en-US", "female", ("assistant", "chat", "newscast", *_US_STYLES)),
+        Voice("en-US-GuyNeural", "en-US", "male", ("newscast", *_US_STYLES)),
+        Voice("en-US-AriaNeural", "en-US", "female", ("chat", "customerservice", "empathetic", *_US_STYLES)),
+        Voice("en-US-DavisNeural", "en-US", "male", ("chat", *_US_STYLES)),
+        Voice("en-US-AvaMultilingualNeural", "en-US", "female"),
+        Voice("en-US-AndrewMultilingualNeural", "en-US", "male"),
+        Voice("en-GB-SoniaNeural", "en-GB", "female", ("cheerful", "sad")),
+        Voice("en-GB-RyanNeural", "en-GB", "male", ("chat", "cheerful")),
+        Voice("es-ES-ElviraNeural", "es-ES", "female"),
+        Voice("es-ES-AlvaroNeural", "es-ES", "male"),
+        Voice("es-MX-DaliaNeural", "es-MX", "female"),
+        Voice("es-MX-JorgeNeural", "es-MX", "male", ("chat", "cheerful")),
+        Voice("fr-FR-DeniseNeural", "fr-FR", "female", ("cheerful", "sad")),
+        Voice("fr-FR-HenriNeural", "fr-FR", "male", ("cheerful", "sad")),
+        Voice("de-DE-KatjaNeural", "de-DE", "female"),
+        Voice("de-DE-ConradNeural", "de-DE", "male", ("cheerful",)),
+        Voice("it-IT-ElsaNeural", "it-IT", "female"),
+        Voice("it-IT-DiegoNeural", "it-IT", "male"),
+        Voice("pt-BR-FranciscaNeural", "pt-BR", "female", ("calm",)),
+        Voice("pt-BR-AntonioNeural", "pt-BR", "male"),
+    ),
+    default_voice_setting="azure_tts_voice",
+    note="any Azure neural voice name works; these are common ones",
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """With an Azure Speech key and region."""
+    return needs_env(env, "AZURE_SPEECH_KEY", "AZURE_SPEECH_REGION")
+
+
 class AzureTts(HttpProvider):
     """Voice from ``voice.name`` (default ``AZURE_TTS_VOICE``), speaking style from ``voice.style``, rate and
     pitch from ``voice.rate``/``voice.pitch`` as SSML prosody; language from the request."""
@@ -59,7 +110,7 @@ class AzureTts(HttpProvider):
     service = "tts"
     key_env = "AZURE_SPEECH_KEY"
 
-    def __init__(self, settings: TtsSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(
             timeout_s=settings.tts_request_timeout_s,
             max_retries=settings.tts_max_retries,
@@ -147,3 +198,6 @@ class AzureTts(HttpProvider):
                     ProviderError("internal", f"{self.name}: stream broken: {type(exc).__name__}", retryable=True)
                 ) from exc
             raise _Failure(transport_error(self.name, exc)) from exc
+
+
+Provider = AzureTts

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import numpy as np
+from pydantic import Field
 
 from shared.events import VoiceSpec
+from shared.provider_catalog import BUILT_IN, Offer, Usability, Voice
 from shared.settings import TtsSettings
 
 SECONDS_PER_CHAR = 0.06
@@ -24,13 +26,31 @@ def _tone_second(sample_rate: int) -> bytes:
     return (np.sin(2 * np.pi * TONE_HZ * t) * AMPLITUDE * 32767).astype("<i2").tobytes()
 
 
+class Settings(TtsSettings):
+    """The tone's latency and pace (bench and fast tests)."""
+
+    fake_tts_first_byte_ms: float = Field(default=100.0, ge=0)
+    fake_tts_pace: float = Field(
+        default=0.0, ge=0, description="0: the rest of the audio at once; N: streamed at N x real time"
+    )
+
+
+NAME = "fake"
+OFFER = Offer(voices=(Voice("tone", "en-US"),), note="test provider: a 440 Hz tone, 60 ms per character")
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """Always: nothing to install or set."""
+    return BUILT_IN
+
+
 class FakeTts:
     """First chunk after ``fake_tts_first_byte_ms``; the rest immediately (faster than real time, like a
     real engine), so that the measured latency is exactly the configured one."""
 
     name = "fake"
 
-    def __init__(self, settings: TtsSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.first_byte_s = settings.fake_tts_first_byte_ms / 1000
         self.chunk_ms = settings.tts_chunk_ms
         self.pace = settings.fake_tts_pace  # N x real time (0: at once), to test a stream cut mid-segment
@@ -50,3 +70,6 @@ class FakeTts:
             if self.pace and i:
                 await asyncio.sleep(self.chunk_ms / 1000 / self.pace)
             yield pcm[i : i + step], sample_rate
+
+
+Provider = FakeTts

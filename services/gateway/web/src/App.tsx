@@ -1,5 +1,5 @@
 import { useEffect } from 'react';
-import { Link, NavLink, Route, Routes, useLocation } from 'react-router-dom';
+import { Link, NavLink, Navigate, Route, Routes, useLocation } from 'react-router-dom';
 
 import { useAppDispatch, useAppSelector } from './app/hooks';
 
@@ -74,6 +74,8 @@ export function App() {
       <main id="main" className="mx-auto max-w-7xl px-4 py-6">
         <Routes>
           <Route path="/" element={<SimulatorPage />} />
+          {/* the old single-file simulator's address: old bookmarks land on this one */}
+          <Route path="/simulator.html" element={<Navigate to="/" replace />} />
           <Route path="/agents" element={<AgentsPage />} />
           <Route path="/history" element={<HistoryPage />} />
           <Route path="/history/:callId" element={<CallDetailPage />} />

@@ -1,11 +1,14 @@
 import { act, render, screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { Provider } from 'react-redux';
+import { MemoryRouter } from 'react-router-dom';
+
+import { App } from '../../App';
 
 import { makeStore } from '../../app/store';
 import { FakeWebSocket, installCallMocks, json, restoreCallMocks, tokenAnswer } from '../../test/callMocks';
 import { API_KEY_NEEDED, TOKEN_PATH } from './callEngine';
-import { LevelMeter, SimulatorPage } from './SimulatorPage';
+import { LevelMeter, LiveStateBadge, SimulatorPage } from './SimulatorPage';
 import { callRequested, messageReceived } from './simulatorSlice';
 
 describe('SimulatorPage', () => {
@@ -16,8 +19,9 @@ describe('SimulatorPage', () => {
     const store = makeStore();
     store.dispatch(callRequested());
     store.dispatch(messageReceived({ type: 'started', call_id: 'call-1', sample_rate: 16000, agent_id: 'default' }));
-    store.dispatch(messageReceived({ type: 'transcript', role: 'assistant', text: 'Hello, how can I help?' }));
-    store.dispatch(messageReceived({ type: 'transcript', role: 'user', text: 'A table for two' }));
+    store.dispatch(messageReceived({ type: 'transcript', role: 'assistant', text: 'Hello, how can I help?', turn_id: 0 }));
+    store.dispatch(messageReceived({ type: 'transcript', role: 'user', text: 'A table for two', turn_id: 1 }));
+    store.dispatch(messageReceived({ type: 'state', caller: 'listening', agent: 'thinking', event: 'caller_turn_ended' }));
     store.dispatch(messageReceived({ type: 'turn_metrics', turn_id: 1, stt_done_ms: 51, first_audio_sent_ms: 233.4 }));
     render(
       <Provider store={store}>
@@ -30,6 +34,29 @@ describe('SimulatorPage', () => {
     expect(transcript).toHaveTextContent('Agent: Hello, how can I help?');
     expect(transcript).toHaveTextContent('You: A table for two');
     expect(screen.getByRole('table', { name: 'Turn latency' })).toHaveTextContent('233 ms');
+    expect(screen.getByTestId('agent-state')).toHaveTextContent('Agent thinking…');
+  });
+
+  it("shows what the agent is doing, and nothing before the gateway's first state message", () => {
+    const { rerender } = render(<LiveStateBadge live={null} />);
+    expect(screen.queryByTestId('agent-state')).toBeNull();
+    rerender(<LiveStateBadge live={{ caller: 'speaking', agent: 'idle' }} />);
+    expect(screen.getByTestId('agent-state')).toHaveTextContent('Agent listening to you');
+    rerender(<LiveStateBadge live={{ caller: 'listening', agent: 'speaking' }} />);
+    expect(screen.getByTestId('agent-state')).toHaveTextContent('Agent speaking');
+  });
+
+  it("the old single-file simulator's address opens this page", async () => {
+    vi.stubGlobal('fetch', vi.fn(async () => new Response('[]', { status: 200 })));
+    render(
+      <Provider store={makeStore()}>
+        <MemoryRouter initialEntries={['/simulator.html']}>
+          <App />
+        </MemoryRouter>
+      </Provider>,
+    );
+    expect(await screen.findByRole('heading', { name: 'Call simulator' })).toBeInTheDocument();
+    expect(screen.queryByText('Page not found.')).toBeNull();
   });
 
   it('meter maps RMS to a 60 dB scale', () => {

@@ -13,6 +13,7 @@ import {
   hangUpRequested,
   messageReceived,
   muteToggled,
+  type LiveState,
 } from './simulatorSlice';
 
 const STATUS_TEXT: Record<string, string> = {
@@ -23,6 +24,25 @@ const STATUS_TEXT: Record<string, string> = {
   ended: 'Call ended',
   failed: 'Call failed',
 };
+
+const AGENT_TEXT: Record<LiveState['agent'], string> = {
+  idle: 'listening',
+  thinking: 'thinking…',
+  speaking: 'speaking',
+  closing: 'saying goodbye',
+  ended: 'done',
+};
+
+/** What the agent is doing right now (the gateway's `state` messages); nothing before the first one. */
+export function LiveStateBadge({ live }: { live: LiveState | null }) {
+  if (!live) return null;
+  const text = live.caller === 'speaking' && live.agent === 'idle' ? 'listening to you' : AGENT_TEXT[live.agent];
+  return (
+    <span className="text-sm" data-testid="agent-state">
+      <Badge tone={live.agent === 'thinking' ? 'amber' : live.agent === 'speaking' ? 'sky' : 'slate'}>Agent {text}</Badge>
+    </span>
+  );
+}
 
 export function LevelMeter({ level }: { level: number }) {
   // RMS 0..1 → 0..100 on a dB scale from -60 dBFS
@@ -152,6 +172,7 @@ export function SimulatorPage() {
             {sim.endReason ? <span className="ml-2 text-slate-500">({sim.endReason})</span> : null}
             {sim.callId ? <span className="ml-2 font-mono text-xs text-slate-500">{sim.callId}</span> : null}
           </p>
+          <LiveStateBadge live={sim.live} />
         </div>
         <div className="mt-4">
           <LevelMeter level={level} />

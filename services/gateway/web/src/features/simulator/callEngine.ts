@@ -4,7 +4,7 @@
 // X-API-Key of api.ts) and sent in the `start` message.
 
 import { API_KEY_STORAGE, ApiError, apiFetch, storedKey } from '../../lib/api';
-import type { ServerMessage } from './simulatorSlice';
+import type { ServerMessage, StartMessage, StopMessage } from '../../lib/protocol';
 
 export const SAMPLE_RATE = 16000;
 export const TOKEN_PATH = '/api/v1/simulator/tokens';
@@ -81,7 +81,7 @@ export class SimulatorCall {
     // the token lives ~2 minutes: fetched now, after the microphone prompt, not before it
     const token = await fetchCallToken(agentId);
     if (this.hungUpEarly()) return;
-    const start: Record<string, unknown> = { type: 'start', sample_rate: SAMPLE_RATE, agent_id: agentId || null };
+    const start: StartMessage = { type: 'start', sample_rate: SAMPLE_RATE, agent_id: agentId || null };
     if (token !== null) start.token = token;
 
     const ws = new WebSocket(simulatorUrl());
@@ -133,7 +133,8 @@ export class SimulatorCall {
   }
 
   hangUp(): void {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: 'stop' }));
+    const stop: StopMessage = { type: 'stop' };
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(stop));
     else this.cleanup();
   }
 

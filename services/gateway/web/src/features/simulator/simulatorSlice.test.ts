@@ -41,6 +41,22 @@ describe('simulatorSlice', () => {
     expect(s.endReason).toBe('caller_hangup');
   });
 
+  it("follows the agent's state from the gateway's state messages, and forgets it when the call ends", () => {
+    let s = run(
+      initialSimulatorState,
+      callRequested(),
+      messageReceived({ type: 'started', call_id: 'c3', sample_rate: 16000, agent_id: 'default' }),
+    );
+    expect(s.live).toBeNull();
+    s = reducer(s, messageReceived({ type: 'state', caller: 'listening', agent: 'thinking', event: 'caller_turn_ended' }));
+    expect(s.live).toEqual({ caller: 'listening', agent: 'thinking' });
+    s = reducer(s, messageReceived({ type: 'state', caller: 'speaking', agent: 'speaking', event: 'caller_started' }));
+    expect(s.live).toEqual({ caller: 'speaking', agent: 'speaking' });
+    expect(run(s, messageReceived({ type: 'ended', reason: 'caller_hangup' })).live).toBeNull();
+    expect(run(s, connectionClosed({ code: 1006, reason: '' })).live).toBeNull();
+    expect(run(s, callRequested()).live).toBeNull();
+  });
+
   it('replaces metrics of the same turn and tolerates missing values', () => {
     const s = run(
       initialSimulatorState,
@@ -69,7 +85,7 @@ describe('simulatorSlice', () => {
       initialSimulatorState,
       callRequested(),
       messageReceived({ type: 'started', call_id: 'c2', sample_rate: 16000, agent_id: 'x' }),
-      messageReceived({ type: 'transcript', role: 'assistant', text: 'hi' }),
+      messageReceived({ type: 'transcript', role: 'assistant', text: 'hi', turn_id: 0 }),
       hangUpRequested(),
       connectionClosed({ code: 1006, reason: '' }),
     );

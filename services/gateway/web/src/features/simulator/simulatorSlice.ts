@@ -1,5 +1,7 @@
 import { createSlice, type PayloadAction } from '@reduxjs/toolkit';
 
+import type { ServerMessage, StateChanged } from '../../lib/protocol';
+
 export type CallStatus = 'idle' | 'connecting' | 'in_call' | 'ending' | 'ended' | 'failed';
 
 export interface TranscriptEntry {
@@ -18,10 +20,14 @@ export interface TurnMetrics {
   first_audio_sent_ms: number | null;
 }
 
+/** Who is speaking and what the agent does, from the gateway's `state` messages (null until the first one). */
+export type LiveState = Pick<StateChanged, 'caller' | 'agent'>;
+
 export interface SimulatorState {
   agentId: string;
   status: CallStatus;
   callId: string | null;
+  live: LiveState | null;
   transcript: TranscriptEntry[];
   metrics: TurnMetrics[];
   endReason: string | null;
@@ -35,6 +41,7 @@ export const initialSimulatorState: SimulatorState = {
   agentId: 'default',
   status: 'idle',
   callId: null,
+  live: null,
   transcript: [],
   metrics: [],
   endReason: null,
@@ -43,15 +50,6 @@ export const initialSimulatorState: SimulatorState = {
   bargeIns: 0,
   nextId: 1,
 };
-
-/** A JSON message from /ws/simulator (see docs/ARCHITECTURE.md). */
-export type ServerMessage =
-  | { type: 'started'; call_id: string; sample_rate: number; agent_id: string }
-  | { type: 'transcript'; role: 'user' | 'assistant'; text: string; turn_id?: number; interrupted?: boolean }
-  | { type: 'clear' }
-  | ({ type: 'turn_metrics' } & Partial<TurnMetrics> & { turn_id: number })
-  | { type: 'error'; code: string; message: string }
-  | { type: 'ended'; reason: string };
 
 /** What the simulator's error box says for a server error code; unknown codes show as "code: message". */
 export const ERROR_TEXT: Record<string, string> = {
@@ -76,6 +74,7 @@ const simulatorSlice = createSlice({
     callRequested(state) {
       state.status = 'connecting';
       state.callId = null;
+      state.live = null;
       state.transcript = [];
       state.metrics = [];
       state.endReason = null;
@@ -130,9 +129,13 @@ const simulatorSlice = createSlice({
             interrupted: false,
           });
           break;
+        case 'state':
+          state.live = { caller: m.caller, agent: m.agent };
+          break;
         case 'ended':
           state.endReason = m.reason;
           state.status = 'ended';
+          state.live = null;
           break;
       }
     },
@@ -143,6 +146,7 @@ const simulatorSlice = createSlice({
         state.status = clean || state.status === 'ending' ? 'ended' : 'failed';
         state.endReason = state.endReason ?? (reason || (clean ? 'closed' : `connection closed (${code})`));
       }
+      state.live = null;
     },
     callFailed(state, action: PayloadAction<string>) {
       state.status = 'failed';

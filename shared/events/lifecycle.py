@@ -1,0 +1,72 @@
+"""Lifecycle events (JetStream stream CALL_LIFECYCLE, consumed by the recorder) and the gateways' heartbeat."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import Field
+
+from shared.events.envelope import Event
+
+
+class CallStarted(Event):
+    type: Literal["call.started"] = "call.started"
+    agent_id: str | None = None
+    client_type: Literal["browser", "twilio", "telnyx"] = "browser"
+    transport_ids: dict[str, str] = Field(default_factory=dict)
+    from_number: str | None = None
+    to_number: str | None = None
+    started_at: float = Field(default_factory=time.time)
+    gateway: str | None = None  # the gateway instance that owns the call (its beats say whether it still lives)
+
+
+class TurnRecorded(Event):
+    type: Literal["call.turn"] = "call.turn"
+    seq: int = Field(ge=0)
+    role: Literal["user", "assistant"]
+    text: str
+    started_at: float
+    ended_at: float
+    interrupted: bool = False
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class CallEnded(Event):
+    type: Literal["call.ended"] = "call.ended"
+    reason: str
+    ended_at: float = Field(default_factory=time.time)
+    duration_s: float = Field(ge=0.0)
+    turns: int = 0
+
+
+class CallError(Event):
+    type: Literal["call.error"] = "call.error"
+    code: str
+    message: str
+    stage: str
+    critical: bool = True
+
+
+class CallStatusChanged(Event):
+    """A telephony provider's own view of the call (Twilio status callback, Telnyx call webhooks)."""
+
+    type: Literal["call.status"] = "call.status"
+    provider: Literal["twilio", "telnyx"]
+    status: str = Field(min_length=1, max_length=64)
+    at: float = Field(default_factory=time.time)
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
+class GatewayBeat(Event):
+    """A gateway's heartbeat (core NATS, ``gateway.beat.<instance>``): it lives, and these are its live calls.
+    The recorder ends in history the calls of a gateway whose beats stopped, or that its beats no longer list."""
+
+    type: Literal["gateway.beat"] = "gateway.beat"
+    call_id: str = "-"  # a beat is about a gateway, not one call
+    instance: str = Field(min_length=1, max_length=256)
+    calls: list[str] = Field(default_factory=list)
+    interval_s: float = Field(default=2.0, gt=0)
+
+
+LifecycleEvent = CallStarted | TurnRecorded | CallEnded | CallError | CallStatusChanged
