@@ -27,7 +27,9 @@ from urllib.parse import urlsplit
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
+from services.gateway.call.output import AudioOutput, paced_output
 from services.gateway.call.session import CallSession
+from services.gateway.call.transport import SessionMessage
 from services.gateway.edge.call_tokens import CallClaims, TokenError
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
@@ -35,6 +37,7 @@ from services.gateway.transports.idle_timeout import IdleTimeout
 from services.gateway.transports.protocol import (
     CLIENT_MESSAGE,
     AudioMessage,
+    Clear,
     ErrorMessage,
     Started,
     StartMessage,
@@ -72,13 +75,24 @@ class BrowserTransport:
             if not self.closed:
                 await self.ws.send_bytes(data)
 
-    async def send_event(self, payload: dict[str, object]) -> None:
+    async def send_event(self, message: SessionMessage) -> None:
         async with self._lock:
             if not self.closed:
-                await self.ws.send_text(json.dumps(payload))
+                await self.ws.send_text(message.model_dump_json(exclude_none=True))
 
     async def send_clear(self) -> None:
-        await self.send_event({"type": "clear"})
+        await self.send_event(Clear())
+
+    def open_output(self, *, frame_ms: int, lead_ms: int) -> AudioOutput:
+        """Reply audio as binary PCM16 frames, paced; barge-in sends ``clear``."""
+        return paced_output(
+            client_type=self.client_type,
+            send_audio=self.send_audio,
+            send_clear=self.send_clear,
+            bytes_per_s=self.sample_rate * 2,
+            frame_ms=frame_ms,
+            lead_ms=lead_ms,
+        )
 
     async def close(self, code: int, reason: str) -> None:
         async with self._lock:

@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony.telnyx.api import CALL_CONTROL_ID, decode_state
 from services.gateway.telephony.telnyx.webhooks import telnyx_rest
+from services.gateway.transports.media_stream import MediaStreamTransport
 from services.gateway.transports.telephony import (
     FrameGuard,
-    MediaStreamTransport,
     StreamClosed,
     check_token,
     open_phone_session,

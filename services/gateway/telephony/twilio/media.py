@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony.twilio.api import CALL_SID, TwilioRest, valid_signature
+from services.gateway.transports.media_stream import MediaStreamTransport
 from services.gateway.transports.telephony import (
     FrameGuard,
-    MediaStreamTransport,
     StreamClosed,
     check_token,
     open_phone_session,
