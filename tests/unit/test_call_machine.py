@@ -45,6 +45,7 @@ EXPECTED: list[tuple[m.State, type, m.State, tuple[A, ...]]] = [
     (m.THINKING, m.NoWords, m.LISTENING, ()),
     (m.THINKING, m.ReplyAudioStarted, m.SPEAKING, ()),
     (m.SPEAKING, m.PlayedOut, m.LISTENING, ()),
+    (m.THINKING, m.PlayedOut, m.LISTENING, ()),
     (m.LISTENING, m.SilenceTimeout, m.SPEAKING, (A.REPROMPT,)),
     (m.LISTENING, m.SilenceAfterReprompt, m.CLOSING, CLOSE),
     *[(s, m.MaxDuration, m.CLOSING, CLOSE) for s in STATES[:5]],

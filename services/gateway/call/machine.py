@@ -172,6 +172,7 @@ def _table() -> dict[tuple[State, type[CallEvent]], Transition]:
         (THINKING, NoWords): Transition(THINKING, LISTENING),
         (THINKING, ReplyAudioStarted): Transition(THINKING, SPEAKING),
         (SPEAKING, PlayedOut): Transition(SPEAKING, LISTENING),
+        (THINKING, PlayedOut): Transition(THINKING, LISTENING),  # the reply ended with nothing to say
         (LISTENING, SilenceTimeout): Transition(LISTENING, SPEAKING, (Action.REPROMPT,)),
         (LISTENING, SilenceAfterReprompt): Transition(LISTENING, CLOSING, (Action.LAST_WORDS,)),
     }
