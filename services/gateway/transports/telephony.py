@@ -10,10 +10,10 @@ import base64
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.gateway.call.session import CallSession
 from services.gateway.edge.call_tokens import CallClaims, TokenError, TokenKind
@@ -99,6 +99,24 @@ async def check_token(
         CALLS_REJECTED.labels(kind, "unauthorized").inc()
         log.warning("media_stream_unauthorized", client_type=kind, code=exc.code, detail=str(exc))
         await refuse_stream(ws, guard, "unauthorized", "missing or invalid stream token")
+        return None
+
+
+StartT = TypeVar("StartT", bound=BaseModel)
+
+
+async def accept_start(ws: WebSocket, guard: FrameGuard, model: type[StartT]) -> StartT | None:
+    """Accept the stream and read its ``start`` as the provider's ``model``; None when it was refused or the
+    caller left before it (the socket is closed with the code that says why)."""
+    await ws.accept()
+    try:
+        raw = await read_start(ws, guard)
+    except (WebSocketDisconnect, StreamClosed):
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        await refuse_stream(ws, guard, "bad_start", start_problem(exc))
         return None
 
 
