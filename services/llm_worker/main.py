@@ -7,23 +7,17 @@ from services.llm_worker.handler import SERVICE, LlmHandler
 from services.llm_worker.providers import LlmWorkerSettings, describe
 from shared import subjects
 from shared.events import LlmRequest
-from shared.service import run_service
-from shared.worker import serve_worker
+from shared.service import run_worker
 
 
 def main() -> None:
     settings = LlmWorkerSettings()
-    run_service(
-        "llm_worker",
+    run_worker(
         settings,
-        lambda stop: serve_worker(
-            settings,
-            stop,
-            service=SERVICE,
-            subject=subjects.LLM_REQUEST,
-            queue=subjects.LLM_QUEUE,
-            model=LlmRequest,
-            metadata=describe(settings),
-            make_handler=lambda instance: LlmHandler(settings, instance),
-        ),
+        service=SERVICE,
+        subject=subjects.LLM_REQUEST,
+        queue=subjects.LLM_QUEUE,
+        model=LlmRequest,
+        handler=LlmHandler,
+        metadata=describe(settings),
     )

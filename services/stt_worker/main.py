@@ -7,23 +7,17 @@ from services.stt_worker.handler import SERVICE, SttHandler
 from services.stt_worker.providers import SttWorkerSettings, describe
 from shared import subjects
 from shared.events import SttRequest
-from shared.service import run_service
-from shared.worker import serve_worker
+from shared.service import run_worker
 
 
 def main() -> None:
     settings = SttWorkerSettings()
-    run_service(
-        "stt_worker",
+    run_worker(
         settings,
-        lambda stop: serve_worker(
-            settings,
-            stop,
-            service=SERVICE,
-            subject=subjects.STT_REQUEST,
-            queue=subjects.STT_QUEUE,
-            model=SttRequest,
-            metadata=describe(settings),
-            make_handler=lambda instance: SttHandler(settings, instance),
-        ),
+        service=SERVICE,
+        subject=subjects.STT_REQUEST,
+        queue=subjects.STT_QUEUE,
+        model=SttRequest,
+        handler=SttHandler,
+        metadata=describe(settings),
     )

@@ -7,23 +7,17 @@ from services.tts_worker.handler import SERVICE, TtsHandler
 from services.tts_worker.providers import TtsWorkerSettings, describe
 from shared import subjects
 from shared.events import TtsRequest
-from shared.service import run_service
-from shared.worker import serve_worker
+from shared.service import run_worker
 
 
 def main() -> None:
     settings = TtsWorkerSettings()
-    run_service(
-        "tts_worker",
+    run_worker(
         settings,
-        lambda stop: serve_worker(
-            settings,
-            stop,
-            service=SERVICE,
-            subject=subjects.TTS_REQUEST,
-            queue=subjects.TTS_QUEUE,
-            model=TtsRequest,
-            metadata=describe(settings),
-            make_handler=lambda instance: TtsHandler(settings, instance),
-        ),
+        service=SERVICE,
+        subject=subjects.TTS_REQUEST,
+        queue=subjects.TTS_QUEUE,
+        model=TtsRequest,
+        handler=TtsHandler,
+        metadata=describe(settings),
     )
