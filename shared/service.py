@@ -75,16 +75,18 @@ def run_service(name: str, settings: CommonSettings, main: Callable[[asyncio.Eve
 
 def run_worker(
     settings: S,
-    *,
     service: str,
     subject: str,
     queue: str,
     model: type[R],
     handler: Callable[[S, str], WorkerHandler[R]],
     metadata: dict[str, str],
+    /,
 ) -> None:
     """A stateless worker's process (``{service}_worker``): ``run_service`` around one queue-group replica
-    that takes ``model`` requests on ``subject`` and hands each to ``handler(settings, instance)``."""
+    that takes ``model`` requests on ``subject`` (queue group ``queue``) and hands each to
+    ``handler(settings, instance)``; ``metadata`` describes its providers. Positional, so that each worker's
+    ``main`` is one line naming its pieces."""
     run_service(
         f"{service}_worker",
         settings,

@@ -1,5 +1,4 @@
-"""LLM worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
-the micro service metadata that describes its providers."""
+"""The LLM worker process: its settings, request, subjects and handler, run by ``shared.service.run_worker``."""
 
 from __future__ import annotations
 
@@ -12,12 +11,4 @@ from shared.service import run_worker
 
 def main() -> None:
     settings = LlmWorkerSettings()
-    run_worker(
-        settings,
-        service=SERVICE,
-        subject=subjects.LLM_REQUEST,
-        queue=subjects.LLM_QUEUE,
-        model=LlmRequest,
-        handler=LlmHandler,
-        metadata=describe(settings),
-    )
+    run_worker(settings, SERVICE, subjects.LLM_REQUEST, subjects.LLM_QUEUE, LlmRequest, LlmHandler, describe(settings))

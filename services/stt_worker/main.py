@@ -1,5 +1,4 @@
-"""STT worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
-the micro service metadata that describes its providers."""
+"""The STT worker process: its settings, request, subjects and handler, run by ``shared.service.run_worker``."""
 
 from __future__ import annotations
 
@@ -12,12 +11,4 @@ from shared.service import run_worker
 
 def main() -> None:
     settings = SttWorkerSettings()
-    run_worker(
-        settings,
-        service=SERVICE,
-        subject=subjects.STT_REQUEST,
-        queue=subjects.STT_QUEUE,
-        model=SttRequest,
-        handler=SttHandler,
-        metadata=describe(settings),
-    )
+    run_worker(settings, SERVICE, subjects.STT_REQUEST, subjects.STT_QUEUE, SttRequest, SttHandler, describe(settings))

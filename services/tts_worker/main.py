@@ -1,5 +1,4 @@
-"""TTS worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
-the micro service metadata that describes its providers."""
+"""The TTS worker process: its settings, request, subjects and handler, run by ``shared.service.run_worker``."""
 
 from __future__ import annotations
 
@@ -12,12 +11,4 @@ from shared.service import run_worker
 
 def main() -> None:
     settings = TtsWorkerSettings()
-    run_worker(
-        settings,
-        service=SERVICE,
-        subject=subjects.TTS_REQUEST,
-        queue=subjects.TTS_QUEUE,
-        model=TtsRequest,
-        handler=TtsHandler,
-        metadata=describe(settings),
-    )
+    run_worker(settings, SERVICE, subjects.TTS_REQUEST, subjects.TTS_QUEUE, TtsRequest, TtsHandler, describe(settings))
