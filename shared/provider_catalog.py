@@ -58,6 +58,11 @@ Usability = tuple[bool, str]  # (usable, why: "key set", "offline", "built in", 
 BUILT_IN: Usability = (True, "built in")
 
 
+def built_in(env: Mapping[str, str]) -> Usability:
+    """``usable`` of a provider with nothing to install or set (the fakes)."""
+    return BUILT_IN
+
+
 def needs_env(env: Mapping[str, str], *names: str) -> Usability:
     """Usable when every env var in ``names`` is set."""
     missing = [n for n in names if not env.get(n, "").strip()]
