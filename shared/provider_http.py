@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -169,8 +170,7 @@ class HttpProvider:
         """One non-streamed request with the shared policy: an error status or transport failure is classified,
         counted and, when retryable, retried up to ``max_retries`` times with backoff (honouring
         ``Retry-After``). ``parse`` turns a successful response into the result and may raise ``ProviderError``."""
-        attempt = 0
-        while True:
+        for attempt in itertools.count():
             retry_after: float | None = None
             try:
                 resp = await client.post(url, **request)
@@ -184,11 +184,7 @@ class HttpProvider:
             except ProviderError as exc:
                 error = exc
                 cause = exc.__cause__
-            self._count(error)
-            if not error.retryable or attempt >= self.max_retries:
-                raise error from cause
-            await asyncio.sleep(backoff_s(attempt, self.retry_base_s, self.retry_cap_s, retry_after))
-            attempt += 1
+            await self._retry_or_raise(error, cause, attempt, retry_after)
 
     async def _stream(
         self,
@@ -202,9 +198,8 @@ class HttpProvider:
         """A streamed POST, retried like ``_post`` but only before the first item was yielded: after that the
         caller has already used part of the output, so a retry would repeat it. ``partial_is_final`` also marks
         such a mid-stream failure not retryable for the caller. ``parse`` raises ``AttemptFailed``."""
-        attempt = 0
         yielded = False
-        while True:
+        for attempt in itertools.count():
             try:
                 # aclosing: closing this generator (barge-in) must close the HTTP response now, not at GC time
                 async with contextlib.aclosing(self._stream_attempt(client, url, parse, **request)) as items:
@@ -214,13 +209,25 @@ class HttpProvider:
                 return
             except AttemptFailed as failure:
                 error, retry_after, cause = failure.error, failure.retry_after, failure.__cause__
-            self._count(error)
             if yielded and partial_is_final:
                 error.retryable = False
-            if yielded or not error.retryable or attempt >= self.max_retries:
-                raise error from cause
-            await asyncio.sleep(backoff_s(attempt, self.retry_base_s, self.retry_cap_s, retry_after))
-            attempt += 1
+            await self._retry_or_raise(error, cause, attempt, retry_after, final=yielded)
+
+    async def _retry_or_raise(
+        self,
+        error: ProviderError,
+        cause: BaseException | None,
+        attempt: int,
+        retry_after: float | None,
+        *,
+        final: bool = False,
+    ) -> None:
+        """After failed attempt number ``attempt``: count ``error``, raise it when it is ``final``, not retryable
+        or the retries are spent, else wait the backoff (or the server's ``Retry-After``) before the next."""
+        self._count(error)
+        if final or not error.retryable or attempt >= self.max_retries:
+            raise error from cause
+        await asyncio.sleep(backoff_s(attempt, self.retry_base_s, self.retry_cap_s, retry_after))
 
     async def _stream_attempt(
         self,
