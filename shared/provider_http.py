@@ -164,6 +164,19 @@ class HttpProvider:
     def _count(self, error: ProviderError) -> None:
         PROVIDER_ERRORS.labels(self.service, self.name, error.code).inc()
 
+    def _json_string(self, resp: httpx.Response, key: str) -> tuple[Any, str]:
+        """``resp``'s JSON body and its string field ``key``; any other body is a retryable internal error."""
+        try:
+            body = resp.json()
+            value = body[key]
+            if not isinstance(value, str):
+                raise TypeError(f"{key} is not a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                "internal", f"{self.name}: unexpected response {resp.text[:100]!r}", retryable=True
+            ) from exc
+        return body, value
+
     async def _post(
         self, client: httpx.AsyncClient, url: str, *, parse: Callable[[httpx.Response], T], **request: Any
     ) -> T:

@@ -128,15 +128,7 @@ class AzureStt(AzureSpeechProvider):
 
     def _parse(self, resp: httpx.Response) -> str:
         """``{"RecognitionStatus": "Success", "DisplayText": ..., "Offset": ..., "Duration": ...}``."""
-        try:
-            body = resp.json()
-            status = body["RecognitionStatus"]
-            if not isinstance(status, str):
-                raise TypeError("RecognitionStatus is not a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderError(
-                "internal", f"{self.name}: unexpected response {resp.text[:100]!r}", retryable=True
-            ) from exc
+        body, status = self._json_string(resp, "RecognitionStatus")
         if status in EMPTY_STATUSES:
             return ""
         if status != "Success":

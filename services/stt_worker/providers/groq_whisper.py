@@ -85,15 +85,7 @@ class GroqWhisperStt(HttpProvider):
 
     def _parse(self, resp: httpx.Response, lang: str | None) -> Transcript:
         """``{"text": "...", ...}`` (Groq's Whisper answers in OpenAI's shape)."""
-        try:
-            body = resp.json()
-            text = body["text"]
-            if not isinstance(text, str):
-                raise TypeError("text is not a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderError(
-                "internal", f"{self.name}: unexpected response {resp.text[:100]!r}", retryable=True
-            ) from exc
+        body, text = self._json_string(resp, "text")
         return Transcript(text=text.strip(), language=body.get("language") or lang)
 
 
