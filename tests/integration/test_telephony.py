@@ -142,6 +142,11 @@ async def create_agent(host: str, agent_id: str, **fields: Any) -> None:
         assert resp.status_code == 201, resp.text
 
 
+async def create_desk(host: str, agent_id: str, greeting: str, number: str) -> None:
+    """A phone agent answering ``number`` with ``greeting``, which ends a call after 2 s of silence."""
+    await create_agent(host, agent_id, first_message=greeting, phone_numbers=[number], turn={"silence_timeout_s": 2})
+
+
 def twilio_post(host: str, path: str, form: dict[str, str], *, sign: bool = True, url_host: str | None = None):
     url = f"https://{url_host or host}{path}"
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -195,13 +200,7 @@ async def test_twilio_three_turns_with_greeting_barge_in_and_goodbye(
     async with gateway_here(
         nats_url, database_url, wait_workers=True, twilio_auth_token=TOKEN, twilio_account_sid=ACCOUNT
     ) as (app, host):
-        await create_agent(
-            host,
-            "front-desk",
-            first_message="Hi, front desk.",
-            phone_numbers=["+15550002222"],
-            turn={"silence_timeout_s": 2},
-        )
+        await create_desk(host, "front-desk", "Hi, front desk.", "+15550002222")
         call_sid = "CA" + uuid.uuid4().hex
         form = {"CallSid": call_sid, "AccountSid": ACCOUNT, "From": "+15550001111", "To": "+15550002222"}
         hung_up_at: list[float] = []
@@ -459,13 +458,7 @@ async def test_telnyx_three_turns_with_greeting_barge_in_and_goodbye(
         telnyx_public_key=signer.public_b64,
         telnyx_stream_auth_token="stream-secret",
     ) as (_, host):
-        await create_agent(
-            host,
-            "telnyx-desk",
-            first_message="Hi, Telnyx desk.",
-            phone_numbers=["+15550003333"],
-            turn={"silence_timeout_s": 2},
-        )
+        await create_desk(host, "telnyx-desk", "Hi, Telnyx desk.", "+15550003333")
         initiated = telnyx_event(
             "call.initiated", ccid, direction="incoming", to="+15550003333", **{"from": "+15550001111"}
         )
