@@ -20,7 +20,7 @@ from services.tts_worker.providers import PROVIDERS as TTS_PROVIDERS
 from services.tts_worker.providers import TtsWorkerSettings
 from services.tts_worker.providers.local_kokoro import OFFER as KOKORO
 from services.tts_worker.providers.local_kokoro import LocalKokoroTts
-from services.tts_worker.providers.voices import UNSUPPORTED_LANGUAGE, pick_voice, speaks
+from services.tts_worker.providers.voices import UNSUPPORTED_LANGUAGE, pick_locale_voice, pick_voice, speaks
 from shared.call_config import known_providers
 from shared.events import ChatMessage, Event, LlmChunk, LlmContinuation, LlmRequest, TtsChunk, TtsRequest
 from shared.model_parts import model_family
@@ -158,3 +158,17 @@ async def test_kokoro_never_loads_for_a_language_it_does_not_speak() -> None:
     with pytest.raises(ProviderError):
         next(gen)
     assert tts._engine is None
+
+
+def test_azure_voices_speak_the_language_of_their_name() -> None:
+    voices = TTS_PROVIDERS["azure"].OFFER.voices
+    pick = pick_locale_voice
+    assert pick("azure", voices, "es-MX-JorgeNeural", "en-US-JennyNeural", "es-MX") == "es-MX-JorgeNeural"
+    assert pick("azure", voices, "es-US-AlonsoNeural", "en-US-JennyNeural", "es-ES") == "es-US-AlonsoNeural"  # unlisted
+    # the agent's English voice (or the English default) never reads Spanish: Azure's first Spanish voice does
+    assert pick("azure", voices, "en-US-GuyNeural", "en-US-JennyNeural", "es-ES") == "es-ES-ElviraNeural"
+    assert pick("azure", voices, None, "en-US-JennyNeural", "en-US") == "en-US-JennyNeural"
+    assert pick("azure", voices, "en-US-AvaMultilingualNeural", "x", "es-ES") == "en-US-AvaMultilingualNeural"
+    with pytest.raises(ProviderError) as err:
+        pick("azure", voices, "en-US-GuyNeural", "en-US-JennyNeural", "ja-JP")
+    assert err.value.code == UNSUPPORTED_LANGUAGE

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 import httpx
 from pydantic import Field
 
+from services.tts_worker.providers.voices import pick_locale_voice
 from shared.events import VoiceSpec
 from shared.provider_catalog import Offer, Usability, Voice, needs_env
 from shared.provider_http import AzureSpeechProvider, AzureSpeechSettings
@@ -104,7 +105,7 @@ class AzureTts(AzureSpeechProvider):
         rate, fmt = output_format(sample_rate)
         ssml = build_ssml(
             text,
-            voice_name=voice.name or self.default_voice,
+            voice_name=pick_locale_voice(self.name, OFFER.voices, voice.name, self.default_voice, language),
             language=language,
             style=voice.style,
             rate=voice.rate,

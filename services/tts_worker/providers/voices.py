@@ -45,3 +45,15 @@ def pick_voice(provider: str, voices: Iterable[Voice], requested: str | None, de
         if speaks((voice.language,), language):
             return voice.name
     raise unsupported(provider, language)
+
+
+def pick_locale_voice(
+    provider: str, voices: Iterable[Voice], requested: str | None, default: str, language: str
+) -> str:
+    """For providers whose voice names start with their locale ("es-ES-ElviraNeural": Azure): the requested voice
+    or the default when its prefix (or a "Multilingual" voice) speaks ``language``, else the first listed voice
+    that does; raises ``unsupported_language`` when none does."""
+    for name in (requested, default):
+        if name and ("Multilingual" in name or speaks((name,), language)):
+            return name
+    return pick_voice(provider, voices, None, "", language)
