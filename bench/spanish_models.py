@@ -196,6 +196,8 @@ async def bench_tts() -> None:
         firsts.append(first)
         rtfs.append(took / (len(pcm) / 2 / RATE))
         hyps.append((await stt.transcribe(pcm, RATE, language="es")).text)
+    for ref, hyp in zip(AGENT_SENTENCES, hyps, strict=True):
+        print(f"    {ref!r} -> {hyp!r}")
     print(
         f"TTS Kokoro jm_kumo: first audio {_spread(firsts, 's')}, RTF {statistics.mean(rtfs):.2f}, "
         f"round-trip WER {wer(AGENT_SENTENCES, hyps):.3f}"

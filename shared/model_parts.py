@@ -115,14 +115,21 @@ def _verified(target: Path, model: SplitModel) -> bool:
         return False
     if st.st_size != model.size:
         return False
-    expected = f"{model.sha256} {st.st_size} {st.st_mtime_ns}"
+    expected = _stamp_text(model, st)
     with contextlib.suppress(OSError):
         if _stamp(target).read_text().strip() == expected:
             return True
     if _sha256(target) != model.sha256:
         return False
-    _write_atomic(_stamp(target), expected.encode())
+    with contextlib.suppress(OSError):  # a read-only cache (an image's) is still usable: only slower to check
+        _write_atomic(_stamp(target), expected.encode())
     return True
+
+
+def _stamp_text(model: SplitModel, st: os.stat_result) -> str:
+    """What a stamp records: the hash verified, for this size and modification time (whole seconds: an image
+    layer may not keep the nanoseconds)."""
+    return f"{model.sha256} {st.st_size} {int(st.st_mtime)}"
 
 
 def _sha256(path: Path) -> str:
@@ -158,8 +165,7 @@ def _join(model: SplitModel, target: Path) -> None:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    st = target.stat()
-    _write_atomic(_stamp(target), f"{model.sha256} {st.st_size} {st.st_mtime_ns}".encode())
+    _write_atomic(_stamp(target), _stamp_text(model, target.stat()).encode())
 
 
 def _copy_companions(model: SplitModel, folder: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import model_parts
 from shared.model_parts import (
     OFFLINE_MODELS,
     ModelPartsError,
@@ -72,7 +73,8 @@ def test_a_damaged_file_of_the_right_size_is_joined_again(packages: Path, tmp_pa
     path = assemble(fake_model(), tmp_path)
     damaged = bytearray(path.read_bytes())
     damaged[10] ^= 0xFF
-    path.write_bytes(bytes(damaged))  # same size, new mtime: the stamp no longer vouches for it
+    path.write_bytes(bytes(damaged))  # same size, a later mtime: the stamp no longer vouches for it
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 5))
     lines: list[str] = []
     assemble(fake_model(), tmp_path, progress=lines.append)
     assert path.read_bytes() == b"".join(PARTS) and len(lines) == 1
@@ -163,3 +165,17 @@ def test_the_offline_models_are_pinned() -> None:
     assert {m.title.split(" (")[0] for m in OFFLINE_MODELS} == {"Whisper base", "Kokoro", "Qwen 0.5B"}
     for model in OFFLINE_MODELS:
         assert len(model.sha256) == 64 and model.size > 50_000_000 and len(model.parts) >= 2
+
+
+def test_a_read_only_cache_with_a_verified_model_is_used_as_it_is(
+    packages: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image's cache is joined at build time by root and read by an unprivileged user."""
+    path = assemble(fake_model(), tmp_path)
+    path.with_name("model.bin.sha256").unlink()  # e.g. a stamp lost: the file is hashed again, nothing written
+
+    def read_only(target: Path, _data: bytes) -> None:
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(model_parts, "_write_atomic", read_only)
+    assert assemble(fake_model(), tmp_path) == path
