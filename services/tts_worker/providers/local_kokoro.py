@@ -28,7 +28,7 @@ from pydantic import Field
 from services.tts_worker.providers.local_engine import Audio, pcm_chunks, stream_in_thread
 from services.tts_worker.providers.voices import pick_voice
 from shared.events import VoiceSpec
-from shared.model_parts import KOKORO_82M, ModelPartsError, PackageFile, assemble
+from shared.model_parts import KOKORO_82M, ModelPartsError, PackageFile, model_file
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import Offer, Usability, Voice, needs_packages
 from shared.settings import TtsSettings
@@ -112,8 +112,8 @@ class _Kokoro:
     def __init__(self, threads: int) -> None:
         import onnxruntime
 
+        model = model_file(KOKORO_82M)
         try:
-            model = assemble(KOKORO_82M)
             vocab_file, styles_file = VOCAB.locate(), STYLES.locate()
         except ModelPartsError as exc:
             raise ProviderError("unavailable", f"kokoro: {exc}") from exc
