@@ -140,3 +140,10 @@ def test_the_spanish_heuristic_tells_the_languages_apart() -> None:
     assert is_spanish("Abrimos a las nueve de la mañana, y cerramos a las ocho.")
     assert not is_spanish("We open at nine in the morning and close at eight.")
     assert not is_spanish("")
+
+
+async def test_kokoro_reads_a_sentence_longer_than_its_context_whole(kokoro: LocalKokoroTts) -> None:
+    """Kokoro takes at most 510 phonemes at once: a longer sentence is read in pieces, none of it dropped."""
+    text = ", ".join(["uno, dos, tres, cuatro, cinco, seis, siete, ocho, nueve y diez"] * 10) + "."
+    pieces = [c async for c, _ in kokoro.synthesize(text, VoiceSpec(rate=2.0), language="es", sample_rate=24000)]
+    assert len(b"".join(pieces)) / 2 / 24000 > 16  # ~740 phonemes; the first 510 alone are ~13.4 s

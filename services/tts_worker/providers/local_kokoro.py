@@ -130,7 +130,7 @@ class _Kokoro:
         return [self.vocab[ch] for ch in phonemes if ch in self.vocab]
 
     def infer(self, ids: list[int], voice: str, speed: float) -> np.ndarray:
-        ids = ids[:MAX_TOKENS]
+        """One utterance of at most ``MAX_TOKENS`` phoneme ids (``_generate`` cuts longer sentences)."""
         style = self.styles[voice]
         inputs: dict[str, Any] = {
             "tokens": np.array([[0, *ids, 0]], dtype=np.int64),
@@ -181,13 +181,12 @@ class LocalKokoroTts:
         gap = np.zeros(int(SENTENCE_GAP_S * SAMPLE_RATE), dtype=np.float32)
         for phonemes in espeak_phonemes(text, ESPEAK_VOICE):
             ids = engine.ids(phonemes)
-            if cancel.is_set():
-                return
-            if not ids:
-                continue
-            audio = np.concatenate([engine.infer(ids, chosen, rate), gap])
-            pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-            yield from pcm_chunks(pcm, SAMPLE_RATE, self.chunk_ms)
+            for start in range(0, len(ids), MAX_TOKENS):  # a sentence longer than the model's context: in pieces
+                if cancel.is_set():
+                    return
+                audio = np.concatenate([engine.infer(ids[start : start + MAX_TOKENS], chosen, rate), gap])
+                pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+                yield from pcm_chunks(pcm, SAMPLE_RATE, self.chunk_ms)
 
 
 Provider = LocalKokoroTts
