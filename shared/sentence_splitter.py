@@ -18,12 +18,14 @@ _CLAUSE_END = re.compile(r"[,;:—]\s")
 # a period after one of these (a whole word, any case) is not a sentence end: English and Spanish titles and
 # abbreviations ("Dr. Smith", "Sra. López", "Ud.", "p. ej.", "núm. 5", "tel. 91...")
 _ABBREVIATIONS = (
-    "mr", "mrs", "ms", "dr", "st", "sr", "jr", "e.g", "i.e", "etc", "vs", "no",
+    "mr", "mrs", "ms", "dr", "st", "sr", "jr", "e.g", "i.e", "etc", "vs",
     "sra", "srta", "dra", "dña", "ud", "uds", "p", "ej", "p. ej", "núm", "tel",
 )  # fmt: skip
 _ABBREVIATION_END = re.compile(
     r"(?:(?<!\w)(?:" + "|".join(re.escape(a) for a in _ABBREVIATIONS) + r")|(?<![\w.])D)\.$", re.IGNORECASE
 )
+# "No." abbreviates a number sign only before a number ("No. 5"); before a word it is the Spanish (or English) "no"
+_NUMBER_SIGN = re.compile(r"(?<!\w)no\.$", re.IGNORECASE)
 _OPENERS = "¿¡"  # Spanish opening marks belong to what follows them: a segment never ends right after one
 
 
@@ -58,6 +60,13 @@ class SentenceSplitter:
     def _find_cut(self) -> int | None:
         for m in _SENTENCE_END.finditer(self._buf):
             before = self._buf[: m.start() + 1]
+            if _NUMBER_SIGN.search(before):
+                following = self._buf[m.end() :].lstrip()
+                if not following:
+                    return None  # "No. " and nothing yet: the next token tells a number sign from a "no"
+                if following[0].isdigit():
+                    continue
+                return m.end()
             if _ABBREVIATION_END.search(before) or re.search(r"\b\d+\.$", before):
                 continue  # "Dr. Smith", "Sr. García", "3.5" are not sentence ends
             return m.end()

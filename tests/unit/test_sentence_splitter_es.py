@@ -70,3 +70,14 @@ def test_a_question_may_be_cut_at_a_long_clause_but_the_opening_mark_stays_in_fr
     segments = _stream("Dígame una cosa, por favor: ¿quiere la cita por la mañana o por la tarde? Gracias.")
     assert segments[0] == "Dígame una cosa, por favor:"
     assert segments[1].startswith("¿quiere")
+
+
+@pytest.mark.parametrize("step", [1, 4])
+def test_no_is_a_sentence_unless_a_number_follows(step: int) -> None:
+    assert _stream("¿Tiene cita? No. Mañana sí. Es la habitación No. 5 del hotel. Vale.", step) == [
+        "¿Tiene cita?",
+        "No.",
+        "Mañana sí.",
+        "Es la habitación No. 5 del hotel.",
+        "Vale.",
+    ]
