@@ -179,3 +179,19 @@ def test_a_read_only_cache_with_a_verified_model_is_used_as_it_is(
 
     monkeypatch.setattr(model_parts, "_write_atomic", read_only)
     assert assemble(fake_model(), tmp_path) == path
+
+
+def test_the_install_step_prepares_every_model_and_says_so(
+    packages: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools import models
+
+    missing = SplitModel("Absent (nowhere)", "absent/x", (PackageFile("no_such_part9", "x"),), 1, "0" * 64)
+    monkeypatch.setattr(models, "OFFLINE_MODELS", (fake_model(), missing))
+    monkeypatch.setenv("VICTORIA_MODEL_CACHE", str(tmp_path / "cache"))
+    assert models.main([]) == 0  # a model whose packages are not installed is skipped
+    out = capsys.readouterr().out
+    assert out.startswith("==> preparing offline models (fake, Absent)")
+    assert "Absent (nowhere): packages not installed, skipped" in out
+    assert (tmp_path / "cache" / "fake" / "model.bin").read_bytes() == b"".join(PARTS)
+    assert models.main(["--strict"]) == 1
