@@ -11,7 +11,7 @@ import pytest
 from bench.spanish_models import TESTSET, is_spanish, words
 from services.gateway.call.channel import CallChannel
 from shared.bus import Bus
-from shared.events import ChatMessage, LlmContinuation, LlmRequest, SttRequest, TtsContinuation, TtsRequest, new_id
+from shared.events import ChatMessage, LlmContinuation, SttRequest, TtsContinuation, TtsRequest, new_id
 from shared.health import ping_services
 from shared.model_parts import OFFLINE_MODELS
 
@@ -47,25 +47,16 @@ async def test_a_spanish_turn_is_heard_answered_and_spoken_in_spanish(run_servic
     try:
         channel.expect_chained(1)
         tts = TtsContinuation(language="es-ES", sample_rate=8000, encoding="mulaw", reply_to=channel.subject_tts)
-        history = [ChatMessage(role="system", content=SYSTEM)]
-        stt = await channel.transcribe(
-            SttRequest(
-                call_id=channel.call_id,
-                turn_id=1,
-                audio=audio,
-                language="es-ES",
-                reply_to=channel.subject_stt,
-                llm=LlmContinuation(
-                    messages=history, temperature=0.0, max_tokens=40, reply_to=channel.subject_llm, tts=tts
-                ),
-            ),
-            timeout_s=30,
-        )
-        assert stt.chained and {"pagar", "tarjeta"} <= set(words(stt.text)), stt.text
-        request = LlmRequest(
-            call_id=channel.call_id, turn_id=1, messages=[*history, ChatMessage(role="user", content=stt.text)],
-            temperature=0.0, max_tokens=40, reply_to=channel.subject_llm, tts=tts,
+        cont = LlmContinuation(
+            messages=[ChatMessage(role="system", content=SYSTEM)], temperature=0.0, max_tokens=40,
+            reply_to=channel.subject_llm, tts=tts,
         )  # fmt: skip
+        heard = SttRequest(
+            call_id=channel.call_id, turn_id=1, audio=audio, language="es-ES", reply_to=channel.subject_stt, llm=cont
+        )
+        stt = await channel.transcribe(heard, timeout_s=30)
+        assert stt.chained and {"pagar", "tarjeta"} <= set(words(stt.text)), stt.text
+        request = cont.request(channel.call_id, 1, stt.text)  # what the STT worker sent (for a retry)
         chunks = [c async for c in channel.generate(request, timeout_s=30, chained=True)]
         reply = "".join(c.delta for c in chunks)
         assert chunks[-1].done and is_spanish(reply), reply
