@@ -120,7 +120,8 @@ class ProviderCache(Generic[P]):
                     breaker.record_failure()
                 if emitted or exc.code == "bad_request":
                     raise
-                last = exc
+                if last is None or exc.code != "unsupported_language":  # report why a provider that could speak failed
+                    last = exc
                 log.warning("provider_fallback", provider=candidate, code=exc.code, error=str(exc)[:200])
                 continue
             breaker.record_success()

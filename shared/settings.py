@@ -70,7 +70,9 @@ class WorkerSettings(CommonSettings):
         "model runs only its own max_parallel of them at a time, the others queue for it",
     )
     provider_fallbacks: str = Field(
-        default="", description="providers to try in order when the chosen one fails before answering, e.g. local_llama"
+        default="",
+        description="providers to try in order when the chosen one fails before answering, e.g. local_llama "
+        "(the TTS worker's default: local_kokoro, which reads the Spanish that piper's English voice refuses)",
     )
     circuit_failure_threshold: int = Field(default=5, ge=1, description="failures in a row that open a circuit")
     circuit_reset_s: float = Field(default=30.0, gt=0, description="how long an open circuit skips its provider")
@@ -119,6 +121,8 @@ class TtsSettings(WorkerSettings):
     """The TTS worker's own settings; each provider's are in its module (``services/tts_worker/providers/``)."""
 
     tts_provider: str = "local_piper"
+    # piper's voice is English: Spanish requests fall back to Kokoro's Spanish voices (``unsupported_language``)
+    provider_fallbacks: str = "local_kokoro"
     tts_chunk_ms: int = Field(default=200, ge=20, le=2000, description="size of streamed audio chunks")
     tts_request_timeout_s: RequestTimeout = 15.0
     tts_max_retries: MaxRetries = 2

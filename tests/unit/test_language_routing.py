@@ -24,7 +24,7 @@ from services.tts_worker.providers.voices import UNSUPPORTED_LANGUAGE, pick_loca
 from shared.call_config import known_providers
 from shared.events import ChatMessage, Event, LlmChunk, LlmContinuation, LlmRequest, TtsChunk, TtsRequest
 from shared.model_parts import model_family
-from shared.provider_cache import ProviderError
+from shared.provider_cache import ProviderCache, ProviderError
 
 
 def test_whisper_picks_its_model_dir_by_language(tmp_path: Path) -> None:
@@ -172,3 +172,37 @@ def test_azure_voices_speak_the_language_of_their_name() -> None:
     with pytest.raises(ProviderError) as err:
         pick("azure", voices, "en-US-GuyNeural", "en-US-JennyNeural", "ja-JP")
     assert err.value.code == UNSUPPORTED_LANGUAGE
+
+
+def test_the_tts_worker_falls_back_to_kokoro_by_default_and_the_others_to_nothing() -> None:
+    assert TtsWorkerSettings().provider_fallbacks == "local_kokoro"
+    assert LlmWorkerSettings().provider_fallbacks == "" and SttWorkerSettings().provider_fallbacks == ""
+
+
+class _Refusing:
+    """A provider that fails before producing anything, with a given code."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+
+async def test_a_chain_reports_why_a_provider_that_speaks_the_language_failed() -> None:
+    """piper refuses Spanish, Kokoro (which speaks it) is down: the error is Kokoro's, not piper's refusal; and an
+    English request whose voice is down is not reported as Kokoro's refusal of English."""
+
+    async def attempt(provider: _Refusing, _emit: object) -> None:
+        raise ProviderError(provider.code, provider.code, retryable=provider.code != UNSUPPORTED_LANGUAGE)
+
+    async def emit(_event: Event) -> None:
+        raise AssertionError("nothing to emit")
+
+    for codes, expected in (
+        ({"a": UNSUPPORTED_LANGUAGE, "b": "unavailable"}, "unavailable"),
+        ({"a": "auth", "b": UNSUPPORTED_LANGUAGE}, "auth"),
+        ({"a": UNSUPPORTED_LANGUAGE, "b": UNSUPPORTED_LANGUAGE}, UNSUPPORTED_LANGUAGE),
+        ({"a": "internal", "b": "timeout"}, "timeout"),  # as before: the last failure
+    ):
+        cache = ProviderCache(lambda name, c=codes: _Refusing(c[name]), "a", fallbacks="b")  # type: ignore[misc]
+        with pytest.raises(ProviderError) as err:
+            await cache.run(None, emit, attempt)  # type: ignore[arg-type]
+        assert err.value.code == expected, codes
