@@ -215,7 +215,11 @@ class GatewaySettings(CommonSettings):
     telnyx_stream_auth_token: SecretStr = Field(
         default=SecretStr(""), description="expected x-telnyx-streaming-auth-token on /telnyx/media; empty = none"
     )
-    telephony_refusal_message: str = "Sorry, we can't take your call right now. Please try again later. Goodbye."
+    telephony_refusal_message: str = Field(
+        default="",
+        description="said to phone calls refused while calls are stopped; empty = shared/texts.py's, "
+        "in the language of the agent the called number reaches",
+    )
 
     # durable lifecycle (services/gateway/lifecycle/spool.py) and the gateway's heartbeat
     lifecycle_spool_dir: str = Field(

@@ -166,13 +166,17 @@ async def _handle(
             return "already_ended"
         return await _answer(runtime, request, rest, payload, call_control_id)
     if event_type == "call.answered" and state.get("refuse"):
+        # in the language of the agent the called number reaches (TELEPHONY_REFUSAL_MESSAGE overrides the text)
+        refusal = await runtime.agents.refusal_for_number(
+            "telnyx", _called_number(payload), runtime.settings.telephony_refusal_message
+        )
         await rest.command(
             call_control_id,
             "speak",
             {
-                "payload": runtime.settings.telephony_refusal_message,
+                "payload": refusal.text,
                 "voice": "female",
-                "language": "en-US",
+                "language": refusal.locale,
                 "client_state": encode_state({"refuse": True}),
             },
         )
@@ -181,6 +185,10 @@ async def _handle(
         await rest.hangup(call_control_id)
         return "refused"
     return "recorded"
+
+
+def _called_number(payload: dict[str, Any]) -> str | None:
+    return str(payload.get("to") or "")[:64] or None
 
 
 async def _answer(
@@ -197,7 +205,7 @@ async def _answer(
         log.warning("telnyx_call_refused", reason=refusal)
         await rest.command(call_control_id, "answer", {"client_state": encode_state({"refuse": True})})
         return "refusing"
-    to_number = str(payload.get("to") or "")[:64] or None
+    to_number = _called_number(payload)
     agent_id = await runtime.agents.agent_for_number(to_number)
     settings = runtime.settings
     token = runtime.tokens.mint(
