@@ -114,12 +114,17 @@ def test_the_api_view_shows_resolved_texts_and_names_the_unset_ones() -> None:
     assert shown.catalogue_texts() == [] and "first_message" not in spec.catalogue_texts()
 
 
+def es_agent_spec() -> AgentSpec:
+    """The ``es`` agent as its migration stores it."""
+    stored = re.search(r"VALUES \('es', '(.*)'::jsonb\)", (MIGRATIONS_DIR / "0006_agent_es.sql").read_text())
+    assert stored is not None
+    return AgentSpec.model_validate(json.loads(stored.group(1).replace("''", "'")))
+
+
 def test_the_spanish_agent_migration() -> None:
     sql = (MIGRATIONS_DIR / "0006_agent_es.sql").read_text()
     assert "ON CONFLICT (agent_id) DO NOTHING" in sql and "'default'" not in sql
-    stored = re.search(r"VALUES \('es', '(.*)'::jsonb\)", sql)
-    assert stored is not None
-    spec = AgentSpec.model_validate(json.loads(stored.group(1).replace("''", "'")))
+    spec = es_agent_spec()
     assert spec.language == "es-ES" and spec.stt.language == "es-ES" and spec.extraction_fields == {}
     es = CallConfig.resolve("es", 1, spec, "twilio")
     assert [getattr(es, key) for key in TEXT_FIELDS] == [CATALOGUE["es"][key] for key in TEXT_FIELDS]
