@@ -15,22 +15,13 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.events import VoiceSpec
-from shared.texts import CATALOGUE, DEFAULT_LANGUAGE, TextKey, text_for
+from shared.texts import AGENT_TEXTS, CATALOGUE, DEFAULT_LANGUAGE, TextKey, text_for
 
 ClientType = Literal["browser", "twilio", "telnyx"]
 CLIENT_TYPES: tuple[ClientType, ...] = ("browser", "twilio", "telnyx")
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-# the texts an agent may set or leave to the catalogue (shared/texts.py) in its language
-TEXT_FIELDS: tuple[TextKey, ...] = (
-    "system_prompt",
-    "first_message",
-    "apology_message",
-    "reprompt_message",
-    "silence_goodbye_message",
-    "max_duration_message",
-    "shutdown_message",
-)
+TEXT_FIELDS = AGENT_TEXTS  # the texts an agent may set or leave to the catalogue (shared/texts.py)
 UNSET = "null = the catalogue's text in the agent's language (shared/texts.py: es, en; English otherwise)"
 Prompt = Annotated[str, Field(min_length=1, max_length=8000)]
 Greeting = Annotated[str, Field(max_length=1000)]

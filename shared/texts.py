@@ -10,9 +10,10 @@ defaults Victoria always had, so English agents sound exactly as before.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
-TextKey = Literal[
+# the texts an agent says, each one of its fields (it may set it or leave it to the catalogue)
+AgentTextKey = Literal[
     "system_prompt",
     "first_message",
     "apology_message",
@@ -20,8 +21,9 @@ TextKey = Literal[
     "silence_goodbye_message",
     "max_duration_message",
     "shutdown_message",
-    "telephony_refusal",
 ]
+AGENT_TEXTS: tuple[AgentTextKey, ...] = get_args(AgentTextKey)
+TextKey = AgentTextKey | Literal["telephony_refusal"]  # what the platform says for the agent too
 DEFAULT_LANGUAGE = "en"
 
 CATALOGUE: dict[str, dict[TextKey, str]] = {
