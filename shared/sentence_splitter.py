@@ -4,6 +4,9 @@ sentence while the LLM is still writing the rest.
 A segment ends at a sentence end (``.!?…`` followed by a space or the end) or, once it is long enough to
 sound natural on its own, at a clause break (``,;:``). The first segment may be cut shorter than the rest:
 the sooner TTS gets it, the sooner the caller hears something.
+
+The LLM worker is the only user: it cuts every reply and names the segments on its chunks, so the gateway
+plays exactly what was cut and never splits text itself.
 """
 
 from __future__ import annotations

@@ -50,3 +50,6 @@ GATEWAY_DRAINING = Gauge(
 DRAIN_CALLS_REMAINING = Gauge(
     "victoria_gateway_drain_calls_remaining", "Live calls a draining gateway is still waiting for"
 )
+CALL_STATE_TRANSITIONS = Counter(
+    "victoria_call_state_transitions_total", "Changes of a call's state (the call state machine)", ["from", "to"]
+)

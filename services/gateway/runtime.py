@@ -31,7 +31,8 @@ from shared.logging import get_logger
 from shared.settings import GatewaySettings
 
 if TYPE_CHECKING:
-    from services.gateway.call.session import CallSession, Transport
+    from services.gateway.call.session import CallSession
+    from services.gateway.call.transport import Transport
 
 log = get_logger(__name__)
 

@@ -1,16 +1,18 @@
-"""Streams an ``LlmRequest``'s reply as ``LlmChunk`` events on the call's ``llm`` subject, token by token.
+"""Streams an ``LlmRequest``'s reply as ``LlmChunk`` events on the call's ``llm`` subject.
 
-A request that carries a TTS continuation is chained: the worker cuts the reply into segments as tokens
-arrive and sends each segment's ``TtsRequest`` to the TTS queue group itself, results addressed to the
-gateway; the gateway then gets one chunk per cut, naming the segments (``LlmChunk.segments``), not one per
-token. A segment no TTS worker accepts is reported to the gateway as a ``not_chained`` error chunk on its
-TTS subject, and the gateway sends it itself.
+This worker is the only place a reply is cut into segments (sentences, long clauses): every chunk names the
+segments it completes (``LlmChunk.segments``), and the gateway plays exactly those. Unchained, a chunk per
+token, and the gateway sends the segments' TTS requests. A request that carries a TTS continuation is
+chained: the worker sends each segment's ``TtsRequest`` to the TTS queue group itself, results addressed to
+the gateway, and the gateway gets one chunk per cut, not one per token. A segment no TTS worker accepts is
+reported to the gateway as a ``not_chained`` error chunk on its TTS subject, and the gateway sends it itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -53,11 +55,10 @@ class LlmHandler:
 
     async def _attempt(self, provider: LlmProvider, req: LlmRequest, emit: Emit) -> None:
         started = time.perf_counter()
-        seq = 0
-        first = True
-        segments = _TtsChain(req, self.chain) if req.tts is not None and self.chain is not None else None
-        pending = ""  # chained: text not yet sent to the gateway (it goes with the segment it completes)
+        cuts = _ReplyCuts(req, self.chain)
+        out = _Chunks(lambda **fields: self._chunk(req, provider=provider.name, **fields), emit, cuts)
         skip = _Resume(req.resume)
+        first = True
         stream = provider.stream(req.messages, model=req.model, temperature=req.temperature, max_tokens=req.max_tokens)
         try:
             async for raw in stream:
@@ -67,64 +68,22 @@ class LlmHandler:
                     first = False
                 done = delta.finish_reason is not None
                 if done:
-                    model = req.model or "default"
-                    for kind, count in (("prompt", delta.prompt_tokens), ("completion", delta.completion_tokens)):
-                        if count:
-                            PROVIDER_TOKENS.labels(provider.name, model, kind).inc(count)
-                cut: list[str] = []
-                if segments is not None:
-                    # a chained reply reaches the gateway a segment at a time, not a token at a time: the
-                    # gateway only needs the segments' texts, and every event is CPU on both ends
-                    pending += delta.text
-                    cut = segments.feed(delta.text) + (segments.flush() if done else [])
-                    if cut:
-                        # the chunk leaves once a TTS worker has the segments: on a shared core the gateway's
-                        # handling of it would otherwise come before the TTS worker's start on the audio
-                        await segments.handed_on()
-                    elif not done:
-                        continue
-                    text, pending = pending, ""
-                else:
-                    text = delta.text
-                if text or done:
-                    await emit(
-                        self._chunk(
-                            req,
-                            seq=seq,
-                            delta=text,
-                            done=done,
-                            finish_reason=delta.finish_reason,
-                            prompt_tokens=delta.prompt_tokens,
-                            completion_tokens=delta.completion_tokens,
-                            provider=provider.name,
-                            tts_chained=segments is not None,
-                            segments=cut if segments is not None else None,
-                        )
-                    )
-                    seq += 1
+                    _count_tokens(provider.name, req.model, delta)
+                await out.send(
+                    delta.text,
+                    done=done,
+                    finish_reason=delta.finish_reason,
+                    prompt_tokens=delta.prompt_tokens,
+                    completion_tokens=delta.completion_tokens,
+                )
                 if done:
                     break
-            else:
-                # a provider that ends without a finish_reason still closes the stream for the gateway
-                cut = segments.flush() if segments is not None else []
-                await emit(
-                    self._chunk(
-                        req,
-                        seq=seq,
-                        delta=pending,
-                        done=True,
-                        finish_reason="stop",
-                        provider=provider.name,
-                        tts_chained=segments is not None,
-                        segments=cut if segments is not None else None,
-                    )
-                )
-            if segments is not None:
-                await segments.wait()
+            else:  # a provider that ends without a finish_reason still closes the stream for the gateway
+                await out.send("", done=True, finish_reason="stop")
+            await cuts.wait()
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
-            if segments is not None:
-                await segments.cancel()
+            await cuts.cancel()
         PROVIDER_DURATION.labels(SERVICE, provider.name).observe(time.perf_counter() - started)
 
     def error_event(self, req: LlmRequest, error: ErrorInfo) -> Event:
@@ -159,15 +118,52 @@ class _Resume:
         return replace(delta, text=delta.text[cut:])
 
 
-class _TtsChain:
-    """One chained reply's segments: cut as tokens arrive, each sent to the TTS queue group at once (the
-    sends run concurrently; the gateway plays segments in order whatever order they are accepted in)."""
+def _count_tokens(provider: str, model: str | None, delta: Delta) -> None:
+    for kind, count in (("prompt", delta.prompt_tokens), ("completion", delta.completion_tokens)):
+        if count:
+            PROVIDER_TOKENS.labels(provider, model or "default", kind).inc(count)
 
-    def __init__(self, req: LlmRequest, chain: Chain) -> None:
-        assert req.tts is not None
+
+class _Chunks:
+    """The reply's chunks to the gateway, each naming the segments it completes. Unchained, a chunk per
+    token; chained, a chunk per cut (the gateway only needs the segments' texts, and every event is CPU on
+    both ends), sent once a TTS worker has the segments: on a shared core the gateway's handling of it would
+    otherwise come before the TTS worker's start on the audio."""
+
+    def __init__(self, chunk: Callable[..., LlmChunk], emit: Emit, cuts: _ReplyCuts) -> None:
+        self.chunk = chunk
+        self.emit = emit
+        self.cuts = cuts
+        self.seq = 0
+        self.pending = ""  # chained: text not yet sent (it goes with the segment it completes)
+
+    async def send(self, text: str, *, done: bool, **fields: Any) -> None:
+        cut = self.cuts.cut(text, done=done)
+        if self.cuts.chained:
+            self.pending += text
+            if cut:
+                await self.cuts.handed_on()
+            elif not done:
+                return
+            text, self.pending = self.pending, ""
+        if text or done:
+            await self.emit(
+                self.chunk(seq=self.seq, delta=text, done=done, tts_chained=self.cuts.chained, segments=cut, **fields)
+            )
+            self.seq += 1
+
+
+class _ReplyCuts:
+    """One reply's segments, cut as tokens arrive (the only place a reply is cut). Chained (the request
+    carries a TTS continuation and this worker can chain), each segment is sent to the TTS queue group at
+    once (the sends run concurrently; the gateway plays segments in order whatever order they are accepted
+    in)."""
+
+    def __init__(self, req: LlmRequest, chain: Chain | None) -> None:
         self.req = req
         self.tts = req.tts
-        self.chain = chain
+        self.chain = chain if req.tts is not None else None
+        self.chained = self.chain is not None
         self.splitter = SentenceSplitter()
         # a resumed reply: the splitter starts where the lost worker's stood (same text, same cuts, the same
         # unfinished sentence held), and segments are numbered after those the gateway already has
@@ -176,21 +172,16 @@ class _TtsChain:
         self.sends: set[asyncio.Task[None]] = set()
         self._unconfirmed: list[asyncio.Task[None]] = []  # sent since the last handed_on()
 
-    def feed(self, text: str) -> list[str]:
-        """Send the segments ``text`` completes; returns them."""
-        cut = self.splitter.feed(text)
+    def cut(self, text: str, *, done: bool) -> list[str]:
+        """The segments ``text`` completes (all that is left when ``done``); chained, they are sent to TTS."""
+        cut = self.splitter.feed(text) + (self.splitter.flush() if done else [])
         for segment in cut:
-            self._send(segment)
+            index, self.count = self.count, self.count + 1
+            if self.chained:
+                self._send(index, segment)
         return cut
 
-    def flush(self) -> list[str]:
-        cut = self.splitter.flush()
-        for segment in cut:
-            self._send(segment)
-        return cut
-
-    def _send(self, text: str) -> None:
-        index, self.count = self.count, self.count + 1
+    def _send(self, index: int, text: str) -> None:
         task = asyncio.create_task(self._submit(index, text))
         self.sends.add(task)
         self._unconfirmed.append(task)
@@ -203,16 +194,17 @@ class _TtsChain:
             await asyncio.wait(tasks)
 
     async def _submit(self, index: int, text: str) -> None:
-        req, tts = self.req, self.tts
-        error = await self.chain.submit(
+        req, tts, chain = self.req, self.tts, self.chain
+        assert tts is not None and chain is not None
+        error = await chain.submit(
             subjects.TTS_REQUEST, tts.request(req.call_id, req.turn_id, index, text, trace_id=req.trace_id)
         )
         if error is None:
             return
         log.warning("chain_failed", stage="tts", segment=index, code=error.code, error=error.message[:200])
         # tell the gateway nobody has this segment, on the subject it waits on: it sends the request itself
-        await self.chain.publish(
-            self.tts.reply_to,
+        await chain.publish(
+            tts.reply_to,
             TtsChunk(
                 call_id=req.call_id,
                 turn_id=req.turn_id,

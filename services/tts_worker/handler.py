@@ -106,6 +106,12 @@ class _Batcher:
     audio is held back while what was already sent keeps the caller busy for ``SAFETY_S`` longer than it
     would take to send the held audio (a provider that stalls then still leaves no gap), up to ``MAX_EVENT_S``
     per event. A provider streaming at real time keeps the lead small, so each piece still leaves at once.
+
+    This is batching for the bus, not a second playback clock: the bytes, their order and their format are
+    exactly what the provider produced, and when the caller hears them is decided only by the gateway's
+    transport output (``services/gateway/call/output.py``, the pacer). The lead estimated here (real-time
+    playback from the first event) only bounds how much audio waits in this worker; it can only err early
+    (the caller's player started later than our first event), which sends audio sooner, never later.
     """
 
     SAFETY_S = 0.5

@@ -148,6 +148,27 @@ async def test_chained_turn_reaches_audio_with_one_request_per_stage(run_service
         await channel.close()
 
 
+async def test_unchained_the_llm_worker_still_names_the_segments_it_cut(run_service, bus: Bus) -> None:
+    """The LLM worker is the only place a reply is cut: without a TTS continuation its chunks come per token
+    and still name the segments they complete, for the gateway to send to TTS; the worker sends none."""
+    run_service("llm_worker", FAST)
+    await _wait_workers(bus, "llm")
+    channel = CallChannel(bus, f"unchained-{new_id()}", ack_timeout_s=1)
+    await channel.open()
+    try:
+        async with _counting(bus, subjects.TTS_REQUEST) as tts_sent:
+            request = _llm_request(channel, 1, "A table for two, please.").model_copy(update={"tts": None})
+            chunks = [c async for c in channel.generate(request, timeout_s=5)]
+            await asyncio.sleep(0.2)
+        assert chunks[-1].done and not any(c.tts_chained for c in chunks)
+        assert len(chunks) > 2  # per token, not per cut
+        assert "".join(c.delta for c in chunks) == "Sure. A table for two at eight."
+        assert [seg for c in chunks for seg in c.segments or ()] == ["Sure.", "A table for two at eight."]
+        assert tts_sent == []
+    finally:
+        await channel.close()
+
+
 async def test_a_chunk_names_its_segments_only_once_a_tts_worker_has_them(run_service, bus: Bus) -> None:
     """The LLM worker holds each chunk until the TTS requests of the segments it names are accepted: on a
     shared core the gateway's handling of the chunk must not come before the TTS worker's start on the audio."""

@@ -157,3 +157,23 @@ async def test_hangup_mid_reply_and_silent_caller_still_end_cleanly(stack, db_po
         silent = json.loads(await ws.recv())["call_id"]
     row = await _wait_call(db_pool, silent)
     assert row["end_reason"] == "caller_hangup" and row["status"] == "completed"
+
+
+async def test_the_browser_sees_each_change_of_the_calls_state(stack) -> None:
+    """Every transition of the call's state machine reaches the browser as a ``state`` message, in order."""
+    async with websockets.connect(ws_url(stack)) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": RATE}))
+        assert json.loads(await ws.recv())["type"] == "started"
+        states: list[dict] = []
+        while len(states) < 2:
+            m = await asyncio.wait_for(ws.recv(), 15)
+            if isinstance(m, str) and json.loads(m)["type"] == "state":
+                states.append(json.loads(m))
+        await ws.send(json.dumps({"type": "stop"}))
+        msgs, code = await _expect_close(ws)
+    assert code == 1000
+    assert states == [
+        {"type": "state", "caller": "listening", "agent": "speaking", "event": "Greet"},
+        {"type": "state", "caller": "listening", "agent": "idle", "event": "PlayedOut"},
+    ]
+    assert [m for m in msgs if m["type"] == "state"][-1]["agent"] == "ended" and msgs[-1]["type"] == "ended"

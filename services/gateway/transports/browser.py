@@ -27,7 +27,9 @@ from urllib.parse import urlsplit
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
+from services.gateway.call.output import AudioOutput, paced_output
 from services.gateway.call.session import CallSession
+from services.gateway.call.transport import SessionMessage
 from services.gateway.edge.call_tokens import CallClaims, TokenError
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
@@ -35,6 +37,7 @@ from services.gateway.transports.idle_timeout import IdleTimeout
 from services.gateway.transports.protocol import (
     CLIENT_MESSAGE,
     AudioMessage,
+    Clear,
     ErrorMessage,
     Started,
     StartMessage,
@@ -72,19 +75,31 @@ class BrowserTransport:
             if not self.closed:
                 await self.ws.send_bytes(data)
 
-    async def send_event(self, payload: dict[str, object]) -> None:
+    async def send_event(self, message: SessionMessage) -> None:
         async with self._lock:
             if not self.closed:
-                await self.ws.send_text(json.dumps(payload))
+                await self.ws.send_text(message.model_dump_json(exclude_none=True))
 
     async def send_clear(self) -> None:
-        await self.send_event({"type": "clear"})
+        await self.send_event(Clear())
+
+    def open_output(self, *, frame_ms: int, lead_ms: int) -> AudioOutput:
+        """Reply audio as binary PCM16 frames, paced; barge-in sends ``clear``."""
+        return paced_output(
+            client_type=self.client_type,
+            send_audio=self.send_audio,
+            send_clear=self.send_clear,
+            bytes_per_s=self.sample_rate * 2,
+            frame_ms=frame_ms,
+            lead_ms=lead_ms,
+        )
 
     async def close(self, code: int, reason: str) -> None:
+        """Close once (the session's end closes again: a no-op); a client already gone is no error."""
         async with self._lock:
             if not self.closed:
                 self.closed = True
-                await self.ws.close(code=code, reason=reason[:120])
+                await close_quietly(self.ws, code, reason)
 
 
 async def _send(ws: WebSocket, message: BaseModel) -> None:
@@ -207,7 +222,7 @@ async def _serve(ws: WebSocket, runtime: GatewayRuntime) -> None:
     with bound_call(call_id):
         try:
             await session.start()
-            reason = await _receive_loop(ws, session, limit)
+            reason = await _receive_loop(ws, transport, session, limit)
             await session.end(reason)
         except WebSocketDisconnect:
             await session.end("caller_hangup")
@@ -252,16 +267,18 @@ def _parse_start(text: str | None) -> StartMessage | str:
     return message
 
 
-async def _receive_loop(ws: WebSocket, session: CallSession, limit: int) -> str:
+async def _receive_loop(ws: WebSocket, transport: BrowserTransport, session: CallSession, limit: int) -> str:
     """Feed audio to the session until the client stops, hangs up or misbehaves; returns the end reason."""
     try:
         async with IdleTimeout(IDLE_TIMEOUT_S) as idle:
-            return await _receive_frames(ws, session, limit, idle)
+            return await _receive_frames(ws, transport, session, limit, idle)
     except TimeoutError:
         return "caller_idle"
 
 
-async def _receive_frames(ws: WebSocket, session: CallSession, limit: int, idle: IdleTimeout) -> str:
+async def _receive_frames(
+    ws: WebSocket, transport: BrowserTransport, session: CallSession, limit: int, idle: IdleTimeout
+) -> str:
     bad = 0
     while not session.ended:
         raw = await ws.receive()
@@ -273,8 +290,7 @@ async def _receive_frames(ws: WebSocket, session: CallSession, limit: int, idle:
         size = len(data) if data is not None else len(text or "")
         if size > limit:
             await _send_error(ws, "frame_too_big", f"a message may carry at most {limit} bytes, got {size}")
-            session.transport.closed = True  # type: ignore[attr-defined]
-            await close_quietly(ws, CLOSE_TOO_BIG, "message too big")
+            await transport.close(CLOSE_TOO_BIG, "message too big")
             return "protocol_error"
         problem: tuple[str, str] | None = None
         if data is not None:
@@ -287,8 +303,7 @@ async def _receive_frames(ws: WebSocket, session: CallSession, limit: int, idle:
             bad += 1
             await _send_error(ws, *problem)
             if bad >= MAX_BAD_MESSAGES:
-                session.transport.closed = True  # type: ignore[attr-defined]
-                await close_quietly(ws, CLOSE_PROTOCOL, "too many invalid messages")
+                await transport.close(CLOSE_PROTOCOL, "too many invalid messages")
                 return "protocol_error"
     return session.end_reason or "ended"
 

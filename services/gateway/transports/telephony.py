@@ -1,9 +1,6 @@
-"""What Twilio and Telnyx media streams share: the session transport (JSON text frames carrying base64
-G.711 at 8 kHz, marks, clear), the start of a phone call's session, and the guards against bad frames.
-
-The session sees a telephony call exactly like a browser call; only this transport differs: audio goes out
-as μ-law (the TTS workers produce it directly, no resampling here; A-law calls get a one-table re-encode),
-20 ms per frame, and every utterance is followed by a mark that the provider echoes once it has played.
+"""What Twilio and Telnyx media streams share: the start of a phone call's session, feeding it the stream,
+and the guards against bad frames. The session's transport over the stream is
+:class:`~services.gateway.transports.media_stream.MediaStreamTransport`.
 """
 
 from __future__ import annotations
@@ -12,17 +9,18 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.gateway.call.session import CallSession
 from services.gateway.edge.call_tokens import CallClaims, TokenError, TokenKind
 from services.gateway.metrics import CALL_TOKENS_REJECTED, CALLS_REJECTED, WS_PROTOCOL_ERRORS
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.transports.idle_timeout import IdleTimeout
+from services.gateway.transports.media_stream import Codec, MediaStreamTransport
 from services.gateway.transports.ws_close import (
     CLOSE_INTERNAL,
     CLOSE_INVALID_DATA,
@@ -31,7 +29,7 @@ from services.gateway.transports.ws_close import (
     CLOSE_TRY_LATER,
     close_quietly,
 )
-from shared.audio import alaw_to_pcm16, ulaw_to_alaw, ulaw_to_pcm16
+from shared.audio import alaw_to_pcm16, ulaw_to_pcm16
 from shared.logging import get_logger
 from shared.text_guard import first_unstorable
 
@@ -45,82 +43,6 @@ FLOOD_SECONDS = 3
 
 TOO_BIG = "message too big"
 INVALID_UNICODE = "invalid Unicode"
-Codec = Literal["PCMU", "PCMA"]
-Hangup = Callable[[], Awaitable[None]]
-
-
-class MediaStreamTransport:
-    """The session's transport over a provider media stream. ``envelope`` is what every outbound message
-    carries besides its event (Twilio: the ``streamSid``; Telnyx: nothing)."""
-
-    sample_rate = 8000
-    encoding: Literal["mulaw"] = "mulaw"
-
-    def __init__(
-        self,
-        ws: WebSocket,
-        client_type: Literal["twilio", "telnyx"],
-        *,
-        envelope: dict[str, str],
-        codec: Codec = "PCMU",
-        frame_ms: int = 20,
-        lead_ms: int = 20,
-        hangup: Hangup | None = None,
-    ) -> None:
-        self.ws = ws
-        self.client_type: Literal["twilio", "telnyx"] = client_type
-        self.envelope = envelope
-        self.codec = codec
-        self.frame_ms = frame_ms
-        self.lead_ms = lead_ms
-        self.hangup = hangup
-        self.remote_ended = False  # the provider said the call is over: no hang-up request needed
-        self.closed = False
-        self._closing = False
-        self._lock = asyncio.Lock()
-        self.sent_media = 0
-
-    async def _send(self, message: dict[str, object]) -> None:
-        async with self._lock:
-            if not self.closed:
-                await self.ws.send_text(json.dumps(message, separators=(",", ":")))
-
-    async def send_audio(self, data: bytes) -> None:
-        if self.codec == "PCMA":
-            data = ulaw_to_alaw(data)
-        payload = base64.b64encode(data).decode()
-        self.sent_media += 1
-        await self._send({"event": "media", **self.envelope, "media": {"payload": payload}})
-
-    async def send_mark(self, name: str) -> None:
-        await self._send({"event": "mark", **self.envelope, "mark": {"name": name}})
-
-    async def send_clear(self) -> None:
-        await self._send({"event": "clear", **self.envelope})
-
-    async def send_event(self, payload: dict[str, object]) -> None:
-        """Transcripts and metrics are for browsers; a phone stream only carries audio (they are logged)."""
-
-    async def close(self, code: int, reason: str) -> None:
-        """End the call: hang it up at the provider (after the goodbye played) unless it already ended."""
-        if self._closing:
-            return
-        self._closing = True
-        if self.hangup is not None and not self.remote_ended and reason != "caller_hangup":
-            try:
-                await asyncio.wait_for(self.hangup(), 10)
-            except Exception as exc:  # the stream close below still ends the media; log for the operator
-                log.warning(
-                    "provider_hangup_failed", client_type=self.client_type, error=str(exc) or type(exc).__name__
-                )
-        async with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-        try:
-            await self.ws.close(code=code, reason=reason[:120])
-        except Exception:  # already closed by the provider
-            pass
 
 
 class StreamClosed(Exception):
@@ -177,6 +99,24 @@ async def check_token(
         CALLS_REJECTED.labels(kind, "unauthorized").inc()
         log.warning("media_stream_unauthorized", client_type=kind, code=exc.code, detail=str(exc))
         await refuse_stream(ws, guard, "unauthorized", "missing or invalid stream token")
+        return None
+
+
+StartT = TypeVar("StartT", bound=BaseModel)
+
+
+async def accept_start(ws: WebSocket, guard: FrameGuard, model: type[StartT]) -> StartT | None:
+    """Accept the stream and read its ``start`` as the provider's ``model``; None when it was refused or the
+    caller left before it (the socket is closed with the code that says why)."""
+    await ws.accept()
+    try:
+        raw = await read_start(ws, guard)
+    except (WebSocketDisconnect, StreamClosed):
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        await refuse_stream(ws, guard, "bad_start", start_problem(exc))
         return None
 
 
@@ -373,7 +313,7 @@ async def _feed(
             close = await _media(msg, session, transport.codec, guard, reorder)
         elif msg["event"] == "mark":
             mark = msg.get("mark") if isinstance(msg.get("mark"), dict) else {}
-            session.pacer.mark_echoed(str(mark.get("name", "")))
+            transport.mark_played(str(mark.get("name", "")))
         elif msg["event"] == "dtmf":
             dtmf = msg.get("dtmf") if isinstance(msg.get("dtmf"), dict) else {}
             log.info("dtmf_received", digit=str(dtmf.get("digit", ""))[:1])

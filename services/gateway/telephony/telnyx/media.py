@@ -15,22 +15,20 @@ from __future__ import annotations
 import hmac
 from typing import Any, Literal
 
-from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, Field, StrictInt, ValidationError
+from fastapi import WebSocket
+from pydantic import BaseModel, Field, StrictInt
 
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony.telnyx.api import CALL_CONTROL_ID, decode_state
 from services.gateway.telephony.telnyx.webhooks import telnyx_rest
+from services.gateway.transports.media_stream import MediaStreamTransport
 from services.gateway.transports.telephony import (
     FrameGuard,
-    MediaStreamTransport,
-    StreamClosed,
+    accept_start,
     check_token,
     open_phone_session,
-    read_start,
     refuse_stream,
     serve_phone_call,
-    start_problem,
 )
 from services.gateway.transports.ws_close import CLOSE_PROTOCOL, CLOSE_UNSUPPORTED
 from shared.logging import bound_call, get_logger
@@ -101,15 +99,8 @@ async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         guard.bad_frame("bad_auth_token", "x-telnyx-streaming-auth-token missing or wrong")
         await ws.close(code=CLOSE_PROTOCOL, reason="invalid stream auth token")
         return
-    await ws.accept()
-    try:
-        raw = await read_start(ws, guard)
-    except (WebSocketDisconnect, StreamClosed):
-        return
-    try:
-        start = TelnyxStart.model_validate(raw)
-    except ValidationError as exc:
-        await refuse_stream(ws, guard, "bad_start", start_problem(exc))
+    start = await accept_start(ws, guard, TelnyxStart)
+    if start is None:
         return
     info, codec = start.start, start.start.media_format.encoding.upper()
     if codec not in ("PCMU", "PCMA") or info.media_format.sample_rate != 8000:

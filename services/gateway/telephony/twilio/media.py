@@ -15,22 +15,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from fastapi import WebSocket
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from services.gateway.runtime import GatewayRuntime
 from services.gateway.telephony.twilio.api import CALL_SID, TwilioRest, valid_signature
+from services.gateway.transports.media_stream import MediaStreamTransport
 from services.gateway.transports.telephony import (
     FrameGuard,
-    MediaStreamTransport,
-    StreamClosed,
+    accept_start,
     check_token,
     open_phone_session,
     public_host,
-    read_start,
     refuse_stream,
     serve_phone_call,
-    start_problem,
 )
 from services.gateway.transports.ws_close import CLOSE_PROTOCOL, CLOSE_UNSUPPORTED
 from shared.logging import bound_call, get_logger
@@ -92,15 +90,8 @@ async def twilio_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         guard.bad_frame("bad_signature", "X-Twilio-Signature missing or wrong on the stream's handshake")
         await ws.close(code=CLOSE_PROTOCOL, reason="invalid X-Twilio-Signature")  # before accept: HTTP 403
         return
-    await ws.accept()
-    try:
-        raw = await read_start(ws, guard)
-    except (WebSocketDisconnect, StreamClosed):
-        return
-    try:
-        start = TwilioStart.model_validate(raw)
-    except ValidationError as exc:
-        await refuse_stream(ws, guard, "bad_start", start_problem(exc))
+    start = await accept_start(ws, guard, TwilioStart)
+    if start is None:
         return
     fmt = start.start.media_format
     if fmt.encoding != "audio/x-mulaw" or fmt.sample_rate != 8000:

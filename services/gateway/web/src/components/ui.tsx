@@ -1,25 +1,31 @@
 import type { ReactNode } from 'react';
+import { useTranslation } from 'react-i18next';
 
-export function Spinner({ label = 'Loading…' }: { label?: string }) {
+import i18n, { intlLocale } from '../i18n';
+
+export function Spinner({ label }: { label?: string }) {
+  const { t } = useTranslation();
   return (
     <div role="status" className="flex items-center gap-2 py-6 text-slate-500">
       <span className="h-4 w-4 animate-spin rounded-full border-2 border-slate-300 border-t-sky-600" aria-hidden />
-      <span>{label}</span>
+      <span>{label ?? t('common.loading')}</span>
     </div>
   );
 }
 
-export function ErrorBox({ title = 'Something went wrong', message, onRetry }: { title?: string; message: string; onRetry?: () => void }) {
+/** An error message mentioning the API key (the server's English, or our own Spanish) gets a hint where to enter it. */
+const API_KEY_MENTION = /api[ -]?key|clave de api/i;
+
+export function ErrorBox({ title, message, onRetry }: { title?: string; message: string; onRetry?: () => void }) {
+  const { t } = useTranslation();
   return (
     <div role="alert" className="my-3 rounded-md border border-red-300 bg-red-50 p-3 text-sm text-red-800">
-      <p className="font-semibold">{title}</p>
+      <p className="font-semibold">{title ?? t('common.errorTitle')}</p>
       <p className="mt-1 whitespace-pre-wrap">{message}</p>
-      {message.toLowerCase().includes('api key') ? (
-        <p className="mt-1">Enter the key in the API key field at the top right and press Save.</p>
-      ) : null}
+      {API_KEY_MENTION.test(message) ? <p className="mt-1">{t('common.apiKeyHint')}</p> : null}
       {onRetry ? (
         <button type="button" onClick={onRetry} className="btn-secondary mt-2">
-          Retry
+          {t('common.retry')}
         </button>
       ) : null}
     </div>
@@ -58,15 +64,31 @@ export function Badge({ tone = 'slate', children }: { tone?: 'slate' | 'green' |
 export function formatTime(iso: string | null | undefined): string {
   if (!iso) return '—';
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(intlLocale());
+}
+
+/** A date-time from epoch milliseconds, in the chosen language. */
+export function formatEpoch(ms: number): string {
+  return new Date(ms).toLocaleString(intlLocale());
+}
+
+/** A time of day from epoch milliseconds, in the chosen language. */
+export function formatClock(ms: number): string {
+  return new Date(ms).toLocaleTimeString(intlLocale());
+}
+
+export function formatNumber(v: number): string {
+  return new Intl.NumberFormat(intlLocale()).format(v);
 }
 
 export function formatMs(v: number | null | undefined): string {
-  return typeof v === 'number' && Number.isFinite(v) ? `${Math.round(v)} ms` : '—';
+  return typeof v === 'number' && Number.isFinite(v) ? i18n.t('common.ms', { value: formatNumber(Math.round(v)) }) : '—';
 }
 
 export function formatDuration(seconds: number | null | undefined): string {
   if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return '—';
   const s = Math.round(seconds);
-  return s >= 60 ? `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+  return s >= 60
+    ? i18n.t('common.durationMinutes', { m: formatNumber(Math.floor(s / 60)), s: String(s % 60).padStart(2, '0') })
+    : i18n.t('common.durationSeconds', { s: formatNumber(s) });
 }

@@ -1,5 +1,8 @@
 // A small fetch wrapper: sends the API key from localStorage as X-API-Key and turns error answers into ApiError
-// (with FastAPI's 422 details mapped to field paths such as "turn.vad_start_ms").
+// (with FastAPI's 422 details mapped to field paths such as "turn.vad_start_ms"). The server's messages stay as they
+// come; the few written here are in the dashboard's language.
+
+import i18n from '../i18n';
 
 export const API_KEY_STORAGE = 'victoria.apiKey';
 export const ADMIN_KEY_STORAGE = 'victoria.adminKey';
@@ -64,8 +67,8 @@ export function fieldErrorsFrom(detail: unknown): FieldErrors {
 function describe(status: number, body: unknown, fallback: string): string {
   const detail = (body as { detail?: unknown } | null)?.detail;
   if (typeof detail === 'string') return detail;
-  if (Array.isArray(detail)) return 'Some fields are invalid';
-  if (status === 401) return 'Missing or invalid API key';
+  if (Array.isArray(detail)) return i18n.t('api.invalidFields');
+  if (status === 401) return i18n.t('api.missingKey');
   return fallback || `HTTP ${status}`;
 }
 
@@ -91,7 +94,7 @@ export async function apiFetch<T>(path: string, opts: RequestOptions = {}): Prom
       signal: opts.signal,
     });
   } catch (err) {
-    throw new ApiError(0, `Network error: ${(err as Error).message || 'the gateway did not answer'}`);
+    throw new ApiError(0, i18n.t('api.network', { message: (err as Error).message || i18n.t('api.noAnswer') }));
   }
   const text = await resp.text();
   let body: unknown = null;

@@ -1,4 +1,5 @@
 import { useEffect, useId, useMemo, useState, type FormEvent, type ReactNode } from 'react';
+import { useTranslation } from 'react-i18next';
 
 import type { FieldErrors } from '../../lib/api';
 import type { AgentSpec, ProviderCatalogue, ProviderInfo, ProviderKind } from '../../lib/types';
@@ -54,6 +55,7 @@ export interface AgentFormProps {
 
 /** Edits every field of an agent; the API validates the whole spec and its 422 errors show next to the fields. */
 export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave }: AgentFormProps) {
+  const { t } = useTranslation();
   const [draft, setDraft] = useState<Draft>(spec as unknown as Draft);
   const [json, setJson] = useState({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
   const [phones, setPhones] = useState((spec.phone_numbers ?? []).join('\n'));
@@ -73,6 +75,8 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
     errors[path] ?? Object.entries(errors).find(([k]) => k.startsWith(`${path}.`))?.[1];
 
   const set = (path: string, value: unknown) => setDraft((d) => setPath(d, path, value));
+  const f = (field: string): string => t(`agentForm.fields.${field}`);
+  const emptyIs = (value: string): string => t('agentForm.emptyIs', { value });
 
   function submit(e: FormEvent) {
     e.preventDefault();
@@ -81,10 +85,10 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
     for (const key of ['overlays', 'extraction_fields'] as const) {
       try {
         const v: unknown = JSON.parse(json[key] || '{}');
-        if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('must be a JSON object');
+        if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(t('agentForm.mustBeObject'));
         parsed[key] = v;
       } catch (err) {
-        bad[key] = `invalid JSON: ${(err as Error).message}`;
+        bad[key] = t('agentForm.invalidJson', { message: (err as Error).message });
       }
     }
     setJsonErrors(bad);
@@ -128,7 +132,7 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
     </Field>
   );
 
-  const optional = (path: string, label: string, list?: Suggestion[], hint = 'empty = worker default') => (
+  const optional = (path: string, label: string, list?: Suggestion[], hint: string | undefined = t('agentForm.emptyWorkerDefault')) => (
     <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={hint}>
       {(props) => (
         <>
@@ -157,12 +161,12 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
     const value = typeof current === 'string' ? current : '';
     const fallbackDefault = list?.find((p) => p.default)?.name;
     const chosen = list?.find((p) => p.name === value);
-    const hint = chosen && !chosen.usable ? `not usable here: ${chosen.status}` : undefined;
+    const hint = chosen && !chosen.usable ? t('agentForm.notUsable', { status: chosen.status }) : undefined;
     return (
       <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={hint}>
         {(props) => (
           <select {...props} value={value} onChange={(e) => set(path, e.target.value === '' ? null : e.target.value)}>
-            <option value="">{fallbackDefault ? `worker default (${fallbackDefault})` : 'worker default'}</option>
+            <option value="">{fallbackDefault ? t('agentForm.workerDefaultNamed', { name: fallbackDefault }) : t('agentForm.workerDefault')}</option>
             {value && !names.includes(value) ? <option value={value}>{value}</option> : null}
             {names.map((name) => {
               const info = list?.find((p) => p.name === name);
@@ -195,14 +199,14 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
   const summary = Object.entries(errors);
 
   return (
-    <form onSubmit={submit} noValidate aria-label="Agent settings" className="space-y-6">
+    <form onSubmit={submit} noValidate aria-label={t('agentForm.formLabel')} className="space-y-6">
       {summary.length ? (
         <div role="alert" className="rounded-md border border-red-300 bg-red-50 p-3 text-sm text-red-800">
-          <p className="font-semibold">The agent was not saved: fix these fields.</p>
+          <p className="font-semibold">{t('agentForm.notSaved')}</p>
           <ul className="mt-1 list-disc pl-5">
             {summary.map(([path, msg]) => (
               <li key={path}>
-                <code>{path === '_' ? 'agent' : path}</code>: {msg}
+                <code>{path === '_' ? t('agentForm.wholeAgent') : path}</code>: {msg}
               </li>
             ))}
           </ul>
@@ -210,44 +214,44 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
       ) : null}
 
       <fieldset className="grid gap-4 md:grid-cols-2">
-        <legend className="mb-2 text-base font-semibold">Conversation</legend>
-        {text('name', 'Name')}
-        {text('language', 'Language', { hint: 'e.g. en-US' })}
-        <div className="md:col-span-2">{text('system_prompt', 'System prompt', { area: true, rows: 5 })}</div>
-        <div className="md:col-span-2">{text('first_message', 'First message', { area: true, rows: 2, hint: 'spoken when the call starts; empty = wait for the caller' })}</div>
-        {text('reprompt_message', 'Re-prompt (after silence)', { area: true, rows: 2 })}
-        {text('silence_goodbye_message', 'Goodbye after silence', { area: true, rows: 2 })}
-        {text('apology_message', 'Apology (on errors)', { area: true, rows: 2 })}
-        {text('max_duration_message', 'At the time limit', { area: true, rows: 2 })}
-        {optional('shutdown_message', 'Goodbye when the gateway restarts', undefined, "empty = the default in the agent's language (en, es)")}
+        <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.conversation')}</legend>
+        {text('name', f('name'))}
+        {text('language', f('language'), { hint: f('languageHint') })}
+        <div className="md:col-span-2">{text('system_prompt', f('systemPrompt'), { area: true, rows: 5 })}</div>
+        <div className="md:col-span-2">{text('first_message', f('firstMessage'), { area: true, rows: 2, hint: f('firstMessageHint') })}</div>
+        {text('reprompt_message', f('reprompt'), { area: true, rows: 2 })}
+        {text('silence_goodbye_message', f('silenceGoodbye'), { area: true, rows: 2 })}
+        {text('apology_message', f('apology'), { area: true, rows: 2 })}
+        {text('max_duration_message', f('maxDuration'), { area: true, rows: 2 })}
+        {optional('shutdown_message', f('shutdown'), undefined, f('shutdownHint'))}
       </fieldset>
 
       <fieldset className="grid gap-4 md:grid-cols-3">
-        <legend className="mb-2 text-base font-semibold">Voice, LLM and STT</legend>
-        {providerSelect('tts', 'voice.provider', 'Voice provider')}
-        {optional('voice.name', 'Voice name', voiceSuggestions, tts?.default_voice ? `empty = ${tts.default_voice}` : undefined)}
-        {optional('voice.style', 'Voice style', styleSuggestions, 'empty = neutral')}
-        {number('voice.rate', 'Voice rate (0.5–2)')}
-        {number('voice.pitch', 'Voice pitch (%)')}
+        <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.voice')}</legend>
+        {providerSelect('tts', 'voice.provider', f('voiceProvider'))}
+        {optional('voice.name', f('voiceName'), voiceSuggestions, tts?.default_voice ? emptyIs(tts.default_voice) : undefined)}
+        {optional('voice.style', f('voiceStyle'), styleSuggestions, f('voiceStyleHint'))}
+        {number('voice.rate', f('voiceRate'))}
+        {number('voice.pitch', f('voicePitch'))}
         <span />
-        {providerSelect('llm', 'llm.provider', 'LLM provider')}
-        {optional('llm.model', 'LLM model', models(llm), llm?.default_model ? `empty = ${llm.default_model}` : undefined)}
-        {number('llm.temperature', 'Temperature (0–2)')}
-        {number('llm.max_tokens', 'Max tokens', '1')}
+        {providerSelect('llm', 'llm.provider', f('llmProvider'))}
+        {optional('llm.model', f('llmModel'), models(llm), llm?.default_model ? emptyIs(llm.default_model) : undefined)}
+        {number('llm.temperature', f('temperature'))}
+        {number('llm.max_tokens', f('maxTokens'), '1')}
         <span />
         <span />
-        {providerSelect('stt', 'stt.provider', 'STT provider')}
-        {optional('stt.model', 'STT model', models(stt), stt?.default_model ? `empty = ${stt.default_model}` : undefined)}
-        {optional('stt.language', 'STT language', sttLanguages, 'empty = the agent language')}
+        {providerSelect('stt', 'stt.provider', f('sttProvider'))}
+        {optional('stt.model', f('sttModel'), models(stt), stt?.default_model ? emptyIs(stt.default_model) : undefined)}
+        {optional('stt.language', f('sttLanguage'), sttLanguages, f('sttLanguageHint'))}
       </fieldset>
 
       <fieldset className="grid gap-4 md:grid-cols-2">
-        <legend className="mb-2 text-base font-semibold">Telephony</legend>
+        <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.telephony')}</legend>
         <Field
           id={`${formId}-phone_numbers`}
-          label="Phone numbers"
+          label={f('phoneNumbers')}
           error={errorFor('phone_numbers')}
-          hint="E.164 (e.g. +34910000000), one per line or comma-separated: incoming Twilio/Telnyx calls to these numbers are answered by this agent"
+          hint={f('phoneNumbersHint')}
         >
           {(props) => (
             <textarea
@@ -262,17 +266,17 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
       </fieldset>
 
       <fieldset className="grid gap-4 md:grid-cols-3">
-        <legend className="mb-2 text-base font-semibold">Turn taking, VAD and silence</legend>
-        {number('turn.vad_start_ms', 'Speech to open a turn / barge in (ms)', '1')}
-        {number('turn.vad_stop_ms', 'Silence to end a turn (ms)', '1')}
-        {number('turn.vad_preroll_ms', 'Pre-roll (ms)', '1')}
-        {number('turn.silence_timeout_s', 'Silence timeout (s)')}
-        {number('turn.max_call_s', 'Maximum call length (s)')}
+        <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.turn')}</legend>
+        {number('turn.vad_start_ms', f('vadStart'), '1')}
+        {number('turn.vad_stop_ms', f('vadStop'), '1')}
+        {number('turn.vad_preroll_ms', f('preroll'), '1')}
+        {number('turn.silence_timeout_s', f('silenceTimeout'))}
+        {number('turn.max_call_s', f('maxCall'))}
       </fieldset>
 
       <fieldset className="grid gap-4 md:grid-cols-2">
-        <legend className="mb-2 text-base font-semibold">Advanced (JSON)</legend>
-        <Field id={`${formId}-extraction`} label="Extraction fields" error={errorFor('extraction_fields')} hint='{"field_name": "what to extract"}'>
+        <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.advanced')}</legend>
+        <Field id={`${formId}-extraction`} label={f('extraction')} error={errorFor('extraction_fields')} hint={f('extractionHint')}>
           {(props) => (
             <textarea
               {...props}
@@ -283,7 +287,7 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
             />
           )}
         </Field>
-        <Field id={`${formId}-overlays`} label="Overlays per client type" error={errorFor('overlays')} hint='{"twilio": {"voice": {"rate": 1.1}}}'>
+        <Field id={`${formId}-overlays`} label={f('overlays')} error={errorFor('overlays')} hint={f('overlaysHint')}>
           {(props) => (
             <textarea
               {...props}
@@ -298,7 +302,7 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
 
       <div className="flex items-center gap-3">
         <button type="submit" className="btn-primary" disabled={saving}>
-          {saving ? 'Saving…' : 'Save agent'}
+          {saving ? t('agentForm.saving') : t('agentForm.save')}
         </button>
         <button
           type="button"
@@ -306,7 +310,7 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
           disabled={saving}
           onClick={reset}
         >
-          Discard changes
+          {t('agentForm.discard')}
         </button>
       </div>
     </form>

@@ -1,4 +1,5 @@
 import { useEffect, useState, type FormEvent } from 'react';
+import { useTranslation } from 'react-i18next';
 
 import { useAppDispatch, useAppSelector } from '../../app/hooks';
 import { Card, Empty, ErrorBox, Spinner, formatTime } from '../../components/ui';
@@ -6,6 +7,7 @@ import { AgentForm } from './AgentForm';
 import { agentChosen, createAgent, deleteAgent, fetchAgents, fetchProviders, saveAgent } from './agentsSlice';
 
 export function AgentsPage() {
+  const { t } = useTranslation();
   const dispatch = useAppDispatch();
   const { items, status, error, selectedId, save, providers } = useAppSelector((s) => s.agents);
   const apiKey = useAppSelector((s) => s.auth.apiKey);
@@ -24,11 +26,11 @@ export function AgentsPage() {
 
   return (
     <div className="grid gap-6 lg:grid-cols-[16rem_1fr]">
-      <Card title="Agents">
-        {status === 'loading' && items.length === 0 ? <Spinner label="Loading agents…" /> : null}
+      <Card title={t('agents.title')}>
+        {status === 'loading' && items.length === 0 ? <Spinner label={t('agents.loading')} /> : null}
         {status === 'failed' && error ? <ErrorBox message={error} onRetry={() => void dispatch(fetchAgents())} /> : null}
-        {status === 'succeeded' && items.length === 0 ? <Empty>No agents yet.</Empty> : null}
-        <ul className="space-y-1" aria-label="Agent list">
+        {status === 'succeeded' && items.length === 0 ? <Empty>{t('agents.empty')}</Empty> : null}
+        <ul className="space-y-1" aria-label={t('agents.listLabel')}>
           {items.map((a) => (
             <li key={a.agent_id}>
               <button
@@ -41,26 +43,26 @@ export function AgentsPage() {
               >
                 {a.agent_id}
                 <span className="block text-xs font-normal text-slate-500">
-                  {a.spec.name} · v{a.version}
+                  {a.spec.name} · {t('agents.version', { version: a.version })}
                 </span>
               </button>
             </li>
           ))}
         </ul>
-        <form onSubmit={onCreate} className="mt-4 space-y-2 border-t border-slate-200 pt-4" aria-label="New agent">
+        <form onSubmit={onCreate} className="mt-4 space-y-2 border-t border-slate-200 pt-4" aria-label={t('agents.newFormLabel')}>
           <label htmlFor="new-agent-id" className="label">
-            New agent id
+            {t('agents.newId')}
           </label>
           <input
             id="new-agent-id"
             className="input"
             value={newId}
             onChange={(e) => setNewId(e.target.value)}
-            placeholder="e.g. booking-desk"
+            placeholder={t('agents.newIdPlaceholder')}
             pattern="[a-z0-9][a-z0-9_\-]{0,63}"
           />
           <button type="submit" className="btn-secondary w-full" disabled={!newId.trim()}>
-            Create with defaults
+            {t('agents.create')}
           </button>
         </form>
       </Card>
@@ -68,31 +70,31 @@ export function AgentsPage() {
       <div className="min-w-0">
         {selected ? (
           <Card
-            title={`Agent “${selected.agent_id}”`}
+            title={t('agents.heading', { id: selected.agent_id })}
             actions={
               selected.agent_id !== 'default' ? (
                 <button
                   type="button"
                   className="btn-secondary text-red-700"
                   onClick={() => {
-                    if (window.confirm(`Delete agent ${selected.agent_id}?`)) void dispatch(deleteAgent(selected.agent_id));
+                    if (window.confirm(t('agents.confirmDelete', { id: selected.agent_id }))) void dispatch(deleteAgent(selected.agent_id));
                   }}
                 >
-                  Delete
+                  {t('agents.delete')}
                 </button>
               ) : undefined
             }
           >
             <p className="mb-4 text-sm text-slate-500">
-              Version {selected.version} · updated {formatTime(selected.updated_at)}. Changes apply to new calls.
+              {t('agents.meta', { version: selected.version, updated: formatTime(selected.updated_at) })}
             </p>
             {save.status === 'succeeded' && save.savedVersion !== null ? (
               <p role="status" className="mb-4 rounded-md bg-emerald-50 p-2 text-sm text-emerald-800">
-                Saved — now version {save.savedVersion}.
+                {t('agents.saved', { version: save.savedVersion })}
               </p>
             ) : null}
             {save.status === 'failed' && save.error && Object.keys(save.fieldErrors).length === 0 ? (
-              <ErrorBox title="Not saved" message={save.error} />
+              <ErrorBox title={t('agents.notSaved')} message={save.error} />
             ) : null}
             <AgentForm
               key={selected.agent_id}
@@ -104,7 +106,7 @@ export function AgentsPage() {
             />
           </Card>
         ) : status === 'succeeded' ? (
-          <Empty>Pick an agent on the left.</Empty>
+          <Empty>{t('agents.pick')}</Empty>
         ) : null}
       </div>
     </div>

@@ -1,5 +1,6 @@
 import { createAsyncThunk, createSlice, type PayloadAction } from '@reduxjs/toolkit';
 
+import i18n from '../../i18n';
 import { apiFetch, apiGet, serializeError, type FieldErrors, type SerializedApiError } from '../../lib/api';
 import type { Agent, AgentSpec, ProviderCatalogue } from '../../lib/types';
 
@@ -44,7 +45,7 @@ export const fetchProviders = createAsyncThunk<ProviderCatalogue, void, Reject>(
   async (_, { rejectWithValue }) => {
     try {
       const data = await apiGet<unknown>('/api/v1/providers');
-      if (!isCatalogue(data)) return rejectWithValue({ status: 0, message: 'unexpected providers answer', fieldErrors: {} });
+      if (!isCatalogue(data)) return rejectWithValue({ status: 0, message: i18n.t('agents.unexpectedProviders'), fieldErrors: {} });
       return data;
     } catch (err) {
       return rejectWithValue(serializeError(err));
@@ -134,7 +135,7 @@ const agentsSlice = createSlice({
       })
       .addCase(fetchAgents.rejected, (state, action) => {
         state.status = 'failed';
-        state.error = action.payload?.message ?? action.error.message ?? 'could not load agents';
+        state.error = action.payload?.message ?? action.error.message ?? i18n.t('agents.loadFailed');
       })
       .addCase(saveAgent.pending, (state) => {
         state.save = { status: 'loading', error: null, fieldErrors: {}, savedVersion: null };
@@ -143,7 +144,7 @@ const agentsSlice = createSlice({
         upsert(state.items, action.payload);
         state.save = { status: 'succeeded', error: null, fieldErrors: {}, savedVersion: action.payload.version };
       })
-      .addCase(saveAgent.rejected, (state, action) => saveFailed(state, action.payload, 'could not save'))
+      .addCase(saveAgent.rejected, (state, action) => saveFailed(state, action.payload, i18n.t('agents.saveFailed')))
       .addCase(createAgent.pending, (state) => {
         state.save = { status: 'loading', error: null, fieldErrors: {}, savedVersion: null };
       })
@@ -152,7 +153,7 @@ const agentsSlice = createSlice({
         state.selectedId = action.payload.agent_id;
         state.save = { status: 'succeeded', error: null, fieldErrors: {}, savedVersion: action.payload.version };
       })
-      .addCase(createAgent.rejected, (state, action) => saveFailed(state, action.payload, 'could not create'))
+      .addCase(createAgent.rejected, (state, action) => saveFailed(state, action.payload, i18n.t('agents.createFailed')))
       .addCase(deleteAgent.fulfilled, (state, action) => {
         state.items = state.items.filter((a) => a.agent_id !== action.payload);
         if (state.selectedId === action.payload) state.selectedId = state.items[0]?.agent_id ?? null;
@@ -168,9 +169,9 @@ const agentsSlice = createSlice({
       .addCase(fetchProviders.rejected, (state, action) => {
         // the form still works without suggestions: keep any catalogue loaded before
         state.providers.status = 'failed';
-        state.providers.error = action.payload?.message ?? action.error.message ?? 'could not load providers';
+        state.providers.error = action.payload?.message ?? action.error.message ?? i18n.t('agents.providersFailed');
       })
-      .addCase(deleteAgent.rejected, (state, action) => saveFailed(state, action.payload, 'could not delete'));
+      .addCase(deleteAgent.rejected, (state, action) => saveFailed(state, action.payload, i18n.t('agents.deleteFailed')));
   },
 });
 

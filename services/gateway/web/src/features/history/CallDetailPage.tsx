@@ -1,19 +1,16 @@
 import { useEffect } from 'react';
+import { useTranslation } from 'react-i18next';
 import { Link, useParams } from 'react-router-dom';
 
 import { useAppDispatch, useAppSelector } from '../../app/hooks';
 import { Badge, Card, Empty, ErrorBox, Spinner, formatDuration, formatMs, formatTime } from '../../components/ui';
 import { fetchCallDetail } from './historySlice';
-import { statusTone } from './HistoryPage';
+import { clientLabel, statusLabel, statusTone } from './HistoryPage';
 
-const LATENCY_KEYS: [string, string][] = [
-  ['stt_done_ms', 'STT done'],
-  ['llm_first_token_ms', 'LLM first token'],
-  ['tts_first_audio_ms', 'TTS first audio'],
-  ['first_audio_sent_ms', 'First audio sent'],
-];
+const LATENCY_KEYS = ['stt_done_ms', 'llm_first_token_ms', 'tts_first_audio_ms', 'first_audio_sent_ms'] as const;
 
 export function CallDetailPage() {
+  const { t } = useTranslation();
   const { callId = '' } = useParams();
   const dispatch = useAppDispatch();
   const detail = useAppSelector((s) => s.history.detail);
@@ -29,33 +26,33 @@ export function CallDetailPage() {
   return (
     <div className="space-y-6">
       <Link to="/history" className="text-sm text-sky-700 underline hover:text-sky-900">
-        ← Back to the history
+        {t('callDetail.back')}
       </Link>
-      {detail.status === 'loading' ? <Spinner label="Loading the call…" /> : null}
+      {detail.status === 'loading' ? <Spinner label={t('callDetail.loading')} /> : null}
       {detail.status === 'failed' && detail.error ? (
         <ErrorBox message={detail.error} onRetry={() => void dispatch(fetchCallDetail(callId))} />
       ) : null}
       {call ? (
         <>
-          <Card title="Call">
+          <Card title={t('callDetail.call')}>
             <dl className="grid gap-x-6 gap-y-2 text-sm sm:grid-cols-2 lg:grid-cols-4">
-              <Item label="Call id" value={<span className="font-mono text-xs">{call.call_id}</span>} />
-              <Item label="Agent" value={call.agent_id ?? '—'} />
-              <Item label="Client" value={call.client_type} />
-              <Item label="Status" value={<Badge tone={statusTone(call.status)}>{call.status}</Badge>} />
-              <Item label="Started" value={formatTime(call.started_at)} />
-              <Item label="Ended" value={formatTime(call.ended_at)} />
-              <Item label="Duration" value={formatDuration(call.duration_s)} />
-              <Item label="End reason" value={<span data-testid="end-reason">{call.end_reason ?? '—'}</span>} />
-              {call.from_number ? <Item label="From" value={call.from_number} /> : null}
-              {call.to_number ? <Item label="To" value={call.to_number} /> : null}
+              <Item label={t('callDetail.callId')} value={<span className="font-mono text-xs">{call.call_id}</span>} />
+              <Item label={t('callDetail.agent')} value={call.agent_id ?? '—'} />
+              <Item label={t('callDetail.client')} value={clientLabel(t, call.client_type)} />
+              <Item label={t('callDetail.status')} value={<Badge tone={statusTone(call.status)}>{statusLabel(t, call.status)}</Badge>} />
+              <Item label={t('callDetail.started')} value={formatTime(call.started_at)} />
+              <Item label={t('callDetail.ended')} value={formatTime(call.ended_at)} />
+              <Item label={t('callDetail.duration')} value={formatDuration(call.duration_s)} />
+              <Item label={t('callDetail.endReason')} value={<span data-testid="end-reason">{call.end_reason ?? '—'}</span>} />
+              {call.from_number ? <Item label={t('callDetail.from')} value={call.from_number} /> : null}
+              {call.to_number ? <Item label={t('callDetail.to')} value={call.to_number} /> : null}
             </dl>
           </Card>
 
           <div className="grid gap-6 lg:grid-cols-[2fr_1fr]">
-            <Card title="Transcript">
-              {call.transcript.length === 0 ? <Empty>Nothing was said in this call.</Empty> : null}
-              <ol className="space-y-3" aria-label="Transcript">
+            <Card title={t('callDetail.transcript')}>
+              {call.transcript.length === 0 ? <Empty>{t('callDetail.nothingSaid')}</Empty> : null}
+              <ol className="space-y-3" aria-label={t('callDetail.transcript')}>
                 {call.transcript.map((line) => (
                   <li
                     key={line.seq}
@@ -67,26 +64,26 @@ export function CallDetailPage() {
                         line.role === 'user' ? 'bg-sky-600 text-white' : 'bg-slate-100 text-slate-900'
                       }`}
                     >
-                      <span className="sr-only">{line.role === 'user' ? 'Caller: ' : 'Agent: '}</span>
+                      <span className="sr-only">{line.role === 'user' ? t('callDetail.callerPrefix') : t('callDetail.agentPrefix')}</span>
                       {line.text}
-                      {line.interrupted ? <span className="ml-2 text-xs italic opacity-80">(interrupted)</span> : null}
+                      {line.interrupted ? <span className="ml-2 text-xs italic opacity-80">{t('callDetail.interrupted')}</span> : null}
                     </div>
                   </li>
                 ))}
               </ol>
             </Card>
             <div className="space-y-6">
-              <Card title="Latency per turn">
+              <Card title={t('callDetail.latency')}>
                 {withLatency.length === 0 ? (
-                  <Empty>No measured replies.</Empty>
+                  <Empty>{t('callDetail.noLatency')}</Empty>
                 ) : (
-                  <table className="w-full" aria-label="Latency per turn">
+                  <table className="w-full" aria-label={t('callDetail.latency')}>
                     <thead>
                       <tr>
-                        <th className="th">Reply</th>
-                        {LATENCY_KEYS.map(([, label]) => (
-                          <th key={label} className="th">
-                            {label}
+                        <th className="th">{t('callDetail.reply')}</th>
+                        {LATENCY_KEYS.map((k) => (
+                          <th key={k} className="th">
+                            {t(`callDetail.latencyKeys.${k}`)}
                           </th>
                         ))}
                       </tr>
@@ -95,7 +92,7 @@ export function CallDetailPage() {
                       {withLatency.map((l) => (
                         <tr key={l.seq}>
                           <td className="td">#{l.seq}</td>
-                          {LATENCY_KEYS.map(([k]) => (
+                          {LATENCY_KEYS.map((k) => (
                             <td key={k} className="td whitespace-nowrap">
                               {formatMs(l.latency_ms[k])}
                             </td>
@@ -106,15 +103,15 @@ export function CallDetailPage() {
                   </table>
                 )}
               </Card>
-              <Card title="Extraction">
+              <Card title={t('callDetail.extraction')}>
                 <ExtractionView data={call.extracted_data} />
               </Card>
               {call.errors.length ? (
-                <Card title="Errors">
+                <Card title={t('callDetail.errors')}>
                   <ul className="space-y-2 text-sm">
                     {call.errors.map((e, i) => (
                       <li key={i} className="rounded border border-red-200 bg-red-50 p-2">
-                        <b>{e.code}</b> ({e.stage}) at {formatTime(e.at)}: {e.message}
+                        <b>{e.code}</b> {t('callDetail.errorAt', { stage: e.stage, at: formatTime(e.at), message: e.message })}
                       </li>
                     ))}
                   </ul>
@@ -132,19 +129,24 @@ type Extraction = { status?: string; [key: string]: unknown };
 
 /** The recorder's ``extracted_data``: pending/running while it works, then ok (fields), skipped or failed. */
 export function ExtractionView({ data }: { data: unknown }) {
-  if (data == null) return <Empty>No extraction for this call.</Empty>;
+  const { t } = useTranslation();
+  if (data == null) return <Empty>{t('callDetail.noExtraction')}</Empty>;
   const x = data as Extraction;
   if (x.status === 'pending' || x.status === 'running')
     return (
       <p role="status" className="text-sm text-slate-600">
-        Extraction in progress… reload in a moment.
+        {t('callDetail.extractionRunning')}
       </p>
     );
-  if (x.status === 'skipped') return <p className="text-sm text-slate-600">Skipped: {String(x.reason ?? '')}</p>;
+  if (x.status === 'skipped') return <p className="text-sm text-slate-600">{t('callDetail.extractionSkipped', { reason: String(x.reason ?? '') })}</p>;
   if (x.status === 'failed')
     return (
       <div className="text-sm text-red-800">
-        <p className="font-semibold">Extraction failed after {String(x.attempts ?? '?')} attempt(s).</p>
+        <p className="font-semibold">
+          {typeof x.attempts === 'number'
+            ? t('callDetail.extractionFailed', { count: x.attempts })
+            : t('callDetail.extractionFailedUnknown')}
+        </p>
         <pre className="mt-1 whitespace-pre-wrap text-xs">{JSON.stringify(x.errors ?? [], null, 2)}</pre>
       </div>
     );
@@ -152,10 +154,10 @@ export function ExtractionView({ data }: { data: unknown }) {
   void _status;
   void _attempts;
   const fields: [string, unknown][] = [
-    ['Summary', summary],
-    ['Intent', intent],
-    ['Sentiment', sentiment],
-    ['Next action', next_action],
+    [t('callDetail.extractionFields.summary'), summary],
+    [t('callDetail.extractionFields.intent'), intent],
+    [t('callDetail.extractionFields.sentiment'), sentiment],
+    [t('callDetail.extractionFields.next_action'), next_action],
   ];
   const hasRest = Object.values(rest).some((v) => v != null && !(typeof v === 'object' && Object.keys(v as object).length === 0));
   return (

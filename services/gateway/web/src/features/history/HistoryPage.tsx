@@ -1,14 +1,25 @@
 import { useEffect, useState, type FormEvent } from 'react';
+import type { TFunction } from 'i18next';
+import { useTranslation } from 'react-i18next';
 import { Link } from 'react-router-dom';
 
 import { useAppDispatch, useAppSelector } from '../../app/hooks';
-import { Badge, Card, Empty, ErrorBox, Spinner, formatDuration, formatTime } from '../../components/ui';
+import { Badge, Card, Empty, ErrorBox, Spinner, formatDuration, formatNumber, formatTime } from '../../components/ui';
 import { ApiError, storedKey, API_KEY_STORAGE } from '../../lib/api';
 import { callsQuery, fetchCalls, filtersApplied, filtersCleared, type HistoryFilters } from './historySlice';
 
 export const statusTone = (s: string) => (s === 'completed' ? 'green' : s === 'failed' ? 'red' : 'amber');
 
+const CLIENT_TYPES = ['browser', 'twilio', 'telnyx'] as const;
+const CALL_STATUSES = ['in_progress', 'completed', 'failed'] as const;
+const COLUMNS = ['started', 'call', 'agent', 'client', 'duration', 'turns', 'status', 'endReason'] as const;
+
+/** A call's status / client type in the chosen language; a value this dashboard does not know shows as it came. */
+export const statusLabel = (t: TFunction, s: string): string => t(`history.statuses.${s}`, { defaultValue: s });
+export const clientLabel = (t: TFunction, c: string): string => t(`history.clients.${c}`, { defaultValue: c });
+
 export function HistoryPage() {
+  const { t } = useTranslation();
   const dispatch = useAppDispatch();
   const { filters, items, status, error, page, nextCursor, limit } = useAppSelector((s) => s.history);
   const apiKey = useAppSelector((s) => s.auth.apiKey);
@@ -31,7 +42,7 @@ export function HistoryPage() {
       const resp = await fetch(`/api/v1/calls/export?${q}&format=${format}`, {
         headers: storedKey(API_KEY_STORAGE) ? { 'X-API-Key': storedKey(API_KEY_STORAGE) } : {},
       });
-      if (!resp.ok) throw new ApiError(resp.status, `export failed: HTTP ${resp.status}`);
+      if (!resp.ok) throw new ApiError(resp.status, t('history.exportHttp', { status: resp.status }));
       const url = URL.createObjectURL(await resp.blob());
       const a = document.createElement('a');
       a.href = url;
@@ -60,35 +71,39 @@ export function HistoryPage() {
 
   return (
     <div className="space-y-6">
-      <Card title="Call history">
-        <form onSubmit={apply} aria-label="Filters" className="grid gap-3 md:grid-cols-3 lg:grid-cols-6">
-          {field('q', 'Text in transcript', <input {...bind('q')} type="search" placeholder="e.g. refund" />)}
-          {field('agent_id', 'Agent', <input {...bind('agent_id')} placeholder="any" />)}
+      <Card title={t('history.title')}>
+        <form onSubmit={apply} aria-label={t('history.filters')} className="grid gap-3 md:grid-cols-3 lg:grid-cols-6">
+          {field('q', t('history.q'), <input {...bind('q')} type="search" placeholder={t('history.qPlaceholder')} />)}
+          {field('agent_id', t('history.agent'), <input {...bind('agent_id')} placeholder={t('history.any')} />)}
           {field(
             'client_type',
-            'Client',
+            t('history.client'),
             <select {...bind('client_type')}>
-              <option value="">any</option>
-              <option value="browser">browser</option>
-              <option value="twilio">twilio</option>
-              <option value="telnyx">telnyx</option>
+              <option value="">{t('history.any')}</option>
+              {CLIENT_TYPES.map((c) => (
+                <option key={c} value={c}>
+                  {t(`history.clients.${c}`)}
+                </option>
+              ))}
             </select>,
           )}
           {field(
             'status',
-            'Status',
+            t('history.status'),
             <select {...bind('status')}>
-              <option value="">any</option>
-              <option value="in_progress">in progress</option>
-              <option value="completed">completed</option>
-              <option value="failed">failed</option>
+              <option value="">{t('history.any')}</option>
+              {CALL_STATUSES.map((st) => (
+                <option key={st} value={st}>
+                  {t(`history.statuses.${st}`)}
+                </option>
+              ))}
             </select>,
           )}
-          {field('since', 'Since', <input {...bind('since')} type="datetime-local" />)}
-          {field('until', 'Until', <input {...bind('until')} type="datetime-local" />)}
+          {field('since', t('history.since'), <input {...bind('since')} type="datetime-local" />)}
+          {field('until', t('history.until'), <input {...bind('until')} type="datetime-local" />)}
           <div className="flex flex-wrap items-end gap-2 md:col-span-3 lg:col-span-6">
             <button type="submit" className="btn-primary">
-              Apply filters
+              {t('history.apply')}
             </button>
             <button
               type="button"
@@ -98,12 +113,12 @@ export function HistoryPage() {
                 dispatch(filtersCleared());
               }}
             >
-              Clear
+              {t('history.clear')}
             </button>
             <button type="button" className="btn-secondary" onClick={() => void dispatch(fetchCalls({ page }))}>
-              Refresh
+              {t('history.refresh')}
             </button>
-            <span className="ml-auto text-sm text-slate-500">Export:</span>
+            <span className="ml-auto text-sm text-slate-500">{t('history.export')}</span>
             <button type="button" className="btn-secondary" onClick={() => void exportAs('csv')}>
               CSV
             </button>
@@ -112,26 +127,23 @@ export function HistoryPage() {
             </button>
           </div>
         </form>
-        {exportError ? <ErrorBox title="Export failed" message={exportError} /> : null}
+        {exportError ? <ErrorBox title={t('history.exportFailed')} message={exportError} /> : null}
       </Card>
 
       <Card>
-        {status === 'loading' ? <Spinner label="Loading calls…" /> : null}
+        {status === 'loading' ? <Spinner label={t('history.loading')} /> : null}
         {status === 'failed' && error ? <ErrorBox message={error} onRetry={() => void dispatch(fetchCalls({ page }))} /> : null}
-        {status === 'succeeded' && items.length === 0 ? <Empty>No calls match these filters.</Empty> : null}
+        {status === 'succeeded' && items.length === 0 ? <Empty>{t('history.empty')}</Empty> : null}
         {items.length > 0 && status !== 'failed' ? (
           <div className="overflow-x-auto">
-            <table className="w-full" aria-label="Calls">
+            <table className="w-full" aria-label={t('history.tableLabel')}>
               <thead>
                 <tr>
-                  <th className="th">Started</th>
-                  <th className="th">Call</th>
-                  <th className="th">Agent</th>
-                  <th className="th">Client</th>
-                  <th className="th">Duration</th>
-                  <th className="th">Turns</th>
-                  <th className="th">Status</th>
-                  <th className="th">End reason</th>
+                  {COLUMNS.map((c) => (
+                    <th key={c} className="th">
+                      {t(`history.columns.${c}`)}
+                    </th>
+                  ))}
                 </tr>
               </thead>
               <tbody>
@@ -144,11 +156,11 @@ export function HistoryPage() {
                       </Link>
                     </td>
                     <td className="td">{c.agent_id ?? '—'}</td>
-                    <td className="td">{c.client_type}</td>
+                    <td className="td">{clientLabel(t, c.client_type)}</td>
                     <td className="td">{formatDuration(c.duration_s)}</td>
-                    <td className="td">{c.turns}</td>
+                    <td className="td">{formatNumber(c.turns)}</td>
                     <td className="td">
-                      <Badge tone={statusTone(c.status)}>{c.status}</Badge>
+                      <Badge tone={statusTone(c.status)}>{statusLabel(t, c.status)}</Badge>
                     </td>
                     <td className="td">{c.end_reason ?? '—'}</td>
                   </tr>
@@ -157,23 +169,23 @@ export function HistoryPage() {
             </table>
           </div>
         ) : null}
-        <nav className="mt-4 flex items-center gap-3" aria-label="Pages">
+        <nav className="mt-4 flex items-center gap-3" aria-label={t('history.pages')}>
           <button
             type="button"
             className="btn-secondary"
             disabled={page === 0 || status === 'loading'}
             onClick={() => void dispatch(fetchCalls({ page: page - 1 }))}
           >
-            ← Newer
+            {t('history.newer')}
           </button>
-          <span className="text-sm text-slate-600">Page {page + 1}</span>
+          <span className="text-sm text-slate-600">{t('history.page', { page: page + 1 })}</span>
           <button
             type="button"
             className="btn-secondary"
             disabled={!nextCursor || status === 'loading'}
             onClick={() => void dispatch(fetchCalls({ page: page + 1 }))}
           >
-            Older →
+            {t('history.older')}
           </button>
         </nav>
       </Card>

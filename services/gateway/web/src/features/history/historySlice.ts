@@ -1,5 +1,6 @@
 import { createAsyncThunk, createSlice, type PayloadAction } from '@reduxjs/toolkit';
 
+import i18n from '../../i18n';
 import { apiGet, serializeError, type SerializedApiError } from '../../lib/api';
 import type { CallDetail, CallItem, CallPage } from '../../lib/types';
 import type { LoadStatus } from '../agents/agentsSlice';
@@ -115,7 +116,7 @@ const historySlice = createSlice({
       })
       .addCase(fetchCalls.rejected, (state, action) => {
         state.status = 'failed';
-        state.error = action.payload?.message ?? action.error.message ?? 'could not load calls';
+        state.error = action.payload?.message ?? action.error.message ?? i18n.t('history.loadFailed');
       })
       .addCase(fetchCallDetail.pending, (state, action) => {
         state.detail = { callId: action.meta.arg, data: null, status: 'loading', error: null };
@@ -129,7 +130,7 @@ const historySlice = createSlice({
             callId: action.meta.arg,
             data: null,
             status: 'failed',
-            error: action.payload?.message ?? action.error.message ?? 'could not load the call',
+            error: action.payload?.message ?? action.error.message ?? i18n.t('history.detailFailed'),
           };
       });
   },

@@ -7,7 +7,7 @@ import { App } from '../../App';
 
 import { makeStore } from '../../app/store';
 import { FakeWebSocket, installCallMocks, json, restoreCallMocks, tokenAnswer } from '../../test/callMocks';
-import { API_KEY_NEEDED, TOKEN_PATH } from './callEngine';
+import { TOKEN_PATH, apiKeyNeeded } from './callEngine';
 import { LevelMeter, LiveStateBadge, SimulatorPage } from './SimulatorPage';
 import { callRequested, messageReceived } from './simulatorSlice';
 
@@ -84,7 +84,7 @@ describe('SimulatorPage', () => {
       );
       renderPage();
       await userEvent.click(screen.getByRole('button', { name: 'Call' }));
-      expect(await screen.findByRole('alert')).toHaveTextContent(API_KEY_NEEDED);
+      expect(await screen.findByRole('alert')).toHaveTextContent(apiKeyNeeded());
       expect(screen.getByTestId('call-status')).toHaveTextContent('Call failed');
       expect(FakeWebSocket.instances).toHaveLength(0);
       expect(mocks.stopTrack).toHaveBeenCalled(); // the microphone is released

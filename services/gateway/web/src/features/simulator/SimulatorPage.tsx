@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from 'react';
+import { Trans, useTranslation } from 'react-i18next';
 
 import { useAppDispatch, useAppSelector } from '../../app/hooks';
 import { Badge, Card, Empty, formatMs } from '../../components/ui';
@@ -16,42 +17,29 @@ import {
   type LiveState,
 } from './simulatorSlice';
 
-const STATUS_TEXT: Record<string, string> = {
-  idle: 'Ready',
-  connecting: 'Connecting…',
-  in_call: 'In call',
-  ending: 'Hanging up…',
-  ended: 'Call ended',
-  failed: 'Call failed',
-};
-
-const AGENT_TEXT: Record<LiveState['agent'], string> = {
-  idle: 'listening',
-  thinking: 'thinking…',
-  speaking: 'speaking',
-  closing: 'saying goodbye',
-  ended: 'done',
-};
-
 /** What the agent is doing right now (the gateway's `state` messages); nothing before the first one. */
 export function LiveStateBadge({ live }: { live: LiveState | null }) {
+  const { t } = useTranslation();
   if (!live) return null;
-  const text = live.caller === 'speaking' && live.agent === 'idle' ? 'listening to you' : AGENT_TEXT[live.agent];
+  const key = live.caller === 'speaking' && live.agent === 'idle' ? 'listeningToYou' : live.agent;
   return (
     <span className="text-sm" data-testid="agent-state">
-      <Badge tone={live.agent === 'thinking' ? 'amber' : live.agent === 'speaking' ? 'sky' : 'slate'}>Agent {text}</Badge>
+      <Badge tone={live.agent === 'thinking' ? 'amber' : live.agent === 'speaking' ? 'sky' : 'slate'}>
+        {t(`simulator.agentState.${key}`)}
+      </Badge>
     </span>
   );
 }
 
 export function LevelMeter({ level }: { level: number }) {
+  const { t } = useTranslation();
   // RMS 0..1 → 0..100 on a dB scale from -60 dBFS
   const db = level > 0 ? 20 * Math.log10(level) : -100;
   const pct = Math.max(0, Math.min(100, ((db + 60) / 60) * 100));
   return (
     <div
       role="meter"
-      aria-label="Microphone level"
+      aria-label={t('simulator.micLevel')}
       aria-valuemin={0}
       aria-valuemax={100}
       aria-valuenow={Math.round(pct)}
@@ -63,6 +51,7 @@ export function LevelMeter({ level }: { level: number }) {
 }
 
 export function SimulatorPage() {
+  const { t } = useTranslation();
   const dispatch = useAppDispatch();
   const sim = useAppSelector((s) => s.simulator);
   const agents = useAppSelector((s) => s.agents);
@@ -111,9 +100,9 @@ export function SimulatorPage() {
       const e = err as Error;
       const msg =
         e.name === 'NotAllowedError'
-          ? 'Microphone permission was denied: allow it in the address bar and call again.'
+          ? t('simulator.micDenied')
           : e.name === 'NotFoundError'
-            ? 'No microphone found.'
+            ? t('simulator.noMic')
             : e.message || String(err);
       call.cleanup();
       callRef.current = null;
@@ -130,14 +119,14 @@ export function SimulatorPage() {
 
   return (
     <div className="grid gap-6 lg:grid-cols-[1fr_22rem]">
-      <Card title="Call simulator">
+      <Card title={t('simulator.title')}>
         <p className="mb-4 text-sm text-slate-600">
-          Press <b>Call</b>, allow the microphone and talk to the agent. Talk over it to interrupt (barge-in).
+          <Trans i18nKey="simulator.intro" components={{ b: <b /> }} />
         </p>
         <div className="flex flex-wrap items-end gap-3">
           <div>
             <label htmlFor="sim-agent" className="label">
-              Agent
+              {t('simulator.agent')}
             </label>
             <select
               id="sim-agent"
@@ -155,19 +144,19 @@ export function SimulatorPage() {
           </div>
           {active ? (
             <button type="button" className="btn-danger" onClick={hangUp} disabled={sim.status === 'ending'}>
-              Hang up
+              {t('simulator.hangUp')}
             </button>
           ) : (
             <button type="button" className="btn-primary" onClick={() => void startCall()}>
-              Call
+              {t('simulator.call')}
             </button>
           )}
           <button type="button" className="btn-secondary" aria-pressed={sim.muted} onClick={() => dispatch(muteToggled())}>
-            {sim.muted ? 'Unmute mic' : 'Mute mic'}
+            {sim.muted ? t('simulator.unmute') : t('simulator.mute')}
           </button>
           <p role="status" aria-live="polite" className="text-sm" data-testid="call-status">
             <Badge tone={sim.status === 'in_call' ? 'green' : sim.status === 'failed' ? 'red' : 'slate'}>
-              {STATUS_TEXT[sim.status]}
+              {t(`simulator.callStatus.${sim.status}`)}
             </Badge>
             {sim.endReason ? <span className="ml-2 text-slate-500">({sim.endReason})</span> : null}
             {sim.callId ? <span className="ml-2 font-mono text-xs text-slate-500">{sim.callId}</span> : null}
@@ -182,25 +171,25 @@ export function SimulatorPage() {
             {sim.error}
           </p>
         ) : null}
-        <h3 className="mt-6 mb-2 font-semibold">Transcript</h3>
+        <h3 className="mt-6 mb-2 font-semibold">{t('simulator.transcript')}</h3>
         {sim.transcript.length === 0 ? (
-          <Empty>{active ? 'Waiting for the agent…' : 'The conversation shows here.'}</Empty>
+          <Empty>{active ? t('simulator.waiting') : t('simulator.emptyTranscript')}</Empty>
         ) : null}
-        <ol aria-label="Live transcript" aria-live="polite" className="max-h-[28rem] space-y-2 overflow-y-auto">
-          {sim.transcript.map((t) => (
-            <li key={t.id} data-role={t.role} className={`flex ${t.role === 'user' ? 'justify-end' : 'justify-start'}`}>
+        <ol aria-label={t('simulator.liveTranscript')} aria-live="polite" className="max-h-[28rem] space-y-2 overflow-y-auto">
+          {sim.transcript.map((line) => (
+            <li key={line.id} data-role={line.role} className={`flex ${line.role === 'user' ? 'justify-end' : 'justify-start'}`}>
               <div
                 className={`max-w-[80%] rounded-2xl px-4 py-2 text-sm ${
-                  t.role === 'user'
+                  line.role === 'user'
                     ? 'bg-sky-600 text-white'
-                    : t.role === 'system'
+                    : line.role === 'system'
                       ? 'bg-red-50 text-red-800'
                       : 'bg-slate-100 text-slate-900'
                 }`}
               >
-                <span className="sr-only">{t.role === 'user' ? 'You: ' : t.role === 'assistant' ? 'Agent: ' : ''}</span>
-                {t.text}
-                {t.interrupted ? <span className="ml-2 text-xs italic opacity-80">(interrupted)</span> : null}
+                <span className="sr-only">{line.role === 'user' ? t('simulator.youPrefix') : line.role === 'assistant' ? t('simulator.agentPrefix') : ''}</span>
+                {line.text}
+                {line.interrupted ? <span className="ml-2 text-xs italic opacity-80">{t('simulator.interrupted')}</span> : null}
               </div>
             </li>
           ))}
@@ -208,18 +197,18 @@ export function SimulatorPage() {
         </ol>
       </Card>
 
-      <Card title="Latency per turn">
-        <p className="mb-2 text-xs text-slate-500">From the end of your turn (VAD) to each stage.</p>
-        {sim.metrics.length === 0 ? <Empty>No reply measured yet.</Empty> : null}
+      <Card title={t('simulator.latency')}>
+        <p className="mb-2 text-xs text-slate-500">{t('simulator.latencyHint')}</p>
+        {sim.metrics.length === 0 ? <Empty>{t('simulator.noMetrics')}</Empty> : null}
         {sim.metrics.length ? (
-          <table className="w-full" aria-label="Turn latency">
+          <table className="w-full" aria-label={t('simulator.latencyTable')}>
             <thead>
               <tr>
-                <th className="th">Turn</th>
-                <th className="th">STT</th>
-                <th className="th">LLM</th>
-                <th className="th">TTS</th>
-                <th className="th">Audio</th>
+                {(['turn', 'stt', 'llm', 'tts', 'audio'] as const).map((c) => (
+                  <th key={c} className="th">
+                    {t(`simulator.columns.${c}`)}
+                  </th>
+                ))}
               </tr>
             </thead>
             <tbody>
@@ -235,7 +224,7 @@ export function SimulatorPage() {
             </tbody>
           </table>
         ) : null}
-        <p className="mt-4 text-xs text-slate-500">Barge-ins this call: {sim.bargeIns}</p>
+        <p className="mt-4 text-xs text-slate-500">{t('simulator.bargeIns', { count: sim.bargeIns })}</p>
       </Card>
     </div>
   );

@@ -1,6 +1,6 @@
 import { API_KEY_STORAGE } from '../../lib/api';
 import { FakeWebSocket, installCallMocks, json, restoreCallMocks, tokenAnswer } from '../../test/callMocks';
-import { API_KEY_NEEDED, API_KEY_REFUSED, SimulatorCall, TOKEN_PATH, type CallCallbacks } from './callEngine';
+import { SimulatorCall, TOKEN_PATH, apiKeyNeeded, apiKeyRefused, type CallCallbacks } from './callEngine';
 
 const callbacks = (): CallCallbacks & { [K in keyof CallCallbacks]: ReturnType<typeof vi.fn> } => ({
   onMessage: vi.fn(),
@@ -58,9 +58,9 @@ describe('SimulatorCall and the call token', () => {
 
   it('a 401 opens no socket and asks for an API key (or a correct one)', async () => {
     installCallMocks((url) => (url === TOKEN_PATH ? json({ detail: 'Missing or invalid API key' }, 401) : undefined));
-    await expect(new SimulatorCall(callbacks()).start('default')).rejects.toThrow(API_KEY_NEEDED);
+    await expect(new SimulatorCall(callbacks()).start('default')).rejects.toThrow(apiKeyNeeded());
     localStorage.setItem(API_KEY_STORAGE, 'wrong');
-    await expect(new SimulatorCall(callbacks()).start('default')).rejects.toThrow(API_KEY_REFUSED);
+    await expect(new SimulatorCall(callbacks()).start('default')).rejects.toThrow(apiKeyRefused());
     expect(FakeWebSocket.instances).toHaveLength(0);
   });
 

@@ -3,14 +3,16 @@
 // Right before the socket opens, a short-lived call token is fetched from POST /api/v1/simulator/tokens (with the
 // X-API-Key of api.ts) and sent in the `start` message.
 
+import i18n from '../../i18n';
 import { API_KEY_STORAGE, ApiError, apiFetch, storedKey } from '../../lib/api';
 import type { ServerMessage, StartMessage, StopMessage } from '../../lib/protocol';
 
 export const SAMPLE_RATE = 16000;
 export const TOKEN_PATH = '/api/v1/simulator/tokens';
 
-export const API_KEY_NEEDED = 'This gateway needs an API key: enter one in the API key field at the top.';
-export const API_KEY_REFUSED = 'The gateway refused this API key: check the API key field at the top.';
+/** The messages for a 401 on the token, in the chosen language. */
+export const apiKeyNeeded = (): string => i18n.t('simulator.apiKeyNeeded');
+export const apiKeyRefused = (): string => i18n.t('simulator.apiKeyRefused');
 
 /** POST /api/v1/simulator/tokens's answer. */
 export interface CallToken {
@@ -26,14 +28,14 @@ export interface CallToken {
 export async function fetchCallToken(agentId: string | null): Promise<string | null> {
   try {
     const { data } = await apiFetch<CallToken>(TOKEN_PATH, { method: 'POST', body: { agent_id: agentId || null } });
-    if (!data || typeof data.token !== 'string' || !data.token) throw new Error('the answer has no token');
+    if (!data || typeof data.token !== 'string' || !data.token) throw new Error(i18n.t('simulator.noToken'));
     return data.token;
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) return null;
     if (err instanceof ApiError && err.status === 401) {
-      throw new Error(storedKey(API_KEY_STORAGE) ? API_KEY_REFUSED : API_KEY_NEEDED);
+      throw new Error(storedKey(API_KEY_STORAGE) ? apiKeyRefused() : apiKeyNeeded());
     }
-    throw new Error(`Could not get a call token: ${(err as Error)?.message || String(err)}`);
+    throw new Error(i18n.t('simulator.tokenFailed', { message: (err as Error)?.message || String(err) }));
   }
 }
 
@@ -64,7 +66,7 @@ export class SimulatorCall {
 
   async start(agentId: string | null): Promise<void> {
     if (!navigator.mediaDevices?.getUserMedia) {
-      throw new Error('This browser has no microphone access here (use http://localhost or https).');
+      throw new Error(i18n.t('simulator.noMicAccess'));
     }
     this.ctx = new AudioContext();
     await this.ctx.resume();
@@ -105,10 +107,7 @@ export class SimulatorCall {
     };
     ws.onerror = () => {
       if (!this.closed && !this.serverError) {
-        this.cb.onFailure(
-          'WebSocket error: the gateway refused or dropped the connection (if this page is served from another ' +
-            "origin, the gateway's allowed origins must list it).",
-        );
+        this.cb.onFailure(i18n.t('simulator.wsError'));
       }
     };
     ws.onclose = (e: CloseEvent) => {

@@ -1,3 +1,4 @@
+import i18n from '../../i18n';
 import reducer, {
   callRequested,
   connectionClosed,
@@ -114,5 +115,21 @@ describe('simulatorSlice', () => {
     expect(s.error).toBe('The gateway is busy (too many calls right now): try again in a moment.');
     expect(s.endReason).toBe('connection closed (1013)');
   });
-});
 
+  it('says it in Spanish when the dashboard is in Spanish; the server message stays as it came', async () => {
+    await i18n.changeLanguage('es');
+    const s = run(
+      initialSimulatorState,
+      callRequested(),
+      messageReceived({ type: 'error', code: 'busy', message: 'the gateway is at capacity' }),
+      messageReceived({ type: 'error', code: 'agent_unknown', message: 'no agent "x"' }),
+      connectionClosed({ code: 1013, reason: '' }),
+    );
+    expect(s.transcript.map((t) => t.text)).toEqual(['error busy: the gateway is at capacity', 'error agent_unknown: no agent "x"']);
+    expect(s.error).toBe('agent_unknown: no agent "x"');
+    expect(run(initialSimulatorState, callRequested(), messageReceived({ type: 'error', code: 'busy', message: '' })).error).toBe(
+      'La pasarela está ocupada (demasiadas llamadas ahora mismo): inténtalo de nuevo dentro de un momento.',
+    );
+    expect(s.endReason).toBe('conexión cerrada (1013)');
+  });
+});

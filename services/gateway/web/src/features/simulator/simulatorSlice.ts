@@ -1,5 +1,6 @@
 import { createSlice, type PayloadAction } from '@reduxjs/toolkit';
 
+import i18n from '../../i18n';
 import type { ServerMessage, StateChanged } from '../../lib/protocol';
 
 export type CallStatus = 'idle' | 'connecting' | 'in_call' | 'ending' | 'ended' | 'failed';
@@ -51,15 +52,15 @@ export const initialSimulatorState: SimulatorState = {
   nextId: 1,
 };
 
-/** What the simulator's error box says for a server error code; unknown codes show as "code: message". */
-export const ERROR_TEXT: Record<string, string> = {
-  unauthorized:
-    'The gateway did not accept this call (missing or expired call token): check the API key field at the top and call again.',
-  busy: 'The gateway is busy (too many calls right now): try again in a moment.',
-};
+/** Server error codes the simulator's error box explains in words (simulator.serverErrors.<code>). */
+export const EXPLAINED_ERRORS = ['unauthorized', 'busy'] as const;
 
+/** What the simulator's error box says for a server error code, in the chosen language; unknown codes show as
+ * "code: message" (the server's message as it came). */
 export function describeServerError(code: string, message: string): string {
-  return ERROR_TEXT[code] ?? `${code}: ${message}`;
+  return (EXPLAINED_ERRORS as readonly string[]).includes(code)
+    ? i18n.t(`simulator.serverErrors.${code}`)
+    : i18n.t('simulator.serverError', { code, message });
 }
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -124,7 +125,7 @@ const simulatorSlice = createSlice({
           state.transcript.push({
             id: state.nextId++,
             role: 'system',
-            text: `error ${m.code}: ${m.message}`,
+            text: i18n.t('simulator.transcriptError', { code: m.code, message: m.message }),
             turnId: null,
             interrupted: false,
           });
@@ -144,7 +145,7 @@ const simulatorSlice = createSlice({
       if (state.status !== 'ended') {
         const clean = code === 1000 || code === 1005;
         state.status = clean || state.status === 'ending' ? 'ended' : 'failed';
-        state.endReason = state.endReason ?? (reason || (clean ? 'closed' : `connection closed (${code})`));
+        state.endReason = state.endReason ?? (reason || (clean ? i18n.t('simulator.closed') : i18n.t('simulator.connectionClosed', { code })));
       }
       state.live = null;
     },

@@ -1,5 +1,6 @@
 import { createAsyncThunk, createSlice } from '@reduxjs/toolkit';
 
+import i18n from '../../i18n';
 import { ADMIN_KEY_STORAGE, apiFetch, apiGet, serializeError, type SerializedApiError } from '../../lib/api';
 import type { GlobalStop, LiveState, ServiceGroup, ServicesOverview } from '../../lib/types';
 import type { LoadStatus } from '../agents/agentsSlice';
@@ -81,7 +82,7 @@ const statusSlice = createSlice({
       })
       .addCase(fetchLive.rejected, (state, action) => {
         state.liveStatus = 'failed';
-        state.liveError = action.payload?.message ?? action.error.message ?? 'could not load live calls';
+        state.liveError = action.payload?.message ?? action.error.message ?? i18n.t('status.liveFailed');
       })
       .addCase(fetchServices.pending, (state) => {
         if (state.servicesStatus !== 'succeeded') state.servicesStatus = 'loading';
@@ -93,7 +94,7 @@ const statusSlice = createSlice({
       })
       .addCase(fetchServices.rejected, (state, action) => {
         state.servicesStatus = 'failed';
-        state.servicesError = action.payload?.message ?? action.error.message ?? 'could not load services';
+        state.servicesError = action.payload?.message ?? action.error.message ?? i18n.t('status.servicesFailed');
       })
       .addCase(resetGlobalStop.pending, (state) => {
         state.reset = { status: 'loading', error: null };
@@ -107,7 +108,7 @@ const statusSlice = createSlice({
         }
       })
       .addCase(resetGlobalStop.rejected, (state, action) => {
-        state.reset = { status: 'failed', error: action.payload?.message ?? action.error.message ?? 'reset failed' };
+        state.reset = { status: 'failed', error: action.payload?.message ?? action.error.message ?? i18n.t('status.resetFailedFallback') };
       });
   },
 });

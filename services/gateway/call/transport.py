@@ -1,0 +1,29 @@
+"""What a call session needs from a client connection (browser WebSocket, Twilio or Telnyx stream)."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from services.gateway.call.output import AudioOutput
+from services.gateway.transports.protocol import Clear, Ended, ErrorMessage, StateChanged, Transcript, TurnMetrics
+
+SessionMessage = Transcript | TurnMetrics | StateChanged | ErrorMessage | Ended | Clear
+
+
+class Transport(Protocol):
+    """Audio in and out is PCM16 at ``sample_rate`` for ``pcm16`` transports; μ-law transports receive
+    μ-law out (TTS produces it directly) and hand the session PCM16 in. Messages are the browser protocol's
+    models (:mod:`services.gateway.transports.protocol`); a transport with no place for them ignores them."""
+
+    client_type: Literal["browser", "twilio", "telnyx"]
+    sample_rate: int
+    encoding: Literal["pcm16", "mulaw"]
+
+    def open_output(self, *, frame_ms: int, lead_ms: int) -> AudioOutput:
+        """The call's audio output (the browser's ``OUTBOUND_FRAME_MS``/``OUTBOUND_LEAD_MS`` are given; a
+        transport with its own framing uses that)."""
+        ...
+
+    async def send_event(self, message: SessionMessage) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...

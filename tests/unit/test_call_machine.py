@@ -1,0 +1,133 @@
+"""The call state machine: every transition of its table, every ignored event, and the diagram in the docs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from services.gateway.call import machine as m
+from services.gateway.call.machine import Action as A
+from services.gateway.call.turn_detector import SpeechStarted, TurnEnded
+from shared.events import ErrorInfo
+
+REPO = Path(__file__).resolve().parents[2]
+
+EVENTS: list[m.CallEvent] = [
+    m.Start(),
+    m.Greet(),
+    SpeechStarted(at_s=1.0),
+    TurnEnded(audio=b"\0\0", at_s=2.0, reason="silence"),
+    m.NoWords(),
+    m.ReplyAudioStarted(),
+    m.PlayedOut(),
+    m.SilenceTimeout(),
+    m.SilenceAfterReprompt(),
+    m.MaxDuration(),
+    m.ReplyFailed("llm", ErrorInfo(code="timeout", message="stalled")),
+    m.Shutdown(),
+    m.HangUp("caller_hangup"),
+]
+STATES = [m.STARTING, m.LISTENING, m.USER_SPEAKING, m.THINKING, m.SPEAKING, m.CLOSING, m.ENDED]
+BARGE = (A.BARGE_IN, A.CALLER_SPOKE)
+CLOSE = (A.LAST_WORDS,)
+FAIL = (A.REPORT_ERROR, A.LAST_WORDS)
+
+# (state, event, next state, actions): what the call does, written out by hand
+EXPECTED: list[tuple[m.State, type, m.State, tuple[A, ...]]] = [
+    (m.STARTING, m.Start, m.LISTENING, ()),
+    (m.STARTING, m.Greet, m.SPEAKING, (A.GREET,)),
+    (m.LISTENING, SpeechStarted, m.USER_SPEAKING, (A.CALLER_SPOKE,)),
+    (m.THINKING, SpeechStarted, m.USER_SPEAKING, BARGE),
+    (m.SPEAKING, SpeechStarted, m.USER_SPEAKING, BARGE),
+    (m.USER_SPEAKING, TurnEnded, m.THINKING, (A.RESPOND,)),
+    (m.THINKING, m.NoWords, m.LISTENING, ()),
+    (m.THINKING, m.ReplyAudioStarted, m.SPEAKING, ()),
+    (m.SPEAKING, m.PlayedOut, m.LISTENING, ()),
+    (m.THINKING, m.PlayedOut, m.LISTENING, ()),
+    (m.LISTENING, m.SilenceTimeout, m.SPEAKING, (A.REPROMPT,)),
+    (m.LISTENING, m.SilenceAfterReprompt, m.CLOSING, CLOSE),
+    *[(s, m.MaxDuration, m.CLOSING, CLOSE) for s in STATES[:5]],
+    *[(s, m.Shutdown, m.CLOSING, CLOSE) for s in STATES[:5]],
+    *[(s, m.ReplyFailed, m.CLOSING, FAIL) for s in STATES[:5]],
+    *[(s, m.HangUp, m.ENDED, ()) for s in STATES[:6]],
+]
+
+
+def _event(kind: type) -> m.CallEvent:
+    return next(e for e in EVENTS if type(e) is kind)
+
+
+def test_every_transition_of_the_table() -> None:
+    exercised: set[tuple[m.State, type]] = set()
+    for state, kind, target, actions in EXPECTED:
+        machine = m.CallMachine(state)
+        transition = machine.handle(_event(kind))
+        assert transition == m.Transition(state, target, actions), (state, kind)
+        assert machine.state == target
+        exercised.add((state, kind))
+    assert exercised == set(m.TABLE), "the table and the transitions tested differ"
+
+
+@pytest.mark.parametrize("state", STATES, ids=lambda s: s.name)
+def test_events_that_mean_nothing_in_a_state_are_ignored(state: m.State) -> None:
+    ignored = [e for e in EVENTS if (state, type(e)) not in m.TABLE]
+    assert ignored, "every state ignores something"
+    for event in ignored:
+        machine = m.CallMachine(state)
+        assert machine.handle(event) is None
+        assert machine.state == state
+
+
+def test_a_closing_call_never_goes_back_and_an_ended_call_never_moves() -> None:
+    for state in (m.CLOSING, m.ENDED):
+        targets = {m.CallMachine(state).handle(e) for e in EVENTS} - {None}
+        assert all(t is not None and t.target == m.ENDED for t in targets), state
+    assert not any(m.CallMachine(m.ENDED).handle(e) for e in EVENTS)
+
+
+def test_a_conversation_walks_the_table() -> None:
+    machine = m.CallMachine()
+    walk = [m.Greet(), m.PlayedOut(), SpeechStarted(0.3), _event(TurnEnded), m.ReplyAudioStarted()]
+    walk += [SpeechStarted(5.0), _event(TurnEnded), m.NoWords(), m.SilenceTimeout(), m.PlayedOut()]
+    walk += [m.SilenceAfterReprompt(), m.HangUp("silence_timeout")]
+    labels = []
+    for event in walk:
+        assert machine.handle(event) is not None, (machine.state, event)
+        labels.append(machine.state.label)
+    assert labels == [
+        "speaking",
+        "listening",
+        "user_speaking",
+        "thinking",
+        "speaking",
+        "user_speaking",
+        "thinking",
+        "listening",
+        "speaking",
+        "listening",
+        "closing",
+        "ended",
+    ]
+
+
+def test_caller_and_agent_states_are_kept_apart() -> None:
+    assert (m.USER_SPEAKING.caller, m.USER_SPEAKING.agent) == (m.Caller.SPEAKING, m.Agent.IDLE)
+    assert (m.SPEAKING.caller, m.SPEAKING.agent) == (m.Caller.LISTENING, m.Agent.SPEAKING)
+    assert m.STARTING.label == "starting" and m.THINKING.label == "thinking"
+
+
+def test_the_docs_show_the_table_as_it_is() -> None:
+    doc = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    section = doc.split("## The gateway's call session", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"```mermaid\n(stateDiagram-v2\n.*?)```", section, re.S)
+    assert found, "docs/ARCHITECTURE.md 'The gateway's call session' has no stateDiagram-v2"
+    assert found.group(1) == m.mermaid(), "regenerate it: python -m services.gateway.call.machine"
+
+
+def test_the_diagram_has_every_transition() -> None:
+    diagram = m.mermaid()
+    for (state, kind), transition in m.TABLE.items():
+        edge = re.search(rf"^    {state.name} --> {transition.target.name}: (.*)$", diagram, re.M)
+        assert edge and kind.__name__ in edge.group(1).split(", "), (state, kind)
