@@ -39,7 +39,7 @@ import httpx
 import numpy as np
 import psutil
 
-from bench.stack import running_stack
+from bench.stack import add_placement_args, place, running_stack
 from tools.simcaller import SimCaller
 from tools.talk import synthesize
 
@@ -400,12 +400,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1, 20, 50])
     parser.add_argument("--turns", type=int, default=3)
-    parser.add_argument("--server-cpus", default="0", help="cores for the server (taskset); '' = no pinning")
-    parser.add_argument("--caller-cpus", default="1", help="cores for the callers; '' = no pinning")
+    add_placement_args(parser)
     parser.add_argument(
         "--server-rt", action="store_true", help="server processes real-time round-robin (shared, noisy machines)"
     )
-    parser.add_argument("--gateway-nice", type=int, default=None, help="PROCESS_NICE for the gateway, e.g. -10")
     parser.add_argument(
         "--stagger",
         type=float,
@@ -415,16 +413,14 @@ def main() -> None:
     )
     parser.add_argument("--dump", default=None, help="write every measured turn's figures (JSON) to this file")
     args = parser.parse_args()
-    if args.caller_cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
+    stack_args = place(args)
     print(
         f"victoria conversation_load {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r} "
         f"caller cpus={args.caller_cpus!r}  turns={args.turns}  stagger={args.stagger:g}s  "
         f"chain_stages={os.environ.get('CHAIN_STAGES', 'true')}"
         f"{'  server real-time' if args.server_rt else ''}  gateway nice={args.gateway_nice}"
     )
-    stack_args = {"cpus": args.server_cpus or None, "realtime": args.server_rt, "gateway_nice": args.gateway_nice}
-    with running_stack(fake=True, env=PROVIDERS, **stack_args) as stack:
+    with running_stack(fake=True, env=PROVIDERS, realtime=args.server_rt, **stack_args) as stack:
         asyncio.run(main_async(args.n, args.turns, stack.url, stack.pid, args.dump, args.stagger))
 
 

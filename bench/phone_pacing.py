@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import statistics
 import time
 
@@ -20,7 +19,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.conversation_load import PROVIDERS, cpu_seconds, gateway_pid, server_processes, trim_trailing_silence
-from bench.stack import running_stack
+from bench.stack import add_placement_args, place, running_stack
 from tools.phonecaller import PhoneCaller
 from tools.talk import synthesize
 
@@ -126,17 +125,13 @@ async def main_async(levels: list[int], base: str, root_pid: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1, 20, 50])
-    parser.add_argument("--server-cpus", default="0", help="cores for the server (taskset); '' = no pinning")
-    parser.add_argument("--caller-cpus", default="1", help="cores for the callers; '' = no pinning")
-    parser.add_argument("--gateway-nice", type=int, default=None, help="PROCESS_NICE for the gateway, e.g. -10")
+    add_placement_args(parser)
     args = parser.parse_args()
-    if args.caller_cpus:
-        os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
+    stack_args = place(args)
     print(
         f"victoria phone_pacing {time.strftime('%Y-%m-%d %H:%M')}  server cpus={args.server_cpus!r}  "
         f"gateway nice={args.gateway_nice}"
     )
-    stack_args = {"cpus": args.server_cpus or None, "gateway_nice": args.gateway_nice}
     with running_stack(fake=True, env=PROVIDERS, **stack_args) as stack:
         asyncio.run(main_async(args.n, stack.url, stack.pid))
 

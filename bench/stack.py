@@ -3,6 +3,7 @@ run directory and on a free port, and stop it afterwards; or use one that is alr
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,6 +27,22 @@ REPO = Path(__file__).resolve().parents[1]
 class Stack:
     url: str  # the gateway's base URL
     pid: int  # devstack's pid: every server process is its descendant
+
+
+def add_placement_args(parser: argparse.ArgumentParser) -> None:
+    """Where a load bench runs its server and its callers: ``--server-cpus``, ``--caller-cpus``,
+    ``--gateway-nice`` (see ``place``)."""
+    parser.add_argument("--server-cpus", default="0", help="cores for the server (taskset); '' = no pinning")
+    parser.add_argument("--caller-cpus", default="1", help="cores for the callers; '' = no pinning")
+    parser.add_argument("--gateway-nice", type=int, default=None, help="PROCESS_NICE for the gateway, e.g. -10")
+
+
+def place(args: argparse.Namespace) -> dict[str, Any]:
+    """Pin this process (the callers) to ``--caller-cpus``; return the server's placement as ``running_stack``
+    arguments."""
+    if args.caller_cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.caller_cpus.split(",")})
+    return {"cpus": args.server_cpus or None, "gateway_nice": args.gateway_nice}
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import import_module
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ Usability = tuple[bool, str]  # (usable, why: "key set", "offline", "built in", 
 BUILT_IN: Usability = (True, "built in")
 
 
+def built_in(env: Mapping[str, str]) -> Usability:
+    """``usable`` of a provider with nothing to install or set (the fakes)."""
+    return BUILT_IN
+
+
 def needs_env(env: Mapping[str, str], *names: str) -> Usability:
     """Usable when every env var in ``names`` is set."""
     missing = [n for n in names if not env.get(n, "").strip()]
@@ -68,6 +73,9 @@ def needs_packages(*packages: str) -> Usability:
     """Usable offline when every package (the engine and its bundled model) is installed."""
     missing = [p for p in packages if importlib.util.find_spec(p) is None]
     return (False, f"install {', '.join(missing)} (make install)") if missing else (True, "offline")
+
+
+P = TypeVar("P")
 
 
 class ProviderModule(Protocol):
@@ -82,17 +90,33 @@ class ProviderModule(Protocol):
     def usable(self, env: Mapping[str, str]) -> Usability: ...
 
 
-def load_providers(package: str, modules: Iterable[str]) -> dict[str, ProviderModule]:
-    """A worker kind's registry: its provider modules (``package.<module>``) by provider name."""
-    loaded: list[ProviderModule] = [import_module(f"{package}.{module}") for module in modules]  # type: ignore[misc]
-    return {module.NAME: module for module in loaded}
+class ProviderRegistry(Generic[P]):
+    """A worker kind's providers by name, built from their modules: each module (``<provider>.py``) holds the
+    provider's settings, its catalogue entry (``OFFER``), ``usable(env)`` and its class (``Provider``), importing
+    no heavy library (models, SDKs) until the provider warms up. Adding a provider: one new module, and its name
+    in the worker's registry."""
 
+    def __init__(self, package: str, kind: str, modules: Iterable[str]) -> None:
+        loaded: list[ProviderModule] = [import_module(f"{package}.{m}") for m in modules]  # type: ignore[misc]
+        self.kind = kind
+        self.modules: dict[str, ProviderModule] = {module.NAME: module for module in loaded}
 
-def build_registered(registry: Mapping[str, ProviderModule], kind: str, name: str, settings: object) -> Any:
-    """Instantiate provider ``name`` with the worker's ``settings``; an unknown name is a ``ValueError``."""
-    if name not in registry:
-        raise ValueError(f"unknown {kind} provider {name!r}; known: {', '.join(sorted(registry))}")
-    return registry[name].Provider(settings)
+    def settings_classes(self) -> tuple[type, ...]:
+        """Every provider's settings class: the bases of the worker's settings."""
+        return tuple(module.Settings for module in self.modules.values())
+
+    def build(self, name: str, settings: object) -> P:
+        """Instantiate provider ``name`` with the worker's ``settings`` (no model is loaded until its ``warmup``
+        or first use); an unknown name is a ``ValueError``."""
+        if name not in self.modules:
+            raise ValueError(f"unknown {self.kind} provider {name!r}; known: {', '.join(sorted(self.modules))}")
+        provider: P = self.modules[name].Provider(settings)
+        return provider
+
+    def describe(self, settings: object) -> dict[str, str]:
+        """This worker's micro service metadata: its providers, their offers and whether each is usable here
+        (the default is ``{kind}_provider`` of ``settings``)."""
+        return provider_metadata(self.modules.values(), settings, getattr(settings, f"{self.kind}_provider"))
 
 
 def describe(module: ProviderModule, settings: object, default: str, env: Mapping[str, str]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Process runner shared by every service: logging, metrics port, signals, and an orderly shutdown.
 
 A service supplies ``main(stop)``; it starts its work, then awaits ``stop`` (set by SIGTERM or SIGINT),
-and cleans up (drain NATS, close pools) before returning.
+and cleans up (drain NATS, close pools) before returning. ``run_worker`` is that for the three stateless
+workers, which differ only in their request, subjects and handler.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import gc
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+from shared.events import Event
 from shared.logging import configure_logging, get_logger
 from shared.metrics import serve_metrics
 from shared.running_loop import pin_running_loop, unpin_running_loop
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, WorkerSettings
+from shared.worker import WorkerHandler, serve_worker
 
 log = get_logger(__name__)
+
+S = TypeVar("S", bound=WorkerSettings)
+R = TypeVar("R", bound=Event)
 
 
 def tune_gc() -> None:
@@ -64,6 +71,36 @@ def run_service(name: str, settings: CommonSettings, main: Callable[[asyncio.Eve
         uvloop.run(runner())
     except ImportError:  # pragma: no cover - uvloop is a dependency, asyncio is the fallback
         asyncio.run(runner())
+
+
+def run_worker(
+    settings: S,
+    service: str,
+    subject: str,
+    queue: str,
+    model: type[R],
+    handler: Callable[[S, str], WorkerHandler[R]],
+    metadata: dict[str, str],
+    /,
+) -> None:
+    """A stateless worker's process (``{service}_worker``): ``run_service`` around one queue-group replica
+    that takes ``model`` requests on ``subject`` (queue group ``queue``) and hands each to
+    ``handler(settings, instance)``; ``metadata`` describes its providers. Positional, so that each worker's
+    ``main`` is one line naming its pieces."""
+    run_service(
+        f"{service}_worker",
+        settings,
+        lambda stop: serve_worker(
+            settings,
+            stop,
+            service=service,
+            subject=subject,
+            queue=queue,
+            model=model,
+            metadata=metadata,
+            make_handler=lambda instance: handler(settings, instance),
+        ),
+    )
 
 
 def _version() -> str:

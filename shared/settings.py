@@ -6,7 +6,7 @@ Every value has an env var; defaults are only the fallback for local, offline ru
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,24 +86,33 @@ class WorkerSettings(CommonSettings):
     )
 
 
+# The HTTP policy of a worker kind's cloud providers, ``{kind}_request_timeout_s``, ``{kind}_max_retries``,
+# ``{kind}_retry_base_delay_s`` and ``{kind}_retry_max_delay_s`` (``shared.provider_http.HttpProvider`` reads them).
+# Spelled out in each kind's class below rather than generated, so that every env var can be found by its name.
+RequestTimeout = Annotated[float, Field(gt=0)]
+MaxRetries = Annotated[int, Field(ge=0, le=10)]
+FirstBackoff = Annotated[float, Field(ge=0, description="first backoff; doubles, with jitter")]
+BackoffCap = Annotated[float, Field(ge=0, description="cap on backoff and on Retry-After")]
+
+
 class SttSettings(WorkerSettings):
     """The STT worker's own settings; each provider's are in its module (``services/stt_worker/providers/``)."""
 
     stt_provider: str = "local_whisper"
-    stt_request_timeout_s: float = Field(default=15.0, gt=0)
-    stt_max_retries: int = Field(default=2, ge=0, le=10)
-    stt_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
-    stt_retry_max_delay_s: float = Field(default=5.0, ge=0, description="cap on backoff and on Retry-After")
+    stt_request_timeout_s: RequestTimeout = 15.0
+    stt_max_retries: MaxRetries = 2
+    stt_retry_base_delay_s: FirstBackoff = 0.25
+    stt_retry_max_delay_s: BackoffCap = 5.0
 
 
 class LlmSettings(WorkerSettings):
     """The LLM worker's own settings; each provider's are in its module (``services/llm_worker/providers/``)."""
 
     llm_provider: str = "local_llama"
-    llm_request_timeout_s: float = Field(default=20.0, gt=0)
-    llm_max_retries: int = Field(default=2, ge=0, le=10)
-    llm_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
-    llm_retry_max_delay_s: float = Field(default=5.0, ge=0, description="cap on backoff and on Retry-After")
+    llm_request_timeout_s: RequestTimeout = 20.0
+    llm_max_retries: MaxRetries = 2
+    llm_retry_base_delay_s: FirstBackoff = 0.25
+    llm_retry_max_delay_s: BackoffCap = 5.0
 
 
 class TtsSettings(WorkerSettings):
@@ -111,10 +120,10 @@ class TtsSettings(WorkerSettings):
 
     tts_provider: str = "local_piper"
     tts_chunk_ms: int = Field(default=200, ge=20, le=2000, description="size of streamed audio chunks")
-    tts_request_timeout_s: float = Field(default=15.0, gt=0)
-    tts_max_retries: int = Field(default=2, ge=0, le=10)
-    tts_retry_base_delay_s: float = Field(default=0.25, ge=0, description="first backoff; doubles, with jitter")
-    tts_retry_max_delay_s: float = Field(default=5.0, ge=0, description="cap on backoff and on Retry-After")
+    tts_request_timeout_s: RequestTimeout = 15.0
+    tts_max_retries: MaxRetries = 2
+    tts_retry_base_delay_s: FirstBackoff = 0.25
+    tts_retry_max_delay_s: BackoffCap = 5.0
 
 
 class ProviderSettings(BaseSettings):

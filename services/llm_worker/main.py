@@ -1,5 +1,4 @@
-"""LLM worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
-the micro service metadata that describes its providers."""
+"""The LLM worker process: its settings, request, subjects and handler, run by ``shared.service.run_worker``."""
 
 from __future__ import annotations
 
@@ -7,23 +6,9 @@ from services.llm_worker.handler import SERVICE, LlmHandler
 from services.llm_worker.providers import LlmWorkerSettings, describe
 from shared import subjects
 from shared.events import LlmRequest
-from shared.service import run_service
-from shared.worker import serve_worker
+from shared.service import run_worker
 
 
 def main() -> None:
     settings = LlmWorkerSettings()
-    run_service(
-        "llm_worker",
-        settings,
-        lambda stop: serve_worker(
-            settings,
-            stop,
-            service=SERVICE,
-            subject=subjects.LLM_REQUEST,
-            queue=subjects.LLM_QUEUE,
-            model=LlmRequest,
-            metadata=describe(settings),
-            make_handler=lambda instance: LlmHandler(settings, instance),
-        ),
-    )
+    run_worker(settings, SERVICE, subjects.LLM_REQUEST, subjects.LLM_QUEUE, LlmRequest, LlmHandler, describe(settings))

@@ -1,5 +1,4 @@
-"""STT worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
-the micro service metadata that describes its providers."""
+"""The STT worker process: its settings, request, subjects and handler, run by ``shared.service.run_worker``."""
 
 from __future__ import annotations
 
@@ -7,23 +6,9 @@ from services.stt_worker.handler import SERVICE, SttHandler
 from services.stt_worker.providers import SttWorkerSettings, describe
 from shared import subjects
 from shared.events import SttRequest
-from shared.service import run_service
-from shared.worker import serve_worker
+from shared.service import run_worker
 
 
 def main() -> None:
     settings = SttWorkerSettings()
-    run_service(
-        "stt_worker",
-        settings,
-        lambda stop: serve_worker(
-            settings,
-            stop,
-            service=SERVICE,
-            subject=subjects.STT_REQUEST,
-            queue=subjects.STT_QUEUE,
-            model=SttRequest,
-            metadata=describe(settings),
-            make_handler=lambda instance: SttHandler(settings, instance),
-        ),
-    )
+    run_worker(settings, SERVICE, subjects.STT_REQUEST, subjects.STT_QUEUE, SttRequest, SttHandler, describe(settings))

@@ -1,5 +1,4 @@
-"""TTS worker wiring: settings (its own and its providers'), the handler, the shared queue-group runtime, and
-the micro service metadata that describes its providers."""
+"""The TTS worker process: its settings, request, subjects and handler, run by ``shared.service.run_worker``."""
 
 from __future__ import annotations
 
@@ -7,23 +6,9 @@ from services.tts_worker.handler import SERVICE, TtsHandler
 from services.tts_worker.providers import TtsWorkerSettings, describe
 from shared import subjects
 from shared.events import TtsRequest
-from shared.service import run_service
-from shared.worker import serve_worker
+from shared.service import run_worker
 
 
 def main() -> None:
     settings = TtsWorkerSettings()
-    run_service(
-        "tts_worker",
-        settings,
-        lambda stop: serve_worker(
-            settings,
-            stop,
-            service=SERVICE,
-            subject=subjects.TTS_REQUEST,
-            queue=subjects.TTS_QUEUE,
-            model=TtsRequest,
-            metadata=describe(settings),
-            make_handler=lambda instance: TtsHandler(settings, instance),
-        ),
-    )
+    run_worker(settings, SERVICE, subjects.TTS_REQUEST, subjects.TTS_QUEUE, TtsRequest, TtsHandler, describe(settings))

@@ -186,7 +186,8 @@ async def test_max_call_duration_ends_politely(start_stack) -> None:
 
 
 async def test_failed_stage_speaks_the_apology_and_records_the_error(start_stack, db_pool) -> None:
-    # no LLM worker at all: the turn fails after its retry, the agent apologises and closes
+    # no LLM worker at all (chaining on: the STT worker cannot chain, then the gateway's own try fails too): the
+    # turn fails after its retry, the agent apologises and closes
     gateway = await start_stack(
         {"WORKER_ACK_TIMEOUT_S": "0.3"}, services=("stt_worker", "tts_worker", "call_recorder"), wait_ready=False
     )

@@ -22,7 +22,6 @@ import httpx
 import pytest
 
 from services.gateway.telephony.telnyx.api import encode_state
-from services.gateway.telephony.twilio.api import signature
 from tests.integration.test_telephony import (  # noqa: F401  # fixtures: workers, provider_api
     ACCOUNT,
     TOKEN,
@@ -33,6 +32,7 @@ from tests.integration.test_telephony import (  # noqa: F401  # fixtures: worker
     post_twilio,
     provider_api,
     telnyx_event,
+    twilio_caller,
     workers,
 )
 from tools.phonecaller import PhoneCaller
@@ -194,13 +194,7 @@ async def test_phone_webhooks_and_live_state_reach_the_owner(nats_url, database_
         stream = ET.fromstring(twiml.text).find("./Connect/Stream")
         assert stream is not None
         params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
-        twilio = PhoneCaller(
-            f"ws://{a_host}/twilio/media",
-            "twilio",
-            call_id=call_sid,
-            parameters=params,
-            headers={"X-Twilio-Signature": signature(TOKEN, f"wss://{a_host}/twilio/media")},
-        )
+        twilio = twilio_caller(a_host, call_sid, params)
         await twilio.connect()
         await twilio.wait_for(lambda m: m["event"] == "mark")
         assert call_sid in a.state.runtime.sessions

@@ -5,6 +5,9 @@ Each model is loaded once for the module; the whole file runs in a few seconds o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
 
 from services.llm_worker.providers import LlmWorkerSettings
@@ -18,28 +21,30 @@ from shared.events import ChatMessage, VoiceSpec
 FOX = "The quick brown fox jumps over the lazy dog."
 
 
+P = TypeVar("P", LocalPiperTts, LocalWhisperStt, LocalLlamaLlm)
+
+
+async def warmed(package: str, make: Callable[[], P]) -> P:
+    """The provider with its model loaded, or a skip when its library is not installed."""
+    pytest.importorskip(package)
+    provider = make()
+    await provider.warmup()
+    return provider
+
+
 @pytest.fixture(scope="module")
 async def piper() -> LocalPiperTts:
-    pytest.importorskip("piper")
-    tts = LocalPiperTts(TtsWorkerSettings(tts_voice_path=""))
-    await tts.warmup()
-    return tts
+    return await warmed("piper", lambda: LocalPiperTts(TtsWorkerSettings(tts_voice_path="")))
 
 
 @pytest.fixture(scope="module")
 async def whisper() -> LocalWhisperStt:
-    pytest.importorskip("faster_whisper")
-    stt = LocalWhisperStt(SttWorkerSettings(stt_model_dir=""))
-    await stt.warmup()
-    return stt
+    return await warmed("faster_whisper", lambda: LocalWhisperStt(SttWorkerSettings(stt_model_dir="")))
 
 
 @pytest.fixture(scope="module")
 async def llama() -> LocalLlamaLlm:
-    pytest.importorskip("llama_cpp")
-    llm = LocalLlamaLlm(LlmWorkerSettings(llm_model_path=""))
-    await llm.warmup()
-    return llm
+    return await warmed("llama_cpp", lambda: LocalLlamaLlm(LlmWorkerSettings(llm_model_path="")))
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,27 @@ LONG_REPLY = "Sure. Option one. Option two. Option three."
 _SPEECH: dict[str, bytes] = {}
 
 
+TELNYX_OK = httpx.Response(200, json={"data": {"result": "ok"}})
+ALREADY_ENDED = httpx.Response(422, json={"errors": [{"code": "90018", "title": "Call has already ended"}]})
+
+
+def telnyx_action(api: respx.MockRouter, ccid: str, action: str, answer: httpx.Response = TELNYX_OK) -> respx.Route:
+    """Telnyx's Call Control ``action`` on call ``ccid``, faked: it answers ``answer``."""
+    return api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/{action}").mock(return_value=answer)
+
+
+def twilio_caller(host: str, call_sid: str, params: dict[str, str | None]) -> PhoneCaller:
+    """A phone on ``/twilio/media`` connected the way Twilio connects it: the TwiML stream's parameters and a
+    signed upgrade request."""
+    return PhoneCaller(
+        f"ws://{host}/twilio/media",
+        "twilio",
+        call_id=call_sid,
+        parameters=params,
+        headers={"X-Twilio-Signature": signature(TOKEN, f"wss://{host}/twilio/media")},
+    )
+
+
 async def say(text: str) -> bytes:
     if text not in _SPEECH:
         _SPEECH[text] = await synthesize(text)
@@ -121,6 +142,11 @@ async def create_agent(host: str, agent_id: str, **fields: Any) -> None:
         assert resp.status_code == 201, resp.text
 
 
+async def create_desk(host: str, agent_id: str, greeting: str, number: str) -> None:
+    """A phone agent answering ``number`` with ``greeting``, which ends a call after 2 s of silence."""
+    await create_agent(host, agent_id, first_message=greeting, phone_numbers=[number], turn={"silence_timeout_s": 2})
+
+
 def twilio_post(host: str, path: str, form: dict[str, str], *, sign: bool = True, url_host: str | None = None):
     url = f"https://{url_host or host}{path}"
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -174,13 +200,7 @@ async def test_twilio_three_turns_with_greeting_barge_in_and_goodbye(
     async with gateway_here(
         nats_url, database_url, wait_workers=True, twilio_auth_token=TOKEN, twilio_account_sid=ACCOUNT
     ) as (app, host):
-        await create_agent(
-            host,
-            "front-desk",
-            first_message="Hi, front desk.",
-            phone_numbers=["+15550002222"],
-            turn={"silence_timeout_s": 2},
-        )
+        await create_desk(host, "front-desk", "Hi, front desk.", "+15550002222")
         call_sid = "CA" + uuid.uuid4().hex
         form = {"CallSid": call_sid, "AccountSid": ACCOUNT, "From": "+15550001111", "To": "+15550002222"}
         hung_up_at: list[float] = []
@@ -207,13 +227,7 @@ async def test_twilio_three_turns_with_greeting_barge_in_and_goodbye(
             "+15550002222",
         )
 
-        caller = PhoneCaller(
-            f"ws://{host}/twilio/media",
-            "twilio",
-            call_id=call_sid,
-            parameters=params,
-            headers={"X-Twilio-Signature": signature(TOKEN, f"wss://{host}/twilio/media")},
-        )
+        caller = twilio_caller(host, call_sid, params)
         await caller.connect()
         await caller.wait_for(lambda m: m["event"] == "mark")  # the greeting, then its mark
         await caller.wait_quiet()
@@ -434,12 +448,8 @@ async def test_telnyx_three_turns_with_greeting_barge_in_and_goodbye(
 ) -> None:
     signer = TelnyxSigner()
     ccid = "v3:" + uuid.uuid4().hex
-    answer = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/answer").mock(
-        return_value=httpx.Response(200, json={"data": {"result": "ok"}})
-    )
-    hangup = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/hangup").mock(
-        return_value=httpx.Response(200, json={"data": {"result": "ok"}})
-    )
+    answer = telnyx_action(provider_api, ccid, "answer")
+    hangup = telnyx_action(provider_api, ccid, "hangup")
     async with gateway_here(
         nats_url,
         database_url,
@@ -448,13 +458,7 @@ async def test_telnyx_three_turns_with_greeting_barge_in_and_goodbye(
         telnyx_public_key=signer.public_b64,
         telnyx_stream_auth_token="stream-secret",
     ) as (_, host):
-        await create_agent(
-            host,
-            "telnyx-desk",
-            first_message="Hi, Telnyx desk.",
-            phone_numbers=["+15550003333"],
-            turn={"silence_timeout_s": 2},
-        )
+        await create_desk(host, "telnyx-desk", "Hi, Telnyx desk.", "+15550003333")
         initiated = telnyx_event(
             "call.initiated", ccid, direction="incoming", to="+15550003333", **{"from": "+15550001111"}
         )
@@ -511,15 +515,9 @@ async def test_telnyx_three_turns_with_greeting_barge_in_and_goodbye(
 async def test_telnyx_webhook_signatures_order_and_refusal(nats_url, database_url, provider_api) -> None:
     signer = TelnyxSigner()
     ccid = "v3:" + uuid.uuid4().hex
-    answer = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/answer").mock(
-        return_value=httpx.Response(200, json={"data": {"result": "ok"}})
-    )
-    speak = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/speak").mock(
-        return_value=httpx.Response(200, json={"data": {"result": "ok"}})
-    )
-    hangup = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/hangup").mock(
-        return_value=httpx.Response(422, json={"errors": [{"code": "90018", "title": "Call has already ended"}]})
-    )
+    answer = telnyx_action(provider_api, ccid, "answer")
+    speak = telnyx_action(provider_api, ccid, "speak")
+    hangup = telnyx_action(provider_api, ccid, "hangup", ALREADY_ENDED)
     async with gateway_here(nats_url, database_url, telnyx_api_key="KEY-test", telnyx_public_key=signer.public_b64) as (
         app,
         host,
@@ -538,15 +536,9 @@ async def test_telnyx_webhook_signatures_order_and_refusal(nats_url, database_ur
 
         # refusal while calls are refused: answer without a stream, speak, hang up (already ended is fine)
         ccid2 = "v3:" + uuid.uuid4().hex
-        answer2 = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid2}/actions/answer").mock(
-            return_value=httpx.Response(200, json={"data": {"result": "ok"}})
-        )
-        speak2 = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid2}/actions/speak").mock(
-            return_value=httpx.Response(200, json={"data": {"result": "ok"}})
-        )
-        hangup2 = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid2}/actions/hangup").mock(
-            return_value=httpx.Response(422, json={"errors": [{"code": "90018", "title": "Call has already ended"}]})
-        )
+        answer2 = telnyx_action(provider_api, ccid2, "answer")
+        speak2 = telnyx_action(provider_api, ccid2, "speak")
+        hangup2 = telnyx_action(provider_api, ccid2, "hangup", ALREADY_ENDED)
         app.state.runtime.accepting = False
         try:
             out = await post_telnyx(host, telnyx_event("call.initiated", ccid2, direction="incoming"), signer)
@@ -574,9 +566,7 @@ async def test_a_full_gateway_answers_phone_calls_busy(nats_url, database_url, p
     """Over MAX_CALLS a phone call is refused the way its provider expects: Twilio <Reject reason="busy"/>,
     Telnyx ``reject`` with USER_BUSY. A webhook that answered with a stream holds a slot until it connects."""
     ccid = "v3:" + uuid.uuid4().hex
-    reject = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/reject").mock(
-        return_value=httpx.Response(200, json={"data": {"result": "ok"}})
-    )
+    reject = telnyx_action(provider_api, ccid, "reject")
     async with gateway_here(nats_url, database_url, max_calls=1, telnyx_api_key="KEY-test") as (app, host):
         first = await post_twilio(host, "/twilio/voice", {"CallSid": "CA" + uuid.uuid4().hex}, sign=False)
         assert "<Stream" in first.text  # answered: its slot is reserved while the stream connects

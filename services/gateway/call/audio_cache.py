@@ -16,8 +16,6 @@ class AudioCache:
         self.max_entries = max_entries
         self._items: OrderedDict[CacheKey, bytes] = OrderedDict()
         self._claimed: set[CacheKey] = set()
-        self.hits = 0
-        self.misses = 0
 
     @staticmethod
     def key(text: str, voice: VoiceSpec, sample_rate: int, encoding: str) -> CacheKey:
@@ -26,10 +24,8 @@ class AudioCache:
     def get(self, key: CacheKey) -> bytes | None:
         audio = self._items.get(key)
         if audio is None:
-            self.misses += 1
             return None
         self._items.move_to_end(key)
-        self.hits += 1
         return audio
 
     def put(self, key: CacheKey, audio: bytes) -> None:

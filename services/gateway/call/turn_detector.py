@@ -82,7 +82,6 @@ class TurnDetector:
         self._silent_run = 0
         self._turn_voiced = 0
         self.stream_s = 0.0
-        self.rejected_onsets = 0
 
     @property
     def speaking(self) -> bool:
@@ -117,7 +116,6 @@ class TurnDetector:
             if self._voiced_run >= self.start_frames:
                 if not self.engine.confirm_onset(b"".join(self._preroll)):
                     self._voiced_run = 0  # not speech (a click, a cough): look again after another window
-                    self.rejected_onsets += 1
                     return None
                 self._speaking = True
                 self.engine.on_turn(True)

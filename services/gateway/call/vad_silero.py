@@ -111,13 +111,11 @@ class GatedSileroVad:
         # windows before the judged ones that only warm the recurrent state up: the pass runs in the event
         # loop (~0.24 ms a window here), so it reads no more of the preroll than that needs
         self.warmup_windows = warmup_windows
-        self.confirmations = 0
 
     def is_speech(self, frame: bytes) -> bool:
         return self._webrtc.is_speech(frame)
 
     def confirm_onset(self, audio: bytes) -> bool:
-        self.confirmations += 1
         probability = self._silero.max_probability(audio, self.confirm_windows, self.warmup_windows)
         return probability >= self.threshold
 

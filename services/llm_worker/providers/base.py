@@ -24,6 +24,7 @@ class LlmProvider(Protocol):
         """Load models or open connections before the first request (a no-op where nothing to load)."""
         ...
 
+    # every provider restates this signature (a Protocol is matched by shape), so the duplicates tool pairs them
     def stream(
         self,
         messages: list[ChatMessage],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 from pydantic import Field
 
 from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
-from shared.provider_catalog import BUILT_IN, Model, Offer, Usability
+from shared.provider_catalog import Model, Offer, built_in
 from shared.settings import LlmSettings
 
 _TOKEN = re.compile(r"\S+\s*")
@@ -38,9 +38,7 @@ OFFER = Offer(
 )
 
 
-def usable(env: Mapping[str, str]) -> Usability:
-    """Always: nothing to install or set."""
-    return BUILT_IN
+usable = built_in
 
 
 class FakeLlm:

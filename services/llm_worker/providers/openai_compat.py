@@ -7,13 +7,12 @@ for every compatible server, and lets tests intercept every request at the HTTP 
 Failures become ``ProviderError`` with a class (auth, quota, timeout, bad_request, unavailable, internal).
 Retryable ones are retried a bounded number of times, with jittered exponential backoff (or the server's
 ``Retry-After``), but only before the first delta has been yielded: after that the caller has already heard
-part of the reply, so a retry would repeat it. The helpers at module level are shared with the Groq Whisper
-STT provider.
+part of the reply, so a retry would repeat it. The policy is ``shared.provider_http.HttpProvider``'s, shared by
+every cloud adapter.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -26,17 +25,8 @@ from services.llm_worker.providers.base import Delta
 from shared.events import ChatMessage
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import LLM_CONTEXT_TOKENS, Model, Offer, Usability, needs_env
-from shared.provider_http import HttpProvider, backoff_s, needs_key, retry_after_s, status_error, transport_error
+from shared.provider_http import AttemptFailed, HttpProvider, needs_key
 from shared.settings import LlmSettings
-
-
-class _Failure(Exception):
-    """One failed attempt: the classified error plus the server's requested delay, if any."""
-
-    def __init__(self, error: ProviderError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
 
 
 class Settings(LlmSettings):
@@ -84,12 +74,7 @@ class OpenAICompatLlm(HttpProvider):
     key_env = "OPENAI_API_KEY"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(
-            timeout_s=settings.llm_request_timeout_s,
-            max_retries=settings.llm_max_retries,
-            retry_base_s=settings.llm_retry_base_delay_s,
-            retry_cap_s=settings.llm_retry_max_delay_s,
-        )
+        super().__init__(settings)
         self.base_url, key, self.model = self._endpoint(settings)
         self.base_url = self.base_url.rstrip("/")
         self._api_key = key.get_secret_value()
@@ -111,11 +96,7 @@ class OpenAICompatLlm(HttpProvider):
         temperature: float = 0.7,
         max_tokens: int = 160,
     ) -> AsyncIterator[Delta]:
-        try:
-            client = self._get_client()
-        except ProviderError as err:
-            self._count(err)
-            raise
+        client = self._client_for_request()
         body = {
             "model": model or self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -124,48 +105,11 @@ class OpenAICompatLlm(HttpProvider):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        attempt = 0
-        yielded = False
-        while True:
-            try:
-                # aclosing: closing this generator must close the attempt's response now, not at GC time
-                async with contextlib.aclosing(self._attempt(client, body)) as deltas:
-                    async for delta in deltas:
-                        yielded = True
-                        yield delta
-                return
-            except _Failure as failure:
-                error = failure.error
-                self._count(error)
-                if yielded:  # the caller has heard part of the reply: a retry would repeat it
-                    error.retryable = False
-                if not error.retryable or attempt >= self.max_retries:
-                    raise error from failure.__cause__
-                delay = backoff_s(attempt, self.retry_base_s, self.retry_cap_s, failure.retry_after)
-                attempt += 1
-            await asyncio.sleep(delay)
-
-    async def _attempt(self, client: httpx.AsyncClient, body: dict[str, Any]) -> AsyncIterator[Delta]:
-        """One request. Every failure is raised as ``_Failure``; GeneratorExit and cancellation pass through
-        untouched, and leaving the ``async with`` closes the response."""
-        started = False
-        try:
-            async with client.stream("POST", "/chat/completions", json=body) as resp:
-                if resp.status_code >= 400:
-                    await resp.aread()
-                    raise _Failure(status_error(self.name, self.key_env, resp), retry_after_s(resp))
-                started = True
-                async with contextlib.aclosing(self._parse(resp)) as deltas:
-                    async for delta in deltas:
-                        yield delta
-        except httpx.TimeoutException as exc:
-            raise _Failure(transport_error(self.name, exc)) from exc
-        except httpx.HTTPError as exc:
-            if started:  # the connection broke mid-stream
-                raise _Failure(
-                    ProviderError("internal", f"{self.name}: stream broken: {type(exc).__name__}", retryable=True)
-                ) from exc
-            raise _Failure(transport_error(self.name, exc)) from exc
+        # partial_is_final: once part of the reply was heard, a retry (here or by the caller) would repeat it
+        deltas = self._stream(client, "/chat/completions", json=body, parse=self._parse, partial_is_final=True)
+        async with contextlib.aclosing(deltas):
+            async for delta in deltas:
+                yield delta
 
     async def _parse(self, resp: httpx.Response) -> AsyncIterator[Delta]:
         """SSE lines ``data: {chunk}`` up to ``data: [DONE]``; the last delta carries finish_reason and usage."""
@@ -184,13 +128,15 @@ class OpenAICompatLlm(HttpProvider):
                 if not isinstance(chunk, dict):
                     raise ValueError("chunk is not an object")
             except ValueError as exc:
-                raise _Failure(
+                raise AttemptFailed(
                     ProviderError("internal", f"{self.name}: malformed stream chunk {data[:100]!r}", retryable=True)
                 ) from exc
             if "error" in chunk:
                 err = chunk["error"]
                 message = err.get("message") if isinstance(err, dict) else err
-                raise _Failure(ProviderError("internal", f"{self.name}: error in stream: {message}", retryable=True))
+                raise AttemptFailed(
+                    ProviderError("internal", f"{self.name}: error in stream: {message}", retryable=True)
+                )
             # OpenAI sends usage in a last chunk with no choices; Groq has also used ``x_groq.usage``
             x_groq = chunk.get("x_groq")
             usage = chunk.get("usage") or (x_groq.get("usage") if isinstance(x_groq, dict) else None) or usage
@@ -202,7 +148,7 @@ class OpenAICompatLlm(HttpProvider):
                     yield Delta(text=text)
                 finish = choice.get("finish_reason") or finish
         if not done and finish is None:
-            raise _Failure(ProviderError("internal", f"{self.name}: stream ended before [DONE]", retryable=True))
+            raise AttemptFailed(ProviderError("internal", f"{self.name}: stream ended before [DONE]", retryable=True))
         yield Delta(
             finish_reason=finish or "stop",
             prompt_tokens=usage.get("prompt_tokens"),

@@ -19,7 +19,7 @@ from services.stt_worker.providers.base import Transcript
 from shared.audio import resample_pcm16, write_wav
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import Model, Offer, Usability, needs_env
-from shared.provider_http import AzureSpeechSettings, HttpProvider, post_with_retries
+from shared.provider_http import AzureSpeechProvider, AzureSpeechSettings
 from shared.settings import SttSettings
 
 PATH = "/speech/recognition/conversation/cognitiveservices/v1"
@@ -93,42 +93,20 @@ def usable(env: Mapping[str, str]) -> Usability:
     return needs_env(env, "AZURE_SPEECH_KEY", "AZURE_SPEECH_REGION")
 
 
-class AzureStt(HttpProvider):
+class AzureStt(AzureSpeechProvider):
     """One request per turn; the locale from the request (see ``azure_locale``) or ``AZURE_STT_LANGUAGE``."""
 
-    name = "azure"
     service = "stt"
-    key_env = "AZURE_SPEECH_KEY"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(
-            timeout_s=settings.stt_request_timeout_s,
-            max_retries=settings.stt_max_retries,
-            retry_base_s=settings.stt_retry_base_delay_s,
-            retry_cap_s=settings.stt_retry_max_delay_s,
-        )
-        self._key = settings.azure_speech_key.get_secret_value()
-        self.region = settings.azure_speech_region.strip()
-        base = settings.azure_base_url.strip() or (
-            f"https://{self.region}.stt.speech.microsoft.com" if self.region else ""
-        )
-        self.base_url = base.rstrip("/")
+        super().__init__(settings)
         self.default_language = settings.azure_stt_language
-
-    def client_config(self) -> tuple[str, dict[str, str]]:
-        if not self._key or not self.base_url:
-            raise ProviderError("auth", "set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION")
-        return self.base_url, {"Ocp-Apim-Subscription-Key": self._key, "User-Agent": "victoria"}
 
     async def transcribe(
         self, audio: bytes, sample_rate: int, *, language: str | None = None, model: str | None = None
     ) -> Transcript:
         """``model`` is ignored (Azure picks the model for the locale)."""
-        try:
-            client = self._get_client()
-        except ProviderError as err:
-            self._count(err)
-            raise
+        client = self._client_for_request()
         locale = azure_locale(language, self.default_language)
         if not audio:
             return Transcript(text="", language=locale)
@@ -139,32 +117,18 @@ class AzureStt(HttpProvider):
             "Accept": "application/json",
         }
         params = {"language": locale, "format": "simple"}
-        return await post_with_retries(
+        return await self._post(
             client,
             PATH,
             params=params,
             content=wav,
             headers=headers,
             parse=lambda resp: Transcript(text=self._parse(resp), language=locale),
-            provider=self.name,
-            key_env=self.key_env,
-            max_retries=self.max_retries,
-            base_s=self.retry_base_s,
-            cap_s=self.retry_cap_s,
-            count=self._count,
         )
 
     def _parse(self, resp: httpx.Response) -> str:
         """``{"RecognitionStatus": "Success", "DisplayText": ..., "Offset": ..., "Duration": ...}``."""
-        try:
-            body = resp.json()
-            status = body["RecognitionStatus"]
-            if not isinstance(status, str):
-                raise TypeError("RecognitionStatus is not a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderError(
-                "internal", f"{self.name}: unexpected response {resp.text[:100]!r}", retryable=True
-            ) from exc
+        body, status = self._json_string(resp, "RecognitionStatus")
         if status in EMPTY_STATUSES:
             return ""
         if status != "Success":

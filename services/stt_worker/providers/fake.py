@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 
 from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
-from shared.provider_catalog import BUILT_IN, Model, Offer, Usability
+from shared.provider_catalog import Model, Offer, built_in
 from shared.settings import SttSettings
 
 
@@ -26,9 +25,7 @@ OFFER = Offer(
 )
 
 
-def usable(env: Mapping[str, str]) -> Usability:
-    """Always: nothing to install or set."""
-    return BUILT_IN
+usable = built_in
 
 
 class FakeStt:

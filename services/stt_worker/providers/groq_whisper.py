@@ -2,7 +2,7 @@
 
 Plain ``httpx.AsyncClient`` rather than the vendor SDK: it keeps the dependency surface small and lets tests
 intercept every request at the HTTP boundary with respx. The turn is sent as a WAV file (multipart), and the
-errors are classified and retried like the OpenAI-compatible LLM provider's (whose helpers this reuses); a
+errors are classified and retried by ``shared.provider_http.HttpProvider`` like every cloud adapter's; a
 transcription is one request with no partial output, so retrying the whole request is always safe.
 """
 
@@ -16,7 +16,7 @@ from services.stt_worker.providers.base import Transcript
 from shared.audio import write_wav
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import Model, Offer, Usability, needs_env
-from shared.provider_http import GroqSettings, HttpProvider, post_with_retries
+from shared.provider_http import GroqSettings, HttpProvider
 from shared.settings import SttSettings
 
 
@@ -54,12 +54,7 @@ class GroqWhisperStt(HttpProvider):
     key_env = "GROQ_API_KEY"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(
-            timeout_s=settings.stt_request_timeout_s,
-            max_retries=settings.stt_max_retries,
-            retry_base_s=settings.stt_retry_base_delay_s,
-            retry_cap_s=settings.stt_retry_max_delay_s,
-        )
+        super().__init__(settings)
         self.base_url = settings.groq_base_url.rstrip("/")
         self._api_key = settings.groq_api_key.get_secret_value()
         self.model = settings.groq_stt_model
@@ -72,11 +67,7 @@ class GroqWhisperStt(HttpProvider):
     async def transcribe(
         self, audio: bytes, sample_rate: int, *, language: str | None = None, model: str | None = None
     ) -> Transcript:
-        try:
-            client = self._get_client()
-        except ProviderError as err:
-            self._count(err)
-            raise
+        client = self._client_for_request()
         lang = language.split("-")[0].lower() if language else None
         if not audio:
             return Transcript(text="", language=lang)
@@ -84,31 +75,17 @@ class GroqWhisperStt(HttpProvider):
         data = {"model": model or self.model, "response_format": "json", "temperature": "0"}
         if lang:
             data["language"] = lang
-        return await post_with_retries(
+        return await self._post(
             client,
             "/audio/transcriptions",
             data=data,
             files={"file": ("turn.wav", wav, "audio/wav")},
             parse=lambda resp: self._parse(resp, lang),
-            provider=self.name,
-            key_env=self.key_env,
-            max_retries=self.max_retries,
-            base_s=self.retry_base_s,
-            cap_s=self.retry_cap_s,
-            count=self._count,
         )
 
     def _parse(self, resp: httpx.Response, lang: str | None) -> Transcript:
         """``{"text": "...", ...}`` (Groq's Whisper answers in OpenAI's shape)."""
-        try:
-            body = resp.json()
-            text = body["text"]
-            if not isinstance(text, str):
-                raise TypeError("text is not a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProviderError(
-                "internal", f"{self.name}: unexpected response {resp.text[:100]!r}", retryable=True
-            ) from exc
+        body, text = self._json_string(resp, "text")
         return Transcript(text=text.strip(), language=body.get("language") or lang)
 
 

@@ -13,7 +13,6 @@ that, a retry would repeat audio the caller has already played).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 
@@ -21,16 +20,8 @@ import httpx
 from pydantic import Field
 
 from shared.events import VoiceSpec
-from shared.provider_cache import ProviderError
 from shared.provider_catalog import Offer, Usability, Voice, needs_env
-from shared.provider_http import (
-    AzureSpeechSettings,
-    HttpProvider,
-    backoff_s,
-    retry_after_s,
-    status_error,
-    transport_error,
-)
+from shared.provider_http import AzureSpeechProvider, AzureSpeechSettings
 from shared.settings import TtsSettings
 from shared.ssml import build_ssml
 
@@ -51,13 +42,6 @@ def output_format(sample_rate: int) -> tuple[int, str]:
     """The requested rate if Azure produces it, else the nearest higher one (the worker resamples down)."""
     rate = next((r for r in sorted(OUTPUT_FORMATS) if r >= sample_rate), max(OUTPUT_FORMATS))
     return rate, OUTPUT_FORMATS[rate]
-
-
-class _Failure(Exception):
-    def __init__(self, error: ProviderError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
 
 
 class Settings(TtsSettings, AzureSpeechSettings):
@@ -102,43 +86,21 @@ def usable(env: Mapping[str, str]) -> Usability:
     return needs_env(env, "AZURE_SPEECH_KEY", "AZURE_SPEECH_REGION")
 
 
-class AzureTts(HttpProvider):
+class AzureTts(AzureSpeechProvider):
     """Voice from ``voice.name`` (default ``AZURE_TTS_VOICE``), speaking style from ``voice.style``, rate and
     pitch from ``voice.rate``/``voice.pitch`` as SSML prosody; language from the request."""
 
-    name = "azure"
     service = "tts"
-    key_env = "AZURE_SPEECH_KEY"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(
-            timeout_s=settings.tts_request_timeout_s,
-            max_retries=settings.tts_max_retries,
-            retry_base_s=settings.tts_retry_base_delay_s,
-            retry_cap_s=settings.tts_retry_max_delay_s,
-        )
-        self._key = settings.azure_speech_key.get_secret_value()
-        self.region = settings.azure_speech_region.strip()
-        base = settings.azure_base_url.strip() or (
-            f"https://{self.region}.tts.speech.microsoft.com" if self.region else ""
-        )
-        self.base_url = base.rstrip("/")
+        super().__init__(settings)
         self.default_voice = settings.azure_tts_voice
         self.chunk_ms = settings.tts_chunk_ms
-
-    def client_config(self) -> tuple[str, dict[str, str]]:
-        if not self._key or not self.base_url:
-            raise ProviderError("auth", "set AZURE_SPEECH_KEY and AZURE_SPEECH_REGION")
-        return self.base_url, {"Ocp-Apim-Subscription-Key": self._key, "User-Agent": "victoria"}
 
     async def synthesize(
         self, text: str, voice: VoiceSpec, *, language: str, sample_rate: int
     ) -> AsyncIterator[tuple[bytes, int]]:
-        try:
-            client = self._get_client()
-        except ProviderError as err:
-            self._count(err)
-            raise
+        client = self._client_for_request()
         rate, fmt = output_format(sample_rate)
         ssml = build_ssml(
             text,
@@ -150,54 +112,32 @@ class AzureTts(HttpProvider):
         )
         headers = {"Content-Type": "application/ssml+xml", "X-Microsoft-OutputFormat": fmt}
         step = max(1, rate * self.chunk_ms // 1000) * 2
-        attempt = 0
-        yielded = False
-        while True:
-            try:
-                # aclosing: closing this generator (barge-in) must close the HTTP response now, not at GC time
-                async with contextlib.aclosing(self._attempt(client, ssml.encode(), headers, step)) as chunks:
-                    async for pcm in chunks:
-                        yielded = True
-                        yield pcm, rate
-                return
-            except _Failure as failure:
-                error, retry_after, cause = failure.error, failure.retry_after, failure.__cause__
-            self._count(error)
-            if yielded or not error.retryable or attempt >= self.max_retries:
-                raise error from cause
-            await asyncio.sleep(backoff_s(attempt, self.retry_base_s, self.retry_cap_s, retry_after))
-            attempt += 1
+        chunks = self._stream(
+            client,
+            PATH,
+            content=ssml.encode(),
+            headers=headers,
+            parse=lambda resp: _pcm_chunks(resp, step),
+            partial_is_final=False,
+        )
+        async with contextlib.aclosing(chunks):
+            async for pcm in chunks:
+                yield pcm, rate
 
-    async def _attempt(
-        self, client: httpx.AsyncClient, body: bytes, headers: dict[str, str], step: int
-    ) -> AsyncIterator[bytes]:
-        """One request: PCM16 chunks of ``step`` bytes as the body arrives (a trailing odd byte waits for the
-        next read), then the remainder. Raises ``_Failure``."""
-        started = False
-        buf = bytearray()
-        try:
-            async with client.stream("POST", PATH, content=body, headers=headers) as resp:
-                if resp.status_code >= 400:
-                    await resp.aread()
-                    raise _Failure(status_error(self.name, self.key_env, resp), retry_after_s(resp))
-                started = True
-                async for data in resp.aiter_bytes():
-                    buf += data
-                    while len(buf) >= step:
-                        chunk = bytes(buf[:step])
-                        del buf[:step]
-                        yield chunk
-                tail = len(buf) // 2 * 2
-                if tail:
-                    yield bytes(buf[:tail])
-        except httpx.TimeoutException as exc:
-            raise _Failure(transport_error(self.name, exc)) from exc
-        except httpx.HTTPError as exc:
-            if started:  # the connection broke mid-stream
-                raise _Failure(
-                    ProviderError("internal", f"{self.name}: stream broken: {type(exc).__name__}", retryable=True)
-                ) from exc
-            raise _Failure(transport_error(self.name, exc)) from exc
+
+async def _pcm_chunks(resp: httpx.Response, step: int) -> AsyncIterator[bytes]:
+    """PCM16 chunks of ``step`` bytes as the body arrives (a trailing odd byte waits for the next read), then
+    the remainder."""
+    buf = bytearray()
+    async for data in resp.aiter_bytes():
+        buf += data
+        while len(buf) >= step:
+            chunk = bytes(buf[:step])
+            del buf[:step]
+            yield chunk
+    tail = len(buf) // 2 * 2
+    if tail:
+        yield bytes(buf[:tail])
 
 
 Provider = AzureTts

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 import numpy as np
 from pydantic import Field
 
 from shared.events import VoiceSpec
-from shared.provider_catalog import BUILT_IN, Offer, Usability, Voice
+from shared.provider_catalog import Offer, Voice, built_in
 from shared.settings import TtsSettings
 
 SECONDS_PER_CHAR = 0.06
@@ -39,9 +39,7 @@ NAME = "fake"
 OFFER = Offer(voices=(Voice("tone", "en-US"),), note="test provider: a 440 Hz tone, 60 ms per character")
 
 
-def usable(env: Mapping[str, str]) -> Usability:
-    """Always: nothing to install or set."""
-    return BUILT_IN
+usable = built_in
 
 
 class FakeTts:
