@@ -20,6 +20,7 @@ from tests.integration.test_telephony import (
     post_telnyx,
     post_twilio,
     provider_api,
+    telnyx_action,
     telnyx_event,
 )
 
@@ -52,9 +53,7 @@ async def test_twilio_refusal_speaks_the_called_agent_language(nats_url, databas
 
 async def test_telnyx_refusal_speaks_the_called_agent_language(nats_url, database_url, provider_api) -> None:
     signer, number, ccid = TelnyxSigner(), spanish_number(), "v3:" + uuid.uuid4().hex
-    speak = provider_api.post(f"https://api.telnyx.com/v2/calls/{ccid}/actions/speak").mock(
-        return_value=httpx.Response(200, json={"data": {"result": "ok"}})
-    )
+    speak = telnyx_action(provider_api, ccid, "speak")
     settings = {"telnyx_api_key": "KEY-test", "telnyx_public_key": signer.public_b64}
     async with gateway_here(nats_url, database_url, **settings) as (_, host):
         await create_agent(host, f"clinica-{uuid.uuid4().hex[:6]}", language="es-MX", phone_numbers=[number])
