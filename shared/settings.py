@@ -192,11 +192,6 @@ class GatewaySettings(CommonSettings):
         description="STT sends the LLM request, LLM the TTS requests themselves (fewer hops); false: the gateway does",
     )
 
-    system_prompt: str = "You are Victoria, a friendly phone assistant. Answer in one or two short sentences."
-    first_message: str = "Hello, this is Victoria. How can I help you today?"
-    language: str = "en-US"
-    llm_temperature: float = Field(default=0.3, ge=0, le=2)
-    llm_max_tokens: int = Field(default=60, ge=1, le=4096)
 
     max_ws_message_bytes: int = Field(default=256_000, ge=1024)
     outbound_frame_ms: int = Field(default=40, ge=10, le=200)
