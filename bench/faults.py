@@ -45,7 +45,7 @@ import httpx
 import numpy as np
 
 from bench.conversation_load import trim_trailing_silence
-from shared.call_config import SHUTDOWN_MESSAGES
+from shared.texts import text_for
 from tools.embedded import (
     EmbeddedNats,
     EmbeddedPostgres,
@@ -254,7 +254,7 @@ async def one_call(url: str, gateway: str, utterance: bytes, turns: int, apology
                 lambda m: m["type"] == "error" or (m["type"] == "transcript" and m["role"] == "assistant"),
                 timeout=60,
             )
-            if reply.get("text") == SHUTDOWN_MESSAGES["en"]:
+            if reply.get("text") == text_for("shutdown_message", "en"):
                 log.drained = True
                 return log
             if reply["type"] == "error" or reply.get("text") == apology_text:

@@ -10,21 +10,22 @@ rejected with the field's path — so a call never starts on a config that canno
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.events import VoiceSpec
+from shared.texts import AGENT_TEXTS, CATALOGUE, DEFAULT_LANGUAGE, TextKey, text_for
 
 ClientType = Literal["browser", "twilio", "telnyx"]
 CLIENT_TYPES: tuple[ClientType, ...] = ("browser", "twilio", "telnyx")
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-# what the agent says when its gateway shuts down under a live call (the drain timed out), by language
-SHUTDOWN_MESSAGES = {
-    "en": "Sorry, I have to end the call now for maintenance. Please call again in a minute. Goodbye!",
-    "es": "Lo siento, tengo que cortar la llamada por mantenimiento. Vuelva a llamar en un minuto. ¡Adiós!",
-}
+TEXT_FIELDS = AGENT_TEXTS  # the texts an agent may set or leave to the catalogue (shared/texts.py)
+UNSET = "null = the catalogue's text in the agent's language (shared/texts.py: es, en; English otherwise)"
+Prompt = Annotated[str, Field(min_length=1, max_length=8000)]
+Greeting = Annotated[str, Field(max_length=1000)]
+Line = Annotated[str, Field(min_length=1, max_length=500)]
 
 
 # the provider names each worker kind can build, so that an agent naming another is refused when it is written;
@@ -74,31 +75,18 @@ class AgentFields(BaseModel):
 
     name: str = Field(default="Victoria", min_length=1, max_length=100)
     language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
-    system_prompt: str = Field(
-        default="You are Victoria, a friendly phone assistant. Answer in one or two short sentences.",
-        min_length=1,
-        max_length=8000,
+    system_prompt: Prompt | None = Field(default=None, description=f"what the LLM is told; {UNSET}")
+    first_message: Greeting | None = Field(
+        default=None, description=f"said when the call starts; empty = wait for the caller; {UNSET}"
     )
-    first_message: str = Field(default="Hello, this is Victoria. How can I help you today?", max_length=1000)
-    apology_message: str = Field(
-        default="I'm sorry, I'm having a technical problem. Please call again later. Goodbye.",
-        min_length=1,
-        max_length=500,
+    apology_message: Line | None = Field(default=None, description=f"said before a failed call ends; {UNSET}")
+    reprompt_message: Line | None = Field(default=None, description=f"said after a silence; {UNSET}")
+    silence_goodbye_message: Line | None = Field(
+        default=None, description=f"said before hanging up on silence; {UNSET}"
     )
-    reprompt_message: str = Field(default="Are you still there?", min_length=1, max_length=500)
-    silence_goodbye_message: str = Field(
-        default="I haven't heard from you, so I'll hang up now. Goodbye!", min_length=1, max_length=500
-    )
-    max_duration_message: str = Field(
-        default="We've reached the time limit for this call. Thank you for calling, goodbye!",
-        min_length=1,
-        max_length=500,
-    )
-    shutdown_message: str | None = Field(
-        default=None,
-        max_length=500,
-        description="said when the gateway shuts down under the call; empty = the default in the agent's "
-        "language (en, es; English otherwise)",
+    max_duration_message: Line | None = Field(default=None, description=f"said at the call's time limit; {UNSET}")
+    shutdown_message: Line | None = Field(
+        default=None, description=f"said when the gateway shuts down under the call; {UNSET}"
     )
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     llm: LlmSpec = Field(default_factory=LlmSpec)
@@ -125,12 +113,23 @@ class AgentFields(BaseModel):
             raise ValueError("must not be blank")
         return value
 
+    def text(self, key: TextKey) -> str:
+        """One of the agent's texts: its own if set, else the catalogue's in the agent's language."""
+        own = getattr(self, key, None)
+        return own if own is not None else text_for(key, self.language)
+
     @property
     def shutdown_text(self) -> str:
-        """The shutdown goodbye: the agent's own, else the default in its language (English otherwise)."""
-        if self.shutdown_message:
-            return self.shutdown_message
-        return SHUTDOWN_MESSAGES.get(self.language.split("-")[0], SHUTDOWN_MESSAGES["en"])
+        """The shutdown goodbye (the agent's own, else the catalogue's in its language)."""
+        return self.text("shutdown_message")
+
+    def catalogue_texts(self) -> list[str]:
+        """The texts this agent leaves to the catalogue (they follow its language)."""
+        return [key for key in TEXT_FIELDS if getattr(self, key) is None]
+
+    def with_catalogue_texts(self) -> Self:
+        """A copy with every unset text filled from the catalogue: what a call with these fields says."""
+        return self.model_copy(update={key: self.text(key) for key in self.catalogue_texts()})
 
     @field_validator("extraction_fields")
     @classmethod
@@ -192,11 +191,28 @@ class AgentSpec(AgentFields):
 
 
 class CallConfig(AgentFields):
-    """One call's resolved, frozen configuration."""
+    """One call's resolved, frozen configuration: every text is set (the catalogue's, in the call's language,
+    where the agent left it unset), so nothing during the call looks a text up."""
 
     agent_id: str = "default"
     agent_version: int = 1
     client_type: ClientType = "browser"
+    system_prompt: Prompt = CATALOGUE[DEFAULT_LANGUAGE]["system_prompt"]
+    first_message: Greeting = CATALOGUE[DEFAULT_LANGUAGE]["first_message"]
+    apology_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["apology_message"]
+    reprompt_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["reprompt_message"]
+    silence_goodbye_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["silence_goodbye_message"]
+    max_duration_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["max_duration_message"]
+    shutdown_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["shutdown_message"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _texts_from_catalogue(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            language = data.get("language") or AgentFields.model_fields["language"].default
+            unset = {key: text_for(key, language) for key in TEXT_FIELDS if data.get(key) is None}
+            data = {**data, **unset}
+        return data
 
     @classmethod
     def resolve(cls, agent_id: str, version: int, spec: AgentSpec, client_type: ClientType) -> CallConfig:

@@ -196,11 +196,6 @@ class GatewaySettings(CommonSettings):
         description="STT sends the LLM request, LLM the TTS requests themselves (fewer hops); false: the gateway does",
     )
 
-    system_prompt: str = "You are Victoria, a friendly phone assistant. Answer in one or two short sentences."
-    first_message: str = "Hello, this is Victoria. How can I help you today?"
-    language: str = "en-US"
-    llm_temperature: float = Field(default=0.3, ge=0, le=2)
-    llm_max_tokens: int = Field(default=60, ge=1, le=4096)
 
     max_ws_message_bytes: int = Field(default=256_000, ge=1024)
     outbound_frame_ms: int = Field(default=40, ge=10, le=200)
@@ -228,7 +223,11 @@ class GatewaySettings(CommonSettings):
     telnyx_stream_auth_token: SecretStr = Field(
         default=SecretStr(""), description="expected x-telnyx-streaming-auth-token on /telnyx/media; empty = none"
     )
-    telephony_refusal_message: str = "Sorry, we can't take your call right now. Please try again later. Goodbye."
+    telephony_refusal_message: str = Field(
+        default="",
+        description="said to phone calls refused while calls are stopped; empty = shared/texts.py's, "
+        "in the language of the agent the called number reaches",
+    )
 
     # durable lifecycle (services/gateway/lifecycle/spool.py) and the gateway's heartbeat
     lifecycle_spool_dir: str = Field(

@@ -2,6 +2,7 @@
 
     python -m tools.talk speech.wav [more.wav ...] --out reply.wav
     python -m tools.talk --say "What time do you open tomorrow?" --out reply.wav
+    python -m tools.talk --agent es --say "¿A qué hora abren mañana?"
 
 It waits for the greeting, then plays each utterance in real time (20 ms frames on an absolute clock,
 like a phone would), keeps sending silence until the agent's reply has finished, and prints the
@@ -128,14 +129,18 @@ async def talk(
     timeout_s: float = 60.0,
     verbose: bool = True,
     api_key: str | None = None,
+    agent_id: str | None = None,
 ) -> Conversation:
-    """Hold one call: greeting, then one turn per utterance (PCM16 16 kHz). Returns what came back. With an
-    ``api_key`` it first gets a call token from the keyed API, as the dashboard does."""
+    """Hold one call with ``agent_id`` (None: the default agent): greeting, then one turn per utterance (PCM16
+    16 kHz). Returns what came back. With an ``api_key`` it first gets a call token from the keyed API, as the
+    dashboard does."""
     conv = Conversation()
     listener = _Listener(conv, verbose)
-    token = await call_token(url.replace("ws", "http", 1).split("/ws/")[0], api_key) if api_key else None
+    http_base = url.replace("ws", "http", 1).split("/ws/")[0]
+    token = await call_token(http_base, api_key, agent_id) if api_key else None
     async with websockets.connect(url, max_size=2**22) as ws:
-        await ws.send(StartMessage(sample_rate=RATE, token=token).model_dump_json(exclude_none=True))
+        start = StartMessage(sample_rate=RATE, agent_id=agent_id, token=token)
+        await ws.send(start.model_dump_json(exclude_none=True))
         receiver = asyncio.create_task(listener.run(ws))
         try:
             await _send_silence_until(ws, listener.done, timeout_s)
@@ -216,7 +221,13 @@ async def synthesize(text: str) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wav", nargs="*", type=Path, help="utterances to speak, one per turn (any rate, 16-bit)")
-    parser.add_argument("--say", action="append", default=[], help="text to synthesise offline and speak")
+    parser.add_argument(
+        "--say",
+        action="append",
+        default=[],
+        help="text to synthesise offline and speak (the bundled voice is English; TTS_VOICE_PATH for another)",
+    )
+    parser.add_argument("--agent", help="the agent to call, e.g. es (the Spanish agent); default: the default agent")
     parser.add_argument("--url", default="ws://127.0.0.1:8000/ws/simulator")
     parser.add_argument(
         "--api-key",
@@ -231,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     utterances = [load_utterance(p) for p in args.wav]
     utterances += [asyncio.run(synthesize(text)) for text in args.say]
     try:
-        conv = asyncio.run(talk(args.url, utterances, timeout_s=args.timeout, api_key=args.api_key or None))
+        conv = asyncio.run(
+            talk(args.url, utterances, timeout_s=args.timeout, api_key=args.api_key or None, agent_id=args.agent)
+        )
     except (OSError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
         print(f"cannot reach {args.url}: {exc}. Is Victoria running (make run)?", file=sys.stderr)
         return 2

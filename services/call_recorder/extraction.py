@@ -29,6 +29,7 @@ from shared import subjects
 from shared.bus import Bus, NoWorkerError, WorkerBusyError
 from shared.events import ChatMessage, LlmChunk, LlmRequest, new_id
 from shared.logging import bound_call, get_logger
+from shared.texts import language_name
 
 log = get_logger(__name__)
 
@@ -41,6 +42,23 @@ SYSTEM_PROMPT = (
 STUCK_AFTER_S = 300.0
 REPLY_MAX_TOKENS = 400
 UNAVAILABLE_BACKOFF_S = 0.5
+
+
+def extraction_prompt(custom: dict[str, str], language: str | None) -> str:
+    """The extraction's system prompt: the standard keys, the agent's own ones, and — for a call not in
+    English — answers in the call's language. Keys (and the intent and sentiment labels) stay English, so the
+    stored JSON has one shape whatever the language; an English call's prompt is the one it always was."""
+    prompt = SYSTEM_PROMPT
+    if custom:
+        extra = "; ".join(f'"{name}" ({what}, or null if not mentioned)' for name, what in custom.items())
+        prompt += f" Also include these keys: {extra}."
+    if language and language.replace("_", "-").split("-")[0].lower() != "en":
+        prompt += (
+            f" The call is in {language_name(language)}: write the summary, the next action and any other free"
+            f" text in {language_name(language)}; keep every key, the intent label and the sentiment value in"
+            " English exactly as given."
+        )
+    return prompt
 
 
 class Extraction(BaseModel):
@@ -191,11 +209,8 @@ class Extractor:
         if not any(r["role"] == "user" for r in rows):
             return {"status": "skipped", "reason": "the caller said nothing"}
         lines = [f"{'Caller' if r['role'] == 'user' else 'Agent'}: {r['text']}" for r in rows]
-        custom = await self._agent_fields(call_id)
-        prompt = SYSTEM_PROMPT
-        if custom:
-            extra = "; ".join(f'"{name}" ({what}, or null if not mentioned)' for name, what in custom.items())
-            prompt += f" Also include these keys: {extra}."
+        custom, language = await self._agent_schema(call_id)
+        prompt = extraction_prompt(custom, language)
         errors: list[str] = []
         context = self.context_tokens
         omitted = 0
@@ -227,15 +242,20 @@ class Extractor:
             failed["turns_omitted"] = omitted
         return failed
 
-    async def _agent_fields(self, call_id: str) -> dict[str, str]:
-        """The call's agent's own extraction fields (the schema can be set per agent)."""
-        raw = await self.pool.fetchval(
-            "SELECT a.spec->'extraction_fields' FROM calls c JOIN agents a ON a.agent_id = c.agent_id "
-            "WHERE c.call_id = $1",
+    async def _agent_schema(self, call_id: str) -> tuple[dict[str, str], str | None]:
+        """The call's agent's own extraction fields (the schema can be set per agent) and the call's language:
+        the agent's, or its overlay's for the call's client type (None when the agent is gone)."""
+        row = await self.pool.fetchrow(
+            "SELECT a.spec->'extraction_fields' AS fields,"
+            " COALESCE(a.spec->'overlays'->c.client_type->>'language', a.spec->>'language') AS language"
+            " FROM calls c JOIN agents a ON a.agent_id = c.agent_id WHERE c.call_id = $1",
             call_id,
         )
-        fields = json.loads(raw) if isinstance(raw, str) else raw
-        return {str(k): str(v) for k, v in fields.items()} if isinstance(fields, dict) else {}
+        if row is None:
+            return {}, None
+        fields = json.loads(row["fields"]) if isinstance(row["fields"], str) else row["fields"]
+        custom = {str(k): str(v) for k, v in fields.items()} if isinstance(fields, dict) else {}
+        return custom, row["language"]
 
     async def _ask(self, call_id: str, messages: list[ChatMessage]) -> str:
         """One LLM round trip through the LLM workers; the whole reply's text."""

@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -31,6 +32,7 @@ from shared.bus import Bus
 from shared.call_config import AgentSpec, CallConfig, ClientType
 from shared.kv import ensure_kv
 from shared.logging import get_logger
+from shared.texts import speech_locale, text_for
 
 log = get_logger(__name__)
 
@@ -51,6 +53,13 @@ class AgentRecord:
     spec: AgentSpec
     created_at: datetime
     updated_at: datetime
+
+
+class Speech(NamedTuple):
+    """A fixed text and the locale a provider's speech engine should say it in."""
+
+    text: str
+    locale: str
 
 
 class AgentExistsError(Exception):
@@ -182,6 +191,17 @@ class ConfigResolver:
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("agent_routing_failed", number=number, error=str(exc))
             return None
+
+    async def refusal_for_number(self, client_type: ClientType, number: str | None, override: str = "") -> Speech:
+        """What a phone caller of ``number`` hears while calls are refused: ``override`` (the deployment's
+        ``TELEPHONY_REFUSAL_MESSAGE``) or the catalogue's refusal, in the language of the agent that number
+        reaches (the default agent's when none claims it, English when no agent can be read)."""
+        language: str | None = None
+        try:
+            language = (await self.config_for_call(client_type, await self.agent_for_number(number))).language
+        except LookupError as exc:
+            log.warning("refusal_language_unknown", number=number, error=str(exc))
+        return Speech(override or text_for("telephony_refusal", language), speech_locale(language))
 
     async def config_for_call(self, client_type: ClientType, agent_id: str | None) -> CallConfig:
         """Raises ``LookupError`` for an unknown agent (a clear error at call start, not mid-call)."""

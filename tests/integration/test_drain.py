@@ -16,8 +16,8 @@ import websockets
 from services.gateway.drain import drain_gateway
 from shared import subjects
 from shared.bus import NoWorkerError
-from shared.call_config import SHUTDOWN_MESSAGES
 from shared.events import ChatMessage, LlmChunk, LlmRequest
+from shared.texts import text_for
 from tests.integration.conftest import FAST
 from tests.integration.test_edge_security import history_row
 from tests.integration.test_recorder_reliability import (
@@ -117,7 +117,7 @@ async def test_calls_that_outlast_the_drain_hear_the_goodbye_in_their_language(s
     signalled = time.perf_counter()
     for caller, language in ((english, "en"), (spanish, "es")):
         goodbye = await caller.next(lambda m: m["type"] == "transcript" and m["role"] == "assistant", timeout=20)
-        assert goodbye["text"] == SHUTDOWN_MESSAGES[language]
+        assert goodbye["text"] == text_for("shutdown_message", language)
         assert caller.last_at - signalled >= 0.9  # first the drain timeout (1 s) let the call go on
         ended = await caller.next(lambda m: m["type"] == "ended", timeout=20)
         assert ended["reason"] == "gateway_shutdown"
@@ -133,7 +133,7 @@ async def test_calls_that_outlast_the_drain_hear_the_goodbye_in_their_language(s
         lines = await db_pool.fetch(
             "SELECT role, text FROM transcripts WHERE call_id = $1 ORDER BY seq", caller.call_id
         )
-        assert (lines[-1]["role"], lines[-1]["text"]) == ("assistant", SHUTDOWN_MESSAGES[language])
+        assert (lines[-1]["role"], lines[-1]["text"]) == ("assistant", text_for("shutdown_message", language))
 
 
 async def test_a_caller_hanging_up_during_the_goodbye_lets_the_gateway_go_at_once(start_stack) -> None:

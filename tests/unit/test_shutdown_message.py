@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.call_config import SHUTDOWN_MESSAGES, AgentSpec, CallConfig
+from shared.call_config import AgentSpec, CallConfig
+from shared.texts import CATALOGUE
+
+SHUTDOWN_MESSAGES = {language: texts["shutdown_message"] for language, texts in CATALOGUE.items()}
 
 
 def config(**fields: object) -> CallConfig:

@@ -24,11 +24,18 @@ MAX_VERSION = 2**31 - 1  # agents.version is a PostgreSQL integer
 
 
 class AgentOut(BaseModel):
+    """An agent as read: ``spec`` shows every text as a call hears it (the catalogue's, in the agent's language,
+    where the agent left it unset); ``catalogue_texts`` names those, so that writing one back as null keeps it
+    following the agent's language."""
+
     agent_id: str
     version: int
     created_at: datetime
     updated_at: datetime
     spec: AgentSpec
+    catalogue_texts: list[str] = Field(
+        default_factory=list, description="texts the agent leaves to the catalogue (shown resolved in spec)"
+    )
 
 
 class AgentCreate(AgentSpec):
@@ -36,7 +43,14 @@ class AgentCreate(AgentSpec):
 
 
 def _out(record: AgentRecord) -> AgentOut:
-    return AgentOut.model_validate(record, from_attributes=True)
+    return AgentOut(
+        agent_id=record.agent_id,
+        version=record.version,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        spec=record.spec.with_catalogue_texts(),
+        catalogue_texts=record.spec.catalogue_texts(),
+    )
 
 
 def _runtime(request: Request) -> GatewayRuntime:

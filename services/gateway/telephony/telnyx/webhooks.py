@@ -166,21 +166,29 @@ async def _handle(
             return "already_ended"
         return await _answer(runtime, request, rest, payload, call_control_id)
     if event_type == "call.answered" and state.get("refuse"):
-        await rest.command(
-            call_control_id,
-            "speak",
-            {
-                "payload": runtime.settings.telephony_refusal_message,
-                "voice": "female",
-                "language": "en-US",
-                "client_state": encode_state({"refuse": True}),
-            },
-        )
+        await _speak_refusal(runtime, rest, call_control_id, _called_number(payload))
         return "refusing"
     if event_type == "call.speak.ended" and state.get("refuse"):
         await rest.hangup(call_control_id)
         return "refused"
     return "recorded"
+
+
+async def _speak_refusal(runtime: GatewayRuntime, rest: TelnyxRest, call_control_id: str, to: str | None) -> None:
+    """Say the refusal in the language of the agent the called number reaches (TELEPHONY_REFUSAL_MESSAGE
+    overrides the text); its ``call.speak.ended`` hangs up."""
+    refusal = await runtime.agents.refusal_for_number("telnyx", to, runtime.settings.telephony_refusal_message)
+    speak = {
+        "payload": refusal.text,
+        "voice": "female",
+        "language": refusal.locale,
+        "client_state": encode_state({"refuse": True}),
+    }
+    await rest.command(call_control_id, "speak", speak)
+
+
+def _called_number(payload: dict[str, Any]) -> str | None:
+    return str(payload.get("to") or "")[:64] or None
 
 
 async def _answer(
@@ -197,7 +205,7 @@ async def _answer(
         log.warning("telnyx_call_refused", reason=refusal)
         await rest.command(call_control_id, "answer", {"client_state": encode_state({"refuse": True})})
         return "refusing"
-    to_number = str(payload.get("to") or "")[:64] or None
+    to_number = _called_number(payload)
     agent_id = await runtime.agents.agent_for_number(to_number)
     settings = runtime.settings
     token = runtime.tokens.mint(

@@ -68,16 +68,20 @@ async def twilio_voice(request: Request) -> Response:
     runtime: GatewayRuntime = request.app.state.runtime
     form = await _verified_form(request)
     call_sid = _call_sid(form)
+    to_number = form.get("To", "")[:64] or None
     refusal = runtime.refusal()
     if refusal is not None:
         CALLS_REJECTED.labels("twilio", refusal).inc()
         WEBHOOKS.labels("twilio", "refused").inc()
         log.warning("twilio_call_refused", call_id=call_sid, reason=refusal)
         # busy (full, or draining for a deploy: the caller redials and reaches another replica) is a busy tone
-        busy = refusal in ("busy", "draining")
-        twiml = busy_twiml() if busy else refusal_twiml(runtime.settings.telephony_refusal_message)
-        return Response(twiml, media_type="application/xml")
-    to_number = form.get("To", "")[:64] or None
+        if refusal in ("busy", "draining"):
+            return Response(busy_twiml(), media_type="application/xml")
+        # in the language of the agent the called number reaches (TELEPHONY_REFUSAL_MESSAGE overrides the text)
+        speech = await runtime.agents.refusal_for_number(
+            "twilio", to_number, runtime.settings.telephony_refusal_message
+        )
+        return Response(refusal_twiml(speech.text, speech.locale), media_type="application/xml")
     agent_id = await runtime.agents.agent_for_number(to_number)
     stream_url = f"wss://{public_host(runtime, request.headers)}/twilio/media"
     token = runtime.tokens.mint(
