@@ -196,7 +196,6 @@ class GatewaySettings(CommonSettings):
         description="STT sends the LLM request, LLM the TTS requests themselves (fewer hops); false: the gateway does",
     )
 
-
     max_ws_message_bytes: int = Field(default=256_000, ge=1024)
     outbound_frame_ms: int = Field(default=40, ge=10, le=200)
     outbound_lead_ms: int = Field(default=120, ge=0, le=2000, description="audio sent ahead of real time")

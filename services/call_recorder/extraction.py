@@ -220,7 +220,7 @@ class Extractor:
                 log.info("extraction_transcript_trimmed", turns=len(lines), omitted=omitted, context_tokens=context)
             messages = [ChatMessage(role="system", content=prompt), ChatMessage(role="user", content=transcript)]
             try:
-                reply = await self._ask(call_id, messages)
+                reply = await self._ask(call_id, messages, language)
                 data, fields = parse_extraction(reply, custom)
                 result = {"status": "ok", "attempts": attempt, **data.model_dump(), "custom": fields}
                 if omitted:
@@ -257,8 +257,9 @@ class Extractor:
         custom = {str(k): str(v) for k, v in fields.items()} if isinstance(fields, dict) else {}
         return custom, row["language"]
 
-    async def _ask(self, call_id: str, messages: list[ChatMessage]) -> str:
-        """One LLM round trip through the LLM workers; the whole reply's text."""
+    async def _ask(self, call_id: str, messages: list[ChatMessage], language: str | None = None) -> str:
+        """One LLM round trip through the LLM workers; the whole reply's text (``language``: the call's, so a
+        provider with a model per language answers with the right one)."""
         reply_to = f"extract.{subjects.safe_token(call_id)}.{new_id()}"
         chunks: dict[int, LlmChunk] = {}
         done = asyncio.Event()
@@ -277,6 +278,7 @@ class Extractor:
                 model=self.model,
                 temperature=0.0,
                 max_tokens=REPLY_MAX_TOKENS,
+                language=language,
                 reply_to=reply_to,
                 post_call=True,  # the call's final cancel must not drop it (it did, for every real call)
             )

@@ -37,3 +37,12 @@ def test_a_failed_turn_is_recorded_and_told_and_capacity_is_not_critical() -> No
     assert isinstance(event, CallError) and event.critical and event.turn_id == 3 and len(event.message) == 500
     report_failure(ReplyFailed("stt", ErrorInfo(code="busy", message="full")), call_id="c1", turn_id=4, outbox=outbox)  # type: ignore[arg-type]
     assert not outbox.events[1].critical
+
+
+def test_an_agent_language_no_voice_speaks_is_recorded_but_never_stops_every_call() -> None:
+    outbox = FakeOutbox()
+    unspoken = ErrorInfo(code="unsupported_language", message="no voice speaks fr-FR")
+    message = report_failure(ReplyFailed("tts", unspoken), call_id="c1", turn_id=1, outbox=outbox)  # type: ignore[arg-type]
+    assert message.code == "tts_unsupported_language"
+    [event] = outbox.events
+    assert isinstance(event, CallError) and event.code == "unsupported_language" and not event.critical

@@ -19,7 +19,9 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-CAPACITY_CODES = frozenset({"busy"})  # workers refusing for capacity: recorded, never counted by the global stop
+# recorded, never counted by the global stop: workers refusing for capacity (overload, not an outage), and an
+# agent whose language no configured voice speaks (one agent's configuration, not a reason to stop every call)
+NOT_CRITICAL_CODES = frozenset({"busy", "unsupported_language"})
 
 Closer = MaxDuration | ReplyFailed | SilenceAfterReprompt | Shutdown
 
@@ -54,7 +56,7 @@ def report_failure(event: ReplyFailed, *, call_id: str, turn_id: int, outbox: Li
             code=error.code,
             message=error.message[:500],
             stage=event.stage,
-            critical=error.code not in CAPACITY_CODES,  # a busy minute is overload, not an outage to stop for
+            critical=error.code not in NOT_CRITICAL_CODES,
         )
     )
     return ErrorMessage(code=f"{event.stage}_{error.code}", message=error.message)

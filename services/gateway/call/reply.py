@@ -112,6 +112,7 @@ class ReplyPipeline:
             model=self.config.llm.model,
             temperature=self.config.llm.temperature,
             max_tokens=self.config.llm.max_tokens,
+            language=self.config.language,
             reply_to=self.channel.subject_llm,
             tts=self.speech.continuation() if chain else None,
         )
