@@ -1,0 +1,163 @@
+"""Spanish end to end on the offline stack: the ``es`` agent over the Twilio protocol and the browser simulator.
+
+Every service runs as its own process with its default (offline) providers: Whisper base hears the Spanish,
+Qwen 0.5B answers, Kokoro speaks. The caller's question is one of ``tests/data/es`` (spoken by Kokoro voices
+other than the agent's ``jm_kumo``). Asserted from the history the recorder writes, as an operator would read
+it: the question's words were heard, the greeting is the catalogue's Spanish one, the reply is Spanish and not
+English, a failing turn is apologised for in Spanish, and the post-call summary is written in Spanish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.texts import CATALOGUE
+from tools.phonecaller import PhoneCaller, twilio_dial
+from tools.talk import load_utterance, talk
+
+pytestmark = pytest.mark.e2e
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "es"
+QUESTION = DATA / "q01.wav"  # "¿A qué hora abren mañana?" (Kokoro jf_gongitsune)
+QUESTION_WORDS = {"hora", "abren", "mañana"}
+ES_NUMBER = "+34910000101"
+BROKEN_NUMBER = "+34910000102"
+SPANISH = set(
+    "el la los las de del que y en un una unos por para con no es son su sus al lo se le les nos mi tu sí muy "
+    "a hay está están puede podemos gracias hola buenos buenas días horario abrimos abre mañana hasta desde".split()
+)
+ENGLISH = set("the and you to of is are we for with your that it can have will this our open from".split())
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-záéíóúñü]+", text.lower())
+
+
+def assert_spanish(text: str) -> None:
+    found = words(text)
+    es, en = sum(w in SPANISH for w in found), sum(w in ENGLISH for w in found)
+    assert es >= 2 and es > 2 * en, f"not Spanish ({es} Spanish, {en} English stopwords): {text!r}"
+
+
+@pytest.fixture
+async def system(run_service):
+    for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
+        run_service(name)
+    gateway = run_service("gateway")
+    await gateway.wait_ready(timeout=180)
+    base = f"http://127.0.0.1:{gateway.port}"
+    async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=10) as api:
+        current = await api.get("/api/v1/agents/es")
+        assert current.status_code == 200, current.text
+        answered = await api.put(
+            "/api/v1/agents/es", json={"phone_numbers": [ES_NUMBER]}, headers={"If-Match": current.headers["etag"]}
+        )
+        assert answered.status_code == 200, answered.text
+        # a Spanish agent whose LLM cannot answer (Groq without a key): its turns fail, and it apologises
+        broken = {"agent_id": "es-averia", "language": "es-ES", "llm": {"provider": "groq"}}
+        created = await api.post("/api/v1/agents", json={**broken, "phone_numbers": [BROKEN_NUMBER]})
+        assert created.status_code in (201, 409), created.text
+    return gateway
+
+
+async def history(db_pool, call_id: str, *, turns: int, timeout: float = 60) -> list[Any]:
+    """The call's transcript once the recorder holds ``turns`` rows of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await db_pool.fetch("SELECT role, text FROM transcripts WHERE call_id = $1 ORDER BY seq", call_id)
+        if len(rows) >= turns or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.2)
+
+
+async def extraction(db_pool, call_id: str, timeout: float = 150) -> dict[str, Any]:
+    """The post-call extraction the recorder stores once the call has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = await db_pool.fetchval("SELECT extracted_data FROM calls WHERE call_id = $1", call_id)
+        if isinstance(data, str):
+            data = json.loads(data)
+        if data and data.get("status") in ("ok", "failed", "skipped"):
+            return data
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no extraction for {call_id} in {timeout:.0f}s")
+
+
+async def phone_call(gateway, to_number: str, question: bytes, db_pool, *, turns: int) -> tuple[str, list[Any]]:
+    """A Twilio-protocol call: dial, hear the greeting, ask, keep the line open until ``turns`` are recorded."""
+    call_sid = "CA" + uuid.uuid4().hex
+    params = await twilio_dial(f"http://127.0.0.1:{gateway.port}", call_sid, to_number=to_number)
+    caller = PhoneCaller(f"ws://127.0.0.1:{gateway.port}/twilio/media", "twilio", call_id=call_sid, parameters=params)
+    await caller.connect()
+    try:
+        await caller.wait_for(lambda m: m["event"] == "mark", timeout=60)  # the greeting played
+        await caller.wait_quiet(timeout=60)
+        await caller.speak(question)
+        deadline = time.monotonic() + 90
+        while len(await history(db_pool, call_sid, turns=0, timeout=0)) < turns and not caller.closed.is_set():
+            assert time.monotonic() < deadline, "the turn was never answered"
+            await caller.silence(0.2)
+    finally:
+        if not caller.closed.is_set():
+            await caller.stop()
+        else:
+            await caller.close()
+    return call_sid, await history(db_pool, call_sid, turns=turns)
+
+
+async def test_a_spanish_phone_call_is_heard_answered_and_summarised_in_spanish(system, db_pool) -> None:
+    call_sid, rows = await phone_call(system, ES_NUMBER, load_utterance(QUESTION), db_pool, turns=3)
+
+    assert [r["role"] for r in rows[:3]] == ["assistant", "user", "assistant"], rows
+    assert rows[0]["text"] == CATALOGUE["es"]["first_message"]
+    assert QUESTION_WORDS <= set(words(rows[1]["text"])), rows[1]["text"]
+    assert_spanish(rows[2]["text"])
+    summary = await extraction(db_pool, call_sid)
+    assert summary["status"] == "ok", summary
+    assert_spanish(summary["summary"])
+
+
+async def test_a_failing_spanish_phone_call_apologises_in_spanish(system, db_pool) -> None:
+    call_sid, rows = await phone_call(system, BROKEN_NUMBER, load_utterance(QUESTION), db_pool, turns=3)
+
+    assert [r["role"] for r in rows] == ["assistant", "user", "assistant"], rows
+    assert rows[0]["text"] == CATALOGUE["es"]["first_message"]
+    assert rows[2]["text"] == CATALOGUE["es"]["apology_message"]
+    error = await db_pool.fetchrow("SELECT status, end_reason FROM calls WHERE call_id = $1", call_sid)
+    assert error is not None and error["end_reason"] == "error", error
+
+
+async def test_a_spanish_browser_call_is_heard_and_answered_in_spanish(system, db_pool) -> None:
+    url = f"ws://127.0.0.1:{system.port}/ws/simulator"
+    conv = await talk(url, [load_utterance(QUESTION)], verbose=False, timeout_s=90, agent_id="es")
+
+    assert not conv.errors, conv.errors
+    assert conv.greeting == CATALOGUE["es"]["first_message"]
+    turn = conv.turns[0]
+    assert QUESTION_WORDS <= set(words(turn.user_text)), turn.user_text
+    assert_spanish(turn.reply_text)
+    rows = await history(db_pool, conv.call_id, turns=3)
+    assert [r["text"] for r in rows[:2]] == [CATALOGUE["es"]["first_message"], turn.user_text]
+    summary = await extraction(db_pool, conv.call_id)
+    assert summary["status"] == "ok", summary
+    assert_spanish(summary["summary"])
+
+
+async def test_a_failing_spanish_browser_call_apologises_in_spanish(system, db_pool) -> None:
+    url = f"ws://127.0.0.1:{system.port}/ws/simulator"
+    conv = await talk(url, [load_utterance(QUESTION)], verbose=False, timeout_s=90, agent_id="es-averia")
+
+    assert conv.greeting == CATALOGUE["es"]["first_message"]
+    assert [e.get("code") for e in conv.errors] == ["llm_unavailable"], conv.errors
+    rows = await history(db_pool, conv.call_id, turns=3)
+    assert [r["role"] for r in rows] == ["assistant", "user", "assistant"], rows
+    assert rows[2]["text"] == CATALOGUE["es"]["apology_message"]
