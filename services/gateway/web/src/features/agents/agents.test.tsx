@@ -30,6 +30,7 @@ const agent = (id: string, version = 1): Agent => ({
   created_at: '2031-01-01T00:00:00Z',
   updated_at: '2031-01-01T00:00:00Z',
   spec,
+  catalogue_texts: [],
 });
 const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
 const provider = (name: string, extra: Partial<ProviderInfo> = {}): ProviderInfo => ({
