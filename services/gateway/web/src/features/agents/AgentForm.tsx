@@ -178,6 +178,7 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
               type="button"
               className="mt-0.5 text-xs text-sky-700 underline hover:text-sky-900 focus:outline-none focus:ring-2 focus:ring-sky-400"
               aria-label={t('agentForm.catalogue.resetLabel', { field: label })}
+              disabled={saving}
               onClick={() => resetText(path)}
             >
               {t('agentForm.catalogue.reset')}
