@@ -18,7 +18,7 @@ export interface AgentSpec {
   reprompt_message: string;
   silence_goodbye_message: string;
   max_duration_message: string;
-  /** said when a draining gateway closes the call; null = the default for the agent's language */
+  /** said when a draining gateway closes the call (as read, resolved like the other texts) */
   shutdown_message?: string | null;
   voice: VoiceSpec;
   llm: { provider: string | null; model: string | null; temperature: number; max_tokens: number };
@@ -36,12 +36,32 @@ export interface AgentSpec {
   phone_numbers?: string[];
 }
 
+/** The agent's texts that may come from the catalogue (shared/texts.py AGENT_TEXTS): null = the catalogue's text in
+ * the agent's language, so it follows the language. */
+export const TEXT_FIELDS = [
+  'system_prompt',
+  'first_message',
+  'apology_message',
+  'reprompt_message',
+  'silence_goodbye_message',
+  'max_duration_message',
+  'shutdown_message',
+] as const;
+export type TextField = (typeof TEXT_FIELDS)[number];
+
+/** A spec as written (PUT): a text left null keeps following the agent's language. */
+export type AgentSpecWrite = Omit<AgentSpec, TextField> & { [K in TextField]?: string | null };
+
 export interface Agent {
   agent_id: string;
   version: number;
   created_at: string;
   updated_at: string;
+  /** every text resolved: the catalogue's (in the agent's language) where the agent leaves it unset */
   spec: AgentSpec;
+  /** the text fields that come from the catalogue (shown resolved in spec); write them back as null to keep them
+   * following the language */
+  catalogue_texts: string[];
 }
 
 export interface CallItem {

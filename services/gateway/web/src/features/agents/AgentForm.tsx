@@ -2,7 +2,7 @@ import { useEffect, useId, useMemo, useState, type FormEvent, type ReactNode } f
 import { useTranslation } from 'react-i18next';
 
 import type { FieldErrors } from '../../lib/api';
-import type { AgentSpec, ProviderCatalogue, ProviderInfo, ProviderKind } from '../../lib/types';
+import { TEXT_FIELDS, type AgentSpec, type AgentSpecWrite, type ProviderCatalogue, type ProviderInfo, type ProviderKind } from '../../lib/types';
 
 // used until GET /api/v1/providers has answered (or when it cannot)
 const FALLBACK_PROVIDERS: Record<ProviderKind, string[]> = {
@@ -44,19 +44,30 @@ function setPath(obj: Draft, path: string, value: unknown): Draft {
 
 const pretty = (v: unknown) => JSON.stringify(v ?? {}, null, 2);
 
+const NONE: readonly string[] = [];
+const TEXTS: readonly string[] = TEXT_FIELDS;
+/** The texts that follow the catalogue: those the API lists, and any it left null (a gateway that does not resolve). */
+const fromCatalogue = (spec: AgentSpec, names: readonly string[]) =>
+  new Set(TEXTS.filter((n) => names.includes(n) || (spec as unknown as Draft)[n] == null));
+
 export interface AgentFormProps {
   spec: AgentSpec;
+  /** the text fields that come from the catalogue (GET's catalogue_texts): sent back as null unless edited, so they
+   * keep following the agent's language */
+  catalogueTexts?: readonly string[];
   /** providers, models and voices to suggest (GET /api/v1/providers); free text is still accepted */
   catalogue?: ProviderCatalogue | null;
   fieldErrors: FieldErrors;
   saving: boolean;
-  onSave(spec: AgentSpec): void;
+  onSave(spec: AgentSpecWrite): void;
 }
 
 /** Edits every field of an agent; the API validates the whole spec and its 422 errors show next to the fields. */
-export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave }: AgentFormProps) {
+export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, fieldErrors, saving, onSave }: AgentFormProps) {
   const { t } = useTranslation();
   const [draft, setDraft] = useState<Draft>(spec as unknown as Draft);
+  // the texts that follow the catalogue (sent as null); editing one takes it out, "reset to catalogue" puts it back
+  const [following, setFollowing] = useState<Set<string>>(() => fromCatalogue(spec, catalogueTexts));
   const [json, setJson] = useState({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
   const [phones, setPhones] = useState((spec.phone_numbers ?? []).join('\n'));
   const [jsonErrors, setJsonErrors] = useState<FieldErrors>({});
@@ -64,11 +75,12 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
 
   const reset = () => {
     setDraft(spec as unknown as Draft);
+    setFollowing(fromCatalogue(spec, catalogueTexts));
     setJson({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
     setPhones((spec.phone_numbers ?? []).join('\n'));
     setJsonErrors({});
   };
-  useEffect(reset, [spec]);
+  useEffect(reset, [spec, catalogueTexts]);
 
   const errors = useMemo(() => ({ ...fieldErrors, ...jsonErrors }), [fieldErrors, jsonErrors]);
   const errorFor = (path: string): string | undefined =>
@@ -93,8 +105,36 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
     }
     setJsonErrors(bad);
     if (Object.keys(bad).length) return;
-    onSave({ ...(draft as unknown as AgentSpec), ...(parsed as Partial<AgentSpec>), phone_numbers: parsePhoneNumbers(phones) });
+    const texts = Object.fromEntries(
+      TEXT_FIELDS.map((key) => [key, following.has(key) ? null : ((draft[key] as string | null | undefined) ?? null)]),
+    );
+    onSave({
+      ...(draft as unknown as AgentSpecWrite),
+      ...texts,
+      ...(parsed as Partial<AgentSpecWrite>),
+      phone_numbers: parsePhoneNumbers(phones),
+    });
   }
+
+  // the language the catalogue texts will follow once saved, when the form changed it
+  const draftLanguage = String(draft.language ?? '').trim();
+  const newLanguage = draftLanguage && draftLanguage !== spec.language ? draftLanguage : null;
+
+  const editText = (path: string, value: string) => {
+    set(path, value);
+    setFollowing((prev) => {
+      if (!prev.has(path)) return prev;
+      const next = new Set(prev);
+      next.delete(path);
+      return next;
+    });
+  };
+  const resetText = (path: string) => {
+    // the text shown is the catalogue's as read when the agent already left it to the catalogue; otherwise the form
+    // does not know it (the API resolves it on save)
+    set(path, catalogueTexts.includes(path) ? getPath(spec as unknown as Draft, path) ?? '' : '');
+    setFollowing((prev) => new Set(prev).add(path));
+  };
 
   // the provider a field refers to: the one chosen, else the worker's default
   const providerOf = (kind: ProviderKind, path: string): ProviderInfo | undefined => {
@@ -115,22 +155,60 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
   const styleSuggestions = uniq((voice ? voice.styles : (tts?.voices ?? []).flatMap((v) => v.styles)).map((st) => ({ value: st })));
   const sttLanguages = uniq((stt?.languages ?? []).map((l) => ({ value: l })));
 
-  const text = (path: string, label: string, opts: { area?: boolean; rows?: number; hint?: string } = {}) => (
-    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={opts.hint}>
-      {(props) =>
-        opts.area ? (
-          <textarea
-            {...props}
-            rows={opts.rows ?? 3}
-            value={String(getPath(draft, path) ?? '')}
-            onChange={(e) => set(path, e.target.value)}
-          />
-        ) : (
-          <input {...props} value={String(getPath(draft, path) ?? '')} onChange={(e) => set(path, e.target.value)} />
-        )
-      }
-    </Field>
-  );
+  const text = (path: string, label: string, opts: { area?: boolean; rows?: number; hint?: string } = {}) => {
+    const isText = TEXTS.includes(path);
+    const follows = isText && following.has(path);
+    const catalogueHint = follows
+      ? newLanguage
+        ? t('agentForm.catalogue.followsNewLanguage', { language: newLanguage })
+        : t('agentForm.catalogue.follows')
+      : undefined;
+    const hint = [opts.hint, catalogueHint].filter(Boolean).join(' · ') || undefined;
+    const placeholder = follows ? t('agentForm.catalogue.placeholder') : undefined;
+    const onChange = (value: string) => (isText ? editText(path, value) : set(path, value));
+    return (
+      <Field
+        id={`${formId}-${path}`}
+        label={label}
+        error={errorFor(path)}
+        hint={hint}
+        extra={
+          isText && !follows ? (
+            <button
+              type="button"
+              className="mt-0.5 text-xs text-sky-700 underline hover:text-sky-900 focus:outline-none focus:ring-2 focus:ring-sky-400"
+              aria-label={t('agentForm.catalogue.resetLabel', { field: label })}
+              disabled={saving}
+              onClick={() => resetText(path)}
+            >
+              {t('agentForm.catalogue.reset')}
+            </button>
+          ) : null
+        }
+      >
+        {(props) =>
+          opts.area ? (
+            <textarea
+              {...props}
+              rows={opts.rows ?? 3}
+              placeholder={placeholder}
+              data-catalogue={follows ? 'true' : undefined}
+              value={String(getPath(draft, path) ?? '')}
+              onChange={(e) => onChange(e.target.value)}
+            />
+          ) : (
+            <input
+              {...props}
+              placeholder={placeholder}
+              data-catalogue={follows ? 'true' : undefined}
+              value={String(getPath(draft, path) ?? '')}
+              onChange={(e) => onChange(e.target.value)}
+            />
+          )
+        }
+      </Field>
+    );
+  };
 
   const optional = (path: string, label: string, list?: Suggestion[], hint: string | undefined = t('agentForm.emptyWorkerDefault')) => (
     <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={hint}>
@@ -223,7 +301,7 @@ export function AgentForm({ spec, catalogue = null, fieldErrors, saving, onSave 
         {text('silence_goodbye_message', f('silenceGoodbye'), { area: true, rows: 2 })}
         {text('apology_message', f('apology'), { area: true, rows: 2 })}
         {text('max_duration_message', f('maxDuration'), { area: true, rows: 2 })}
-        {optional('shutdown_message', f('shutdown'), undefined, f('shutdownHint'))}
+        {text('shutdown_message', f('shutdown'), { area: true, rows: 2 })}
       </fieldset>
 
       <fieldset className="grid gap-4 md:grid-cols-3">
@@ -329,12 +407,15 @@ function Field({
   label,
   error,
   hint,
+  extra,
   children,
 }: {
   id: string;
   label: string;
   error?: string;
   hint?: string;
+  /** shown under the hint (e.g. a "reset to catalogue" button) */
+  extra?: ReactNode;
   children: (props: ControlProps) => ReactNode;
 }) {
   const described = [error ? `${id}-error` : null, hint ? `${id}-hint` : null].filter(Boolean).join(' ') || undefined;
@@ -349,6 +430,7 @@ function Field({
           {hint}
         </p>
       ) : null}
+      {extra}
       {error ? (
         <p id={`${id}-error`} className="mt-0.5 text-xs text-red-700">
           {error}

@@ -6,6 +6,8 @@ import { Card, Empty, ErrorBox, Spinner, formatTime } from '../../components/ui'
 import { AgentForm } from './AgentForm';
 import { agentChosen, createAgent, deleteAgent, fetchAgents, fetchProviders, saveAgent } from './agentsSlice';
 
+const NO_CATALOGUE_TEXTS: string[] = []; // a gateway that predates catalogue_texts
+
 export function AgentsPage() {
   const { t } = useTranslation();
   const dispatch = useAppDispatch();
@@ -99,6 +101,7 @@ export function AgentsPage() {
             <AgentForm
               key={selected.agent_id}
               spec={selected.spec}
+              catalogueTexts={selected.catalogue_texts ?? NO_CATALOGUE_TEXTS}
               catalogue={providers.catalogue}
               fieldErrors={save.status === 'failed' ? save.fieldErrors : {}}
               saving={save.status === 'loading'}

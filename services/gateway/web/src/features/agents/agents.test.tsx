@@ -3,7 +3,8 @@ import userEvent from '@testing-library/user-event';
 import { Provider } from 'react-redux';
 
 import { makeStore } from '../../app/store';
-import type { Agent, AgentSpec, ProviderCatalogue, ProviderInfo } from '../../lib/types';
+import i18n from '../../i18n';
+import type { Agent, AgentSpec, AgentSpecWrite, ProviderCatalogue, ProviderInfo } from '../../lib/types';
 import { AgentForm, parsePhoneNumbers } from './AgentForm';
 import { AgentsPage } from './AgentsPage';
 import reducer, { fetchAgents, fetchProviders, initialAgentsState, saveAgent } from './agentsSlice';
@@ -30,6 +31,7 @@ const agent = (id: string, version = 1): Agent => ({
   created_at: '2031-01-01T00:00:00Z',
   updated_at: '2031-01-01T00:00:00Z',
   spec,
+  catalogue_texts: [],
 });
 const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
 const provider = (name: string, extra: Partial<ProviderInfo> = {}): ProviderInfo => ({
@@ -195,6 +197,115 @@ describe('AgentForm', () => {
   });
 });
 
+describe('AgentForm and the catalogue texts', () => {
+  // as the API reads it: the catalogue texts resolved in spec and named in catalogue_texts
+  const resolved: AgentSpec = {
+    ...spec,
+    first_message: 'Hello, this is Victoria. How can I help you today?',
+    reprompt_message: 'Are you still there?',
+    shutdown_message: 'Sorry, I have to end the call now for maintenance. Please call again in a minute. Goodbye!',
+  };
+  const fromCatalogue = ['first_message', 'reprompt_message', 'shutdown_message'];
+  const renderForm = () => {
+    const onSave = vi.fn<(s: AgentSpecWrite) => void>();
+    render(<AgentForm spec={resolved} catalogueTexts={fromCatalogue} fieldErrors={{}} saving={false} onSave={onSave} />);
+    return onSave;
+  };
+  const save = async (name = 'Save agent') => userEvent.click(screen.getByRole('button', { name }));
+
+  it('marks the catalogue texts and sends them back as null when untouched, the set ones as strings', async () => {
+    const onSave = renderForm();
+    expect(screen.getByLabelText('First message')).toHaveValue(resolved.first_message);
+    expect(screen.getByLabelText('First message')).toHaveAccessibleDescription(/from the catalogue \(follows the agent's language\)/);
+    expect(screen.getByLabelText('Re-prompt (after silence)')).toHaveAccessibleDescription("from the catalogue (follows the agent's language)");
+    expect(screen.getByLabelText('Apology (on errors)')).not.toHaveAccessibleDescription(/catalogue/);
+    // only the agent's own texts can be reset to the catalogue
+    expect(screen.queryByRole('button', { name: 'Reset to catalogue: First message' })).not.toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Reset to catalogue: Apology (on errors)' })).toBeInTheDocument();
+    await save();
+    expect(onSave).toHaveBeenCalledTimes(1);
+    expect(onSave.mock.calls[0][0]).toMatchObject({
+      first_message: null,
+      reprompt_message: null,
+      shutdown_message: null,
+      system_prompt: 'Be brief.',
+      apology_message: 'Sorry.',
+      silence_goodbye_message: 'Bye.',
+      max_duration_message: 'Time is up.',
+    });
+  });
+
+  it('sends an edited catalogue text as its string, and null again once reset to the catalogue', async () => {
+    const onSave = renderForm();
+    const reprompt = screen.getByLabelText('Re-prompt (after silence)');
+    await userEvent.clear(reprompt);
+    await userEvent.type(reprompt, 'Hello?');
+    expect(reprompt).not.toHaveAccessibleDescription(/catalogue/);
+    await save();
+    expect(onSave.mock.calls[0][0]).toMatchObject({ reprompt_message: 'Hello?', first_message: null, shutdown_message: null });
+
+    // reset: back to the catalogue's text as read, and null again
+    await userEvent.click(screen.getByRole('button', { name: 'Reset to catalogue: Re-prompt (after silence)' }));
+    expect(reprompt).toHaveValue('Are you still there?');
+    expect(reprompt).toHaveAccessibleDescription("from the catalogue (follows the agent's language)");
+    await save();
+    expect(onSave.mock.calls[1][0]).toMatchObject({ reprompt_message: null });
+  });
+
+  it("resets a text the agent set: null is sent and the catalogue's text is left to the API", async () => {
+    const onSave = renderForm();
+    await userEvent.click(screen.getByRole('button', { name: 'Reset to catalogue: Apology (on errors)' }));
+    const apology = screen.getByLabelText('Apology (on errors)');
+    expect(apology).toHaveValue('');
+    expect(apology).toHaveAttribute('placeholder', "the catalogue's text in the agent's language");
+    expect(apology).toHaveAccessibleDescription("from the catalogue (follows the agent's language)");
+    await save();
+    expect(onSave.mock.calls[0][0]).toMatchObject({ apology_message: null, system_prompt: 'Be brief.' });
+  });
+
+  it('discarding the changes brings back the catalogue texts as read', async () => {
+    const onSave = renderForm();
+    await userEvent.type(screen.getByLabelText('First message'), '!');
+    await userEvent.click(screen.getByRole('button', { name: 'Reset to catalogue: Apology (on errors)' }));
+    await userEvent.click(screen.getByRole('button', { name: 'Discard changes' }));
+    await save();
+    expect(onSave.mock.calls[0][0]).toMatchObject({ first_message: null, apology_message: 'Sorry.' });
+  });
+
+  it('says the catalogue texts will follow a new language after saving (en)', async () => {
+    const onSave = renderForm();
+    const language = screen.getByLabelText('Language');
+    await userEvent.clear(language);
+    await userEvent.type(language, 'es-ES');
+    expect(screen.getByLabelText('Re-prompt (after silence)')).toHaveAccessibleDescription(
+      'from the catalogue: after saving it will follow the new language (es-ES)',
+    );
+    expect(screen.getByLabelText('Apology (on errors)')).not.toHaveAccessibleDescription(/new language/);
+    await save();
+    expect(onSave.mock.calls[0][0]).toMatchObject({ language: 'es-ES', reprompt_message: null, apology_message: 'Sorry.' });
+    // back to the language as read: the plain hint again
+    await userEvent.clear(language);
+    await userEvent.type(language, 'en-US');
+    expect(screen.getByLabelText('Re-prompt (after silence)')).toHaveAccessibleDescription("from the catalogue (follows the agent's language)");
+  });
+
+  it('shows the catalogue hints and the reset button in Spanish', async () => {
+    await i18n.changeLanguage('es');
+    const onSave = renderForm();
+    const reprompt = screen.getByLabelText('Insistencia (tras un silencio)');
+    expect(reprompt).toHaveAccessibleDescription('del catálogo (sigue el idioma del agente)');
+    const language = screen.getByLabelText('Idioma');
+    await userEvent.clear(language);
+    await userEvent.type(language, 'es-ES');
+    expect(reprompt).toHaveAccessibleDescription('del catálogo: al guardar, pasará a seguir el nuevo idioma (es-ES)');
+    await userEvent.click(screen.getByRole('button', { name: 'Volver al catálogo: Disculpa (si hay errores)' }));
+    expect(screen.getByLabelText('Disculpa (si hay errores)')).toHaveAttribute('placeholder', 'el texto del catálogo en el idioma del agente');
+    expect(screen.getAllByRole('button', { name: /^Volver al catálogo: / }).map((b) => b.textContent)).toContain('Volver al catálogo');
+    await save('Guardar agente');
+    expect(onSave.mock.calls[0][0]).toMatchObject({ language: 'es-ES', reprompt_message: null, apology_message: null });
+  });
+});
+
 describe('AgentsPage', () => {
   afterEach(() => vi.unstubAllGlobals());
 
@@ -207,7 +318,7 @@ describe('AgentsPage', () => {
         if (init?.method === 'PUT')
           return json({ detail: [{ loc: ['body', 'language'], msg: "String should match pattern '^[a-z]{2,3}(-[A-Z]{2})?$'" }] }, 422);
         if (url === '/api/v1/providers') return json(catalogue);
-        return json([agent('default', 3)]);
+        return json([{ ...agent('default', 3), catalogue_texts: ['first_message'] }]);
       }),
     );
     render(
@@ -220,6 +331,8 @@ describe('AgentsPage', () => {
     expect(await screen.findByText(/String should match pattern/, { selector: 'p' })).toBeInTheDocument();
     const put = calls.find((c) => c.init?.method === 'PUT')!;
     expect(put.url).toBe('/api/v1/agents/default');
+    // the catalogue texts go back as null, so that they keep following the language
+    expect(JSON.parse(String(put.init!.body))).toMatchObject({ first_message: null, apology_message: 'Sorry.' });
     expect((put.init!.headers as Record<string, string>)['If-Match']).toBe('"3"');
     expect(screen.getByLabelText('Language')).toHaveAttribute('aria-invalid', 'true');
     expect(calls.some((c) => c.url === '/api/v1/providers')).toBe(true);

@@ -2,7 +2,7 @@ import { createAsyncThunk, createSlice, type PayloadAction } from '@reduxjs/tool
 
 import i18n from '../../i18n';
 import { apiFetch, apiGet, serializeError, type FieldErrors, type SerializedApiError } from '../../lib/api';
-import type { Agent, AgentSpec, ProviderCatalogue } from '../../lib/types';
+import type { Agent, AgentSpec, AgentSpecWrite, ProviderCatalogue } from '../../lib/types';
 
 export type LoadStatus = 'idle' | 'loading' | 'succeeded' | 'failed';
 
@@ -53,7 +53,7 @@ export const fetchProviders = createAsyncThunk<ProviderCatalogue, void, Reject>(
   },
 );
 
-export const saveAgent = createAsyncThunk<Agent, { agentId: string; version: number; spec: AgentSpec }, Reject>(
+export const saveAgent = createAsyncThunk<Agent, { agentId: string; version: number; spec: AgentSpecWrite }, Reject>(
   'agents/save',
   async ({ agentId, version, spec }, { rejectWithValue }) => {
     try {
