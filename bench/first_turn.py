@@ -2,9 +2,11 @@
 
     python -m bench.first_turn              # starts its own stack (embedded NATS + PostgreSQL + services)
     python -m bench.first_turn --url ws://127.0.0.1:8000/ws/simulator --calls 10
+    python -m bench.first_turn --language es   # the Spanish agent `es`, questions from tests/data/es
 
-Each call: greeting, then one utterance (synthesised offline by the piper voice, a different sentence per
-call), silence until the reply has finished, hang-up. Calls run one after another (this is latency, not
+Each call: greeting, then one utterance (English: synthesised offline by the piper voice; Spanish: the
+recorded questions of ``tests/data/es``, Kokoro voices other than the agent's; a different one per call),
+silence until the reply has finished, hang-up. Calls run one after another (this is latency, not
 load). Printed per stage, from the end of the caller's turn as the gateway's VAD saw it: STT text, first
 LLM token, first TTS audio, first audio byte sent; and as the caller saw it: last speech frame sent →
 first reply audio received (which also contains the VAD's end-of-turn silence window).
@@ -15,11 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+from pathlib import Path
 
 import numpy as np
 
 from bench.stack import running_stack
-from tools.talk import synthesize, talk
+from tools.talk import load_utterance, synthesize, talk
+
+SPANISH = sorted((Path(__file__).resolve().parents[1] / "tests" / "data" / "es").glob("q*.wav"))
 
 SENTENCES = [
     "What time do you open tomorrow morning?",
@@ -43,11 +48,18 @@ def summary(values: list[float]) -> str:
     return f"{statistics.median(values):7.1f} / {p99:7.1f}"
 
 
-async def run(url: str, calls: int) -> None:
-    utterances = [await synthesize(SENTENCES[i % len(SENTENCES)]) for i in range(calls)]
+async def utterances(language: str, calls: int) -> list[bytes]:
+    """One question per call: English synthesised by piper, Spanish from the recorded test set."""
+    if language == "es":
+        return [load_utterance(SPANISH[i % len(SPANISH)]) for i in range(calls)]
+    return [await synthesize(SENTENCES[i % len(SENTENCES)]) for i in range(calls)]
+
+
+async def run(url: str, calls: int, language: str = "en") -> None:
+    agent = "es" if language == "es" else None
     rows: dict[str, list[float]] = {k: [] for k in [*STAGES, "client_ms"]}
-    for i, pcm in enumerate(utterances):
-        conv = await talk(url, [pcm], verbose=False, timeout_s=60)
+    for i, pcm in enumerate(await utterances(language, calls)):
+        conv = await talk(url, [pcm], verbose=False, timeout_s=60, agent_id=agent)
         turn = conv.turns[0]
         for k in STAGES:
             if k in turn.gateway:
@@ -90,12 +102,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running gateway's simulator WebSocket; default: start a stack")
     parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--language", choices=("en", "es"), default="en", help="es: the Spanish agent `es`")
     args = parser.parse_args()
     if args.url:
-        asyncio.run(run(args.url, args.calls))
+        asyncio.run(run(args.url, args.calls, args.language))
         return
     with running_stack(fake=False) as stack:
-        asyncio.run(run(stack.url.replace("http", "ws", 1) + "/ws/simulator", args.calls))
+        asyncio.run(run(stack.url.replace("http", "ws", 1) + "/ws/simulator", args.calls, args.language))
 
 
 if __name__ == "__main__":

@@ -204,16 +204,23 @@ def load_utterance(path: Path) -> bytes:
     return resample_pcm16(pcm, rate, RATE)
 
 
-async def synthesize(text: str) -> bytes:
-    """Speak ``text`` with the offline piper voice (the same one the TTS worker uses)."""
+async def synthesize(text: str, language: str = "en") -> bytes:
+    """Speak ``text`` offline: English with the piper voice the TTS worker uses, Spanish (``es``) with a Kokoro
+    voice other than the Spanish agent's own (``jf_gongitsune``: the caller should not sound like the agent)."""
     from services.tts_worker.providers import TtsWorkerSettings
-    from services.tts_worker.providers.local_piper import LocalPiperTts
     from shared.events import VoiceSpec
 
-    tts = LocalPiperTts(TtsWorkerSettings())
+    if language.split("-")[0] == "es":
+        from services.tts_worker.providers.local_kokoro import LocalKokoroTts
+
+        tts, voice, locale = LocalKokoroTts(TtsWorkerSettings()), VoiceSpec(name="jf_gongitsune"), "es-ES"
+    else:
+        from services.tts_worker.providers.local_piper import LocalPiperTts
+
+        tts, voice, locale = LocalPiperTts(TtsWorkerSettings()), VoiceSpec(), "en-US"
     chunks = [
         resample_pcm16(pcm, rate, RATE)
-        async for pcm, rate in tts.synthesize(text, VoiceSpec(), language="en-US", sample_rate=RATE)
+        async for pcm, rate in tts.synthesize(text, voice, language=locale, sample_rate=RATE)
     ]
     return b"".join(chunks)
 
@@ -225,9 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         "--say",
         action="append",
         default=[],
-        help="text to synthesise offline and speak (the bundled voice is English; TTS_VOICE_PATH for another)",
+        help="text to synthesise offline and speak (English: piper; Spanish, with --agent es or --language es: Kokoro)",
     )
     parser.add_argument("--agent", help="the agent to call, e.g. es (the Spanish agent); default: the default agent")
+    parser.add_argument(
+        "--language", help="the language --say is spoken in (en, es); default: es for --agent es, else en"
+    )
     parser.add_argument("--url", default="ws://127.0.0.1:8000/ws/simulator")
     parser.add_argument(
         "--api-key",
@@ -240,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.wav and not args.say:
         parser.error("give at least one WAV file or --say TEXT")
     utterances = [load_utterance(p) for p in args.wav]
-    utterances += [asyncio.run(synthesize(text)) for text in args.say]
+    language = args.language or ("es" if args.agent == "es" else "en")
+    utterances += [asyncio.run(synthesize(text, language)) for text in args.say]
     try:
         conv = asyncio.run(
             talk(args.url, utterances, timeout_s=args.timeout, api_key=args.api_key or None, agent_id=args.agent)
