@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 import xml.etree.ElementTree as ET
 
 import httpx
 
 from services.gateway.telephony.telnyx.api import encode_state
+from shared.db.migrate import MIGRATIONS_DIR
 from shared.texts import CATALOGUE
 from tests.integration.test_telephony import (
     TelnyxSigner,
@@ -78,15 +80,26 @@ async def test_the_deployment_can_override_the_refusal_text(nats_url, database_u
     assert say is not None and (say.get("language"), say.text) == ("es-ES", override)
 
 
+def stored_default_agent() -> dict[str, object]:
+    """The spec migration 0002 inserted for the `default` agent (explicit English texts)."""
+    sql = (MIGRATIONS_DIR / "0002_agents.sql").read_text()
+    stored = re.search(r"VALUES \('default', '(.*)'::jsonb\)", sql)
+    assert stored is not None
+    return dict(json.loads(stored.group(1).replace("''", "'")))
+
+
 async def test_the_api_shows_an_agent_in_its_language(nats_url, database_url) -> None:
     async with gateway_here(nats_url, database_url) as (_, host):
         async with httpx.AsyncClient(base_url=f"http://{host}", trust_env=False, timeout=10) as client:
             es = (await client.get("/api/v1/agents/es")).json()  # the Spanish agent out of the box
             assert es["spec"]["language"] == "es-ES" and es["spec"]["first_message"] == CATALOGUE["es"]["first_message"]
             assert "first_message" in es["catalogue_texts"] and "system_prompt" in es["catalogue_texts"]
-            default = (await client.get("/api/v1/agents/default")).json()  # stored with explicit English texts
-            assert default["catalogue_texts"] == ["shutdown_message"]
-            assert default["spec"]["apology_message"] == CATALOGUE["en"]["apology_message"]
+            # an agent stored before the catalogue, with explicit English texts (the `default` agent as 0002 wrote
+            # it: other tests rewrite `default` itself, so a copy is made here)
+            legacy = {"agent_id": f"antiguo-{uuid.uuid4().hex[:6]}", **stored_default_agent()}
+            made = (await client.post("/api/v1/agents", json=legacy)).json()
+            assert made["catalogue_texts"] == ["shutdown_message"]
+            assert made["spec"]["apology_message"] == CATALOGUE["en"]["apology_message"]
             # a text written back as null follows the agent's language; one written as text is kept
             agent_id = f"idioma-{uuid.uuid4().hex[:6]}"
             made = await client.post("/api/v1/agents", json={"agent_id": agent_id, "reprompt_message": "¿Hola?"})

@@ -62,7 +62,7 @@ async function main() {
     log('agents page');
     await page.goto(`${BASE}/agents`);
     await page.getByRole('heading', { name: /Agent “default”/ }).waitFor();
-    await page.getByLabel('First message').fill(FIRST);
+    await page.getByLabel('First message', { exact: true }).fill(FIRST);
     await page.getByRole('button', { name: 'Save agent' }).click();
     await page.getByText(/Saved — now version \d+/).waitFor();
     await shot(page, 'agents');
