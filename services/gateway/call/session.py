@@ -142,16 +142,21 @@ class CallSession:
         await self._ended.wait()
 
     def _transition(self, event: m.CallEvent) -> m.Transition | None:
-        """Hand ``event`` to the machine; announce the change it makes (log, metric, ``state`` message)."""
+        """Hand ``event`` to the machine; announce the change it makes (log, metric, ``state`` message) right
+        after the transition's actions have started, so that a turn's STT request leaves before the news of it."""
         transition = self.machine.handle(event)
         if transition is None:
             return None
-        source, target, name = transition.source.label, transition.target.label, type(event).__name__
         self.timers.state_changed(time.monotonic())
-        log.info("call_state", **{"from": source, "to": target, "on": name})
+        asyncio.get_running_loop().call_soon(self._announce, transition, type(event).__name__)
+        return transition
+
+    def _announce(self, transition: m.Transition, name: str) -> None:
+        source, target = transition.source.label, transition.target.label
+        with bound_call(self.call_id):
+            log.info("call_state", **{"from": source, "to": target, "on": name})
         CALL_STATE_TRANSITIONS.labels(source, target).inc()
         self._send_soon(StateChanged(caller=transition.target.caller, agent=transition.target.agent, event=name))
-        return transition
 
     async def _dispatch(self, event: m.CallEvent) -> None:
         """The machine's transition for ``event``, then its actions in order."""
