@@ -191,10 +191,11 @@ class Reconciler:
             lost = judge(rows, self.book, now=now, lost_after_s=self.lost_after_s, judge_unknown=judge_unknown)
             if not lost:
                 return []
-            ended = await self.pool.fetch(LOSE_SQL, list(lost), list(lost.values()), self.pending_extraction)
-            ids = [r["call_id"] for r in ended]
-            if ids:
-                await self.pool.execute(DURATION_SQL, ids)
+            async with self.pool.acquire() as conn, conn.transaction():  # ended and its duration seen together
+                ended = await conn.fetch(LOSE_SQL, list(lost), list(lost.values()), self.pending_extraction)
+                ids = [r["call_id"] for r in ended]
+                if ids:
+                    await conn.execute(DURATION_SQL, ids)
         for r in ended:
             LOST.inc()
             log.warning(

@@ -49,11 +49,9 @@ def assert_spanish(text: str) -> None:
 
 
 @pytest.fixture
-async def system(run_service):
-    for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
-        run_service(name)
-    gateway = run_service("gateway")
-    await gateway.wait_ready(timeout=180)
+async def spanish_desk(system):
+    """The offline stack, the `es` agent answering ES_NUMBER and a Spanish agent whose LLM cannot answer."""
+    gateway = system
     base = f"http://127.0.0.1:{gateway.port}"
     async with httpx.AsyncClient(base_url=base, trust_env=False, timeout=10) as api:
         current = await api.get("/api/v1/agents/es")
@@ -114,8 +112,8 @@ async def phone_call(gateway, to_number: str, question: bytes, db_pool, *, turns
     return call_sid, await history(db_pool, call_sid, turns=turns)
 
 
-async def test_a_spanish_phone_call_is_heard_answered_and_summarised_in_spanish(system, db_pool) -> None:
-    call_sid, rows = await phone_call(system, ES_NUMBER, load_utterance(QUESTION), db_pool, turns=3)
+async def test_a_spanish_phone_call_is_heard_answered_and_summarised_in_spanish(spanish_desk, db_pool) -> None:
+    call_sid, rows = await phone_call(spanish_desk, ES_NUMBER, load_utterance(QUESTION), db_pool, turns=3)
 
     assert [r["role"] for r in rows[:3]] == ["assistant", "user", "assistant"], rows
     assert rows[0]["text"] == CATALOGUE["es"]["first_message"]
@@ -126,8 +124,8 @@ async def test_a_spanish_phone_call_is_heard_answered_and_summarised_in_spanish(
     assert_spanish(summary["summary"])
 
 
-async def test_a_failing_spanish_phone_call_apologises_in_spanish(system, db_pool) -> None:
-    call_sid, rows = await phone_call(system, BROKEN_NUMBER, load_utterance(QUESTION), db_pool, turns=3)
+async def test_a_failing_spanish_phone_call_apologises_in_spanish(spanish_desk, db_pool) -> None:
+    call_sid, rows = await phone_call(spanish_desk, BROKEN_NUMBER, load_utterance(QUESTION), db_pool, turns=3)
 
     assert [r["role"] for r in rows] == ["assistant", "user", "assistant"], rows
     assert rows[0]["text"] == CATALOGUE["es"]["first_message"]
@@ -136,8 +134,8 @@ async def test_a_failing_spanish_phone_call_apologises_in_spanish(system, db_poo
     assert error is not None and error["end_reason"] == "error", error
 
 
-async def test_a_spanish_browser_call_is_heard_and_answered_in_spanish(system, db_pool) -> None:
-    url = f"ws://127.0.0.1:{system.port}/ws/simulator"
+async def test_a_spanish_browser_call_is_heard_and_answered_in_spanish(spanish_desk, db_pool) -> None:
+    url = f"ws://127.0.0.1:{spanish_desk.port}/ws/simulator"
     conv = await talk(url, [load_utterance(QUESTION)], verbose=False, timeout_s=90, agent_id="es")
 
     assert not conv.errors, conv.errors
@@ -152,8 +150,8 @@ async def test_a_spanish_browser_call_is_heard_and_answered_in_spanish(system, d
     assert_spanish(summary["summary"])
 
 
-async def test_a_failing_spanish_browser_call_apologises_in_spanish(system, db_pool) -> None:
-    url = f"ws://127.0.0.1:{system.port}/ws/simulator"
+async def test_a_failing_spanish_browser_call_apologises_in_spanish(spanish_desk, db_pool) -> None:
+    url = f"ws://127.0.0.1:{spanish_desk.port}/ws/simulator"
     conv = await talk(url, [load_utterance(QUESTION)], verbose=False, timeout_s=90, agent_id="es-averia")
 
     assert conv.greeting == CATALOGUE["es"]["first_message"]

@@ -24,15 +24,6 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 
 
-@pytest.fixture
-async def system(run_service):
-    for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
-        run_service(name)
-    gateway = run_service("gateway")
-    await gateway.wait_ready(timeout=120)
-    return gateway
-
-
 async def test_first_spoken_turn_end_to_end(system, db_pool) -> None:
     utterance = await synthesize(SENTENCE)
     conv = await talk(f"ws://127.0.0.1:{system.port}/ws/simulator", [utterance], verbose=False, timeout_s=60)
