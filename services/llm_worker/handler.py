@@ -59,9 +59,12 @@ class LlmHandler:
         out = _Chunks(lambda **fields: self._chunk(req, provider=provider.name, **fields), emit, cuts)
         skip = _Resume(req.resume)
         first = True
-        lang = _language(provider, req)
         stream = provider.stream(
-            req.messages, model=req.model, temperature=req.temperature, max_tokens=req.max_tokens, **lang
+            req.messages,
+            model=req.model,
+            temperature=req.temperature,
+            max_tokens=req.max_tokens,
+            language=_language(req),
         )
         try:
             async for raw in stream:
@@ -121,12 +124,9 @@ class _Resume:
         return replace(delta, text=delta.text[cut:])
 
 
-def _language(provider: LlmProvider, req: LlmRequest) -> dict[str, str | None]:
-    """A provider with a model per language (local_llama) is told the reply's: the request's, else the language
-    its chained TTS speaks (set by the gateway from the agent)."""
-    if not getattr(provider, "by_language", False):
-        return {}
-    return {"language": req.language or (req.tts.language if req.tts is not None else None)}
+def _language(req: LlmRequest) -> str | None:
+    """The reply's language: the request's, else the language its chained TTS speaks (both set from the agent)."""
+    return req.language or (req.tts.language if req.tts is not None else None)
 
 
 def _count_tokens(provider: str, model: str | None, delta: Delta) -> None:

@@ -32,7 +32,10 @@ class LlmProvider(Protocol):
         model: str | None = None,
         temperature: float = 0.7,
         max_tokens: int = 160,
+        language: str | None = None,
     ) -> AsyncIterator[Delta]:
         """Yield text deltas as they are generated; the last one carries ``finish_reason`` and usage.
-        Closing the iterator early (barge-in) must stop generation. Raise ``ProviderError`` on failure."""
+        ``language`` is the reply's (the agent's): a provider with a model per language picks by it, the others
+        ignore it. Closing the iterator early (barge-in) must stop generation. Raise ``ProviderError`` on
+        failure."""
         ...

@@ -66,6 +66,7 @@ class FakeLlm:
         model: str | None = None,
         temperature: float = 0.7,
         max_tokens: int = 160,
+        language: str | None = None,  # one model for every language
     ) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         start = loop.time()

@@ -122,7 +122,6 @@ class LocalLlamaLlm:
 
     name = "local_llama"
     max_parallel = 1  # one llama.cpp context generates at a time; the worker queues the rest
-    by_language = True  # the worker passes the request's language: it picks the model
 
     def __init__(self, settings: Settings) -> None:
         self.model_path = Path(settings.llm_model_path) if settings.llm_model_path else None

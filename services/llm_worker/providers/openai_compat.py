@@ -95,6 +95,7 @@ class OpenAICompatLlm(HttpProvider):
         model: str | None = None,
         temperature: float = 0.7,
         max_tokens: int = 160,
+        language: str | None = None,  # one model for every language
     ) -> AsyncIterator[Delta]:
         client = self._client_for_request()
         body = {
