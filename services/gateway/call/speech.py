@@ -16,6 +16,7 @@ from services.gateway.call.record import Segment
 from shared.call_config import CallConfig
 from shared.events import TtsContinuation, TtsRequest
 from shared.logging import get_logger
+from shared.texts import AGENT_TEXTS
 
 log = get_logger(__name__)
 
@@ -41,15 +42,8 @@ class SegmentAudio:
         self.encoding = encoding
         self.timeout_s = timeout_s
         self.on_failure = on_failure  # a segment's TTS failed after its retries
-        c = config
-        self.fixed_texts = {
-            c.first_message,
-            c.apology_message,
-            c.reprompt_message,
-            c.silence_goodbye_message,
-            c.max_duration_message,
-            c.shutdown_text,
-        }
+        # what the agent says word for word (every agent text but the prompt): its audio is worth keeping
+        self.fixed_texts = {config.text(key) for key in AGENT_TEXTS if key != "system_prompt"}
 
     def continuation(self) -> TtsContinuation:
         """The voice and the audio format this call's TTS requests ask for, and where the audio goes."""
