@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from shared.audio import pcm16_to_float
+
 _CONTEXT = 64  # samples of the previous window the v5 model expects in front of each 512-sample window
 
 
@@ -57,7 +59,7 @@ class SileroVad:
         self._context = np.zeros((1, _CONTEXT), dtype=np.float32)
 
     def probability(self, frame: bytes) -> float:
-        x = (np.frombuffer(frame, dtype=np.int16).astype(np.float32) / 32768.0).reshape(1, -1)
+        x = pcm16_to_float(frame).reshape(1, -1)
         x = np.concatenate([self._context, x], axis=1)
         out, self._state = self._session.run(None, {"input": x, "state": self._state, "sr": self._sr})
         self._context = x[:, -_CONTEXT:]

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
+from shared.audio import pcm16_to_float
 from shared.model_parts import ENGLISH, WHISPER_BASE, model_family, model_file
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import Model, Offer, Usability, needs_packages
@@ -48,7 +49,7 @@ def default_model_dir() -> Path:
 
 def pcm16_to_whisper(audio: bytes, sample_rate: int) -> np.ndarray:
     """PCM16 mono at any rate -> float32 in [-1, 1] at 16 kHz, the only input whisper accepts."""
-    samples = np.frombuffer(audio[: len(audio) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+    samples = pcm16_to_float(audio[: len(audio) // 2 * 2])
     if sample_rate != WHISPER_RATE and samples.size:
         import soxr
 
