@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.agent_tools import DtmfSpec, ToolDef, WebhookSpec, check_tools
 from shared.events import VoiceSpec
 from shared.texts import AGENT_TEXTS, CATALOGUE, DEFAULT_LANGUAGE, TextKey, text_for
 
@@ -88,10 +89,27 @@ class AgentFields(BaseModel):
     shutdown_message: Line | None = Field(
         default=None, description=f"said when the gateway shuts down under the call; {UNSET}"
     )
+    tool_filler_message: Line | None = Field(
+        default=None, description=f"said while a slow tool runs (after tool_filler_after_ms); {UNSET}"
+    )
+    end_call_message: Line | None = Field(
+        default=None, description=f"said before end_call hangs up, unless the reply already said goodbye; {UNSET}"
+    )
+    transfer_message: Line | None = Field(default=None, description=f"said before transfer_call; {UNSET}")
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     llm: LlmSpec = Field(default_factory=LlmSpec)
     stt: SttSpec = Field(default_factory=SttSpec)
     turn: TurnSpec = Field(default_factory=TurnSpec)
+    tools: list[ToolDef] = Field(
+        default_factory=list,
+        max_length=20,
+        description="what the agent may do: end_call, transfer_call, send_dtmf and HTTP tools (nothing else runs)",
+    )
+    tool_filler_after_ms: int = Field(
+        default=1000, ge=0, le=10_000, description="a tool still running after this says tool_filler_message"
+    )
+    dtmf: DtmfSpec = Field(default_factory=DtmfSpec)
+    webhook: WebhookSpec = Field(default_factory=WebhookSpec)
     extraction_fields: dict[str, str] = Field(
         default_factory=dict,
         max_length=20,
@@ -142,6 +160,11 @@ class AgentFields(BaseModel):
             if not what.strip() or len(what) > 200:
                 raise ValueError(f"{name!r}: describe what to extract in 1-200 characters")
         return value
+
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, value: list[ToolDef]) -> list[ToolDef]:
+        return check_tools(value)
 
     @model_validator(mode="after")
     def _providers_exist(self) -> AgentFields:
@@ -204,6 +227,9 @@ class CallConfig(AgentFields):
     silence_goodbye_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["silence_goodbye_message"]
     max_duration_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["max_duration_message"]
     shutdown_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["shutdown_message"]
+    tool_filler_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["tool_filler_message"]
+    end_call_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["end_call_message"]
+    transfer_message: Line = CATALOGUE[DEFAULT_LANGUAGE]["transfer_message"]
 
     @model_validator(mode="before")
     @classmethod

@@ -59,6 +59,12 @@ class CommonSettings(BaseSettings):
     admin_api_key: SecretStr = Field(
         default=SecretStr(""), description="X-API-Key for /admin; empty = admin endpoints refuse with 503"
     )
+    # agent actions: HTTP tools (gateway) and post-call webhooks (recorder) are signed with it (shared/signing.py)
+    webhook_signing_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC-SHA256 key of the X-Victoria-Signature header on HTTP tool calls and post-call webhooks "
+        "(required in production; empty in development = a fixed development key, said in the log)",
+    )
 
 
 class WorkerSettings(CommonSettings):

@@ -21,6 +21,9 @@ AgentTextKey = Literal[
     "silence_goodbye_message",
     "max_duration_message",
     "shutdown_message",
+    "tool_filler_message",
+    "end_call_message",
+    "transfer_message",
 ]
 AGENT_TEXTS: tuple[AgentTextKey, ...] = get_args(AgentTextKey)
 TextKey = AgentTextKey | Literal["telephony_refusal"]  # what the platform says for the agent too
@@ -37,6 +40,9 @@ CATALOGUE: dict[str, dict[TextKey, str]] = {
         "shutdown_message": (
             "Sorry, I have to end the call now for maintenance. Please call again in a minute. Goodbye!"
         ),
+        "tool_filler_message": "One moment, please.",
+        "end_call_message": "Thank you for calling. Goodbye!",
+        "transfer_message": "I'm transferring you now. Please hold.",
         "telephony_refusal": "Sorry, we can't take your call right now. Please try again later. Goodbye.",
     },
     "es": {
@@ -52,6 +58,9 @@ CATALOGUE: dict[str, dict[TextKey, str]] = {
         "shutdown_message": (
             "Lo siento, tengo que cortar la llamada por mantenimiento. Vuelva a llamar en un minuto. ¡Adiós!"
         ),
+        "tool_filler_message": "Un momento, por favor.",
+        "end_call_message": "Gracias por llamar. ¡Adiós!",
+        "transfer_message": "Le paso con un compañero. No cuelgue, por favor.",
         "telephony_refusal": (
             "Lo sentimos, ahora mismo no podemos atender su llamada. Inténtelo de nuevo más tarde. Adiós."
         ),

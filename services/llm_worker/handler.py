@@ -65,6 +65,7 @@ class LlmHandler:
             temperature=req.temperature,
             max_tokens=req.max_tokens,
             language=_language(req),
+            tools=req.tools or None,
         )
         try:
             async for raw in stream:
@@ -81,6 +82,7 @@ class LlmHandler:
                     finish_reason=delta.finish_reason,
                     prompt_tokens=delta.prompt_tokens,
                     completion_tokens=delta.completion_tokens,
+                    tool_calls=list(delta.tool_calls) or None,
                 )
                 if done:
                     break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from shared.events.envelope import Event
 
@@ -21,15 +21,31 @@ class CallStarted(Event):
     gateway: str | None = None  # the gateway instance that owns the call (its beats say whether it still lives)
 
 
+class ToolTurn(BaseModel):
+    """A tool call as a turn of its own in the history: what was called, with what, what came back, how long
+    it took. ``status``: ok, error (the tool failed or timed out: the LLM was told), cancelled (a barge-in)."""
+
+    call_id: str = Field(max_length=128)  # the LLM's id for the call
+    name: str = Field(max_length=64)
+    kind: Literal["end_call", "transfer_call", "send_dtmf", "http"]
+    arguments: str = Field(default="{}", max_length=20_000)  # JSON text (sensitive digits masked)
+    result: str = Field(default="", max_length=20_000)  # what the LLM was given back
+    status: Literal["ok", "error", "cancelled"] = "ok"
+    duration_ms: float = Field(default=0.0, ge=0.0)
+
+
 class TurnRecorded(Event):
     type: Literal["call.turn"] = "call.turn"
     seq: int = Field(ge=0)
-    role: Literal["user", "assistant"]
+    # ``tool``: a tool call (``tool`` holds it; ``text`` is a one-line summary)
+    role: Literal["user", "assistant", "tool"]
     text: str
     started_at: float
     ended_at: float
     interrupted: bool = False
     latency_ms: dict[str, float] = Field(default_factory=dict)
+    dtmf: bool = False  # a caller turn typed on the keypad, not spoken (``text``: the digits, masked if sensitive)
+    tool: ToolTurn | None = None
 
 
 class CallEnded(Event):
@@ -38,6 +54,7 @@ class CallEnded(Event):
     ended_at: float = Field(default_factory=time.time)
     duration_s: float = Field(ge=0.0)
     turns: int = 0
+    transferred_to: str | None = Field(default=None, max_length=256)  # reason "transferred": where the call went
 
 
 class CallError(Event):

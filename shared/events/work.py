@@ -8,10 +8,47 @@ from pydantic import BaseModel, Field
 
 from shared.events.envelope import ErrorInfo, Event
 
+TOOL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$"
+
+
+class ToolSpec(BaseModel):
+    """A function the LLM may call (the OpenAI ``tools`` shape): its name, what it does, its JSON-schema
+    parameters. Only the agent's configured tools are ever offered, and only those are ever executed."""
+
+    name: str = Field(pattern=TOOL_NAME)
+    description: str = Field(default="", max_length=1000)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolCall(BaseModel):
+    """One call the LLM asked for: ``arguments`` is the JSON text it generated (validated by the gateway
+    against the tool's schema before anything runs)."""
+
+    id: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field(default="{}", max_length=20_000)
+
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    """A conversation message. ``assistant`` messages may carry the tool calls the LLM made; a ``tool``
+    message is one call's result, tied to it by ``tool_call_id``."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    def openai(self) -> dict[str, Any]:
+        """The message as the OpenAI-compatible APIs (OpenAI, Groq, llama.cpp) take it."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
 
 
 class VoiceSpec(BaseModel):
@@ -65,6 +102,9 @@ class LlmRequestFields(BaseModel):
     language: str | None = None
     reply_to: str
     tts: TtsContinuation | None = None  # chain: the worker sends each segment's TTS request itself
+    # the functions the LLM may call this turn (the agent's tools); a reply that calls them ends with
+    # ``finish_reason="tool_calls"`` and the calls on its last chunk (``LlmChunk.tool_calls``)
+    tools: list[ToolSpec] = Field(default_factory=list, max_length=32)
 
 
 class LlmContinuation(LlmRequestFields):
@@ -143,6 +183,8 @@ class LlmChunk(Event):
     # before this field sends a chunk per token; the gateway's splitter then makes the same cuts)
     segments: list[str] | None = None
     attempt: int = 0
+    # the last chunk of a reply that calls tools: the calls, assembled (the gateway runs them and asks again)
+    tool_calls: list[ToolCall] | None = None
 
 
 class TtsRequest(TtsRequestFields, Event):

@@ -26,11 +26,18 @@ def es_agent_spec() -> AgentSpec:
     return AgentSpec.model_validate(stored_agent("0006_agent_es.sql", "es"))
 
 
+NEW_TEXTS = ("tool_filler_message", "end_call_message", "transfer_message")  # issue 16: agent actions
+
+
 def english_before() -> dict[str, object]:
     """The English texts Victoria said before the catalogue: the `default` agent as 0002 stored them, the old
     shutdown goodbye and the old TELEPHONY_REFUSAL_MESSAGE default (an English agent must not change a word)."""
     default = stored_agent("0002_agents.sql", "default")
-    return {key: default[key] for key in TEXT_FIELDS if key != "shutdown_message"} | {
+    new = {"shutdown_message", *NEW_TEXTS}  # texts that came after 0002 (what the agent does besides talking)
+    return {key: default[key] for key in TEXT_FIELDS if key not in new} | {
+        "tool_filler_message": "One moment, please.",
+        "end_call_message": "Thank you for calling. Goodbye!",
+        "transfer_message": "I'm transferring you now. Please hold.",
         "shutdown_message": (
             "Sorry, I have to end the call now for maintenance. Please call again in a minute. Goodbye!"
         ),

@@ -27,3 +27,14 @@ class Transport(Protocol):
     async def send_event(self, message: SessionMessage) -> None: ...
 
     async def close(self, code: int, reason: str) -> None: ...
+
+    async def transfer(self, target: str) -> None:
+        """Hand the call to ``target`` (E.164 or SIP URI) through the provider (Twilio: the live call updated
+        with ``<Dial>``; Telnyx: its ``transfer`` command; the browser: told, then closed). After it, the
+        transport never hangs the call up (it is no longer ours). Raises when the provider refuses."""
+        ...
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Press ``digits`` on the line (Telnyx: its ``send_dtmf`` command; Twilio and the browser: the
+        tones, in band, through the audio output)."""
+        ...

@@ -1,4 +1,5 @@
-"""The LLM provider interface: chat messages in, a stream of text deltas out."""
+"""The LLM provider interface: chat messages (and the tools the model may call) in, a stream of text deltas
+out; a reply that calls tools ends with the calls, assembled, on its last delta."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.events import ChatMessage
+from shared.events import ChatMessage, ToolCall, ToolSpec
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class Delta:
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # on the last delta (finish_reason "tool_calls"): the calls, whole
 
 
 class LlmProvider(Protocol):
@@ -33,8 +35,10 @@ class LlmProvider(Protocol):
         temperature: float = 0.7,
         max_tokens: int = 160,
         language: str | None = None,
+        tools: list[ToolSpec] | None = None,
     ) -> AsyncIterator[Delta]:
-        """Yield text deltas as they are generated; the last one carries ``finish_reason`` and usage.
+        """Yield text deltas as they are generated; the last one carries ``finish_reason`` and usage, and,
+        when the model called some of ``tools``, the calls (``finish_reason="tool_calls"``).
         ``language`` is the reply's (the agent's): a provider with a model per language picks by it, the others
         ignore it. Closing the iterator early (barge-in) must stop generation. Raise ``ProviderError`` on
         failure."""

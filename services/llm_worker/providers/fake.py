@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pydantic import Field
 
 from services.llm_worker.providers.base import Delta
-from shared.events import ChatMessage
+from shared.events import ChatMessage, ToolSpec
 from shared.provider_catalog import Model, Offer, built_in
 from shared.settings import LlmSettings
 
@@ -67,6 +67,7 @@ class FakeLlm:
         temperature: float = 0.7,
         max_tokens: int = 160,
         language: str | None = None,  # one model for every language
+        tools: list[ToolSpec] | None = None,
     ) -> AsyncIterator[Delta]:
         loop = asyncio.get_running_loop()
         start = loop.time()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from services.llm_worker.providers.base import Delta
-from shared.events import ChatMessage
+from shared.events import ChatMessage, ToolSpec
 from shared.model_parts import ENGLISH, QWEN_05B, model_family, model_file
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import (
@@ -155,6 +155,7 @@ class LocalLlamaLlm:
         temperature: float = 0.7,
         max_tokens: int = 160,
         language: str | None = None,
+        tools: list[ToolSpec] | None = None,
     ) -> AsyncIterator[Delta]:
         """``model`` is ignored: ``language`` picks one of the local GGUFs (English or unknown: SmolLM2)."""
         chat = [{"role": m.role, "content": m.content} for m in messages]

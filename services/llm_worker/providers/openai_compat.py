@@ -22,7 +22,7 @@ import httpx
 from pydantic import Field, SecretStr
 
 from services.llm_worker.providers.base import Delta
-from shared.events import ChatMessage
+from shared.events import ChatMessage, ToolSpec
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import LLM_CONTEXT_TOKENS, Model, Offer, Usability, needs_env
 from shared.provider_http import AttemptFailed, HttpProvider, needs_key
@@ -96,6 +96,7 @@ class OpenAICompatLlm(HttpProvider):
         temperature: float = 0.7,
         max_tokens: int = 160,
         language: str | None = None,  # one model for every language
+        tools: list[ToolSpec] | None = None,
     ) -> AsyncIterator[Delta]:
         client = self._client_for_request()
         body = {
