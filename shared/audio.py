@@ -1,4 +1,4 @@
-"""Audio helpers: PCM16 <-> float, streaming resampling with soxr, G.711 μ-law, WAV files.
+"""Audio helpers: PCM16 <-> float, streaming resampling with soxr, G.711 μ-law, WAV files, DTMF tones.
 
 μ-law and A-law use lookup tables built once with numpy (``audioop`` is gone in Python 3.13), bit-exact with the
 G.711 reference code.
@@ -157,3 +157,42 @@ def write_wav(pcm: bytes, sample_rate: int) -> bytes:
         w.setframerate(sample_rate)
         w.writeframes(pcm)
     return buf.getvalue()
+
+
+DTMF_FREQUENCIES: dict[str, tuple[int, int]] = {
+    d: (row, col)
+    for row, keys in zip((697, 770, 852, 941), ("123A", "456B", "789C", "*0#D"), strict=True)
+    for d, col in zip(keys, (1209, 1336, 1477, 1633), strict=True)
+}
+"""ITU-T Q.23: each key is the sum of its row's and its column's frequency (Hz)."""
+
+
+def dtmf_tones(
+    digits: str,
+    sample_rate: int,
+    encoding: str = "pcm16",
+    *,
+    tone_ms: int = 100,
+    gap_ms: int = 60,
+    amplitude: float = 0.35,
+) -> bytes:
+    """In-band DTMF for ``digits`` (0-9, *, #, A-D): per digit a dual sine of ``tone_ms`` then ``gap_ms``
+    of silence, at ``sample_rate`` in ``encoding`` (``pcm16`` or ``mulaw``) — for lines where the provider
+    has no DTMF command (Twilio media streams, the browser). Each sine at ``amplitude`` of full scale, so
+    the sum never clips. Raises ValueError for a character that is not a key."""
+    bad = sorted({d for d in digits.upper() if d not in DTMF_FREQUENCIES})
+    if bad:
+        raise ValueError(f"not DTMF keys: {''.join(bad)!r}")
+    t = np.arange(round(sample_rate * tone_ms / 1000)) / sample_rate
+    gap = np.zeros(round(sample_rate * gap_ms / 1000), dtype=np.int16)
+    parts: list[np.ndarray] = []
+    for d in digits.upper():
+        low, high = DTMF_FREQUENCIES[d]
+        wave_ = amplitude * (np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t))
+        parts += [np.round(wave_ * 32767).astype(np.int16), gap]
+    pcm = np.concatenate(parts).tobytes() if parts else b""
+    if encoding == "mulaw":
+        return pcm16_to_ulaw(pcm)
+    if encoding != "pcm16":
+        raise ValueError(f"unsupported encoding {encoding!r}")
+    return pcm
