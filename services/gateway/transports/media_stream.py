@@ -5,6 +5,10 @@ The session sees a telephony call exactly like a browser call; only this transpo
 as μ-law (the TTS workers produce it directly, no resampling here; A-law calls get a one-table re-encode),
 in the stream's own frames (``TELEPHONY_FRAME_MS``), and every utterance is followed by a mark that the
 provider echoes once it has played, so the played position is known exactly.
+
+Call control goes through the provider's REST API, as callables each provider's ``media.py`` injects (the
+transport knows no credentials): hang-up, transfer and, where the provider has one, a DTMF command. Without
+one (Twilio media streams carry no outbound DTMF) the keys are played as tones, in band, like any audio.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from fastapi import WebSocket
 
 from services.gateway.call.output import AudioOutput, PacedOutput, paced_output
 from services.gateway.call.transport import SessionMessage
-from shared.audio import ulaw_to_alaw
+from shared.audio import dtmf_tones, ulaw_to_alaw
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 Codec = Literal["PCMU", "PCMA"]
-Hangup = Callable[[], Awaitable[None]]
+Hangup = Callable[[], Awaitable[object]]
+Transfer = Callable[[str], Awaitable[object]]  # the target (E.164 or SIP URI)
+SendDtmf = Callable[[str], Awaitable[object]]  # the keys
+PAUSE_S = 0.5  # "w" in a key sequence, as Twilio and Telnyx read it
 
 
 class MediaStreamTransport:
@@ -45,6 +52,8 @@ class MediaStreamTransport:
         frame_ms: int = 20,
         lead_ms: int = 20,
         hangup: Hangup | None = None,
+        transfer_to: Transfer | None = None,
+        dtmf_command: SendDtmf | None = None,
     ) -> None:
         self.ws = ws
         self.client_type: Literal["twilio", "telnyx"] = client_type
@@ -53,6 +62,9 @@ class MediaStreamTransport:
         self.frame_ms = frame_ms
         self.lead_ms = lead_ms
         self.hangup = hangup
+        self.transfer_to = transfer_to
+        self.dtmf_command = dtmf_command
+        self.transferred_to: str | None = None
         self.remote_ended = False  # the provider said the call is over: no hang-up request needed
         self.closed = False
         self._closing = False
@@ -100,6 +112,31 @@ class MediaStreamTransport:
     async def send_event(self, message: SessionMessage) -> None:
         """Transcripts, states and metrics are for browsers; a phone stream only carries audio."""
 
+    async def transfer(self, target: str) -> None:
+        """Hand the call to ``target`` through the provider; from then on it is not ours to hang up."""
+        if self.transfer_to is None:
+            raise RuntimeError(f"{self.client_type} transfer needs the provider's API credentials")
+        await self.transfer_to(target)
+        self.hangup = None  # closing our stream must not end the caller's call with the target
+        self.transferred_to = target
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Press ``digits``: the provider's command, or tones through the audio output (returns once played)."""
+        if self.dtmf_command is not None:
+            await self.dtmf_command(digits)
+            return
+        if self.output is None:
+            raise RuntimeError("no audio output to play the keys on")
+        tones = keypad_audio(digits)
+        played = asyncio.Event()
+        wait_s = self.output.pacer.unplayed_s() + len(tones) / self.sample_rate + self.output.pacer.echo_grace_s + 2
+        self.output.push(tones)
+        self.output.mark(played.set)
+        try:
+            await asyncio.wait_for(played.wait(), wait_s)
+        except TimeoutError:  # a clear (barge-in) dropped them before they all played
+            raise RuntimeError("the keys were cut off before they all played") from None
+
     async def close(self, code: int, reason: str) -> None:
         """End the call: hang it up at the provider (after the goodbye played) unless it already ended."""
         if self._closing:
@@ -120,3 +157,9 @@ class MediaStreamTransport:
             await self.ws.close(code=code, reason=reason[:120])
         except Exception:  # already closed by the provider
             pass
+
+
+def keypad_audio(digits: str) -> bytes:
+    """μ-law 8 kHz tones for ``digits``, a ``PAUSE_S`` silence for each ``w``."""
+    pause = b"\xff" * int(8000 * PAUSE_S)  # μ-law silence
+    return pause.join(dtmf_tones(run, 8000, "mulaw") if run else b"" for run in digits.split("w"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ IDLE_TIMEOUT_S = 30.0  # a provider sends 50 media frames a second; silence this
 MAX_BAD_FRAMES = 50  # bad frames tolerated (logged and ignored) before the stream is closed
 MAX_FRAMES_PER_S = 200  # 4x the real rate; beyond it frames are dropped, and a sustained flood closes
 FLOOD_SECONDS = 3
+DTMF_KEY = re.compile(r"[0-9*#A-D]")  # one key of the pad, as both providers report it
 
 TOO_BIG = "message too big"
 INVALID_UNICODE = "invalid Unicode"
@@ -315,8 +317,7 @@ async def _feed(
             mark = msg.get("mark") if isinstance(msg.get("mark"), dict) else {}
             transport.mark_played(str(mark.get("name", "")))
         elif msg["event"] == "dtmf":
-            dtmf = msg.get("dtmf") if isinstance(msg.get("dtmf"), dict) else {}
-            log.info("dtmf_received", digit=str(dtmf.get("digit", ""))[:1])
+            close = await _dtmf(msg, session, guard)
         elif msg["event"] == "stop":
             transport.remote_ended = True
             return "caller_hangup"
@@ -328,6 +329,18 @@ async def _feed(
             await transport.close(close_code(close), close)
             return "protocol_error"
     return session.end_reason or "ended"
+
+
+async def _dtmf(msg: dict[str, Any], session: CallSession, guard: FrameGuard) -> str | None:
+    """A key the caller pressed (Twilio ``{"dtmf": {"track", "digit"}}``, Telnyx ``{"dtmf": {"digit"}}``) goes
+    to the session; anything but one key is a bad frame. The key itself is never logged here (it may be a
+    PIN): the session logs it masked when the agent says its keys are sensitive."""
+    dtmf = msg.get("dtmf")
+    digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
+    if not isinstance(digit, str) or not DTMF_KEY.fullmatch(digit):
+        return guard.bad_frame("bad_dtmf", "dtmf.digit must be one key: 0-9, *, #, A-D")
+    await session.on_dtmf(digit)
+    return None
 
 
 async def _media(

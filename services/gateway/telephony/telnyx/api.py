@@ -2,7 +2,8 @@
 
 Webhooks are signed over ``f"{telnyx-timestamp}|{raw body}"`` with Telnyx's Ed25519 key; a timestamp more
 than 300 s away is refused (replay). Commands carry a ``command_id`` derived from the call and the action,
-so a webhook that arrives twice (or at two gateway replicas) cannot answer or hang up a call twice.
+so a webhook that arrives twice (or at two gateway replicas) cannot answer, hang up or transfer a call twice;
+``send_dtmf`` is the exception (the agent may press keys many times): each press has an id of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import binascii
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.gateway.metrics import PROVIDER_API_CALLS
+from shared.agent_tools import DTMF_DIGITS, TRANSFER_TARGET
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -72,19 +75,25 @@ def decode_state(value: object) -> dict[str, Any]:
 
 
 class TelnyxRest:
-    """Call Control commands: answer (with the bidirectional media stream), speak, hang up."""
+    """Call Control commands: answer (with the bidirectional media stream), speak, hang up, transfer, send DTMF."""
 
     def __init__(self, api_key: str, base_url: str, *, timeout_s: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_s)
 
-    async def command(self, call_control_id: str, action: str, body: dict[str, Any]) -> str:
+    async def command(
+        self, call_control_id: str, action: str, body: dict[str, Any], *, command_id: str | None = None
+    ) -> str:
         """``ok``, or ``already_ended`` for Telnyx's 422/90018; raises for any other failure."""
         if not re.fullmatch(CALL_CONTROL_ID, call_control_id):
             raise ValueError(f"not a Telnyx call_control_id: {call_control_id[:40]!r}")
         url = f"{self.base_url}/v2/calls/{call_control_id}/actions/{action}"
-        payload = {"command_id": f"victoria-{action}-{call_control_id}", **body}
-        response = await self._client.post(url, json=payload)
+        payload = {"command_id": command_id or f"victoria-{action}-{call_control_id}", **body}
+        try:
+            response = await self._client.post(url, json=payload)
+        except httpx.HTTPError as exc:
+            PROVIDER_API_CALLS.labels("telnyx", action, "error").inc()
+            raise RuntimeError(f"Telnyx {action} failed: {type(exc).__name__} {exc}") from exc
         if response.status_code == 422 and ALREADY_ENDED in _error_codes(response):
             PROVIDER_API_CALLS.labels("telnyx", action, "already_ended").inc()
             log.info("telnyx_call_already_ended", action=action, call_control_id=call_control_id)
@@ -97,6 +106,23 @@ class TelnyxRest:
 
     async def hangup(self, call_control_id: str) -> str:
         return await self.command(call_control_id, "hangup", {})
+
+    async def transfer(self, call_control_id: str, target: str) -> None:
+        """Hand the call to ``target`` (E.164 or SIP URI); raises when refused or the call is already over."""
+        if not TRANSFER_TARGET.fullmatch(target):
+            raise ValueError(f"transfer target is neither an E.164 number nor a SIP URI: {target[:40]!r}")
+        if await self.command(call_control_id, "transfer", {"to": target}) == "already_ended":
+            raise RuntimeError("Telnyx transfer failed: the call has already ended")
+        log.info("telnyx_call_transferred", call_control_id=call_control_id)
+
+    async def send_dtmf(self, call_control_id: str, digits: str) -> None:
+        """Press ``digits`` on the line (250 ms each, Telnyx's default); raises when refused or the call is over."""
+        if not DTMF_DIGITS.fullmatch(digits):
+            raise ValueError("digits must be 0-9, *, #, A-D or w (a pause), at most 32")
+        command_id = f"victoria-send_dtmf-{uuid.uuid4().hex}"  # every press is new, not a repeat
+        body = {"digits": digits, "duration_millis": 250}
+        if await self.command(call_control_id, "send_dtmf", body, command_id=command_id) == "already_ended":
+            raise RuntimeError("Telnyx send_dtmf failed: the call has already ended")
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -4,6 +4,8 @@ In: ``connected``, ``start`` (stream_id, call_control_id, client_state, media_fo
 ``mark``, ``stop``. Out: ``media`` (PCMU or PCMA, as negotiated), ``mark``, ``clear``. Telnyx does not
 guarantee order: media frames are put back in order by their ``chunk`` number within a small window (a frame
 that arrives after the window moved on is dropped, since playing it late would only garble the turn).
+A ``dtmf`` key goes to the session (``on_dtmf``); the agent's transfer and keys are the Call Control
+``transfer`` and ``send_dtmf`` commands.
 
 Trust: the ``start``'s ``client_state`` must carry the single-use token our ``answer`` command put there
 (and the ``x-telnyx-streaming-auth-token`` header must match when ``TELNYX_STREAM_AUTH_TOKEN`` is set);
@@ -120,6 +122,8 @@ async def telnyx_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         frame_ms=runtime.settings.telephony_frame_ms,
         lead_ms=runtime.settings.telephony_lead_ms,
         hangup=(lambda: rest.hangup(call_control_id)) if rest is not None else None,
+        transfer_to=(lambda target: rest.transfer(call_control_id, target)) if rest is not None else None,
+        dtmf_command=(lambda digits: rest.send_dtmf(call_control_id, digits)) if rest is not None else None,
     )
     ids = {"call_control_id": call_control_id, "stream_id": start.stream_id, "call_session_id": info.call_session_id}
     with bound_call(call_control_id):

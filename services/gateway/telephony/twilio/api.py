@@ -1,4 +1,5 @@
-"""Twilio's side of the wire: request signatures (``X-Twilio-Signature``), TwiML answers and the REST hang-up.
+"""Twilio's side of the wire: request signatures (``X-Twilio-Signature``), TwiML answers and the REST commands
+on a live call (hang-up, transfer).
 
 Signature: base64(HMAC-SHA1(auth token, full URL + every POST parameter as name+value sorted by name)).
 Twilio signs the URL it was configured with; behind a proxy or on a default port that may differ from what
@@ -18,6 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 import httpx
 
 from services.gateway.metrics import PROVIDER_API_CALLS
+from shared.agent_tools import TRANSFER_TARGET
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -78,8 +80,19 @@ def busy_twiml() -> str:
     return '<?xml version="1.0" encoding="UTF-8"?><Response><Reject reason="busy"/></Response>'
 
 
+def transfer_twiml(target: str, say: str | None = None, language: str = "en-US") -> str:
+    """``<Dial>`` the target (a SIP URI inside ``<Sip>``), optionally after a ``<Say>``. Given to a live call,
+    it replaces the ``<Connect><Stream>``: Twilio ends our media stream and dials."""
+    if not TRANSFER_TARGET.fullmatch(target):
+        raise ValueError(f"transfer target is neither an E.164 number nor a SIP URI: {target[:40]!r}")
+    dial = f"<Sip>{escape(target)}</Sip>" if target.startswith("sip") else escape(target)
+    intro = f"<Say language={quoteattr(language)}>{escape(say)}</Say>" if say else ""
+    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{intro}<Dial>{dial}</Dial></Response>'
+
+
 class TwilioRest:
-    """Hangs up calls through the REST API (the agent ended the call after its goodbye played)."""
+    """Commands on a live call through the REST API: hang up (the agent ended the call after its goodbye
+    played), transfer (the call's TwiML replaced with a ``<Dial>``)."""
 
     def __init__(self, account_sid: str, auth_token: str, base_url: str, *, timeout_s: float = 5.0) -> None:
         self.account_sid = account_sid
@@ -88,20 +101,39 @@ class TwilioRest:
 
     async def hangup(self, call_sid: str) -> str:
         """``completed`` when Twilio ended it now, ``already_ended`` for its 404/20404; raises otherwise."""
+        outcome = await self._update(call_sid, "hangup", {"Status": "completed"})
+        if outcome == "already_ended":
+            log.info("twilio_call_already_ended", call_sid=call_sid)
+            return outcome
+        log.info("twilio_call_hung_up", call_sid=call_sid)
+        return "completed"
+
+    async def transfer(self, call_sid: str, target: str, *, say: str | None = None, language: str = "en-US") -> None:
+        """Update the live call with ``<Dial>target</Dial>``; raises when Twilio refuses it or the call is over
+        (there is nobody left to transfer)."""
+        twiml = transfer_twiml(target, say, language)
+        if await self._update(call_sid, "transfer", {"Twiml": twiml}) == "already_ended":
+            raise RuntimeError("Twilio transfer failed: the call has already ended")
+        log.info("twilio_call_transferred", call_sid=call_sid)
+
+    async def _update(self, call_sid: str, action: str, data: dict[str, str]) -> str:
+        """POST ``data`` to the call (Twilio's "update a call"): ``ok``, ``already_ended`` (404/20404), or raises."""
         if not re.fullmatch(CALL_SID, call_sid):
             raise ValueError(f"not a Twilio CallSid: {call_sid[:40]!r}")
         url = f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Calls/{call_sid}.json"
-        response = await self._client.post(url, data={"Status": "completed"})
+        try:
+            response = await self._client.post(url, data=data)
+        except httpx.HTTPError as exc:
+            PROVIDER_API_CALLS.labels("twilio", action, "error").inc()
+            raise RuntimeError(f"Twilio {action} failed: {type(exc).__name__} {exc}") from exc
         if response.status_code == 404 and _error_code(response) == 20404:
-            PROVIDER_API_CALLS.labels("twilio", "hangup", "already_ended").inc()
-            log.info("twilio_call_already_ended", call_sid=call_sid)
+            PROVIDER_API_CALLS.labels("twilio", action, "already_ended").inc()
             return "already_ended"
         if response.status_code >= 400:
-            PROVIDER_API_CALLS.labels("twilio", "hangup", "error").inc()
-            raise RuntimeError(f"Twilio hang-up failed: HTTP {response.status_code} {response.text[:200]}")
-        PROVIDER_API_CALLS.labels("twilio", "hangup", "ok").inc()
-        log.info("twilio_call_hung_up", call_sid=call_sid)
-        return "completed"
+            PROVIDER_API_CALLS.labels("twilio", action, "error").inc()
+            raise RuntimeError(f"Twilio {action} failed: HTTP {response.status_code} {response.text[:200]}")
+        PROVIDER_API_CALLS.labels("twilio", action, "ok").inc()
+        return "ok"
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -4,7 +4,9 @@ In: ``connected``, ``start`` (streamSid, callSid, customParameters, mediaFormat)
 8 kHz, 20 ms), ``dtmf``, ``mark`` (echo of ours once played), ``stop``. Out: ``media``, ``mark`` after each
 utterance, ``clear`` on barge-in. Bad frames (binary, unknown event, bad base64, wrong streamSid) are
 logged and ignored until too many; media before ``start`` closes the stream (1008). The call id of a Twilio
-call is its CallSid, so status callbacks and the REST hang-up line up with the history.
+call is its CallSid, so status callbacks and the REST hang-up line up with the history. A ``dtmf`` key goes
+to the session (``on_dtmf``); the agent's transfer updates the live call with ``<Dial>`` over REST (Twilio
+then ends this stream), and its keys are played in band (Twilio has no outbound DTMF message).
 
 Trust: the upgrade must carry a valid ``X-Twilio-Signature`` when ``TWILIO_AUTH_TOKEN`` is set, and the
 ``start`` must carry the single-use token our TwiML put in its ``<Parameter name="token">``; without both,
@@ -109,7 +111,8 @@ async def twilio_media_endpoint(ws: WebSocket, runtime: GatewayRuntime) -> None:
         frame_ms=runtime.settings.telephony_frame_ms,
         lead_ms=runtime.settings.telephony_lead_ms,
         hangup=(lambda: rest.hangup(call_sid)) if rest is not None else None,
-    )
+        transfer_to=(lambda target: rest.transfer(call_sid, target)) if rest is not None else None,
+    )  # no DTMF command: Twilio media streams carry no outbound keys, the transport plays them as tones
     with bound_call(call_sid):
         session = await open_phone_session(
             runtime, transport, claims=claims, transport_ids={"call_sid": call_sid, "stream_sid": stream_sid}
