@@ -199,10 +199,29 @@ async def test_a_refused_transfer_keeps_the_call_ours() -> None:
     with pytest.raises(RuntimeError, match="HTTP 400"):
         await transport.transfer("+34910000000")
     await transport.close(1000, "agent_hangup")
-    assert hangups == ["hangup"] and transport.transferred_to is None
+    assert hangups == ["hangup"] and await transport.transfer_outcome() is None
     bare, _, _ = stream()
     with pytest.raises(RuntimeError, match="credentials"):
         await bare.transfer("+34910000000")
+
+
+async def test_a_stream_stopped_mid_transfer_learns_where_the_call_went() -> None:
+    """Twilio may stop the stream before its REST answer reaches us: the outcome waits for the answer."""
+    answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def transfer_to(target: str) -> None:
+        await answer
+
+    transport, _, _ = stream(transfer_to=transfer_to)
+    assert await transport.transfer_outcome() is None  # no transfer: the caller hung up
+    transfer = asyncio.create_task(transport.transfer("+34910000000"))
+    await asyncio.sleep(0.01)
+    outcome = asyncio.create_task(transport.transfer_outcome())
+    await asyncio.sleep(0.05)
+    assert not outcome.done()
+    answer.set_result(None)
+    assert await outcome == "+34910000000"
+    await transfer
 
 
 async def test_keys_use_the_providers_command_when_there_is_one() -> None:

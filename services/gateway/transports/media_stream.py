@@ -65,6 +65,7 @@ class MediaStreamTransport:
         self.transfer_to = transfer_to
         self.dtmf_command = dtmf_command
         self.transferred_to: str | None = None
+        self._transfer_settled: asyncio.Event | None = None
         self.remote_ended = False  # the provider said the call is over: no hang-up request needed
         self.closed = False
         self._closing = False
@@ -116,9 +117,20 @@ class MediaStreamTransport:
         """Hand the call to ``target`` through the provider; from then on it is not ours to hang up."""
         if self.transfer_to is None:
             raise RuntimeError(f"{self.client_type} transfer needs the provider's API credentials")
-        await self.transfer_to(target)
-        self.hangup = None  # closing our stream must not end the caller's call with the target
-        self.transferred_to = target
+        settled = self._transfer_settled = asyncio.Event()
+        try:
+            await self.transfer_to(target)
+            self.hangup = None  # closing our stream must not end the caller's call with the target
+            self.transferred_to = target
+        finally:
+            settled.set()
+
+    async def transfer_outcome(self) -> str | None:
+        """Where the call went, once a transfer in flight has settled; None when none succeeded. (Twilio
+        stops the stream of a call it dials elsewhere, maybe before its REST answer reaches us.)"""
+        if self._transfer_settled is not None:
+            await self._transfer_settled.wait()
+        return self.transferred_to
 
     async def send_dtmf(self, digits: str) -> None:
         """Press ``digits``: the provider's command, or tones through the audio output (returns once played)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import time
@@ -41,6 +42,7 @@ IDLE_TIMEOUT_S = 30.0  # a provider sends 50 media frames a second; silence this
 MAX_BAD_FRAMES = 50  # bad frames tolerated (logged and ignored) before the stream is closed
 MAX_FRAMES_PER_S = 200  # 4x the real rate; beyond it frames are dropped, and a sustained flood closes
 FLOOD_SECONDS = 3
+TRANSFER_SETTLE_S = 10.0  # a stream stopped by our transfer: how long the session may take to record its end
 DTMF_KEY = re.compile(r"[0-9*#A-D]")  # one key of the pad, as both providers report it
 
 TOO_BIG = "message too big"
@@ -281,8 +283,7 @@ async def serve_phone_call(
             reason = "caller_idle"
         await session.end(reason)
     except WebSocketDisconnect:
-        transport.remote_ended = True
-        await session.end("caller_hangup")
+        await session.end(await _remote_end(session, transport))
     except Exception:
         log.exception("phone_session_crashed", client_type=transport.client_type)
         await session.end("internal_error", close_code=CLOSE_INTERNAL)
@@ -319,8 +320,7 @@ async def _feed(
         elif msg["event"] == "dtmf":
             close = await _dtmf(msg, session, guard)
         elif msg["event"] == "stop":
-            transport.remote_ended = True
-            return "caller_hangup"
+            return await _remote_end(session, transport)
         elif msg["event"] in ("error", "connected", "start"):
             log.warning("media_stream_event", stream_event=msg["event"], detail=str(msg.get("payload", ""))[:200])
         else:
@@ -329,6 +329,17 @@ async def _feed(
             await transport.close(close_code(close), close)
             return "protocol_error"
     return session.end_reason or "ended"
+
+
+async def _remote_end(session: CallSession, transport: MediaStreamTransport) -> str:
+    """The provider ended the stream: the caller hung up, unless the agent is transferring the call (the
+    provider ends the stream of a call it hands elsewhere): then the session records that end itself."""
+    transport.remote_ended = True
+    if await transport.transfer_outcome() is None:
+        return "caller_hangup"
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(session.wait_ended(), TRANSFER_SETTLE_S)
+    return session.end_reason or "transferred"
 
 
 async def _dtmf(msg: dict[str, Any], session: CallSession, guard: FrameGuard) -> str | None:
