@@ -21,11 +21,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import numpy as np
 import pytest
 from nats.js.errors import NotFoundError
 
 from services.gateway.metrics import WS_PROTOCOL_ERRORS
 from shared import subjects
+from shared.audio import DTMF_FREQUENCIES, ulaw_to_pcm16
 from shared.events import CallEnded
 from shared.global_stop import GlobalStopState, write_state
 from tests.integration.conftest import FAST
@@ -316,6 +318,50 @@ async def test_telnyx_send_dtmf_presses_the_keys_through_the_command(
     tool_seq = next(t["seq"] for t in turns if t["role"] == "tool")
     replies = [t["text"] for t in turns if t["seq"] > tool_seq and t["role"] == "assistant"]
     assert replies and replies[0].startswith("Done:")  # the LLM was told the keys were sent, and said so
+
+
+def keys_heard(caller: PhoneCaller, since: float) -> str:
+    """The DTMF keys in the audio received after ``since``: a 20 ms frame is a key when the power at its
+    row's and its column's frequency (a single-bin DFT each) dwarfs every other keypad frequency and the
+    fake TTS's 440 Hz tone; consecutive frames of one key are one press."""
+    freqs = (440, 697, 770, 852, 941, 1209, 1336, 1477, 1633)
+    by_pair = {frozenset(pair): key for key, pair in DTMF_FREQUENCIES.items()}
+    keys, last = "", None
+    for frame in (f for f in caller.frames if f.at > since):
+        pcm = np.frombuffer(ulaw_to_pcm16(frame.payload), dtype=np.int16).astype(np.float64)
+        n = np.arange(len(pcm))
+        power = {f: abs(np.sum(pcm * np.exp(-2j * np.pi * f * n / 8000))) for f in freqs}
+        top = sorted(power, key=power.__getitem__, reverse=True)
+        key = by_pair.get(frozenset(top[:2])) if power[top[1]] > 4 * power[top[2]] else None
+        if key is not None and key != last:
+            keys += key
+        last = key
+    return keys
+
+
+async def test_twilio_send_dtmf_plays_the_keys_in_band(nats_url, database_url, workers, provider_api, db_pool) -> None:
+    script = [{"when": "press one", "call": "send_dtmf", "arguments": {"digits": "1w9#"}}]
+    await workers("press one then nine", script)
+    async with gateway_here(nats_url, database_url, wait_workers=True, **twilio_settings()) as (_, host):
+        desk = number()
+        await create_agent(
+            host,
+            f"ivr-{uuid.uuid4().hex[:6]}",
+            first_message="Hi.",
+            phone_numbers=[desk],
+            tools=[{"kind": "send_dtmf"}],
+        )
+        calls_api = provider_api.post(url__regex=r"https://api\.twilio\.com/")
+        calls_api.mock(return_value=httpx.Response(200, json={"status": "completed"}))
+        caller, call_sid = await twilio_call(host, desk)
+        spoke_at = await caller.speak(await say("Press one, then nine."))
+        await caller.wait_reply(len(caller.frames))
+        await caller.stop()
+
+    assert keys_heard(caller, spoke_at) == "19#"  # the tones, in order; the pause is silence
+    assert not calls_api.called  # Twilio has no REST DTMF for a streamed call: nothing was asked of it
+    _row, turns = await history(db_pool, call_sid)
+    assert [(t["kind"], t["status"]) for t in tool_turns(turns)] == [("send_dtmf", "ok")]
 
 
 # --- keys from the caller -------------------------------------------------------------------------------
