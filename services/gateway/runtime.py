@@ -9,6 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import httpx
 
 from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.call.audio_cache import AudioCache
@@ -65,6 +66,9 @@ class GatewayRuntime:
         self.global_stop = GlobalStopWatcher(bus.js)
         self.worker_watch = WorkerWatch(bus, lost_after_s=settings.worker_lost_after_s)
         self.clients: dict[str, Any] = {}  # provider REST clients (Twilio, Telnyx), made on first use
+        # agents' HTTP tools, every call's: pooled connections; never follows a redirect (only the configured
+        # URL is requested); each tool's own timeout bounds its request (call/http_tool.py)
+        self.tools_http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200))
         self.tokens: CallTokens = tokens_from_secret(
             settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_s
         )
@@ -135,6 +139,7 @@ class GatewayRuntime:
         await self.worker_watch.stop()
         for client in self.clients.values():
             await client.aclose()
+        await self.tools_http.aclose()
         if self._pool_task:
             self._pool_task.cancel()
         if self.pool is not None:
@@ -155,6 +160,7 @@ class GatewayRuntime:
             vad=self.new_vad(),
             audio_cache=self.audio_cache,
             worker_watch=self.worker_watch,
+            http=self.tools_http,
             **ids,
         )
 

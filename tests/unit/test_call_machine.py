@@ -27,12 +27,16 @@ EVENTS: list[m.CallEvent] = [
     m.MaxDuration(),
     m.ReplyFailed("llm", ErrorInfo(code="timeout", message="stalled")),
     m.Shutdown(),
+    m.DigitsEntered("1234"),
+    m.AgentHangUp(spoke=False),
+    m.Transferred("+34910000000"),
     m.HangUp("caller_hangup"),
 ]
 STATES = [m.STARTING, m.LISTENING, m.USER_SPEAKING, m.THINKING, m.SPEAKING, m.CLOSING, m.ENDED]
 BARGE = (A.BARGE_IN, A.CALLER_SPOKE)
 CLOSE = (A.LAST_WORDS,)
 FAIL = (A.REPORT_ERROR, A.LAST_WORDS)
+KEYS = (A.CALLER_SPOKE, A.RESPOND_DIGITS)
 
 # (state, event, next state, actions): what the call does, written out by hand
 EXPECTED: list[tuple[m.State, type, m.State, tuple[A, ...]]] = [
@@ -52,6 +56,16 @@ EXPECTED: list[tuple[m.State, type, m.State, tuple[A, ...]]] = [
     *[(s, m.Shutdown, m.CLOSING, CLOSE) for s in STATES[:5]],
     *[(s, m.ReplyFailed, m.CLOSING, FAIL) for s in STATES[:5]],
     *[(s, m.HangUp, m.ENDED, ()) for s in STATES[:6]],
+    # a keypad entry is a turn: it answers from listening (or over a turn the tones opened), barges in otherwise
+    (m.LISTENING, m.DigitsEntered, m.THINKING, KEYS),
+    (m.USER_SPEAKING, m.DigitsEntered, m.THINKING, KEYS),
+    (m.THINKING, m.DigitsEntered, m.THINKING, (A.BARGE_IN, *KEYS)),
+    (m.SPEAKING, m.DigitsEntered, m.THINKING, (A.BARGE_IN, *KEYS)),
+    # the reply's own end of the call: after it played out (so never from listening: it would have played out)
+    (m.THINKING, m.AgentHangUp, m.CLOSING, CLOSE),
+    (m.SPEAKING, m.AgentHangUp, m.CLOSING, CLOSE),
+    (m.THINKING, m.Transferred, m.CLOSING, (A.HAND_OVER,)),
+    (m.SPEAKING, m.Transferred, m.CLOSING, (A.HAND_OVER,)),
 ]
 
 
@@ -110,6 +124,22 @@ def test_a_conversation_walks_the_table() -> None:
         "closing",
         "ended",
     ]
+
+
+def test_keys_before_the_call_starts_or_while_it_closes_are_ignored() -> None:
+    for state in (m.STARTING, m.CLOSING, m.ENDED):
+        assert m.CallMachine(state).handle(m.DigitsEntered("5")) is None
+        assert m.CallMachine(state).handle(m.AgentHangUp(spoke=True)) is None
+        assert m.CallMachine(state).handle(m.Transferred("+34910000000")) is None
+
+
+def test_a_keypad_turn_over_the_agent_then_an_end_call() -> None:
+    machine = m.CallMachine(m.SPEAKING)
+    assert machine.handle(m.DigitsEntered("42")) == m.Transition(m.SPEAKING, m.THINKING, (A.BARGE_IN, *KEYS))
+    assert machine.handle(m.ReplyAudioStarted()) is not None and machine.state == m.SPEAKING
+    assert machine.handle(m.AgentHangUp(spoke=True)) == m.Transition(m.SPEAKING, m.CLOSING, CLOSE)
+    assert machine.handle(SpeechStarted(1.0)) is None  # the caller can no longer interrupt
+    assert machine.handle(m.HangUp("agent_hangup")) is not None and machine.state == m.ENDED
 
 
 def test_caller_and_agent_states_are_kept_apart() -> None:

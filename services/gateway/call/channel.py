@@ -8,7 +8,8 @@ Work a worker accepted is watched through the workers' beats (:class:`WorkerWatc
 lists it for ``WORKER_LOST_AFTER_S`` (the replica died, or its result was lost in a NATS restart), the stage is
 retried at once on another replica, from where it stopped: an LLM reply resumes after the text already
 received (``LlmRequest.resume``), a segment's audio after the bytes already received (``skip_bytes``). Each
-retry has its own ``attempt`` number, echoed on its chunks, so a late chunk of an earlier attempt is dropped.
+retry has its own ``attempt`` number (the request's plus one per retry: a turn's later tool rounds start at a
+higher one), echoed on its chunks, so a late chunk of an earlier attempt is dropped.
 
 Chained turns: a worker may send the next stage's request itself (STT → LLM, LLM → TTS), so results can
 arrive for a turn's LLM stream or TTS segment before the session asked for them. For a turn announced with
@@ -238,7 +239,7 @@ class CallChannel:
                 )
                 if exc.error.code != NOT_CHAINED:  # (nobody has a request that was never handed on)
                     await self.cancel(req.turn_id, reason="retry", final=False, stage=stage, segment=_segment(req))
-                current = progress.resume(req, attempt + 1)
+                current = progress.resume(req, req.attempt + attempt + 1)  # (a tool round starts above 0)
 
     async def _generate_once(
         self, req: LlmRequest, timeout_s: float, submit: bool = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from services.gateway.call.machine import MaxDuration, ReplyFailed, Shutdown, SilenceAfterReprompt
+from services.gateway.call.machine import AgentHangUp, MaxDuration, ReplyFailed, Shutdown, SilenceAfterReprompt
 from services.gateway.lifecycle.outbox import LifecycleOutbox
 from services.gateway.transports.protocol import ErrorMessage
 from services.gateway.transports.ws_close import CLOSE_INTERNAL, CLOSE_RESTART
@@ -23,7 +23,7 @@ log = get_logger(__name__)
 # agent whose language no configured voice speaks (one agent's configuration, not a reason to stop every call)
 NOT_CRITICAL_CODES = frozenset({"busy", "unsupported_language"})
 
-Closer = MaxDuration | ReplyFailed | SilenceAfterReprompt | Shutdown
+Closer = MaxDuration | ReplyFailed | SilenceAfterReprompt | Shutdown | AgentHangUp
 
 
 class LastWords(NamedTuple):
@@ -33,7 +33,9 @@ class LastWords(NamedTuple):
 
 
 def last_words(event: Closer, config: CallConfig) -> LastWords:
-    """What the agent says before hanging up on ``event``, and how the call ends."""
+    """What the agent says before hanging up on ``event`` (empty: nothing more), and how the call ends."""
+    if isinstance(event, AgentHangUp):  # the agent's own goodbye, or the closing line if it said nothing
+        return LastWords("" if event.spoke else config.text("end_call_message"), "agent_hangup")
     if isinstance(event, ReplyFailed):
         return LastWords(config.apology_message, "error", CLOSE_INTERNAL)
     if isinstance(event, Shutdown):  # 1012: call again (another replica answers)

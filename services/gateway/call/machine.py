@@ -114,6 +114,27 @@ class Shutdown:
 
 
 @dataclass(frozen=True)
+class DigitsEntered:
+    """The caller typed an entry on the keypad: a turn of its own, answered without STT (it barges in)."""
+
+    digits: str
+
+
+@dataclass(frozen=True)
+class AgentHangUp:
+    """The reply called ``end_call`` and has played out: the closing line (unless it ``spoke``), then hang up."""
+
+    spoke: bool
+
+
+@dataclass(frozen=True)
+class Transferred:
+    """The reply called ``transfer_call`` and the transport handed the call to ``target``: it is no longer ours."""
+
+    target: str
+
+
+@dataclass(frozen=True)
 class HangUp:
     """The call is over now, with no last words (the caller hung up, broke the protocol, was ended remotely)."""
 
@@ -133,6 +154,9 @@ CallEvent = (
     | MaxDuration
     | ReplyFailed
     | Shutdown
+    | DigitsEntered
+    | AgentHangUp
+    | Transferred
     | HangUp
 )
 
@@ -144,9 +168,11 @@ class Action(enum.StrEnum):
     BARGE_IN = "barge_in"  # silence the agent, stop its workers, keep what the caller heard
     CALLER_SPOKE = "caller_spoke"  # the silence count starts again
     RESPOND = "respond"  # the reply pipeline for the turn's audio
+    RESPOND_DIGITS = "respond_digits"  # the reply pipeline for a keypad entry (no STT)
     REPROMPT = "reprompt"  # speak the re-prompt
     REPORT_ERROR = "report_error"  # the error policy: log, ``call error`` event, ``error`` message
     LAST_WORDS = "last_words"  # cut what plays, say the event's last message, end the call
+    HAND_OVER = "hand_over"  # the call was transferred: end it as ``transferred`` (no last words: not ours)
 
 
 class Transition(NamedTuple):
@@ -176,6 +202,13 @@ def _table() -> dict[tuple[State, type[CallEvent]], Transition]:
         (LISTENING, SilenceTimeout): Transition(LISTENING, SPEAKING, (Action.REPROMPT,)),
         (LISTENING, SilenceAfterReprompt): Transition(LISTENING, CLOSING, (Action.LAST_WORDS,)),
     }
+    keys = (Action.CALLER_SPOKE, Action.RESPOND_DIGITS)
+    for state in (LISTENING, USER_SPEAKING):  # (a turn the VAD opened on the tones is dropped with it)
+        rows[(state, DigitsEntered)] = Transition(state, THINKING, keys)
+    for state in (THINKING, SPEAKING):
+        rows[(state, DigitsEntered)] = Transition(state, THINKING, (Action.BARGE_IN, *keys))
+        rows[(state, AgentHangUp)] = Transition(state, CLOSING, (Action.LAST_WORDS,))
+        rows[(state, Transferred)] = Transition(state, CLOSING, (Action.HAND_OVER,))
     for state in _CONVERSING:
         for event in _CLOSERS:
             actions = (Action.REPORT_ERROR, Action.LAST_WORDS) if event is ReplyFailed else (Action.LAST_WORDS,)

@@ -1,6 +1,12 @@
 """The record of what was said on a call: the conversation history the LLM sees, the ``TurnRecorded``
 lifecycle events, and the live transcript, where an assistant's turn is what the caller *heard* of it (all
 of it, or up to the barge-in: the played share of the segment cut off, by words).
+
+Tool calls are turns of their own (``role="tool"``, shown live as ``tool`` messages); in the history an
+assistant message that calls tools is always followed by every one of its results, and the history an LLM
+request carries never starts with a result. Keypad entries are caller turns (``dtmf``); a sensitive one is
+masked in everything recorded or shown — and so is its digit string in tool arguments and results — while
+the history the LLM gets keeps the digits.
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.gateway.call.dtmf import Masker, llm_text, mask
+from services.gateway.call.tools import ToolOutcome
 from services.gateway.lifecycle.outbox import LifecycleOutbox
 from services.gateway.metrics import TURN_STAGE_SECONDS
-from services.gateway.transports.protocol import Transcript, TurnMetrics
-from shared.events import ChatMessage, TurnRecorded
+from services.gateway.transports.protocol import ToolActivity, Transcript, TurnMetrics
+from shared.events import ChatMessage, ToolCall, ToolTurn, TurnRecorded
 
 HISTORY_TURNS = 19  # messages of history an LLM request carries (besides the system prompt)
 
@@ -31,6 +39,8 @@ class Reply:
     turn_id: int
     segments: list[Segment] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    in_history: int = 0  # segments already in the history (said before a tool call, with the call)
+    tools_ms: float = 0.0  # time spent running tools during the reply
 
 
 def heard_text(segments: list[Segment], heard_bytes: int) -> str:
@@ -54,10 +64,13 @@ def heard_text(segments: list[Segment], heard_bytes: int) -> str:
 class CallRecord:
     """One call's turns: numbered, kept as history, recorded (outbox) and shown (``send``)."""
 
-    def __init__(self, call_id: str, outbox: LifecycleOutbox, send: Callable[[Transcript | TurnMetrics], None]) -> None:
+    def __init__(
+        self, call_id: str, outbox: LifecycleOutbox, send: Callable[[Transcript | TurnMetrics | ToolActivity], None]
+    ) -> None:
         self.call_id = call_id
         self.outbox = outbox
         self.send = send
+        self.masked = Masker()  # the call's sensitive keypad entries
         self.history: list[ChatMessage] = []
         self.turn_id = 0  # the latest turn started
         self.seq = 0  # turns recorded
@@ -68,7 +81,11 @@ class CallRecord:
         return self.turn_id
 
     def recent(self) -> list[ChatMessage]:
-        return self.history[-HISTORY_TURNS:]
+        """The last :data:`HISTORY_TURNS` messages, starting after any tool result whose call was cut off."""
+        start = max(0, len(self.history) - HISTORY_TURNS)
+        while start < len(self.history) and self.history[start].role == "tool":
+            start += 1
+        return self.history[start:]
 
     def begin_reply(self, turn_id: int) -> Reply:
         self.reply = Reply(turn_id=turn_id)
@@ -80,6 +97,55 @@ class CallRecord:
         self._turn("user", text, started_at=started_at, ended_at=ended_at, latency={"stt_ms": stt_ms})
         self.history.append(ChatMessage(role="user", content=text))
 
+    def keypad(self, turn_id: int, digits: str, *, sensitive: bool) -> None:
+        """A keypad entry as the caller's turn; the LLM gets the digits (:func:`llm_text`), the rest the mask."""
+        if sensitive:
+            self.masked.add(digits)
+        shown = mask(digits) if sensitive else digits
+        now = time.time()
+        self.send(Transcript(role="user", text=shown, turn_id=turn_id))
+        self._turn("user", shown, started_at=now, ended_at=now, latency={}, dtmf=True)
+        self.history.append(ChatMessage(role="user", content=llm_text(digits)))
+
+    def tool_exchange(self, said: str, calls: list[ToolCall], outcomes: list[ToolOutcome]) -> list[ChatMessage]:
+        """An assistant message that called ``calls`` (after saying ``said``) and their results, into the
+        history together; returned for the next request of the turn."""
+        messages = [ChatMessage(role="assistant", content=said, tool_calls=calls), *(o.message() for o in outcomes)]
+        self.history.extend(messages)
+        return messages
+
+    def tool(self, turn_id: int, outcome: ToolOutcome) -> None:
+        """A tool call as a turn of its own, and a ``tool`` message to the client."""
+        arguments, result = self.masked(outcome.call.arguments), self.masked(outcome.result)
+        summary = f"{outcome.call.name}({_short(arguments)}) → {_short(result)}"
+        self.send(
+            ToolActivity(
+                turn_id=turn_id,
+                name=outcome.call.name,
+                status=outcome.status,
+                text=summary,
+                duration_ms=outcome.duration_ms,
+            )
+        )
+        turn = ToolTurn(
+            call_id=outcome.call.id,
+            name=outcome.call.name,
+            kind=outcome.kind,
+            arguments=arguments,
+            result=result[:20_000],
+            status=outcome.status,
+            duration_ms=outcome.duration_ms,
+        )
+        self._turn("tool", summary, started_at=outcome.started_at, ended_at=outcome.ended_at, latency={}, tool=turn)
+
+    def late_tool(self, turn_id: int, outcome: ToolOutcome) -> None:
+        """A tool left running past a barge-in has finished: its result replaces "still running" in the
+        history (if the message is still there) and is recorded."""
+        for i, message in enumerate(self.history):
+            if message.role == "tool" and message.tool_call_id == outcome.call.id:
+                self.history[i] = outcome.message()
+        self.tool(turn_id, outcome)
+
     def assistant(
         self,
         reply: Reply,
@@ -90,16 +156,18 @@ class CallRecord:
     ) -> None:
         """The assistant's turn as the caller heard it (``heard_bytes``: up to the barge-in)."""
         self.reply = None
+        tail = reply.segments[reply.in_history :]  # (said before a tool call: in the history with the call)
         if heard_bytes is None:
-            heard = " ".join(s.text for s in reply.segments)
+            heard, rest = " ".join(s.text for s in reply.segments), " ".join(s.text for s in tail)
         else:
-            heard = heard_text(reply.segments, heard_bytes)
+            heard, rest = heard_text(reply.segments, heard_bytes), heard_text(tail, heard_bytes)
         if latency is not None:
             for stage, value in latency.items():
                 TURN_STAGE_SECONDS.labels(stage.removesuffix("_ms")).observe(value / 1000)
             self.send(TurnMetrics(turn_id=reply.turn_id, **latency))
+        if rest:
+            self.history.append(ChatMessage(role="assistant", content=rest))
         if heard:
-            self.history.append(ChatMessage(role="assistant", content=heard))
             self.send(Transcript(role="assistant", text=heard, turn_id=reply.turn_id, interrupted=interrupted))
             self._turn(
                 "assistant",
@@ -112,13 +180,15 @@ class CallRecord:
 
     def _turn(
         self,
-        role: Literal["user", "assistant"],
+        role: Literal["user", "assistant", "tool"],
         text: str,
         *,
         started_at: float,
         ended_at: float,
         interrupted: bool = False,
         latency: dict[str, float],
+        dtmf: bool = False,
+        tool: ToolTurn | None = None,
     ) -> None:
         self.outbox.put(
             TurnRecorded(
@@ -131,9 +201,16 @@ class CallRecord:
                 ended_at=ended_at,
                 interrupted=interrupted,
                 latency_ms=latency,
+                dtmf=dtmf,
+                tool=tool,
             )
         )
         self.seq += 1
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def latency_ms(marks: dict[str, float], vad_end: float, first_send_at: float | None) -> dict[str, float]:

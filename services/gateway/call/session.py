@@ -19,14 +19,19 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+import httpx
+
+from services.gateway.call import errors
 from services.gateway.call import machine as m
 from services.gateway.call.audio_cache import AudioCache
 from services.gateway.call.channel import CallChannel, TurnFailed
+from services.gateway.call.dtmf import DigitCollector, mask
 from services.gateway.call.errors import last_words, report_failure
 from services.gateway.call.record import CallRecord
 from services.gateway.call.reply import STT_RATE, ReplyPipeline
 from services.gateway.call.speech import SegmentAudio
 from services.gateway.call.timers import WATCHDOG_S, CallTimers
+from services.gateway.call.tools import ToolRunner
 from services.gateway.call.transport import SessionMessage, Transport
 from services.gateway.call.turn_detector import TurnDetector, TurnEnded, VadEngine
 from services.gateway.call.worker_watch import WorkerWatch
@@ -44,6 +49,7 @@ from shared.call_config import CallConfig
 from shared.events import CallEnded, CallStarted, ChatMessage
 from shared.logging import bound_call, get_logger
 from shared.settings import GatewaySettings
+from shared.signing import signing_secret
 
 __all__ = ["CallSession", "Transport"]
 
@@ -66,6 +72,7 @@ class CallSession:
         from_number: str | None = None,
         to_number: str | None = None,
         worker_watch: WorkerWatch | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         self.call_id = call_id
         self.transport = transport
@@ -90,6 +97,15 @@ class CallSession:
         self.inbound = StreamResampler(transport.sample_rate, STT_RATE)
         self.output = transport.open_output(frame_ms=settings.outbound_frame_ms, lead_ms=settings.outbound_lead_ms)
         self.record = CallRecord(call_id, outbox, self._send_soon)
+        self.tools = ToolRunner(
+            call_id=call_id,
+            tools=config.tools,
+            transport=transport,
+            http=http,
+            secret=signing_secret(settings.webhook_signing_secret.get_secret_value()),
+            transfer_message=config.text("transfer_message"),
+        )
+        self.keypad = DigitCollector(config.dtmf, self._keypad_entry)
         self.speech, self.pipeline = self._reply_pipeline(audio_cache)
         self.started_at = time.time()
         self._reply_task: asyncio.Task[None] | None = None
@@ -120,6 +136,8 @@ class CallSession:
             record=self.record,
             notify=self._dispatch,
             on_failure=self._on_failure,
+            tools=self.tools,
+            spawn=self._spawn,
         )
         return speech, pipeline
 
@@ -173,6 +191,10 @@ class CallSession:
         elif action == m.Action.RESPOND:
             assert isinstance(event, TurnEnded)
             self._start_reply(self.pipeline.respond(self.record.next_turn(), event.audio, time.time()))
+        elif action == m.Action.RESPOND_DIGITS:
+            assert isinstance(event, m.DigitsEntered)
+            sensitive = self.config.dtmf.sensitive
+            self._start_reply(self.pipeline.respond_digits(self.record.next_turn(), event.digits, sensitive=sensitive))
         elif action == m.Action.CALLER_SPOKE:
             self.timers.caller_spoke()
         elif action == m.Action.BARGE_IN:
@@ -183,8 +205,13 @@ class CallSession:
                 report_failure(event, call_id=self.call_id, turn_id=self.record.turn_id, outbox=self.outbox)
             )
         elif action == m.Action.LAST_WORDS:
-            assert isinstance(event, m.MaxDuration | m.ReplyFailed | m.SilenceAfterReprompt | m.Shutdown)
+            assert isinstance(
+                event, m.MaxDuration | m.ReplyFailed | m.SilenceAfterReprompt | m.Shutdown | m.AgentHangUp
+            )
             await self._last_words(event)
+        elif action == m.Action.HAND_OVER:
+            assert isinstance(event, m.Transferred)
+            await self.end("transferred", transferred_to=event.target)
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -215,7 +242,7 @@ class CallSession:
             self._spawn(self.speech.prefetch(self.config.shutdown_text, segment=1))  # a deploy may stop workers
             await self._dispatch(m.Greet() if self.config.first_message else m.Start())
 
-    async def end(self, reason: str, *, close_code: int = 1000) -> None:
+    async def end(self, reason: str, *, close_code: int = 1000, transferred_to: str | None = None) -> None:
         """End the call once (idempotent): stop work, record the end, close the transport. A second caller
         (the receive loop seeing the state change) waits until the first has finished: returning earlier lets
         the WebSocket endpoint return, and the server then drops the connection before "ended" was sent."""
@@ -223,13 +250,14 @@ class CallSession:
             await self._ended.wait()
             return
         try:
-            await self._end(reason, close_code)
+            await self._end(reason, close_code, transferred_to)
         finally:
             self._ended.set()
 
-    async def _end(self, reason: str, close_code: int) -> None:
+    async def _end(self, reason: str, close_code: int, transferred_to: str | None) -> None:
         with bound_call(self.call_id):
             self.end_reason = reason
+            self.keypad.close()
             current = asyncio.current_task()
             tasks = [t for t in (self._reply_task, *self._tasks) if t is not None and t is not current]
             for task in tasks:
@@ -247,7 +275,15 @@ class CallSession:
                 await asyncio.wait(self._sends, timeout=2.0)  # break the WebSocket (1006) instead
             duration = max(0.0, time.time() - self.started_at)
             turns = self.record.seq
-            self.outbox.put(CallEnded(call_id=self.call_id, reason=reason, duration_s=round(duration, 3), turns=turns))
+            self.outbox.put(
+                CallEnded(
+                    call_id=self.call_id,
+                    reason=reason,
+                    duration_s=round(duration, 3),
+                    turns=turns,
+                    transferred_to=transferred_to,
+                )
+            )
             CALLS_ACTIVE.labels(self.transport.client_type).dec()
             CALLS_TOTAL.labels(self.transport.client_type, reason).inc()
             log.info("call_ended", reason=reason, duration_s=round(duration, 1), turns=turns)
@@ -278,6 +314,17 @@ class CallSession:
             return
         for event in self.detector.feed(self.inbound.process(pcm)):
             await self._dispatch(event)
+
+    async def on_dtmf(self, digit: str) -> None:
+        """A keypad key from the line or the browser; entries (per the agent's ``dtmf``) become turns."""
+        if self.machine.state.agent in (m.Agent.STARTING, m.Agent.CLOSING, m.Agent.ENDED):
+            return
+        await self.keypad.press(digit)
+
+    async def _keypad_entry(self, digits: str) -> None:
+        log.info("dtmf_entry", digits=mask(digits) if self.config.dtmf.sensitive else digits, state=self.state)
+        if not self.ended:
+            await self._dispatch(m.DigitsEntered(digits))
 
     async def _barge_in(self) -> None:
         """The caller talks over the agent: silence it now, stop the workers, keep what was heard."""
@@ -314,14 +361,15 @@ class CallSession:
         on its own task, which may cancel the reply."""
         self._spawn(self._dispatch(m.ReplyFailed(exc.stage, exc.error)))
 
-    async def _last_words(self, event: m.MaxDuration | m.ReplyFailed | m.SilenceAfterReprompt | m.Shutdown) -> None:
+    async def _last_words(self, event: errors.Closer) -> None:
         """Stop whatever is going on, say a last message (the caller can't interrupt it), then end."""
         words = last_words(event, self.config)
         task = self._reply_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             await self._stop_reply(words.reason)
         try:
-            await asyncio.wait_for(self.pipeline.speak_fixed(self.record.next_turn(), words.text), timeout=30)
+            if words.text:
+                await asyncio.wait_for(self.pipeline.speak_fixed(self.record.next_turn(), words.text), timeout=30)
         except (TimeoutError, TurnFailed):
             log.warning("last_message_not_spoken", reason=words.reason)
         await self.end(words.reason, close_code=words.close_code)

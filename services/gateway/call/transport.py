@@ -5,9 +5,18 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from services.gateway.call.output import AudioOutput
-from services.gateway.transports.protocol import Clear, Ended, ErrorMessage, StateChanged, Transcript, TurnMetrics
+from services.gateway.transports.protocol import (
+    Clear,
+    Ended,
+    ErrorMessage,
+    StateChanged,
+    ToolActivity,
+    Transcript,
+    Transferred,
+    TurnMetrics,
+)
 
-SessionMessage = Transcript | TurnMetrics | StateChanged | ErrorMessage | Ended | Clear
+SessionMessage = Transcript | TurnMetrics | StateChanged | ErrorMessage | Ended | Clear | ToolActivity | Transferred
 
 
 class Transport(Protocol):

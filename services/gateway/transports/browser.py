@@ -1,8 +1,10 @@
 """The browser-simulator WebSocket (``/ws/simulator``): the protocol is in docs/ARCHITECTURE.md.
 
 Client → server: a JSON ``start`` first, then binary frames of PCM16 mono audio at the declared rate (or
-``{"type":"audio","data":<base64>}``), and ``stop`` to hang up. Server → client: ``started``, binary reply
-audio (same rate and format), ``transcript``, ``clear``, ``turn_metrics``, ``state``, ``error`` and ``ended``.
+``{"type":"audio","data":<base64>}``), ``dtmf`` for a keypad key, and ``stop`` to hang up. Server → client:
+``started``, binary reply audio (same rate and format), ``transcript``, ``clear``, ``turn_metrics``, ``state``,
+``tool``, ``transferred``, ``error`` and ``ended``. The agent's ``send_dtmf`` plays the tones in the reply
+audio; a ``transfer_call`` tells the page (``transferred``) and the call ends ``transferred``.
 Every JSON message, both ways, is a model of ``transports/protocol.py``.
 Bad messages get an ``error`` and are ignored; a connection that keeps sending them, or a frame over the
 size bound, is closed with a code that says why. Nothing a client sends can take the gateway down.
@@ -38,9 +40,11 @@ from services.gateway.transports.protocol import (
     CLIENT_MESSAGE,
     AudioMessage,
     Clear,
+    DtmfMessage,
     ErrorMessage,
     Started,
     StartMessage,
+    Transferred,
 )
 from services.gateway.transports.ws_close import (
     CLOSE_INTERNAL,
@@ -49,6 +53,7 @@ from services.gateway.transports.ws_close import (
     CLOSE_TRY_LATER,
     close_quietly,
 )
+from shared.audio import dtmf_tones
 from shared.events import new_id
 from shared.logging import bound_call, get_logger
 
@@ -69,6 +74,7 @@ class BrowserTransport:
         self.sample_rate = sample_rate
         self._lock = asyncio.Lock()
         self.closed = False
+        self.output: AudioOutput | None = None
 
     async def send_audio(self, data: bytes) -> None:
         async with self._lock:
@@ -85,7 +91,7 @@ class BrowserTransport:
 
     def open_output(self, *, frame_ms: int, lead_ms: int) -> AudioOutput:
         """Reply audio as binary PCM16 frames, paced; barge-in sends ``clear``."""
-        return paced_output(
+        self.output = paced_output(
             client_type=self.client_type,
             send_audio=self.send_audio,
             send_clear=self.send_clear,
@@ -93,6 +99,18 @@ class BrowserTransport:
             frame_ms=frame_ms,
             lead_ms=lead_ms,
         )
+        return self.output
+
+    async def transfer(self, target: str) -> None:
+        """A browser call goes nowhere: the page is told; the session then ends the call (``transferred``)."""
+        await self.send_event(Transferred(target=target))
+
+    async def send_dtmf(self, digits: str) -> None:
+        """The keys' tones in band, after the audio already queued (``w``: half a second of silence)."""
+        if self.output is None:
+            raise RuntimeError("the call has no audio output yet")
+        for key in digits.upper():
+            self.output.push(bytes(self.sample_rate) if key == "W" else dtmf_tones(key, self.sample_rate))
 
     async def close(self, code: int, reason: str) -> None:
         """Close once (the session's end closes again: a no-op); a client already gone is no error."""
@@ -332,9 +350,14 @@ async def _control(session: CallSession, text: str) -> tuple[str, str] | None:
     except ValidationError:
         if kind == "audio":
             return BAD_BASE64
-        return ("unknown_message", f"unknown message type {kind!r}; expected audio or stop")
+        if kind == "dtmf":
+            return ("bad_dtmf", "dtmf.digit must be one key: 0-9, *, #, A-D")
+        return ("unknown_message", f"unknown message type {kind!r}; expected audio, dtmf or stop")
     if isinstance(message, AudioMessage):
         return await _audio_message(session, message)
+    if isinstance(message, DtmfMessage):
+        await session.on_dtmf(message.digit)
+        return None
     return ("stop", "")  # a StopMessage (a start was answered above)
 
 

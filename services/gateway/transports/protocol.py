@@ -52,7 +52,15 @@ class StopMessage(_ClientMessage):
     type: Literal["stop"] = "stop"
 
 
-ClientMessage = Annotated[StartMessage | AudioMessage | StopMessage, Field(discriminator="type")]
+class DtmfMessage(_ClientMessage):
+    """A keypad key pressed by the caller (what a phone line's DTMF event is); the agent's ``dtmf`` setting
+    says how keys become the caller's turns."""
+
+    type: Literal["dtmf"] = "dtmf"
+    digit: str = Field(pattern=r"^[0-9*#A-Da-d]$")
+
+
+ClientMessage = Annotated[StartMessage | AudioMessage | StopMessage | DtmfMessage, Field(discriminator="type")]
 CLIENT_MESSAGE = TypeAdapter(ClientMessage)
 
 
@@ -94,6 +102,7 @@ class TurnMetrics(_Message):
     llm_first_token_ms: float | None = None
     tts_first_audio_ms: float | None = None
     first_audio_sent_ms: float | None = None
+    tools_ms: float | None = None  # time the reply spent running tools (its tool rounds)
 
 
 class StateChanged(_Message):
@@ -113,6 +122,25 @@ class ErrorMessage(_Message):
     message: str
 
 
+class ToolActivity(_Message):
+    """The agent called a tool: one line for the live transcript (``text``: name, arguments and result,
+    shortened; a sensitive keypad entry masked), ``status`` ok, error or cancelled (a barge-in)."""
+
+    type: Literal["tool"] = "tool"
+    turn_id: int
+    name: str
+    status: Literal["ok", "error", "cancelled"]
+    text: str
+    duration_ms: float = 0.0
+
+
+class Transferred(_Message):
+    """The agent transferred the call to ``target`` (a browser call cannot be: it is told, then closed)."""
+
+    type: Literal["transferred"] = "transferred"
+    target: str
+
+
 class Ended(_Message):
     """The call is over; the socket closes next."""
 
@@ -121,7 +149,8 @@ class Ended(_Message):
 
 
 ServerMessage = Annotated[
-    Started | Transcript | Clear | TurnMetrics | StateChanged | ErrorMessage | Ended, Field(discriminator="type")
+    Started | Transcript | Clear | TurnMetrics | StateChanged | ErrorMessage | ToolActivity | Transferred | Ended,
+    Field(discriminator="type"),
 ]
 SERVER_MESSAGE = TypeAdapter(ServerMessage)
 SERVER_MESSAGES: tuple[type[_Message], ...] = (
@@ -131,6 +160,8 @@ SERVER_MESSAGES: tuple[type[_Message], ...] = (
     TurnMetrics,
     StateChanged,
     ErrorMessage,
+    ToolActivity,
+    Transferred,
     Ended,
 )
-CLIENT_MESSAGES: tuple[type[_ClientMessage], ...] = (StartMessage, AudioMessage, StopMessage)
+CLIENT_MESSAGES: tuple[type[_ClientMessage], ...] = (StartMessage, AudioMessage, StopMessage, DtmfMessage)

@@ -25,8 +25,14 @@ export interface StopMessage {
   type: 'stop';
 }
 
+/** A keypad key pressed by the caller (what a phone line's DTMF event is); the agent's `dtmf` setting says how keys become the caller's turns. */
+export interface DtmfMessage {
+  type: 'dtmf';
+  digit: string;
+}
+
 /** A JSON message the browser sends; binary frames carry PCM16 audio. */
-export type ClientMessage = StartMessage | AudioMessage | StopMessage;
+export type ClientMessage = StartMessage | AudioMessage | StopMessage | DtmfMessage;
 
 // --- server → client ---
 
@@ -63,6 +69,7 @@ export interface TurnMetrics {
   llm_first_token_ms?: number | null;
   tts_first_audio_ms?: number | null;
   first_audio_sent_ms?: number | null;
+  tools_ms?: number | null;
 }
 
 /** The call's state machine moved: who is speaking, whether the agent is thinking (the event that moved it). */
@@ -80,6 +87,23 @@ export interface ErrorMessage {
   message: string;
 }
 
+/** The agent called a tool: one line for the live transcript (`text`: name, arguments and result, shortened; a sensitive keypad entry masked), `status` ok, error or cancelled (a barge-in). */
+export interface ToolActivity {
+  type: 'tool';
+  turn_id: number;
+  name: string;
+  status: 'ok' | 'error' | 'cancelled';
+  text: string;
+  /** default 0.0 */
+  duration_ms?: number;
+}
+
+/** The agent transferred the call to `target` (a browser call cannot be: it is told, then closed). */
+export interface Transferred {
+  type: 'transferred';
+  target: string;
+}
+
 /** The call is over; the socket closes next. */
 export interface Ended {
   type: 'ended';
@@ -87,4 +111,4 @@ export interface Ended {
 }
 
 /** A JSON message the gateway sends; binary frames carry reply audio. */
-export type ServerMessage = Started | Transcript | Clear | TurnMetrics | StateChanged | ErrorMessage | Ended;
+export type ServerMessage = Started | Transcript | Clear | TurnMetrics | StateChanged | ErrorMessage | ToolActivity | Transferred | Ended;

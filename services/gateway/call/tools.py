@@ -1,0 +1,233 @@
+"""The agent's tools during a call: one LLM tool call run to its result, and a round of them run together.
+
+Only the agent's configured tools run; the LLM's arguments are checked against the tool's schema first (a
+bad call is an error told to the LLM, nothing runs). Built-ins act on the call through the transport
+(``send_dtmf``, ``transfer_call``: the target is looked up by the name the LLM chose, never taken from it) or
+ask the reply to end it (``end_call``); HTTP tools go through :mod:`.http_tool`. A result is always text for
+the LLM: a failing tool is ``{"error": ...}``, never a failed call.
+
+A round is cancelled by a barge-in (the reply's task is cancelled): calls whose tool is ``cancellable`` stop
+at once and are recorded ``cancelled``; the others run on in the background and their result is recorded
+when it comes (``on_late``) — the history the LLM sees says so meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from services.gateway.call.http_tool import call_http_tool
+from services.gateway.call.transport import Transport
+from shared.agent_tools import ToolDef, ToolKind, argument_errors
+from shared.events import ChatMessage, ToolCall
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+CANCELLED = json.dumps({"error": "cancelled: the caller interrupted"})
+STILL_RUNNING = json.dumps({"status": "still running; the caller interrupted before it finished"})
+
+
+@dataclass
+class ToolOutcome:
+    """One call's result, as the LLM gets it and the history records it."""
+
+    call: ToolCall
+    kind: ToolKind
+    result: str
+    status: Literal["ok", "error", "cancelled"] = "ok"
+    started_at: float = field(default_factory=time.time)
+    ended_at: float = field(default_factory=time.time)
+    end_call: bool = False  # end_call: the reply ends the call once it has played out
+    transferred_to: str | None = None  # transfer_call: the call now belongs to this target
+    running: bool = False  # left running past a barge-in: its real outcome is recorded when it comes
+
+    @property
+    def duration_ms(self) -> float:
+        return round(max(0.0, self.ended_at - self.started_at) * 1000, 1)
+
+    def message(self) -> ChatMessage:
+        return ChatMessage(role="tool", tool_call_id=self.call.id, content=self.result)
+
+
+def _error(call: ToolCall, kind: ToolKind, message: str, started_at: float) -> ToolOutcome:
+    return ToolOutcome(call, kind, json.dumps({"error": message}), "error", started_at=started_at)
+
+
+class ToolRunner:
+    """Runs one call's tool with what the call has: its transport, the gateway's HTTP client, the secret."""
+
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        tools: list[ToolDef],
+        transport: Transport,
+        http: httpx.AsyncClient | None,
+        secret: str,
+        transfer_message: str,
+    ) -> None:
+        self.call_id = call_id
+        self.transfer_message = transfer_message
+        self.tools = {tool.tool_name: tool for tool in tools}
+        self.transport = transport
+        self.http = http
+        self.secret = secret
+
+    def cancellable(self, call: ToolCall) -> bool:
+        tool = self.tools.get(call.name)
+        return tool is None or tool.cancellable
+
+    async def run(self, call: ToolCall, say_first: Callable[[str | None], Awaitable[None]]) -> ToolOutcome:
+        """``call``'s outcome. ``say_first(text)`` returns once the caller has heard what the reply said so far
+        (and ``text``): a transfer announces itself, keys are pressed after the words before them."""
+        started = time.time()
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return _error(call, "http", f"no tool named {call.name!r}", started)
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except ValueError:
+            return _error(call, tool.kind, "arguments are not valid JSON", started)
+        problem = argument_errors(tool, arguments)
+        if problem is not None:
+            return _error(call, tool.kind, problem, started)
+        outcome = await self._run_valid(call, tool, arguments, say_first, started)
+        outcome.ended_at = time.time()
+        return outcome
+
+    async def _run_valid(
+        self,
+        call: ToolCall,
+        tool: ToolDef,
+        arguments: dict[str, Any],
+        say_first: Callable[[str | None], Awaitable[None]],
+        started: float,
+    ) -> ToolOutcome:
+        if tool.kind == "end_call":
+            return ToolOutcome(call, "end_call", json.dumps({"status": "ending the call"}), end_call=True)
+        if tool.kind == "send_dtmf":
+            await say_first(None)
+            try:
+                await self.transport.send_dtmf(arguments["digits"])
+            except Exception as exc:
+                log.warning("send_dtmf_failed", error=str(exc)[:200])
+                return _error(call, "send_dtmf", f"the digits could not be sent: {exc}", started)
+            return ToolOutcome(call, "send_dtmf", json.dumps({"status": "sent"}), started_at=started)
+        if tool.kind == "transfer_call":
+            return await self._transfer(call, tool, arguments["target"], say_first, started)
+        if self.http is None:
+            return _error(call, "http", "HTTP tools are not available on this gateway", started)
+        result = await call_http_tool(self.http, tool, arguments, secret=self.secret, call_id=self.call_id)
+        return ToolOutcome(call, "http", result.text, "ok" if result.ok else "error", started_at=started)
+
+    async def _transfer(
+        self,
+        call: ToolCall,
+        tool: ToolDef,
+        name: str,
+        announce: Callable[[str | None], Awaitable[None]],
+        started: float,
+    ) -> ToolOutcome:
+        target = tool.targets.get(name)
+        if target is None:  # (the schema's enum already refuses it; a changed agent must not widen it)
+            return _error(call, "transfer_call", f"unknown transfer target {name!r}", started)
+        await announce(self.transfer_message)
+        try:
+            await self.transport.transfer(target)
+        except Exception as exc:
+            log.warning("transfer_failed", target_name=name, error=str(exc)[:200])
+            return _error(call, "transfer_call", f"the transfer failed: {exc}", started)
+        log.info("call_transferred", target_name=name)
+        result = json.dumps({"status": "transferred", "target": name})
+        return ToolOutcome(call, "transfer_call", result, started_at=started, transferred_to=target)
+
+
+async def run_round(
+    runner: ToolRunner,
+    calls: list[ToolCall],
+    *,
+    say_first: Callable[[str | None], Awaitable[None]],
+    filler: Callable[[], None] | None,
+    filler_after_s: float,
+    spawn: Callable[[Coroutine[Any, Any, None]], object],
+    on_late: Callable[[ToolOutcome], None],
+) -> list[ToolOutcome]:
+    """Run ``calls`` concurrently; ``filler`` is called once if they are still running after
+    ``filler_after_s``. Cancelled (barge-in): raises CancelledError after the outcomes of the calls stopped
+    or left running are known — read them from the exception's ``outcomes`` attribute."""
+    started = time.time()
+    tasks = [asyncio.create_task(runner.run(call, say_first)) for call in calls]
+    try:  # (asyncio.wait, not gather: a cancelled wait leaves the calls running, to be sorted out below)
+        if filler is not None:
+            _done, pending = await asyncio.wait(tasks, timeout=filler_after_s)
+            if pending:
+                filler()
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError as exc:
+        outcomes = _interrupted(runner, calls, tasks, started, spawn, on_late)
+        raise RoundCancelled(outcomes) from exc
+    return [_result(runner, call, task, started) for call, task in zip(calls, tasks, strict=True)]
+
+
+def _kind(runner: ToolRunner, call: ToolCall) -> ToolKind:
+    tool = runner.tools.get(call.name)
+    return tool.kind if tool is not None else "http"
+
+
+def _result(runner: ToolRunner, call: ToolCall, task: asyncio.Task[ToolOutcome], started: float) -> ToolOutcome:
+    """A finished call's outcome (a tool that crashed is an error for the LLM, logged here)."""
+    if task.cancelled():
+        return ToolOutcome(call, _kind(runner, call), CANCELLED, "cancelled", started_at=started)
+    exc = task.exception()
+    if exc is not None:
+        log.error("tool_crashed", tool=call.name, error=type(exc).__name__)
+        return _error(call, _kind(runner, call), f"the tool failed: {type(exc).__name__}", started)
+    return task.result()
+
+
+class RoundCancelled(asyncio.CancelledError):
+    """A round cut by a barge-in, with what each of its calls came to (``cancelled`` or still running)."""
+
+    def __init__(self, outcomes: list[ToolOutcome]) -> None:
+        super().__init__()
+        self.outcomes = outcomes
+
+
+def _interrupted(
+    runner: ToolRunner,
+    calls: list[ToolCall],
+    tasks: list[asyncio.Task[ToolOutcome]],
+    started: float,
+    spawn: Callable[[Coroutine[Any, Any, None]], object],
+    on_late: Callable[[ToolOutcome], None],
+) -> list[ToolOutcome]:
+    """What each call of a round cut by a barge-in comes to: its result if it had one, else cancelled, or
+    left running (not cancellable) with its result recorded by ``on_late`` when it comes."""
+    outcomes: list[ToolOutcome] = []
+    for call, task in zip(calls, tasks, strict=True):
+        if task.done():
+            outcomes.append(_result(runner, call, task, started))
+        elif runner.cancellable(call):
+            task.cancel()
+            outcomes.append(ToolOutcome(call, _kind(runner, call), CANCELLED, "cancelled", started_at=started))
+        else:
+            log.info("tool_left_running", tool=call.name)
+            spawn(_finish_late(task, on_late))
+            outcomes.append(ToolOutcome(call, _kind(runner, call), STILL_RUNNING, started_at=started, running=True))
+    return outcomes
+
+
+async def _finish_late(task: asyncio.Task[ToolOutcome], on_late: Callable[[ToolOutcome], None]) -> None:
+    try:
+        outcome = await task
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    on_late(outcome)
