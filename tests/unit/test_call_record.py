@@ -3,11 +3,13 @@ assistant's turn is what the caller heard of it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from services.gateway.call.record import CallRecord, Segment, heard_text, latency_ms
-from services.gateway.transports.protocol import Transcript, TurnMetrics
-from shared.events import TurnRecorded
+from services.gateway.call.tools import ToolOutcome
+from services.gateway.transports.protocol import ToolActivity, Transcript, TurnMetrics
+from shared.events import ToolCall, TurnRecorded
 
 
 class FakeOutbox:
@@ -84,3 +86,97 @@ def test_user_turns_are_numbered_and_kept_for_the_llm() -> None:
     assert len(record.recent()) == 19 and record.recent()[-1].content == "turn 24"
     assert sent[0] == Transcript(role="user", text="turn 0", turn_id=1)
     assert outbox.events[0].latency_ms == {"stt_ms": 12.0}
+
+
+# --- tools and the keypad ----------------------------------------------------------------------------------
+
+
+def _outcome(name: str, arguments: str, result: str, status: str = "ok") -> ToolOutcome:
+    kind = "http" if name not in ("end_call", "send_dtmf") else name
+    return ToolOutcome(ToolCall(id=f"id_{name}", name=name, arguments=arguments), kind, result, status)  # type: ignore[arg-type]
+
+
+def test_a_tool_call_is_a_turn_of_its_own_and_a_live_line() -> None:
+    record, outbox, sent = _record()
+    turn = record.next_turn()
+    outcome = _outcome("weather", '{"city": "Málaga"}', '{"temp_c": 21}')
+    record.tool(turn, outcome)
+    [event] = outbox.events
+    assert event.role == "tool" and event.text == 'weather({"city": "Málaga"}) → {"temp_c": 21}'
+    assert event.tool is not None and (event.tool.name, event.tool.kind, event.tool.status) == ("weather", "http", "ok")
+    assert event.tool.call_id == "id_weather" and event.tool.result == '{"temp_c": 21}'
+    assert sent == [ToolActivity(turn_id=turn, name="weather", status="ok", text=event.text, duration_ms=0.0)]
+    long = _outcome("search", json.dumps({"q": "x" * 200}), "y" * 500, "error")
+    record.tool(turn, long)
+    assert len(outbox.events[1].text) < 140 and outbox.events[1].text.count("…") == 2
+    assert outbox.events[1].tool.result == "y" * 500  # the summary is short, the turn keeps it all
+
+
+def test_a_tool_exchange_keeps_calls_and_results_together_and_what_was_said_before() -> None:
+    record, _, _ = _record()
+    record.user(record.next_turn(), "what's the weather?", started_at=0, ended_at=1, stt_ms=1)
+    reply = record.begin_reply(record.turn_id)
+    reply.segments = _segments()[:1]
+    outcome = _outcome("weather", "{}", "sunny")
+    record.tool_exchange("Hello there.", [outcome.call], [outcome])
+    reply.in_history = 1
+    reply.segments.append(Segment(1, "It is sunny.", start=1000, end=2000))
+    record.assistant(reply, interrupted=False)
+    assert [(m.role, m.content, bool(m.tool_calls), m.tool_call_id) for m in record.history] == [
+        ("user", "what's the weather?", False, None),
+        ("assistant", "Hello there.", True, None),
+        ("tool", "sunny", False, "id_weather"),
+        ("assistant", "It is sunny.", False, None),  # only what followed the call: the rest is above
+    ]
+    assert record.outbox.events[-1].text == "Hello there. It is sunny."  # type: ignore[attr-defined]
+
+
+def test_recent_never_starts_with_a_result_cut_from_its_call() -> None:
+    record, _, _ = _record()
+
+    def user(text: str) -> None:
+        record.user(record.next_turn(), text, started_at=0, ended_at=1, stt_ms=1)
+
+    user("turn 0")
+    user("turn 1")
+    calls = [_outcome(f"t{i}", "{}", f"r{i}") for i in range(3)]
+    record.tool_exchange("", [o.call for o in calls], calls)  # [2] the call, [3..5] its results
+    for i in range(15):
+        user(f"later {i}")
+    assert len(record.history) == 21  # the window of 19 starts at [2]: the call, with all its results
+    recent = record.recent()
+    assert len(recent) == 19 and recent[0].tool_calls and [m.role for m in recent[1:4]] == ["tool"] * 3
+    user("one more")  # the window would start at [3]: a result whose call is cut off
+    recent = record.recent()
+    assert recent[0].content == "later 0" and all(m.role != "tool" for m in recent)
+
+
+def test_a_late_result_replaces_still_running_in_the_history() -> None:
+    record, outbox, _ = _record()
+    running = _outcome("book", "{}", "still running")
+    record.tool_exchange("", [running.call], [running])
+    record.late_tool(1, _outcome("book", "{}", '{"booked": true}'))
+    assert record.history[-1].content == '{"booked": true}' and record.history[-1].tool_call_id == "id_book"
+    assert outbox.events[-1].tool.result == '{"booked": true}'
+
+
+def test_a_keypad_entry_is_masked_everywhere_but_for_the_llm() -> None:
+    record, outbox, sent = _record()
+    turn = record.next_turn()
+    record.keypad(turn, "4321", sensitive=True)
+    assert record.history[-1].content == "DTMF: 4321"
+    [event] = outbox.events
+    assert (event.role, event.text, event.dtmf) == ("user", "••••", True)
+    assert sent == [Transcript(role="user", text="••••", turn_id=turn)]
+    record.tool(turn, _outcome("verify_pin", '{"pin": "4321"}', '{"pin": "4321", "ok": true}'))
+    tool = outbox.events[-1]
+    assert "4321" not in tool.text and tool.tool.arguments == '{"pin": "••••"}'
+    assert tool.tool.result == '{"pin": "••••", "ok": true}'
+    assert "4321" not in sent[-1].text
+
+
+def test_a_keypad_entry_not_sensitive_is_shown_as_typed() -> None:
+    record, outbox, sent = _record()
+    record.keypad(record.next_turn(), "12#", sensitive=False)
+    assert outbox.events[0].text == "12#" and outbox.events[0].dtmf
+    assert sent[0].text == "12#" and record.history[0].content == "DTMF: 12#"
