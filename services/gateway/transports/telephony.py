@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import re
 import time
@@ -42,7 +41,6 @@ IDLE_TIMEOUT_S = 30.0  # a provider sends 50 media frames a second; silence this
 MAX_BAD_FRAMES = 50  # bad frames tolerated (logged and ignored) before the stream is closed
 MAX_FRAMES_PER_S = 200  # 4x the real rate; beyond it frames are dropped, and a sustained flood closes
 FLOOD_SECONDS = 3
-TRANSFER_SETTLE_S = 10.0  # a stream stopped by our transfer: how long the session may take to record its end
 DTMF_KEY = re.compile(r"[0-9*#A-D]")  # one key of the pad, as both providers report it
 
 TOO_BIG = "message too big"
@@ -283,7 +281,7 @@ async def serve_phone_call(
             reason = "caller_idle"
         await session.end(reason)
     except WebSocketDisconnect:
-        await session.end(await _remote_end(session, transport))
+        await _remote_end(session, transport)
     except Exception:
         log.exception("phone_session_crashed", client_type=transport.client_type)
         await session.end("internal_error", close_code=CLOSE_INTERNAL)
@@ -320,7 +318,8 @@ async def _feed(
         elif msg["event"] == "dtmf":
             close = await _dtmf(msg, session, guard)
         elif msg["event"] == "stop":
-            return await _remote_end(session, transport)
+            await _remote_end(session, transport)
+            return session.end_reason or "caller_hangup"
         elif msg["event"] in ("error", "connected", "start"):
             log.warning("media_stream_event", stream_event=msg["event"], detail=str(msg.get("payload", ""))[:200])
         else:
@@ -331,15 +330,16 @@ async def _feed(
     return session.end_reason or "ended"
 
 
-async def _remote_end(session: CallSession, transport: MediaStreamTransport) -> str:
-    """The provider ended the stream: the caller hung up, unless the agent is transferring the call (the
-    provider ends the stream of a call it hands elsewhere): then the session records that end itself."""
+async def _remote_end(session: CallSession, transport: MediaStreamTransport) -> None:
+    """The provider ended the stream: the caller hung up, unless the agent transferred the call (the provider
+    ends the stream of a call it hands elsewhere, maybe before its answer to our transfer reached us: the
+    outcome is awaited). Ends the session either way, at once: nothing more can be played on this stream."""
     transport.remote_ended = True
-    if await transport.transfer_outcome() is None:
-        return "caller_hangup"
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(session.wait_ended(), TRANSFER_SETTLE_S)
-    return session.end_reason or "transferred"
+    target = await transport.transfer_outcome()
+    if target is None:
+        await session.end("caller_hangup")
+    else:
+        await session.end("transferred", transferred_to=target)
 
 
 async def _dtmf(msg: dict[str, Any], session: CallSession, guard: FrameGuard) -> str | None:
