@@ -8,6 +8,7 @@ a whole call in one piece). The calls only exist once the stream ends, so they t
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,14 +42,20 @@ class _Pieces:
 
 class ToolCallDeltas:
     """Accumulates ``ChoiceDeltaToolCall`` fragments (the SDKs' objects: ``index``, ``id``,
-    ``function.name``, ``function.arguments``) by index; ``calls()`` gives them whole, in index order."""
+    ``function.name``, ``function.arguments``) by index; ``calls()`` gives them whole, in order. A new id at an
+    index whose call is already whole starts another call: Ollama numbers every call of a batch 0."""
 
     def __init__(self) -> None:
-        self._by_index: dict[int, _Pieces] = {}
+        self._calls: list[_Pieces] = []
+        self._at: dict[int, _Pieces] = {}  # index -> the call it currently names
 
     def add(self, fragments: Iterable[Any] | None) -> None:
         for fragment in fragments or ():
-            pieces = self._by_index.setdefault(fragment.index or 0, _Pieces())
+            index = fragment.index or 0
+            pieces = self._at.get(index)
+            if pieces is None or (fragment.id and pieces.id and fragment.id != pieces.id and _whole(pieces)):
+                pieces = self._at[index] = _Pieces()
+                self._calls.append(pieces)
             pieces.id = pieces.id or (fragment.id or "")
             function = fragment.function
             if function is None:
@@ -62,9 +69,15 @@ class ToolCallDeltas:
         ``ValueError`` (pydantic's) on a call outside ``ToolCall``'s bounds."""
         return tuple(
             ToolCall(id=p.id or new_call_id(), name=p.name, arguments=p.arguments.strip() or "{}")
-            for _, p in sorted(self._by_index.items())
+            for p in self._calls
             if p.name
         )
 
-    def __bool__(self) -> bool:
-        return bool(self._by_index)
+
+def _whole(pieces: _Pieces) -> bool:
+    """Whether the call's arguments are complete JSON (so a fragment with a new id cannot continue them)."""
+    try:
+        json.loads(pieces.arguments or "{}")
+    except ValueError:
+        return False
+    return True
