@@ -11,7 +11,10 @@ with the usage also under ``x_groq.usage`` on the last chunk.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,8 +25,11 @@ import respx
 from services.llm_worker.providers import LlmWorkerSettings
 from services.llm_worker.providers.base import Delta
 from services.llm_worker.providers.groq import GroqLlm
+from services.llm_worker.providers.hermes_tools import CallText, parse_calls, render_chat
+from services.llm_worker.providers.local_llama import LocalLlamaLlm
 from services.llm_worker.providers.openai_compat import OpenAICompatLlm
 from shared.events import ChatMessage, ToolCall, ToolSpec
+from shared.model_parts import QWEN_05B, model_file
 from shared.worker import ProviderError
 
 OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"
@@ -330,3 +336,166 @@ async def test_groq_stream_stopped_early_by_x_groq_error_is_internal_and_retried
     with pytest.raises(ProviderError) as err:
         await collect(groq_llm(llm_max_retries=0), tools=[END_CALL])
     assert err.value.code == "internal" and err.value.retryable and "over capacity" in str(err.value)
+
+
+# --- local llama.cpp: the Hermes prompt and parser (no model run) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen_template() -> str:
+    """Qwen2.5's own chat template, read from the installed GGUF's metadata (no weights loaded)."""
+    pytest.importorskip("llama_cpp")
+    for part in QWEN_05B.parts:
+        pytest.importorskip(part.package)
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(model_file(QWEN_05B)), vocab_only=True, verbose=False)
+    return str(llm.metadata["tokenizer.chat_template"])
+
+
+def _qwen(template: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatter = Jinja2ChatFormatter(template=template, eos_token="<|im_end|>", bos_token="")
+    return formatter(messages=messages, tools=tools).prompt  # type: ignore[arg-type]
+
+
+def test_the_rendered_chat_is_what_qwens_template_makes_of_tools_calls_and_results(qwen_template: str) -> None:
+    messages = [*MESSAGES[:4], ChatMessage(role="tool", tool_call_id="call_x", content="second result"), MESSAGES[5]]
+    native = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "is the shop open?"},
+        {
+            "role": "assistant",
+            "content": "Let me check.",
+            "tool_calls": [{"type": "function", "function": {"name": "opening_hours", "arguments": {"day": "today"}}}],
+        },
+        {"role": "tool", "content": '{"open": "9-18"}'},
+        {"role": "tool", "content": "second result"},
+        {"role": "user", "content": "great, thanks, bye"},
+    ]
+    tools = [{"type": "function", "function": t.model_dump()} for t in (END_CALL, TRANSFER)]
+    expected = _qwen(qwen_template, native, tools)
+    assert "<tools>" in expected and "<tool_response>\nsecond result" in expected
+    assert _qwen(qwen_template, render_chat(messages, [END_CALL, TRANSFER])) == expected
+
+
+def test_without_tools_the_chat_is_the_plain_chat() -> None:
+    plain = [MESSAGES[0], MESSAGES[1]]
+    assert render_chat(plain, []) == [{"role": m.role, "content": m.content} for m in plain]
+    (system,) = render_chat([], [END_CALL])  # no system message: one is added for the tools
+    assert system["role"] == "system" and system["content"].startswith("# Tools") and '"end_call"' in system["content"]
+
+
+def _feed(pieces: list[str], names: set[str]) -> tuple[str, str, tuple[ToolCall, ...]]:
+    """(text spoken while streaming, text spoken at the end, calls)."""
+    text = CallText(names)
+    spoken = "".join(text.feed(p) for p in pieces)
+    rest, calls = text.finish()
+    return spoken, rest, calls
+
+
+def test_text_before_a_tool_call_is_spoken_and_the_tag_split_across_tokens_is_not() -> None:
+    pieces = ["Sure,", " ending", " the call.\n", "<", "tool", "_call", ">\n", '{"name": "end_call", ',
+              '"arguments": {"reason": "bye"}}', "\n</tool_call>"]  # fmt: skip
+    spoken, rest, calls = _feed(pieces, {"end_call"})
+    assert spoken == "Sure, ending the call.\n" and rest == ""
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("end_call", {"reason": "bye"})]
+    assert calls[0].id.startswith("call_")
+
+
+def test_a_lookalike_of_the_tag_is_spoken_once_it_cannot_be_the_tag() -> None:
+    text = CallText({"end_call"})
+    assert text.feed("Press <to") == "Press "  # held: may be the start of <tool_call>
+    assert text.feed("p> now") == "<top> now"
+    assert text.feed(" <") == " "
+    assert text.finish() == ("<", ())  # the stream ended: the held "<" is spoken
+
+
+def test_bare_json_call_without_tags_as_small_models_write_it() -> None:
+    spoken, rest, calls = _feed(
+        ["\n", '{"name": "transfer_call", ', '"arguments": {"target": "sales"}}'], {"transfer_call"}
+    )
+    assert spoken == rest == ""
+    assert [(c.name, c.arguments) for c in calls] == [("transfer_call", '{"target": "sales"}')]
+
+
+def test_a_leading_json_object_that_is_no_call_is_spoken_at_the_end() -> None:
+    spoken, rest, calls = _feed(['{"free": ', '["10:00"]}'], {"end_call"})
+    assert (spoken, rest, calls) == ("", '{"free": ["10:00"]}', ())
+
+
+@pytest.mark.parametrize(
+    ("held", "names"),
+    [
+        ('<tool_call>\n{"name": "format_disk", "arguments": {}}\n</tool_call>', ["format_disk"]),  # not offered
+        ('<tool_call>\n{"name": "end_call", "arguments": {"reason": \n</tool_call>', []),  # broken JSON
+        ('<tool_call>\n{"name": "end_call", "arguments": "not json"}\n</tool_call>', []),
+        ('<tool_call>\n{"name": "end_call", "arguments": [1, 2]}\n</tool_call>', []),
+    ],
+)
+def test_malformed_or_unoffered_calls_run_nothing_and_are_not_spoken(held: str, names: list[str]) -> None:
+    assert _feed(["Okay. ", held], {"end_call"}) == ("Okay. ", "", ())
+
+
+def test_several_calls_string_arguments_and_a_missing_closing_tag() -> None:
+    held = (
+        '<tool_call>\n{"name": "transfer_call", "arguments": "{\\"target\\": \\"support\\"}"}\n</tool_call>\n'
+        '<tool_call>\n{"name": "end_call", "arguments": {"reason": "transferred"}}'
+    )
+    calls = parse_calls(held, {"end_call", "transfer_call"})
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("transfer_call", {"target": "support"}),
+        ("end_call", {"reason": "transferred"}),
+    ]
+    assert len({c.id for c in calls}) == 2
+
+
+class _ScriptedLlama(LocalLlamaLlm):
+    """The local provider with llama.cpp replaced by canned token texts (what ``_generate`` yields)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__(LlmWorkerSettings())
+        self.texts = texts
+        self.chats: list[list[dict[str, str]]] = []
+        self.stopped = threading.Event()
+
+    def _generate(self, family: str, chat: Any, temperature: float, max_tokens: int, cancel: Any) -> Any:
+        self.chats.append(chat)
+        try:
+            for text in self.texts:
+                if cancel.is_set():
+                    return
+                time.sleep(0.005)
+                yield Delta(text=text)
+            yield Delta(finish_reason="stop", prompt_tokens=300, completion_tokens=len(self.texts))
+        finally:
+            self.stopped.set()
+
+
+async def test_local_provider_puts_tools_in_the_prompt_and_ends_with_the_calls() -> None:
+    llm = _ScriptedLlama(["Te paso", " con ventas.", "\n<tool_call>", '\n{"name": "transfer_call", "arguments": ',
+                          '{"target": "sales"}}\n</tool_call>'])  # fmt: skip
+    deltas = await collect(llm, [MESSAGES[0], ChatMessage(role="user", content="ventas")], tools=[TRANSFER])
+    assert "".join(d.text for d in deltas) == "Te paso con ventas.\n"
+    last = deltas[-1]
+    assert last.finish_reason == "tool_calls" and last.prompt_tokens == 300
+    assert [(c.name, c.arguments) for c in last.tool_calls] == [("transfer_call", '{"target": "sales"}')]
+    (chat,) = llm.chats
+    assert chat[0]["content"].startswith("Be brief.\n\n# Tools") and '"transfer_call"' in chat[0]["content"]
+
+
+async def test_local_provider_without_tools_passes_text_through_unchanged() -> None:
+    llm = _ScriptedLlama(['{"free": true}', " <tool_call>"])
+    deltas = await collect(llm, MESSAGES[:2])
+    assert [d.text for d in deltas] == ['{"free": true}', " <tool_call>", ""]
+    assert deltas[-1].finish_reason == "stop" and deltas[-1].tool_calls == ()
+    assert llm.chats == [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "is the shop open?"}]]
+
+
+async def test_closing_the_local_stream_with_tools_stops_generation() -> None:
+    llm = _ScriptedLlama([f"word{i} " for i in range(200)])
+    stream = llm.stream(MESSAGES[:2], tools=[END_CALL])
+    assert (await anext(stream)).text == "word0 "
+    await stream.aclose()  # barge-in
+    assert await asyncio.to_thread(llm.stopped.wait, 2.0)
