@@ -142,13 +142,14 @@ class SdkChatLlm(HttpProvider):
                 )
                 raise AttemptFailed(error)
             usage = _get(chunk, "usage") or _get(x_groq, "usage") or usage
-            for choice in chunk.choices or ():
-                if choice.index != 0:
-                    continue
-                if choice.delta.content:
-                    yield Delta(text=choice.delta.content)
-                calls.add(choice.delta.tool_calls)
-                finish = choice.finish_reason or finish
+            for choice in _get(chunk, "choices") or ():
+                if _get(choice, "index"):
+                    continue  # n > 1 is never asked for
+                delta = _get(choice, "delta")  # read leniently: a compatible server may leave fields out
+                if text := _get(delta, "content"):
+                    yield Delta(text=text)
+                calls.add(_get(delta, "tool_calls"))
+                finish = _get(choice, "finish_reason") or finish
         if finish is None:
             raise AttemptFailed(
                 ProviderError("internal", f"{self.name}: stream ended before it finished", retryable=True)
