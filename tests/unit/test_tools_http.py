@@ -39,6 +39,7 @@ class ToolServer:
     delay_s: float = 0.0
     seen: list[Seen] = field(default_factory=list)
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # a client hung up before the answer
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # a request came in
     port: int = 0
 
     async def __aenter__(self) -> ToolServer:
@@ -60,6 +61,7 @@ class ToolServer:
             headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in head[1:] if ":" in line)}
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.seen.append(Seen(method, target, headers, body))
+            self.arrived.set()
             if self.delay_s:
                 try:
                     if await asyncio.wait_for(reader.read(1), self.delay_s) == b"":

@@ -1,0 +1,180 @@
+"""Agent actions on the real stack (NATS, PostgreSQL, the gateway, fake workers scripted with
+``FAKE_LLM_TOOL_SCRIPT``, the recorder) with a browser caller: an HTTP tool served by a real local server,
+signed and spoken; the filler for a slow tool; a barge-in cancelling a pending tool; ``end_call``; keypad
+digits reaching the LLM and the history, masked when sensitive; tool turns in the DB history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import asyncpg
+import httpx
+
+from shared.signing import verify
+from tests.unit.test_tools_http import ToolServer
+from tools.simcaller import SimCaller
+from tools.talk import synthesize
+
+SECRET = "integration-signing-secret"
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+PIN = {"type": "object", "properties": {"pin": {"type": "string"}}, "required": ["pin"]}
+SCRIPT = [
+    {"when": "weather", "say": "Let me check that.", "call": "weather", "arguments": {"city": "Malaga"}},
+    {"when": "goodbye", "call": "end_call"},
+    {"when": "DTMF: 1234", "call": "verify_pin", "arguments": {"pin": "1234"}},
+]
+_SPEECH: dict[str, bytes] = {}
+
+
+async def say(text: str) -> bytes:
+    if text not in _SPEECH:
+        _SPEECH[text] = await synthesize(text)
+    return _SPEECH[text]
+
+
+async def stack(start_stack: Any, heard: str, **env: str) -> Any:
+    """The stack, where every caller turn is transcribed as ``heard``."""
+    return await start_stack(
+        {
+            "FAKE_STT_TEXT": heard,
+            "FAKE_LLM_TOOL_SCRIPT": json.dumps(SCRIPT),
+            "WEBHOOK_SIGNING_SECRET": SECRET,
+            **env,
+        }
+    )
+
+
+async def agent(gateway: Any, agent_id: str, tools: list[dict[str, Any]], **fields: Any) -> None:
+    spec = {"agent_id": agent_id, "first_message": "Hi.", "tools": tools, **fields}
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10) as client:
+        resp = await client.post("/api/v1/agents", json=spec)
+        assert resp.status_code == 201, resp.text
+
+
+async def caller(gateway: Any, agent_id: str) -> SimCaller:
+    sim = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
+    await sim.connect(agent_id)
+    await sim.next(lambda m: m["type"] == "transcript" and m["role"] == "assistant", timeout=15)  # the greeting
+    return sim
+
+
+def http_tool(name: str, url: str, parameters: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"kind": "http", "name": name, "url": url, "parameters": parameters, **fields}
+
+
+async def history(pool: asyncpg.Pool, call_id: str, rows: int, timeout: float = 10.0) -> list[asyncpg.Record]:
+    for _ in range(int(timeout * 10)):
+        found = await pool.fetch("SELECT * FROM transcripts WHERE call_id = $1 ORDER BY seq", call_id)
+        if len(found) >= rows:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"call {call_id}: fewer than {rows} turns recorded")
+
+
+def as_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def assistant(m: dict[str, Any]) -> bool:
+    return m["type"] == "transcript" and m["role"] == "assistant"
+
+
+async def test_an_http_tool_is_called_signed_and_its_result_spoken(start_stack, db_pool) -> None:
+    gateway = await stack(start_stack, "what is the weather in malaga")
+    async with ToolServer(body=b'{"sky": "sunny", "temp_c": 21}') as server:
+        await agent(gateway, "weather", [http_tool("weather", server.url, CITY)])
+        sim = await caller(gateway, "weather")
+        await sim.send_frames(await say("What is the weather like?"))
+        tool = await sim.next(lambda m: m["type"] == "tool", timeout=15)
+        reply = await sim.next(assistant, timeout=15)
+        metrics = [m for m in sim.events("turn_metrics") if m["turn_id"] == reply["turn_id"]]
+        await sim.hang_up()
+    [seen] = server.seen
+    assert json.loads(seen.body) == {"city": "Malaga"}
+    assert verify(SECRET, seen.body, seen.headers["x-victoria-signature"])
+    assert seen.headers["x-victoria-call-id"] == sim.call_id and seen.headers["x-victoria-tool"] == "weather"
+    assert (tool["name"], tool["status"]) == ("weather", "ok") and "sunny" in tool["text"]
+    assert reply["text"].startswith("Let me check that.") and "sunny" in reply["text"] and "21" in reply["text"]
+    assert metrics and metrics[0]["tools_ms"] > 0
+    rows = await history(db_pool, sim.call_id, 4)
+    assert [r["role"] for r in rows] == ["assistant", "user", "tool", "assistant"]
+    recorded = as_json(rows[2]["tool"])
+    assert (recorded["name"], recorded["kind"], recorded["status"]) == ("weather", "http", "ok")
+    assert json.loads(recorded["arguments"]) == {"city": "Malaga"} and "sunny" in recorded["result"]
+
+
+async def test_a_slow_tool_gets_the_filler(start_stack) -> None:
+    gateway = await stack(start_stack, "the weather please", FAKE_LLM_TOOL_SCRIPT=json.dumps(SCRIPT[:1]))
+    async with ToolServer(delay_s=2.0) as server:
+        await agent(gateway, "slow", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=500)
+        sim = await caller(gateway, "slow")
+        await sim.send_frames(await say("What is the weather like?"))
+        reply = await sim.next(assistant, timeout=20)
+        await sim.hang_up()
+    assert reply["text"].startswith("Let me check that. One moment, please. Done:"), reply["text"]
+
+
+async def test_a_barge_in_cancels_the_pending_tool(start_stack, db_pool) -> None:
+    gateway = await stack(start_stack, "what is the weather in malaga")
+    async with ToolServer(delay_s=20.0) as server:
+        await agent(gateway, "barge", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=300)
+        sim = await caller(gateway, "barge")
+        await sim.send_frames(await say("What is the weather like?"))
+        await sim.next(lambda m: m["type"] == "state" and m["event"] == "ReplyAudioStarted", timeout=15)
+        await asyncio.wait_for(server.arrived.wait(), 10)
+        await sim.send_frames(await say("Actually, never mind."))
+        tool = await sim.next(lambda m: m["type"] == "tool", timeout=10)
+        await asyncio.wait_for(server.gone.wait(), 5)  # the request was dropped, not left to finish
+        await sim.hang_up()
+    assert (tool["name"], tool["status"]) == ("weather", "cancelled")
+    rows = await history(db_pool, sim.call_id, 4)
+    tools = [as_json(r["tool"]) for r in rows if r["role"] == "tool"]
+    assert [(t["name"], t["status"]) for t in tools] == [("weather", "cancelled")], tools
+    cut = [r["text"] for r in rows if r["role"] == "assistant" and r["interrupted"]]
+    assert cut and cut[0].startswith("Let"), [(r["role"], r["text"]) for r in rows]  # heard up to the barge-in
+
+
+async def test_end_call_says_the_closing_line_and_hangs_up(start_stack, db_pool) -> None:
+    gateway = await stack(start_stack, "thanks, goodbye")
+    await agent(gateway, "closer", [{"kind": "end_call"}])
+    sim = await caller(gateway, "closer")
+    await sim.send_frames(await say("Thank you, goodbye."))
+    closing = await sim.next(assistant, timeout=15)
+    ended = await sim.next(lambda m: m["type"] == "ended", timeout=15)
+    await asyncio.wait_for(sim.close(), 5)
+    assert closing["text"] == "Thank you for calling. Goodbye!"
+    assert ended["reason"] == "agent_hangup" and sim.close_code == 1000
+    assert [m["name"] for m in sim.events("tool")] == ["end_call"]
+    for _ in range(100):
+        row = await db_pool.fetchrow("SELECT end_reason FROM calls WHERE call_id = $1", sim.call_id)
+        if row is not None and row["end_reason"] is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert row is not None and row["end_reason"] == "agent_hangup"
+
+
+async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(start_stack, db_pool) -> None:
+    gateway = await stack(start_stack, "hello", FAKE_LLM_TOOL_REPLY="Your PIN is verified.")
+    async with ToolServer(body=b'{"pin": "1234", "valid": true}') as server:
+        dtmf = {"mode": "collect", "terminator": "#", "sensitive": True}
+        await agent(gateway, "pin", [http_tool("verify_pin", server.url, PIN)], dtmf=dtmf)
+        sim = await caller(gateway, "pin")
+        assert sim.ws is not None
+        for key in "1234#":
+            await sim.ws.send(json.dumps({"type": "dtmf", "digit": key}))
+        typed = await sim.next(lambda m: m["type"] == "transcript" and m["role"] == "user", timeout=10)
+        tool = await sim.next(lambda m: m["type"] == "tool", timeout=15)
+        reply = await sim.next(assistant, timeout=15)
+        await sim.hang_up()
+    assert json.loads(server.seen[0].body) == {"pin": "1234"}  # the LLM had the real digits
+    assert typed["text"] == "••••"
+    assert "1234" not in tool["text"] and tool["status"] == "ok"
+    assert reply["text"] == "Your PIN is verified."
+    rows = await history(db_pool, sim.call_id, 4)
+    assert [(r["role"], r["dtmf"]) for r in rows[:3]] == [("assistant", False), ("user", True), ("tool", False)]
+    assert rows[1]["text"] == "••••"
+    recorded = as_json(rows[2]["tool"])
+    assert recorded["arguments"] == '{"pin": "••••"}' and "1234" not in recorded["result"]
+    assert all("1234" not in r["text"] for r in rows)
