@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import numpy as np
 
 from shared.signing import verify
 from tests.unit.test_tools_http import ToolServer
@@ -24,6 +25,8 @@ SCRIPT = [
     {"when": "weather", "say": "Let me check that.", "call": "weather", "arguments": {"city": "Malaga"}},
     {"when": "goodbye", "call": "end_call"},
     {"when": "DTMF: 1234", "call": "verify_pin", "arguments": {"pin": "1234"}},
+    {"when": "sales", "call": "transfer_call", "arguments": {"target": "sales"}},
+    {"when": "menu", "say": "Pressing five.", "call": "send_dtmf", "arguments": {"digits": "5"}},
 ]
 _SPEECH: dict[str, bytes] = {}
 
@@ -178,3 +181,56 @@ async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(start_s
     recorded = as_json(rows[2]["tool"])
     assert recorded["arguments"] == '{"pin": "••••"}' and "1234" not in recorded["result"]
     assert all("1234" not in r["text"] for r in rows)
+
+
+async def test_transfer_over_the_browser_says_the_message_tells_the_page_and_ends(start_stack, db_pool) -> None:
+    gateway = await stack(start_stack, "put me through to sales")
+    await agent(gateway, "desk", [{"kind": "transfer_call", "targets": {"sales": "+34910000001"}}])
+    sim = await caller(gateway, "desk")
+    await sim.send_frames(await say("Put me through to sales, please."))
+    moved = await sim.next(lambda m: m["type"] == "transferred", timeout=15)
+    ended = await sim.next(lambda m: m["type"] == "ended", timeout=10)
+    await asyncio.wait_for(sim.close(), 5)
+    said = [m["text"] for m in sim.events("transcript") if m["role"] == "assistant"]
+    assert moved["target"] == "+34910000001" and said[-1] == "I'm transferring you now. Please hold."
+    assert ended["reason"] == "transferred" and sim.close_code == 1000
+    for _ in range(100):
+        row = await db_pool.fetchrow("SELECT end_reason, transferred_to FROM calls WHERE call_id = $1", sim.call_id)
+        if row is not None and row["end_reason"] is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert row is not None and (row["end_reason"], row["transferred_to"]) == ("transferred", "+34910000001")
+
+
+def _keys_heard(pcm: bytes, rate: int) -> str:
+    """The DTMF keys in ``pcm``, from 40 ms windows whose two strongest key frequencies stand out (the fake
+    TTS speaks a single sine, which is no key)."""
+    rows, cols = (697, 770, 852, 941), (1209, 1336, 1477, 1633)
+    keys = ("123A", "456B", "789C", "*0#D")
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    size = rate // 25
+    heard, last = [], ""
+    for start in range(0, len(samples) - size, size // 2):
+        spectrum = np.abs(np.fft.rfft(samples[start : start + size]))
+        power = {f: spectrum[round(f * size / rate)] for f in (*rows, *cols)}
+        row, col = max(rows, key=power.__getitem__), max(cols, key=power.__getitem__)
+        others = max(p for f, p in power.items() if f not in (row, col))
+        key = keys[rows.index(row)][cols.index(col)] if min(power[row], power[col]) > 8 * others + 1e5 else ""
+        if key and key != last:
+            heard.append(key)
+        last = key
+    return "".join(heard)
+
+
+async def test_send_dtmf_over_the_browser_plays_the_tones_after_the_words(start_stack) -> None:
+    gateway = await stack(start_stack, "press through the menu", FAKE_LLM_TOOL_REPLY="Done.")
+    await agent(gateway, "dialer", [{"kind": "send_dtmf"}])
+    sim = await caller(gateway, "dialer")
+    greeted_at = sim.last_at
+    await sim.send_frames(await say("Get me through the menu."))
+    tool = await sim.next(lambda m: m["type"] == "tool", timeout=15)
+    reply = await sim.next(assistant, timeout=15)
+    await sim.hang_up()
+    assert (tool["name"], tool["status"]) == ("send_dtmf", "ok")
+    assert reply["text"] == "Pressing five. Done."
+    assert _keys_heard(b"".join(r.data for r in sim.audio_after(greeted_at)), 16000) == "5"

@@ -235,7 +235,9 @@ class ReplyPipeline:
                 self.tools,
                 calls,
                 say_first=lambda text: self._say_and_wait(reply, playback, text),
-                filler=None if playback.filler_said else lambda: self._filler(reply, playback),
+                filler=None
+                if playback.filler_said or not self.tools.any_http(calls)
+                else lambda: self._filler(reply, playback),
                 filler_after_s=self.config.tool_filler_after_ms / 1000,
                 spawn=self.spawn,
                 on_late=lambda outcome: self.record.late_tool(reply.turn_id, outcome),

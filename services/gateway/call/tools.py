@@ -80,6 +80,10 @@ class ToolRunner:
         self.http = http
         self.secret = secret
 
+    def any_http(self, calls: list[ToolCall]) -> bool:
+        """Whether a round may be silent for long: built-ins are quick or speak for themselves (a transfer)."""
+        return any(call.name in self.tools and self.tools[call.name].kind == "http" for call in calls)
+
     def cancellable(self, call: ToolCall) -> bool:
         tool = self.tools.get(call.name)
         return tool is None or tool.cancellable
