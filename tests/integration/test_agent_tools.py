@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import asyncpg
 import httpx
 import numpy as np
+import pytest
 
 from shared.signing import verify
 from tests.unit.test_tools_http import ToolServer
@@ -49,11 +51,14 @@ async def stack(start_stack: Any, heard: str, **env: str) -> Any:
     )
 
 
-async def agent(gateway: Any, agent_id: str, tools: list[dict[str, Any]], **fields: Any) -> None:
+async def agent(gateway: Any, name: str, tools: list[dict[str, Any]], **fields: Any) -> str:
+    """A new agent (its id: ``name`` made unique, the database lives for the whole session)."""
+    agent_id = f"{name}-{uuid.uuid4().hex[:6]}"
     spec = {"agent_id": agent_id, "first_message": "Hi.", "tools": tools, **fields}
     async with httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10) as client:
         resp = await client.post("/api/v1/agents", json=spec)
         assert resp.status_code == 201, resp.text
+    return agent_id
 
 
 async def caller(gateway: Any, agent_id: str) -> SimCaller:
@@ -84,11 +89,12 @@ def assistant(m: dict[str, Any]) -> bool:
     return m["type"] == "transcript" and m["role"] == "assistant"
 
 
-async def test_an_http_tool_is_called_signed_and_its_result_spoken(start_stack, db_pool) -> None:
-    gateway = await stack(start_stack, "what is the weather in malaga")
+@pytest.mark.parametrize("chain", ["true", "false"], ids=["chained", "unchained"])
+async def test_an_http_tool_is_called_signed_and_its_result_spoken(start_stack, db_pool, chain: str) -> None:
+    gateway = await stack(start_stack, "what is the weather in malaga", CHAIN_STAGES=chain)
     async with ToolServer(body=b'{"sky": "sunny", "temp_c": 21}') as server:
-        await agent(gateway, "weather", [http_tool("weather", server.url, CITY)])
-        sim = await caller(gateway, "weather")
+        agent_id = await agent(gateway, "weather", [http_tool("weather", server.url, CITY)])
+        sim = await caller(gateway, agent_id)
         await sim.send_frames(await say("What is the weather like?"))
         tool = await sim.next(lambda m: m["type"] == "tool", timeout=15)
         reply = await sim.next(assistant, timeout=15)
@@ -111,8 +117,8 @@ async def test_an_http_tool_is_called_signed_and_its_result_spoken(start_stack, 
 async def test_a_slow_tool_gets_the_filler(start_stack) -> None:
     gateway = await stack(start_stack, "the weather please", FAKE_LLM_TOOL_SCRIPT=json.dumps(SCRIPT[:1]))
     async with ToolServer(delay_s=2.0) as server:
-        await agent(gateway, "slow", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=500)
-        sim = await caller(gateway, "slow")
+        agent_id = await agent(gateway, "slow", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=500)
+        sim = await caller(gateway, agent_id)
         await sim.send_frames(await say("What is the weather like?"))
         reply = await sim.next(assistant, timeout=20)
         await sim.hang_up()
@@ -122,8 +128,8 @@ async def test_a_slow_tool_gets_the_filler(start_stack) -> None:
 async def test_a_barge_in_cancels_the_pending_tool(start_stack, db_pool) -> None:
     gateway = await stack(start_stack, "what is the weather in malaga")
     async with ToolServer(delay_s=20.0) as server:
-        await agent(gateway, "barge", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=300)
-        sim = await caller(gateway, "barge")
+        agent_id = await agent(gateway, "barge", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=300)
+        sim = await caller(gateway, agent_id)
         await sim.send_frames(await say("What is the weather like?"))
         await sim.next(lambda m: m["type"] == "state" and m["event"] == "ReplyAudioStarted", timeout=15)
         await asyncio.wait_for(server.arrived.wait(), 10)
@@ -141,8 +147,8 @@ async def test_a_barge_in_cancels_the_pending_tool(start_stack, db_pool) -> None
 
 async def test_end_call_says_the_closing_line_and_hangs_up(start_stack, db_pool) -> None:
     gateway = await stack(start_stack, "thanks, goodbye")
-    await agent(gateway, "closer", [{"kind": "end_call"}])
-    sim = await caller(gateway, "closer")
+    agent_id = await agent(gateway, "closer", [{"kind": "end_call"}])
+    sim = await caller(gateway, agent_id)
     await sim.send_frames(await say("Thank you, goodbye."))
     closing = await sim.next(assistant, timeout=15)
     ended = await sim.next(lambda m: m["type"] == "ended", timeout=15)
@@ -162,8 +168,8 @@ async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(start_s
     gateway = await stack(start_stack, "hello", FAKE_LLM_TOOL_REPLY="Your PIN is verified.")
     async with ToolServer(body=b'{"pin": "1234", "valid": true}') as server:
         dtmf = {"mode": "collect", "terminator": "#", "sensitive": True}
-        await agent(gateway, "pin", [http_tool("verify_pin", server.url, PIN)], dtmf=dtmf)
-        sim = await caller(gateway, "pin")
+        agent_id = await agent(gateway, "pin", [http_tool("verify_pin", server.url, PIN)], dtmf=dtmf)
+        sim = await caller(gateway, agent_id)
         assert sim.ws is not None
         for key in "1234#":
             await sim.ws.send(json.dumps({"type": "dtmf", "digit": key}))
@@ -185,8 +191,8 @@ async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(start_s
 
 async def test_transfer_over_the_browser_says_the_message_tells_the_page_and_ends(start_stack, db_pool) -> None:
     gateway = await stack(start_stack, "put me through to sales")
-    await agent(gateway, "desk", [{"kind": "transfer_call", "targets": {"sales": "+34910000001"}}])
-    sim = await caller(gateway, "desk")
+    agent_id = await agent(gateway, "desk", [{"kind": "transfer_call", "targets": {"sales": "+34910000001"}}])
+    sim = await caller(gateway, agent_id)
     await sim.send_frames(await say("Put me through to sales, please."))
     moved = await sim.next(lambda m: m["type"] == "transferred", timeout=15)
     ended = await sim.next(lambda m: m["type"] == "ended", timeout=10)
@@ -224,8 +230,8 @@ def _keys_heard(pcm: bytes, rate: int) -> str:
 
 async def test_send_dtmf_over_the_browser_plays_the_tones_after_the_words(start_stack) -> None:
     gateway = await stack(start_stack, "press through the menu", FAKE_LLM_TOOL_REPLY="Done.")
-    await agent(gateway, "dialer", [{"kind": "send_dtmf"}])
-    sim = await caller(gateway, "dialer")
+    agent_id = await agent(gateway, "dialer", [{"kind": "send_dtmf"}])
+    sim = await caller(gateway, agent_id)
     greeted_at = sim.last_at
     await sim.send_frames(await say("Get me through the menu."))
     tool = await sim.next(lambda m: m["type"] == "tool", timeout=15)
