@@ -78,12 +78,14 @@ async function makeCall(page, result) {
   await transcript.locator('li[data-role="tool"]').filter({ hasText: TOOL }).first().waitFor({ timeout: 30000 });
   await page.getByRole('button', { name: 'Mute mic' }).click(); // Chrome loops the file: no more tool calls
   result.liveToolLine = (await transcript.locator('li[data-role="tool"]').first().textContent())?.trim();
-  const replies = await transcript.locator('li[data-role="assistant"]').count();
   const keypad = page.getByRole('group', { name: 'Keypad' });
   for (const key of KEYS) await keypad.getByRole('button', { name: key, exact: true }).click();
   await page.getByTestId('keys-sent').getByText(`Keys pressed: ${KEYS}`).waitFor();
-  // the agent answers the keys
-  await transcript.locator('li[data-role="assistant"]').nth(replies).waitFor({ timeout: 30000 });
+  // the keys are the caller's turn (terminator stripped), and the agent answers it
+  const digits = KEYS.replace(/[#*]$/, '');
+  const keysTurn = `li[data-role="user"]:has-text("${digits}")`;
+  await transcript.locator(keysTurn).last().waitFor({ timeout: 30000 });
+  await transcript.locator(`${keysTurn} ~ li[data-role="assistant"]`).first().waitFor({ timeout: 30000 });
   await shot(page, 'simulator-actions');
   await page.getByRole('button', { name: 'Hang up' }).click();
   await page.getByTestId('call-status').getByText('Call ended').waitFor();
@@ -118,7 +120,7 @@ async function callDetail(page, result) {
 
   const deliveries = page.getByRole('list', { name: 'Webhook deliveries' }).locator('li[data-delivery-id]');
   await reloadUntil(page, deliveries, 'the webhook delivery');
-  await toolRow.getByRole('button').click(); // a reload collapsed it again: open it for the screenshot
+  if ((await toggle.getAttribute('aria-expanded')) === 'false') await toggle.click(); // a reload collapsed it
   await page.getByRole('button', { name: 'Resend' }).click();
   const queued = page.getByText(/Resend queued \(delivery [^)]+\)\./);
   await queued.waitFor();
