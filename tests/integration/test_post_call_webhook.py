@@ -21,7 +21,7 @@ from shared.db import webhook_deliveries
 from shared.events import CallEnded, CallStarted, ToolTurn, TurnRecorded
 from shared.health import ping_services
 from shared.signing import verify
-from tests.integration.webhook_receiver import Receiver
+from tests.webhook_receiver import Receiver
 
 SECRET = "test-webhook-secret"
 EXTRACTED = {
@@ -301,3 +301,24 @@ async def test_one_delivery_per_call_for_its_extraction(db_pool: asyncpg.Pool) -
     assert await webhook_deliveries.webhook_url(db_pool, phone_call) is None
     # nobody listens on port 9: leave no pending row for the other tests' delivery loops
     await db_pool.execute("DELETE FROM webhook_deliveries WHERE call_id = $1", call_id)
+
+
+async def test_a_receivers_retry_after_postpones_the_next_attempt(database_url: str, db_pool: asyncpg.Pool) -> None:
+    with Receiver(statuses=[503], retry_after="60") as busy:
+        call_id = await ended_call(db_pool, await create_agent(db_pool, busy.url))
+        queued = await webhook_deliveries.enqueue(db_pool, call_id, "extraction")
+        assert queued is not None
+        loop, pool = await deliverer(database_url)
+        try:
+            await drain(loop, rounds=5)
+        finally:
+            await loop.client.aclose()
+            await pool.close()
+        row = await db_pool.fetchrow(
+            "SELECT status, attempts, extract(epoch FROM next_attempt_at - now()) AS wait_s"
+            " FROM webhook_deliveries WHERE id = $1",
+            queued.id,
+        )
+        assert len(busy.received()) == 1  # not again within the rounds: it asked for a minute
+        assert (row["status"], row["attempts"]) == ("pending", 1) and 55 <= row["wait_s"] <= 60
+        await db_pool.execute("DELETE FROM webhook_deliveries WHERE id = $1", queued.id)

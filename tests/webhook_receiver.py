@@ -22,6 +22,7 @@ class Received:
 class Receiver:
     statuses: list[int] = field(default_factory=lambda: [200])
     delay_s: float = 0.0  # each answer waits this long (a slow receiver)
+    retry_after: str | None = None  # sent with every answer that is not a 2xx
     requests: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -39,13 +40,18 @@ class Receiver:
                 self.send_response(code)
                 if code in (301, 302, 307, 308):
                     self.send_header("Location", "/elsewhere")
+                if receiver.retry_after is not None and not 200 <= code < 300:
+                    self.send_header("Retry-After", receiver.retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default backlog (5) resets connections of concurrent deliveries
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         return self
