@@ -322,3 +322,18 @@ async def test_a_receivers_retry_after_postpones_the_next_attempt(database_url: 
         assert len(busy.received()) == 1  # not again within the rounds: it asked for a minute
         assert (row["status"], row["attempts"]) == ("pending", 1) and 55 <= row["wait_s"] <= 60
         await db_pool.execute("DELETE FROM webhook_deliveries WHERE id = $1", queued.id)
+
+
+async def test_with_extraction_off_the_end_of_the_call_queues_its_delivery(db_pool: asyncpg.Pool) -> None:
+    from services.call_recorder.store import HistoryStore
+
+    store = HistoryStore(db_pool, extraction=False)
+    agent_id = await create_agent(db_pool, "http://127.0.0.1:9/hook")
+    call_id = unique("no-extraction")
+    assert await store.apply(CallStarted(call_id=call_id, agent_id=agent_id))
+    assert await webhook_deliveries.for_call(db_pool, call_id) == []  # not before it ends
+    assert await store.apply(CallEnded(call_id=call_id, reason="caller_hangup", duration_s=2.0))
+    assert await store.apply(CallEnded(call_id=call_id, reason="caller_hangup", duration_s=2.0))  # another end event
+    [queued] = await webhook_deliveries.for_call(db_pool, call_id)
+    assert (queued.requested_by, queued.status, queued.url) == ("extraction", "pending", "http://127.0.0.1:9/hook")
+    await db_pool.execute("DELETE FROM webhook_deliveries WHERE call_id = $1", call_id)
