@@ -149,6 +149,9 @@ class WebhookDeliverer:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("webhook_poll_failed", error=str(exc) or type(exc).__name__)
                 handled = 0
+            except Exception:  # a bug must not stop every later delivery: logged, and the loop goes on
+                log.exception("webhook_round_failed")
+                handled = 0
             if handled < CLAIM_BATCH:  # a full batch: more may be due at once
                 try:
                     async with asyncio.timeout(self.poll_s):
@@ -176,6 +179,10 @@ class WebhookDeliverer:
                     payload = await build_payload(self.pool, claim.call_id, claim.id)
                 except LookupError:
                     return  # the call was deleted (retention): its deliveries went with it
+                except ValueError as exc:  # a stored row the payload model refuses: a bug, but never a dead loop
+                    log.exception("webhook_payload_invalid")
+                    await self._record(claim, Answer(None, f"the payload could not be built: {exc}"[:500]))
+                    return
                 answer = await self.post(claim, payload.model_dump_json().encode())
                 await self._record(claim, answer)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
