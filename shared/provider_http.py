@@ -199,7 +199,7 @@ class HttpProvider:
                 cause = exc.__cause__
             await self._retry_or_raise(error, cause, attempt, retry_after)
 
-    async def _stream(
+    def _stream(
         self,
         client: httpx.AsyncClient,
         url: str,
@@ -211,11 +211,20 @@ class HttpProvider:
         """A streamed POST, retried like ``_post`` but only before the first item was yielded: after that the
         caller has already used part of the output, so a retry would repeat it. ``partial_is_final`` also marks
         such a mid-stream failure not retryable for the caller. ``parse`` raises ``AttemptFailed``."""
+        return self._retried_stream(
+            lambda: self._stream_attempt(client, url, parse, **request), partial_is_final=partial_is_final
+        )
+
+    async def _retried_stream(
+        self, attempt_stream: Callable[[], AsyncIterator[T]], *, partial_is_final: bool
+    ) -> AsyncIterator[T]:
+        """``_stream``'s policy over any attempt (an SDK's stream too): ``attempt_stream()`` starts one attempt,
+        which raises ``AttemptFailed``; it is retried only while nothing has been yielded."""
         yielded = False
         for attempt in itertools.count():
             try:
                 # aclosing: closing this generator (barge-in) must close the HTTP response now, not at GC time
-                async with contextlib.aclosing(self._stream_attempt(client, url, parse, **request)) as items:
+                async with contextlib.aclosing(attempt_stream()) as items:
                     async for item in items:
                         yielded = True
                         yield item

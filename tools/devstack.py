@@ -214,6 +214,7 @@ class DevStack:
         base.setdefault("GATEWAY_HOST", self._host())
         base.setdefault("METRICS_HOST", self._host())
         base.setdefault("STREAM_TOKEN_SECRET", secrets.token_hex(32))  # one per run, shared by its gateways
+        base.setdefault("WEBHOOK_SIGNING_SECRET", secrets.token_hex(32))  # tools and post-call webhooks sign with it
         base.setdefault("LOG_FORMAT", "console")
         if self.args.fake_providers:
             base.update(STT_PROVIDER="fake", LLM_PROVIDER="fake", TTS_PROVIDER="fake")

@@ -323,6 +323,6 @@ def test_production_mode_refuses_to_start_without_its_secrets(run_service) -> No
     gateway = run_service("gateway", {"APP_ENV": "production", "API_KEYS": "k", "TELEPHONY_PROVIDERS": "twilio"})
     assert gateway.proc.wait(30) == 2
     out = gateway.output()
-    for name in ("ADMIN_API_KEY", "STREAM_TOKEN_SECRET", "PUBLIC_HOST", "TWILIO_AUTH_TOKEN"):
+    for name in ("ADMIN_API_KEY", "STREAM_TOKEN_SECRET", "PUBLIC_HOST", "WEBHOOK_SIGNING_SECRET", "TWILIO_AUTH_TOKEN"):
         assert name in out, out
     assert "TELNYX_PUBLIC_KEY" not in out and "API_KEYS is not set" not in out

@@ -156,6 +156,7 @@ async def test_admin_can_trip_the_stop_by_hand_with_the_admin_key_in_production(
                 "API_KEYS": "api-key",
                 "ADMIN_API_KEY": ADMIN_KEY,
                 "STREAM_TOKEN_SECRET": "x" * 40,
+                "WEBHOOK_SIGNING_SECRET": "w" * 40,
                 "PUBLIC_HOST": "victoria.example.test",
                 "TELEPHONY_PROVIDERS": "twilio",
                 "TWILIO_AUTH_TOKEN": "twilio-token",

@@ -70,6 +70,7 @@ def test_production_mode_names_every_missing_secret() -> None:
         "ADMIN_API_KEY",
         "STREAM_TOKEN_SECRET",
         "PUBLIC_HOST",
+        "WEBHOOK_SIGNING_SECRET",
         "TWILIO_AUTH_TOKEN",
         "TELNYX_PUBLIC_KEY",
     ):
@@ -83,6 +84,7 @@ def test_production_mode_names_every_missing_secret() -> None:
         stream_token_secret="s" * 32,
         public_host="victoria.example",
         twilio_auth_token="t",
+        webhook_signing_secret="w" * 32,
     )
     assert production_problems(ready) == []
     short = ready.model_copy(

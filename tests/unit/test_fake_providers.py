@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ from services.stt_worker.providers.fake import FakeStt
 from services.tts_worker.providers import TtsWorkerSettings
 from services.tts_worker.providers import build_provider as build_tts
 from services.tts_worker.providers.fake import FakeTts
-from shared.events import ChatMessage, VoiceSpec
+from shared.events import ChatMessage, ToolCall, ToolSpec, VoiceSpec
 
 SLACK_S = 0.05  # scheduler jitter allowed on top of a configured latency
 MESSAGES = [ChatMessage(role="user", content="book a table please")]
@@ -106,6 +108,83 @@ async def test_fake_llm_stops_when_closed_or_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+SCRIPT = [
+    {"when": "Goodbye", "say": "Bye now, take care.", "call": "end_call", "arguments": {"reason": "caller said bye"}},
+    {"when": "DTMF: 1234", "call": "transfer_call", "arguments": {"target": "sales"}},
+    {"when": "bye", "say": "This rule is shadowed by the first one."},
+    {"when": "weather", "say": "Sunny all day."},
+]
+TOOLS = [ToolSpec(name="end_call"), ToolSpec(name="transfer_call")]
+
+
+def scripted(**overrides: object) -> FakeLlm:
+    values = {"fake_llm_first_token_ms": 0, "fake_llm_tokens_per_s": 10_000, "fake_llm_reply": "Plain reply."}
+    return FakeLlm(LlmWorkerSettings(**{**values, "fake_llm_tool_script": SCRIPT, **overrides}))
+
+
+def user(text: str) -> list[ChatMessage]:
+    return [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content=text)]
+
+
+async def test_fake_llm_script_says_its_line_then_calls_the_offered_tool() -> None:
+    deltas = [d async for d in scripted().stream(user("ok GOODBYE then"), tools=TOOLS)]
+    assert [d.text for d in deltas[:-1]] == ["Bye ", "now, ", "take ", "care."]
+    last = deltas[-1]
+    assert last.finish_reason == "tool_calls" and last.completion_tokens == 4
+    (call,) = last.tool_calls
+    assert call.name == "end_call" and json.loads(call.arguments) == {"reason": "caller said bye"}
+    assert re.fullmatch(r"call_[0-9a-f]{8}", call.id)
+
+
+async def test_fake_llm_script_call_without_words_and_on_a_dtmf_turn() -> None:
+    deltas = [d async for d in scripted().stream(user("DTMF: 1234"), tools=TOOLS)]
+    assert len(deltas) == 1 and deltas[0].finish_reason == "tool_calls"
+    assert [(c.name, json.loads(c.arguments)) for c in deltas[0].tool_calls] == [("transfer_call", {"target": "sales"})]
+
+
+async def test_fake_llm_script_does_not_call_a_tool_the_request_does_not_offer() -> None:
+    for tools in (None, [ToolSpec(name="transfer_call")]):
+        deltas = [d async for d in scripted().stream(user("goodbye"), tools=tools)]
+        assert "".join(d.text for d in deltas) == "Bye now, take care."
+        assert deltas[-1].finish_reason == "stop" and deltas[-1].tool_calls == ()
+
+
+async def test_fake_llm_script_rule_without_call_and_no_match_fall_back_to_the_reply() -> None:
+    said = [d async for d in scripted().stream(user("what's the weather?"), tools=TOOLS)]
+    assert "".join(d.text for d in said) == "Sunny all day." and said[-1].finish_reason == "stop"
+    plain = [d async for d in scripted().stream(user("book a table"), tools=TOOLS)]
+    assert "".join(d.text for d in plain) == "Plain reply." and plain[-1].tool_calls == ()
+    # the rule only reads the caller's last message: an assistant's last word matches nothing
+    after = [*user("goodbye"), ChatMessage(role="assistant", content="goodbye")]
+    assert "".join([d.text async for d in scripted().stream(after, tools=TOOLS)]) == "Plain reply."
+
+
+async def test_fake_llm_answers_a_tool_result_with_the_tool_reply() -> None:
+    result = "x" * 150 + "y" * 100
+    messages = [
+        *user("goodbye"),
+        ChatMessage(role="assistant", tool_calls=[ToolCall(id="call_1", name="end_call")]),
+        ChatMessage(role="tool", tool_call_id="call_1", content=result),
+    ]
+    default = [d async for d in scripted().stream(messages, tools=TOOLS)]
+    assert "".join(d.text for d in default) == "Done: " + result[:200]
+    assert default[-1].finish_reason == "stop" and default[-1].tool_calls == ()
+    custom = scripted(fake_llm_tool_reply="The {result} is booked.")
+    messages[-1] = ChatMessage(role="tool", tool_call_id="call_1", content="table for two")
+    assert "".join([d.text async for d in custom.stream(messages, tools=TOOLS)]) == "The table for two is booked."
+
+
+async def test_fake_llm_script_keeps_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the environment, as the workers read it; the first word and a bare call both wait the first-token time."""
+    monkeypatch.setenv("FAKE_LLM_TOOL_SCRIPT", json.dumps(SCRIPT))
+    llm = FakeLlm(LlmWorkerSettings(fake_llm_first_token_ms=80, fake_llm_tokens_per_s=1000))
+    for text in ("goodbye", "DTMF: 1234#"):
+        started = time.perf_counter()
+        first = await anext(llm.stream(user(text), tools=TOOLS))
+        assert 0.08 <= time.perf_counter() - started < 0.08 + SLACK_S
+        assert first.text or first.tool_calls
 
 
 @pytest.mark.parametrize("sample_rate", [8000, 16000, 24000])

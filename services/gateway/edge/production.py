@@ -30,6 +30,8 @@ def production_problems(settings: GatewaySettings) -> list[str]:
         "ADMIN_API_KEY": settings.admin_api_key.get_secret_value().strip(),
         "STREAM_TOKEN_SECRET": settings.stream_token_secret.get_secret_value().strip(),
         "PUBLIC_HOST": settings.public_host.strip(),
+        # HTTP tools are signed with it (the recorder signs post-call webhooks with the same key)
+        "WEBHOOK_SIGNING_SECRET": settings.webhook_signing_secret.get_secret_value().strip(),
     }
     served = served_providers(settings)
     if "twilio" in served:

@@ -1,16 +1,22 @@
-"""Groq LLM: Groq's API is OpenAI-compatible, so this is ``OpenAICompatLlm`` pointed at Groq's base URL, key
-and default model (plain httpx, no vendor SDK; see ``openai_compat``)."""
+"""Groq LLM through the official ``groq`` SDK (``AsyncGroq``): Groq streams the same chat-completion chunks as
+OpenAI, so the streaming, tool-call assembling and error policy are ``providers.chat_sdk.SdkChatLlm``'s; this
+module holds Groq's settings and client."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
-from services.llm_worker.providers.openai_compat import OpenAICompatLlm
+from services.llm_worker.providers.chat_sdk import SdkChatLlm
 from shared.provider_catalog import LLM_CONTEXT_TOKENS, Model, Offer, Usability, needs_env
 from shared.provider_http import GroqSettings
 from shared.settings import LlmSettings
+
+SDK_PATH = "/openai/v1"  # the groq SDK appends it to its base URL; GROQ_BASE_URL (shared with STT) includes it
 
 
 class Settings(LlmSettings, GroqSettings):
@@ -37,7 +43,7 @@ def usable(env: Mapping[str, str]) -> Usability:
     return needs_env(env, "GROQ_API_KEY")
 
 
-class GroqLlm(OpenAICompatLlm):
+class GroqLlm(SdkChatLlm):
     """Streaming chat completions from ``GROQ_BASE_URL`` with ``GROQ_API_KEY`` (default ``GROQ_LLM_MODEL``)."""
 
     name = "groq"
@@ -45,6 +51,19 @@ class GroqLlm(OpenAICompatLlm):
 
     def _endpoint(self, settings: Settings) -> tuple[str, SecretStr, str]:
         return settings.groq_base_url, settings.groq_api_key, settings.groq_llm_model
+
+    def sdk(self) -> ModuleType:
+        import groq
+
+        return groq
+
+    def _make_sdk(self, http_client: httpx.AsyncClient) -> Any:
+        from groq import AsyncGroq
+
+        base = self.base_url.removesuffix(SDK_PATH)
+        return AsyncGroq(
+            base_url=base, api_key=self._api_key, http_client=http_client, max_retries=0, timeout=self._timeout()
+        )
 
 
 Provider = GroqLlm

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from services.llm_worker.providers.base import Delta
+from services.llm_worker.providers.hermes_tools import render_chat, with_calls
 from shared.events import ChatMessage, ToolSpec
 from shared.model_parts import ENGLISH, QWEN_05B, model_family, model_file
 from shared.provider_cache import ProviderError
@@ -157,14 +158,18 @@ class LocalLlamaLlm:
         language: str | None = None,
         tools: list[ToolSpec] | None = None,
     ) -> AsyncIterator[Delta]:
-        """``model`` is ignored: ``language`` picks one of the local GGUFs (English or unknown: SmolLM2)."""
-        chat = [{"role": m.role, "content": m.content} for m in messages]
+        """``model`` is ignored: ``language`` picks one of the local GGUFs (English or unknown: SmolLM2).
+        ``tools`` go in the prompt the Hermes way (``providers.hermes_tools``), the calls come back parsed."""
+        chat = render_chat(messages, tools or [])
         family = model_family(language)
+        deltas = iterate_in_thread(lambda cancel: self._generate(family, chat, temperature, max_tokens, cancel))
+        if tools:
+            deltas = with_calls(deltas, tools)
         try:
-            async for delta in iterate_in_thread(
-                lambda cancel: self._generate(family, chat, temperature, max_tokens, cancel)
-            ):
-                yield delta
+            # aclosing: a barge-in stops llama.cpp between tokens now, not when the generator is collected
+            async with contextlib.aclosing(deltas):
+                async for delta in deltas:
+                    yield delta
         except ProviderError:
             raise
         except ValueError as exc:  # llama-cpp-python's way of saying the prompt does not fit the context
