@@ -175,6 +175,8 @@ export interface WebhookDelivery {
   delivered_at: string | null;
   /** 'extraction' (after the call) or 'resend' */
   requested_by: string;
+  /** when the recorder tries it (again) */
+  next_attempt_at?: string | null;
 }
 
 export interface CallDetail extends CallItem {

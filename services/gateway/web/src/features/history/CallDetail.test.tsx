@@ -1,11 +1,11 @@
-import { render, screen, waitFor, within } from '@testing-library/react';
+import { act, render, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { Provider } from 'react-redux';
 import { MemoryRouter, Route, Routes } from 'react-router-dom';
 
 import { makeStore } from '../../app/store';
 import type { CallDetail, WebhookDelivery } from '../../lib/types';
-import { CallDetailPage, ExtractionView } from './CallDetailPage';
+import { CallDetailPage, DELIVERY_POLL_MS, ExtractionView } from './CallDetailPage';
 import { prettyJson } from './TranscriptItem';
 
 describe('ExtractionView', () => {
@@ -167,6 +167,30 @@ describe('CallDetailPage with agent actions', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Resend' }));
     expect(await screen.findByRole('alert')).toHaveTextContent("the call's agent has no webhook url");
     expect(screen.queryByText(/Resend queued/)).toBeNull();
+  });
+});
+
+describe('CallDetailPage polling', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+  });
+
+  it('asks again while a delivery is on its way, and stops once it is delivered', async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    const retrying = delivery('d-1', { status: 'pending', attempts: 1, next_attempt_at: '2031-01-01T00:02:00Z' });
+    const answers = [call([retrying]), call([{ ...retrying, status: 'delivered', attempts: 2, last_status_code: 200, last_error: null }])];
+    const fetchMock = vi.fn(async () => new Response(JSON.stringify(answers[Math.min(fetchMock.mock.calls.length - 1, 1)]), { status: 200 }));
+    vi.stubGlobal('fetch', fetchMock);
+    renderPage();
+    const first = await screen.findByText('pending');
+    expect(first.closest('li')).toHaveTextContent('Next attempt');
+    expect(fetchMock).toHaveBeenCalledTimes(1);
+    await act(() => vi.advanceTimersByTimeAsync(DELIVERY_POLL_MS));
+    expect(await screen.findByText('delivered')).toBeInTheDocument();
+    expect(fetchMock).toHaveBeenCalledTimes(2);
+    await act(() => vi.advanceTimersByTimeAsync(3 * DELIVERY_POLL_MS));
+    expect(fetchMock).toHaveBeenCalledTimes(2); // nothing on its way: no more requests
   });
 });
 

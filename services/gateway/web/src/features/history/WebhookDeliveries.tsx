@@ -68,6 +68,12 @@ export function WebhookDeliveries({ callId, deliveries }: { callId: string; deli
                   <dd>{formatTime(d.delivered_at)}</dd>
                 </>
               ) : null}
+              {d.status === 'pending' && d.attempts > 0 && d.next_attempt_at ? (
+                <>
+                  <dt className="text-slate-500">{t('callDetail.webhook.nextAttempt')}</dt>
+                  <dd>{formatTime(d.next_attempt_at)}</dd>
+                </>
+              ) : null}
               {d.last_status_code != null || d.last_error ? (
                 <>
                   <dt className="text-slate-500">{t('callDetail.webhook.last')}</dt>
