@@ -287,6 +287,18 @@ class RecorderSettings(CommonSettings):
     )
     llm_context_tokens: int = Field(default=2048, ge=256, description="local_llama's context (LLM_CONTEXT_TOKENS)")
 
+    # the post-call webhook (services/call_recorder/webhooks.py), signed with WEBHOOK_SIGNING_SECRET
+    webhook_retry_base_s: float = Field(
+        default=2.0, gt=0, le=3600, description="first retry delay of a failed webhook delivery; doubles, with jitter"
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="attempts of a webhook delivery before it is marked failed"
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120, description="one webhook POST, whole")
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="how often the recorder looks for webhook deliveries due"
+    )
+
 
 class MaintenanceSettings(CommonSettings):
     """``python -m tools.db``: backups, retention clean-up and the schedule that runs both (compose's

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import asyncpg
@@ -27,6 +28,7 @@ from services.call_recorder.prompt_budget import (
 )
 from shared import subjects
 from shared.bus import Bus, NoWorkerError, WorkerBusyError
+from shared.db import webhook_deliveries
 from shared.events import ChatMessage, LlmChunk, LlmRequest, new_id
 from shared.logging import bound_call, get_logger
 from shared.texts import language_name
@@ -122,8 +124,10 @@ class Extractor:
         model: str | None,
         instance: str,
         context_tokens: int | None = None,
+        on_webhook: Callable[[], None] | None = None,
     ) -> None:
         self.bus = bus
+        self.on_webhook = on_webhook  # a webhook delivery was queued: wake the deliverer
         self.context_tokens = context_tokens  # what prompt + reply must fit (None: not declared)
         self.pool = pool
         self.max_attempts = max_attempts
@@ -197,12 +201,21 @@ class Extractor:
                 except (OSError, asyncpg.PostgresError) as exc:
                     log.warning("extraction_db_error", error=str(exc))  # still pending/running: the sweep retries
                     return
-                await self.pool.execute(
-                    "UPDATE calls SET extracted_data = $2::jsonb, updated_at = now() WHERE call_id = $1",
-                    call_id,
-                    json.dumps(result),
-                )
+                delivery = await self._store(call_id, result)
                 log.info("extraction_done", status=result["status"], attempts=result.get("attempts"))
+                if delivery is not None and self.on_webhook is not None:
+                    self.on_webhook()
+
+    async def _store(self, call_id: str, result: dict[str, Any]) -> webhook_deliveries.WebhookDelivery | None:
+        """The result, and the call's post-call webhook delivery when its agent has one, in one transaction:
+        a crash cannot keep one without the other, and a result stored twice still queues one delivery."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE calls SET extracted_data = $2::jsonb, updated_at = now() WHERE call_id = $1",
+                call_id,
+                json.dumps(result),
+            )
+            return await webhook_deliveries.enqueue(conn, call_id, "extraction")
 
     async def _extract(self, call_id: str) -> dict[str, Any]:
         rows = await self.pool.fetch("SELECT role, text FROM transcripts WHERE call_id = $1 ORDER BY seq", call_id)

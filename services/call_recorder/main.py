@@ -12,6 +12,7 @@ from services.call_recorder.global_stop import ErrorStreamCounter, GlobalStopPol
 from services.call_recorder.prompt_budget import provider_context_tokens
 from services.call_recorder.reconcile import Reconciler
 from services.call_recorder.store import HistoryStore
+from services.call_recorder.webhooks import WebhookDeliverer
 from shared.bus import Bus
 from shared.db.migrate import apply_migrations, ensure_database
 from shared.global_stop import ensure_bucket
@@ -19,6 +20,7 @@ from shared.health import Detail, default_instance_id, register_service
 from shared.logging import get_logger
 from shared.service import run_service
 from shared.settings import RecorderSettings
+from shared.signing import signing_secret
 
 log = get_logger(__name__)
 SERVICE = "call_recorder"
@@ -77,23 +79,8 @@ async def _serve_history(
     if pool is None:
         return
     global_stop.pool = pool  # the audit rows of trips, from now on
-    extractor = None
-    if settings.extraction_enabled:
-        extractor = Extractor(
-            bus,
-            pool,
-            max_attempts=settings.extraction_max_attempts,
-            timeout_s=settings.extraction_timeout_s,
-            concurrency=settings.extraction_concurrency,
-            sweep_s=10.0,
-            provider=settings.extraction_provider or None,
-            model=settings.extraction_model or None,
-            instance=instance,
-            context_tokens=provider_context_tokens(
-                settings.extraction_provider or settings.llm_provider, settings, settings.extraction_context_tokens
-            ),
-        )
-        extractor.start()
+    deliverer = _deliverer(settings, pool)
+    extractor = _extractor(settings, bus, pool, instance, deliverer) if settings.extraction_enabled else None
     store = HistoryStore(pool, extraction=settings.extraction_enabled)
     consumer = LifecycleConsumer(
         bus,
@@ -128,7 +115,48 @@ async def _serve_history(
     await reconciler.close()
     if extractor is not None:
         await extractor.close()
+    await deliverer.close()
     await pool.close()
+
+
+def _extractor(
+    settings: RecorderSettings, bus: Bus, pool: asyncpg.Pool, instance: str, deliverer: WebhookDeliverer
+) -> Extractor:
+    """Post-call extraction, started; each result it stores may queue a webhook delivery, delivered at once."""
+    extractor = Extractor(
+        bus,
+        pool,
+        max_attempts=settings.extraction_max_attempts,
+        timeout_s=settings.extraction_timeout_s,
+        concurrency=settings.extraction_concurrency,
+        sweep_s=10.0,
+        provider=settings.extraction_provider or None,
+        model=settings.extraction_model or None,
+        instance=instance,
+        context_tokens=provider_context_tokens(
+            settings.extraction_provider or settings.llm_provider, settings, settings.extraction_context_tokens
+        ),
+        on_webhook=deliverer.wake,
+    )
+    extractor.start()
+    return extractor
+
+
+def _deliverer(settings: RecorderSettings, pool: asyncpg.Pool) -> WebhookDeliverer:
+    """The post-call webhook's delivery loop, started."""
+    configured = settings.webhook_signing_secret.get_secret_value()
+    if not configured.strip():
+        log.warning("webhook_signing_development_key", hint="set WEBHOOK_SIGNING_SECRET: receivers cannot trust it")
+    deliverer = WebhookDeliverer(
+        pool,
+        secret=signing_secret(configured),
+        retry_base_s=settings.webhook_retry_base_s,
+        max_attempts=settings.webhook_max_attempts,
+        timeout_s=settings.webhook_timeout_s,
+        poll_s=settings.webhook_poll_s,
+    )
+    deliverer.start()
+    return deliverer
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from prometheus_client import Counter
 
 from shared import subjects
 from shared.bus import Bus
+from shared.db import webhook_deliveries
 from shared.events import GatewayBeat
 from shared.logging import get_logger
 
@@ -196,6 +197,8 @@ class Reconciler:
                 ids = [r["call_id"] for r in ended]
                 if ids:
                     await conn.execute(DURATION_SQL, ids)
+                for call_id in ids if self.pending_extraction is None else ():  # no extraction to wait for
+                    await webhook_deliveries.enqueue(conn, call_id, "extraction")
         for r in ended:
             LOST.inc()
             log.warning(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from shared.db import webhook_deliveries
 from shared.events import CallEnded, CallError, CallStarted, CallStatusChanged, LifecycleEvent, TurnRecorded
 
 
@@ -102,8 +103,9 @@ class HistoryStore:
         await self._ensure_call(conn, ev.call_id)
         inserted = await conn.fetchval(
             """
-            INSERT INTO transcripts (call_id, seq, role, text, started_at, ended_at, interrupted, latency_ms, event_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9)
+            INSERT INTO transcripts (call_id, seq, role, text, started_at, ended_at, interrupted, latency_ms, event_id,
+                                     dtmf, tool)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11::jsonb)
             ON CONFLICT (call_id, seq) DO NOTHING RETURNING true
             """,
             ev.call_id,
@@ -115,6 +117,8 @@ class HistoryStore:
             ev.interrupted,
             json.dumps(ev.latency_ms),
             ev.event_id,
+            ev.dtmf,
+            ev.tool.model_dump_json() if ev.tool is not None else None,
         )
         if inserted:
             await conn.execute("UPDATE calls SET turns = turns + 1, updated_at = now() WHERE call_id = $1", ev.call_id)
@@ -142,7 +146,7 @@ class HistoryStore:
                    status = CASE WHEN status = 'failed' AND end_reason IS DISTINCT FROM 'gateway_lost'
                                  THEN status ELSE $5 END,
                    latency_summary = $6::jsonb, updated_at = now(),
-                   extracted_data = COALESCE(extracted_data, $7::jsonb)
+                   extracted_data = COALESCE(extracted_data, $7::jsonb), transferred_to = $8
             WHERE call_id = $1
             """,
             ev.call_id,
@@ -152,7 +156,10 @@ class HistoryStore:
             status,
             json.dumps(latency),
             self.pending_extraction,
+            ev.transferred_to,
         )
+        if self.pending_extraction is None:  # no extraction to wait for: the call is complete now
+            await webhook_deliveries.enqueue(conn, ev.call_id, "extraction")
 
     async def _error(self, conn: asyncpg.Connection, ev: CallError) -> None:
         await self._ensure_call(conn, ev.call_id)

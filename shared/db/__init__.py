@@ -1,1 +1,1 @@
-"""PostgreSQL access shared by the gateway and the recorder: migrations and pool creation."""
+"""PostgreSQL access shared by the gateway and the recorder: migrations, pool creation, the webhook delivery rows."""

@@ -316,3 +316,71 @@ async def test_a_real_call_shows_up_in_the_history(start_stack) -> None:
         assert found["status"] == "completed" and found["started_at"]
         assert detail["transcript"][0]["role"] == "assistant"
         assert detail["transcript"][0]["text"] == greeting["text"]
+
+
+async def test_tool_and_keypad_turns_and_the_transfer_round_trip(run_service, db_pool) -> None:
+    """What the recorder's store writes from the events (a DTMF turn, a tool turn, where a transfer went) is what
+    the call's detail shows; an event applied twice changes nothing."""
+    from services.call_recorder.store import HistoryStore
+    from shared.events import CallEnded, CallStarted, ToolTurn, TurnRecorded
+
+    store = HistoryStore(db_pool, extraction=False)
+    call_id = unique("actions")
+    tool = ToolTurn(
+        call_id="call_1a2b3c4d",
+        name="lookup_order",
+        kind="http",
+        arguments='{"order": "A-1"}',
+        result='{"status": "shipped"}',
+        status="error",
+        duration_ms=830.0,
+    )
+    events = [
+        CallStarted(call_id=call_id, agent_id="default", started_at=BASE.timestamp()),
+        TurnRecorded(call_id=call_id, seq=0, role="user", text="****", started_at=1.0, ended_at=2.0, dtmf=True),
+        TurnRecorded(call_id=call_id, seq=1, role="tool", text="lookup_order", started_at=3, ended_at=4, tool=tool),
+        CallEnded(call_id=call_id, reason="transferred", duration_s=9.0, transferred_to="sip:desk@example.com"),
+    ]
+    for event in events:
+        assert await store.apply(event)
+    assert not await store.apply(events[1])  # a redelivery
+
+    gateway = await start_gateway(run_service)
+    async with api(gateway) as client:
+        call = (await client.get(f"/api/v1/calls/{call_id}")).json()
+        assert call["transferred_to"] == "sip:desk@example.com" and call["end_reason"] == "transferred"
+        assert call["turns"] == 2 and call["webhook_deliveries"] == []  # the default agent has no webhook
+        keypad, called = call["transcript"]
+        assert (keypad["role"], keypad["text"], keypad["dtmf"], keypad["tool"]) == ("user", "****", True, None)
+        assert called["role"] == "tool" and called["dtmf"] is False
+        assert called["tool"] == tool.model_dump()
+
+        other = unique("plain")
+        await insert_call(db_pool, other, "default", BASE, lines=[(0, "user", "hi")])
+        plain = (await client.get(f"/api/v1/calls/{other}")).json()
+        assert plain["transferred_to"] is None and plain["transcript"][0]["dtmf"] is False
+        assert plain["transcript"][0]["tool"] is None
+
+
+async def test_webhook_resend_refusals(run_service, db_pool) -> None:
+    hooked = unique("hooked")
+    await db_pool.execute(
+        "INSERT INTO agents (agent_id, spec) VALUES ($1, $2::jsonb)",
+        hooked,
+        json.dumps({"webhook": {"url": "http://127.0.0.1:9/hook"}}),
+    )
+    live, silent = unique("live"), unique("silent")
+    await insert_call(db_pool, live, hooked, BASE, status="in_progress")
+    await db_pool.execute("UPDATE calls SET ended_at = NULL WHERE call_id = $1", live)
+    await insert_call(db_pool, silent, "default", BASE)
+    gateway = await start_gateway(run_service, {"API_KEYS": "history-key"})
+    async with api(gateway, **{"X-API-Key": "history-key"}) as client:
+        resp = await client.post(f"/api/v1/calls/{unique('nope')}/webhook/resend")
+        assert resp.status_code == 404 and "no call" in resp.json()["detail"]
+        resp = await client.post(f"/api/v1/calls/{live}/webhook/resend")
+        assert resp.status_code == 409 and "has not ended" in resp.json()["detail"]
+        resp = await client.post(f"/api/v1/calls/{silent}/webhook/resend")
+        assert resp.status_code == 409 and "no webhook URL" in resp.json()["detail"]
+        assert (await client.get(f"/api/v1/calls/{silent}")).json()["webhook_deliveries"] == []
+    async with api(gateway) as client:
+        assert (await client.post(f"/api/v1/calls/{silent}/webhook/resend")).status_code == 401

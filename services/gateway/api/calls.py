@@ -2,7 +2,8 @@
 
 ``GET /api/v1/calls`` lists calls newest first with cursor pagination (the cursor is an opaque token for the last
 row returned; calls whose start was never recorded sort last) and filters; ``GET /api/v1/calls/export`` returns
-the same filtered list as CSV or JSON; ``GET /api/v1/calls/{call_id}`` is one call with its transcript and errors.
+the same filtered list as CSV or JSON; ``GET /api/v1/calls/{call_id}`` is one call with its transcript (tool and
+keypad turns included), errors and post-call webhook deliveries (a resend: ``call_webhooks.py``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from services.gateway.api.call_webhooks import router as webhook_router
 from services.gateway.edge.security import require_api_key
 from services.gateway.runtime import GatewayRuntime
 from shared.call_config import ClientType
+from shared.db import webhook_deliveries
+from shared.db.webhook_deliveries import WebhookDelivery
+from shared.events import ToolTurn
 
 router = APIRouter(prefix="/api/v1/calls", tags=["history"], dependencies=[Depends(require_api_key)])
 
@@ -72,12 +77,14 @@ class CallPage(BaseModel):
 
 class TranscriptLine(BaseModel):
     seq: int
-    role: str
+    role: str  # user, assistant, or tool (a tool call the agent made: ``tool`` says which, with what, and how)
     text: str
     started_at: datetime
     ended_at: datetime
     interrupted: bool
     latency_ms: dict[str, Any]
+    dtmf: bool  # a caller turn typed on the keypad
+    tool: ToolTurn | None
 
 
 class CallErrorOut(BaseModel):
@@ -91,6 +98,8 @@ class CallDetail(CallItem):
     transcript: list[TranscriptLine]
     errors: list[CallErrorOut]
     extracted_data: Any | None
+    transferred_to: str | None
+    webhook_deliveries: list[WebhookDelivery]
 
 
 @dataclass(frozen=True)
@@ -296,24 +305,37 @@ async def export_calls(
 async def get_call(call_id: str, request: Request) -> CallDetail:
     pool = _pool(request)
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(f"SELECT {_FIELDS}, c.extracted_data FROM calls c WHERE c.call_id = $1", call_id)
+        row = await conn.fetchrow(
+            f"SELECT {_FIELDS}, c.extracted_data, c.transferred_to FROM calls c WHERE c.call_id = $1", call_id
+        )
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no call {call_id!r}")
         lines = await conn.fetch(
-            "SELECT seq, role, text, started_at, ended_at, interrupted, latency_ms FROM transcripts "
+            "SELECT seq, role, text, started_at, ended_at, interrupted, latency_ms, dtmf, tool FROM transcripts "
             "WHERE call_id = $1 ORDER BY seq",
             call_id,
         )
         errors = await conn.fetch(
             "SELECT code, stage, message, at FROM call_errors WHERE call_id = $1 ORDER BY at, event_id", call_id
         )
+        deliveries = await webhook_deliveries.for_call(conn, call_id)
     data = dict(row)
     extracted = _json(data.pop("extracted_data"))
+    transferred_to = data.pop("transferred_to")
     item = _item(data)
-    transcript = [TranscriptLine.model_validate({**dict(r), "latency_ms": _json(r["latency_ms"]) or {}}) for r in lines]
+    transcript = [
+        TranscriptLine.model_validate({**dict(r), "latency_ms": _json(r["latency_ms"]) or {}, "tool": _json(r["tool"])})
+        for r in lines
+    ]
     return CallDetail(
         **item.model_dump(),
         transcript=transcript,
         errors=[CallErrorOut.model_validate(dict(e)) for e in errors],
         extracted_data=extracted,
+        transferred_to=transferred_to,
+        webhook_deliveries=deliveries,
     )
+
+
+# after the routes above: include_router copies the routes it finds now
+router.include_router(webhook_router)

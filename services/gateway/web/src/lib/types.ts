@@ -34,6 +34,54 @@ export interface AgentSpec {
   overlays: Record<string, Record<string, unknown>>;
   /** E.164 numbers whose incoming Twilio/Telnyx calls this agent answers */
   phone_numbers?: string[];
+  /** what the agent may do besides talking (shared/agent_tools.py); absent from an older gateway */
+  tools?: ToolDef[];
+  /** a tool still running after this says tool_filler_message */
+  tool_filler_after_ms?: number;
+  dtmf?: DtmfSpec;
+  webhook?: WebhookSpec;
+  tool_filler_message?: string | null;
+  end_call_message?: string | null;
+  transfer_message?: string | null;
+}
+
+// Agent actions (shared/agent_tools.py): ToolDef, DtmfSpec, WebhookSpec.
+export const TOOL_KINDS = ['end_call', 'transfer_call', 'send_dtmf', 'http'] as const;
+export type ToolKind = (typeof TOOL_KINDS)[number];
+export const BUILT_IN_KINDS: readonly ToolKind[] = ['end_call', 'transfer_call', 'send_dtmf'];
+export const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+export interface ToolDef {
+  kind: ToolKind;
+  /** defaults to the kind for built-ins; required for http */
+  name?: string | null;
+  description?: string | null;
+  /** http: the arguments' JSON schema ("type": "object") */
+  parameters?: Record<string, unknown> | null;
+  url?: string | null;
+  method?: HttpMethod;
+  timeout_s?: number;
+  /** a barge-in cancels the call (false: it runs to the end) */
+  cancellable?: boolean;
+  /** transfer_call: name -> E.164 number or SIP URI */
+  targets?: Record<string, string>;
+}
+
+export const DTMF_MODES = ['off', 'each', 'collect'] as const;
+export const DTMF_TERMINATORS = ['#', '*', ''] as const;
+
+export interface DtmfSpec {
+  mode: (typeof DTMF_MODES)[number];
+  terminator: (typeof DTMF_TERMINATORS)[number];
+  timeout_s: number;
+  max_digits: number;
+  /** masked in logs and history */
+  sensitive: boolean;
+}
+
+export interface WebhookSpec {
+  url: string | null;
 }
 
 /** The agent's texts that may come from the catalogue (shared/texts.py AGENT_TEXTS): null = the catalogue's text in
@@ -46,6 +94,9 @@ export const TEXT_FIELDS = [
   'silence_goodbye_message',
   'max_duration_message',
   'shutdown_message',
+  'tool_filler_message',
+  'end_call_message',
+  'transfer_message',
 ] as const;
 export type TextField = (typeof TEXT_FIELDS)[number];
 
@@ -84,20 +135,57 @@ export interface CallPage {
   next_cursor: string | null;
 }
 
+/** A tool the agent ran during a turn (shared/events/lifecycle.py ToolTurn). */
+export interface ToolTurn {
+  call_id: string;
+  name: string;
+  kind: ToolKind | string;
+  /** the LLM's arguments, JSON text */
+  arguments: string;
+  result: string;
+  status: 'ok' | 'error' | 'cancelled' | string;
+  duration_ms: number | null;
+}
+
 export interface TranscriptLine {
   seq: number;
-  role: 'user' | 'assistant' | string;
+  role: 'user' | 'assistant' | 'tool' | string;
   text: string;
   started_at: string;
   ended_at: string;
   interrupted: boolean;
   latency_ms: Record<string, number | null>;
+  /** the caller's keypad digits, not speech */
+  dtmf?: boolean;
+  /** role "tool": what ran */
+  tool?: ToolTurn | null;
+}
+
+export type WebhookStatus = 'pending' | 'delivering' | 'delivered' | 'failed';
+
+/** One post-call webhook delivery (the recorder retries it with backoff). */
+export interface WebhookDelivery {
+  id: string;
+  url: string;
+  status: WebhookStatus | string;
+  attempts: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: string;
+  delivered_at: string | null;
+  /** 'extraction' (after the call) or 'resend' */
+  requested_by: string;
+  /** when the recorder tries it (again) */
+  next_attempt_at?: string | null;
 }
 
 export interface CallDetail extends CallItem {
   transcript: TranscriptLine[];
   errors: { code: string; stage: string; message: string; at: string }[];
   extracted_data: unknown;
+  /** where transfer_call sent the caller */
+  transferred_to?: string | null;
+  webhook_deliveries?: WebhookDelivery[];
 }
 
 export interface LiveCall {

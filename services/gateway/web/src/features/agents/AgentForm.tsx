@@ -1,8 +1,21 @@
-import { useEffect, useId, useMemo, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useId, useMemo, useState, type FormEvent } from 'react';
 import { useTranslation } from 'react-i18next';
 
 import type { FieldErrors } from '../../lib/api';
-import { TEXT_FIELDS, type AgentSpec, type AgentSpecWrite, type ProviderCatalogue, type ProviderInfo, type ProviderKind } from '../../lib/types';
+import {
+  DTMF_MODES,
+  DTMF_TERMINATORS,
+  TEXT_FIELDS,
+  type AgentSpec,
+  type AgentSpecWrite,
+  type DtmfSpec,
+  type ProviderCatalogue,
+  type ProviderInfo,
+  type ProviderKind,
+} from '../../lib/types';
+import { Field } from './Field';
+import { ToolsEditor } from './ToolsEditor';
+import { draftsToTools, toolToDraft, type ToolDraft } from './toolDrafts';
 
 // used until GET /api/v1/providers has answered (or when it cannot)
 const FALLBACK_PROVIDERS: Record<ProviderKind, string[]> = {
@@ -44,6 +57,16 @@ function setPath(obj: Draft, path: string, value: unknown): Draft {
 
 const pretty = (v: unknown) => JSON.stringify(v ?? {}, null, 2);
 
+/** shared/agent_tools.py's defaults, for a spec read from a gateway that does not send them */
+const DEFAULT_DTMF: DtmfSpec = { mode: 'collect', terminator: '#', timeout_s: 3, max_digits: 32, sensitive: false };
+const withActionDefaults = (spec: AgentSpec): Draft => ({
+  ...spec,
+  tool_filler_after_ms: spec.tool_filler_after_ms ?? 1000,
+  dtmf: { ...DEFAULT_DTMF, ...(spec.dtmf ?? {}) },
+  webhook: { url: spec.webhook?.url ?? null },
+});
+const toolDrafts = (spec: AgentSpec): ToolDraft[] => (spec.tools ?? []).map(toolToDraft);
+
 const NONE: readonly string[] = [];
 const TEXTS: readonly string[] = TEXT_FIELDS;
 /** The texts that follow the catalogue: those the API lists, and any it left null (a gateway that does not resolve). */
@@ -65,7 +88,8 @@ export interface AgentFormProps {
 /** Edits every field of an agent; the API validates the whole spec and its 422 errors show next to the fields. */
 export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, fieldErrors, saving, onSave }: AgentFormProps) {
   const { t } = useTranslation();
-  const [draft, setDraft] = useState<Draft>(spec as unknown as Draft);
+  const [draft, setDraft] = useState<Draft>(() => withActionDefaults(spec));
+  const [tools, setTools] = useState<ToolDraft[]>(() => toolDrafts(spec));
   // the texts that follow the catalogue (sent as null); editing one takes it out, "reset to catalogue" puts it back
   const [following, setFollowing] = useState<Set<string>>(() => fromCatalogue(spec, catalogueTexts));
   const [json, setJson] = useState({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
@@ -74,7 +98,8 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
   const formId = useId();
 
   const reset = () => {
-    setDraft(spec as unknown as Draft);
+    setDraft(withActionDefaults(spec));
+    setTools(toolDrafts(spec));
     setFollowing(fromCatalogue(spec, catalogueTexts));
     setJson({ overlays: pretty(spec.overlays), extraction_fields: pretty(spec.extraction_fields) });
     setPhones((spec.phone_numbers ?? []).join('\n'));
@@ -103,6 +128,8 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
         bad[key] = t('agentForm.invalidJson', { message: (err as Error).message });
       }
     }
+    const checked = draftsToTools(tools);
+    Object.assign(bad, checked.errors);
     setJsonErrors(bad);
     if (Object.keys(bad).length) return;
     const texts = Object.fromEntries(
@@ -113,6 +140,7 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
       ...texts,
       ...(parsed as Partial<AgentSpecWrite>),
       phone_numbers: parsePhoneNumbers(phones),
+      tools: checked.tools,
     });
   }
 
@@ -274,6 +302,31 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
     </Field>
   );
 
+  const choice = (path: string, label: string, options: { value: string; label: string }[], hint?: string) => (
+    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={hint}>
+      {(props) => (
+        <select {...props} value={String(getPath(draft, path) ?? '')} disabled={saving} onChange={(e) => set(path, e.target.value)}>
+          {options.map((o) => (
+            <option key={o.value} value={o.value}>
+              {o.label}
+            </option>
+          ))}
+        </select>
+      )}
+    </Field>
+  );
+
+  const checkbox = (path: string, label: string, hint?: string) => (
+    <div>
+      <label className="flex items-center gap-2 pt-6 text-sm">
+        <input type="checkbox" checked={Boolean(getPath(draft, path))} disabled={saving} onChange={(e) => set(path, e.target.checked)} />
+        {label}
+      </label>
+      {hint ? <p className="mt-0.5 text-xs text-slate-500">{hint}</p> : null}
+      {errorFor(path) ? <p className="mt-0.5 text-xs text-red-700">{errorFor(path)}</p> : null}
+    </div>
+  );
+
   const summary = Object.entries(errors);
 
   return (
@@ -343,6 +396,37 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
         </Field>
       </fieldset>
 
+      <fieldset className="grid gap-4 md:grid-cols-2">
+        <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.tools')}</legend>
+        <ToolsEditor drafts={tools} onChange={setTools} errors={errors} disabled={saving} idPrefix={formId} />
+        {number('tool_filler_after_ms', f('toolFillerAfter'), '1')}
+        {text('tool_filler_message', f('toolFiller'), { area: true, rows: 2 })}
+        {text('end_call_message', f('endCall'), { area: true, rows: 2 })}
+        {text('transfer_message', f('transfer'), { area: true, rows: 2 })}
+      </fieldset>
+
+      <fieldset className="grid gap-4 md:grid-cols-3">
+        <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.dtmf')}</legend>
+        {choice(
+          'dtmf.mode',
+          f('dtmfMode'),
+          DTMF_MODES.map((m) => ({ value: m, label: t(`agentForm.dtmfModes.${m}`) })),
+        )}
+        {choice(
+          'dtmf.terminator',
+          f('dtmfTerminator'),
+          DTMF_TERMINATORS.map((k) => ({ value: k, label: k || t('agentForm.dtmfNoTerminator') })),
+        )}
+        {checkbox('dtmf.sensitive', f('dtmfSensitive'), f('dtmfSensitiveHint'))}
+        {number('dtmf.timeout_s', f('dtmfTimeout'))}
+        {number('dtmf.max_digits', f('dtmfMaxDigits'), '1')}
+      </fieldset>
+
+      <fieldset className="grid gap-4 md:grid-cols-2">
+        <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.webhook')}</legend>
+        {optional('webhook.url', f('webhookUrl'), undefined, f('webhookUrlHint'))}
+      </fieldset>
+
       <fieldset className="grid gap-4 md:grid-cols-3">
         <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.turn')}</legend>
         {number('turn.vad_start_ms', f('vadStart'), '1')}
@@ -392,50 +476,5 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
         </button>
       </div>
     </form>
-  );
-}
-
-interface ControlProps {
-  id: string;
-  className: string;
-  'aria-invalid': boolean;
-  'aria-describedby'?: string;
-}
-
-function Field({
-  id,
-  label,
-  error,
-  hint,
-  extra,
-  children,
-}: {
-  id: string;
-  label: string;
-  error?: string;
-  hint?: string;
-  /** shown under the hint (e.g. a "reset to catalogue" button) */
-  extra?: ReactNode;
-  children: (props: ControlProps) => ReactNode;
-}) {
-  const described = [error ? `${id}-error` : null, hint ? `${id}-hint` : null].filter(Boolean).join(' ') || undefined;
-  return (
-    <div>
-      <label htmlFor={id} className="label">
-        {label}
-      </label>
-      {children({ id, className: 'input', 'aria-invalid': Boolean(error), 'aria-describedby': described })}
-      {hint ? (
-        <p id={`${id}-hint`} className="mt-0.5 text-xs text-slate-500">
-          {hint}
-        </p>
-      ) : null}
-      {extra}
-      {error ? (
-        <p id={`${id}-error`} className="mt-0.5 text-xs text-red-700">
-          {error}
-        </p>
-      ) : null}
-    </div>
   );
 }

@@ -4,10 +4,14 @@ import { Link, useParams } from 'react-router-dom';
 
 import { useAppDispatch, useAppSelector } from '../../app/hooks';
 import { Badge, Card, Empty, ErrorBox, Spinner, formatDuration, formatMs, formatTime } from '../../components/ui';
-import { fetchCallDetail } from './historySlice';
+import { fetchCallDetail, refreshCallDetail } from './historySlice';
 import { clientLabel, statusLabel, statusTone } from './HistoryPage';
+import { TranscriptItem } from './TranscriptItem';
+import { WebhookDeliveries, inFlight } from './WebhookDeliveries';
 
 const LATENCY_KEYS = ['stt_done_ms', 'llm_first_token_ms', 'tts_first_audio_ms', 'first_audio_sent_ms'] as const;
+/** how often the page asks again while a webhook delivery is on its way */
+export const DELIVERY_POLL_MS = 2000;
 
 export function CallDetailPage() {
   const { t } = useTranslation();
@@ -22,6 +26,15 @@ export function CallDetailPage() {
 
   const call = detail.callId === callId ? detail.data : null;
   const withLatency = call?.transcript.filter((l) => l.role === 'assistant' && Object.keys(l.latency_ms ?? {}).length) ?? [];
+  // time spent in tool rounds: a column only when some reply used a tool
+  const latencyKeys: readonly string[] = withLatency.some((l) => typeof l.latency_ms.tools_ms === 'number') ? [...LATENCY_KEYS, 'tools_ms'] : LATENCY_KEYS;
+  const polling = inFlight(call?.webhook_deliveries);
+
+  useEffect(() => {
+    if (!polling) return undefined;
+    const timer = window.setTimeout(() => void dispatch(refreshCallDetail(callId)), DELIVERY_POLL_MS);
+    return () => window.clearTimeout(timer);
+  }, [dispatch, callId, polling, call]);
 
   return (
     <div className="space-y-6">
@@ -46,6 +59,9 @@ export function CallDetailPage() {
               <Item label={t('callDetail.endReason')} value={<span data-testid="end-reason">{call.end_reason ?? '—'}</span>} />
               {call.from_number ? <Item label={t('callDetail.from')} value={call.from_number} /> : null}
               {call.to_number ? <Item label={t('callDetail.to')} value={call.to_number} /> : null}
+              {call.transferred_to ? (
+                <Item label={t('callDetail.transferredTo')} value={<span data-testid="transferred-to">{call.transferred_to}</span>} />
+              ) : null}
             </dl>
           </Card>
 
@@ -54,21 +70,7 @@ export function CallDetailPage() {
               {call.transcript.length === 0 ? <Empty>{t('callDetail.nothingSaid')}</Empty> : null}
               <ol className="space-y-3" aria-label={t('callDetail.transcript')}>
                 {call.transcript.map((line) => (
-                  <li
-                    key={line.seq}
-                    data-role={line.role}
-                    className={`flex ${line.role === 'user' ? 'justify-end' : 'justify-start'}`}
-                  >
-                    <div
-                      className={`max-w-[80%] rounded-2xl px-4 py-2 text-sm shadow-sm ${
-                        line.role === 'user' ? 'bg-sky-600 text-white' : 'bg-slate-100 text-slate-900'
-                      }`}
-                    >
-                      <span className="sr-only">{line.role === 'user' ? t('callDetail.callerPrefix') : t('callDetail.agentPrefix')}</span>
-                      {line.text}
-                      {line.interrupted ? <span className="ml-2 text-xs italic opacity-80">{t('callDetail.interrupted')}</span> : null}
-                    </div>
-                  </li>
+                  <TranscriptItem key={line.seq} line={line} />
                 ))}
               </ol>
             </Card>
@@ -81,7 +83,7 @@ export function CallDetailPage() {
                     <thead>
                       <tr>
                         <th className="th">{t('callDetail.reply')}</th>
-                        {LATENCY_KEYS.map((k) => (
+                        {latencyKeys.map((k) => (
                           <th key={k} className="th">
                             {t(`callDetail.latencyKeys.${k}`)}
                           </th>
@@ -92,7 +94,7 @@ export function CallDetailPage() {
                       {withLatency.map((l) => (
                         <tr key={l.seq}>
                           <td className="td">#{l.seq}</td>
-                          {LATENCY_KEYS.map((k) => (
+                          {latencyKeys.map((k) => (
                             <td key={k} className="td whitespace-nowrap">
                               {formatMs(l.latency_ms[k])}
                             </td>
@@ -106,6 +108,7 @@ export function CallDetailPage() {
               <Card title={t('callDetail.extraction')}>
                 <ExtractionView data={call.extracted_data} />
               </Card>
+              <WebhookDeliveries callId={call.call_id} deliveries={call.webhook_deliveries ?? []} />
               {call.errors.length ? (
                 <Card title={t('callDetail.errors')}>
                   <ul className="space-y-2 text-sm">

@@ -1,8 +1,8 @@
 import { createAsyncThunk, createSlice, type PayloadAction } from '@reduxjs/toolkit';
 
 import i18n from '../../i18n';
-import { apiGet, serializeError, type SerializedApiError } from '../../lib/api';
-import type { CallDetail, CallItem, CallPage } from '../../lib/types';
+import { apiFetch, apiGet, serializeError, type SerializedApiError } from '../../lib/api';
+import type { CallDetail, CallItem, CallPage, WebhookDelivery } from '../../lib/types';
 import type { LoadStatus } from '../agents/agentsSlice';
 
 export interface HistoryFilters {
@@ -25,6 +25,8 @@ export interface HistoryState {
   page: number;
   nextCursor: string | null;
   detail: { callId: string | null; data: CallDetail | null; status: LoadStatus; error: string | null };
+  /** POST /api/v1/calls/{id}/webhook/resend: the delivery it queued, or why not (409: no webhook, not ended) */
+  resend: { callId: string | null; status: LoadStatus; error: string | null; delivery: WebhookDelivery | null };
 }
 
 export const emptyFilters: HistoryFilters = { agent_id: '', client_type: '', status: '', q: '', since: '', until: '' };
@@ -39,6 +41,7 @@ export const initialHistoryState: HistoryState = {
   page: 0,
   nextCursor: null,
   detail: { callId: null, data: null, status: 'idle', error: null },
+  resend: { callId: null, status: 'idle', error: null, delivery: null },
 };
 
 /** Query string for /api/v1/calls (empty filters are left out; datetime-local values are sent as local time). */
@@ -73,6 +76,33 @@ export const fetchCallDetail = createAsyncThunk<CallDetail, string, Reject>(
   async (callId, { rejectWithValue }) => {
     try {
       return await apiGet<CallDetail>(`/api/v1/calls/${encodeURIComponent(callId)}`);
+    } catch (err) {
+      return rejectWithValue(serializeError(err));
+    }
+  },
+);
+
+/** The call again without the loading state: the page keeps showing it (webhook deliveries in progress). */
+export const refreshCallDetail = createAsyncThunk<CallDetail, string, Reject>(
+  'history/refreshDetail',
+  async (callId, { rejectWithValue }) => {
+    try {
+      return await apiGet<CallDetail>(`/api/v1/calls/${encodeURIComponent(callId)}`);
+    } catch (err) {
+      return rejectWithValue(serializeError(err));
+    }
+  },
+);
+
+/** Queues the post-call webhook again (202: the new delivery, which the recorder delivers). */
+export const resendWebhook = createAsyncThunk<WebhookDelivery, string, Reject>(
+  'history/resendWebhook',
+  async (callId, { rejectWithValue }) => {
+    try {
+      const { data } = await apiFetch<WebhookDelivery>(`/api/v1/calls/${encodeURIComponent(callId)}/webhook/resend`, {
+        method: 'POST',
+      });
+      return data;
     } catch (err) {
       return rejectWithValue(serializeError(err));
     }
@@ -120,6 +150,24 @@ const historySlice = createSlice({
       })
       .addCase(fetchCallDetail.pending, (state, action) => {
         state.detail = { callId: action.meta.arg, data: null, status: 'loading', error: null };
+        if (state.resend.callId !== action.meta.arg) state.resend = initialHistoryState.resend;
+      })
+      .addCase(refreshCallDetail.fulfilled, (state, action) => {
+        if (state.detail.callId === action.meta.arg && state.detail.status === 'succeeded') state.detail.data = action.payload;
+      })
+      .addCase(resendWebhook.pending, (state, action) => {
+        state.resend = { callId: action.meta.arg, status: 'loading', error: null, delivery: null };
+      })
+      .addCase(resendWebhook.fulfilled, (state, action) => {
+        state.resend = { callId: action.meta.arg, status: 'succeeded', error: null, delivery: action.payload };
+      })
+      .addCase(resendWebhook.rejected, (state, action) => {
+        state.resend = {
+          callId: action.meta.arg,
+          status: 'failed',
+          error: action.payload?.message ?? action.error.message ?? i18n.t('callDetail.webhook.resendFailed'),
+          delivery: null,
+        };
       })
       .addCase(fetchCallDetail.fulfilled, (state, action) => {
         if (state.detail.callId === action.meta.arg) state.detail = { callId: action.meta.arg, data: action.payload, status: 'succeeded', error: null };

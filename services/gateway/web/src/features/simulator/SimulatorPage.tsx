@@ -5,6 +5,7 @@ import { useAppDispatch, useAppSelector } from '../../app/hooks';
 import { Badge, Card, Empty, formatMs } from '../../components/ui';
 import { fetchAgents } from '../agents/agentsSlice';
 import { SimulatorCall } from './callEngine';
+import { Keypad } from './Keypad';
 import {
   agentSelected,
   callActive,
@@ -12,9 +13,11 @@ import {
   callRequested,
   connectionClosed,
   hangUpRequested,
+  keyPressed,
   messageReceived,
   muteToggled,
   type LiveState,
+  type TranscriptEntry,
 } from './simulatorSlice';
 
 /** What the agent is doing right now (the gateway's `state` messages); nothing before the first one. */
@@ -28,6 +31,37 @@ export function LiveStateBadge({ live }: { live: LiveState | null }) {
         {t(`simulator.agentState.${key}`)}
       </Badge>
     </span>
+  );
+}
+
+const BUBBLE: Record<TranscriptEntry['role'], string> = {
+  user: 'bg-sky-600 text-white',
+  assistant: 'bg-slate-100 text-slate-900',
+  system: 'bg-red-50 text-red-800',
+  tool: 'border border-dashed border-slate-300 bg-white font-mono text-xs text-slate-700',
+  notice: 'bg-amber-50 text-amber-900',
+};
+const TOOL_TONE = { ok: 'green', error: 'red', cancelled: 'amber' } as const;
+
+/** One line of the live transcript: what was said, a tool the agent ran, an error or a transfer. */
+export function TranscriptRow({ line }: { line: TranscriptEntry }) {
+  const { t } = useTranslation();
+  const prefix = line.role === 'user' ? t('simulator.youPrefix') : line.role === 'assistant' ? t('simulator.agentPrefix') : '';
+  return (
+    <li data-role={line.role} className={`flex ${line.role === 'user' ? 'justify-end' : 'justify-start'}`}>
+      <div className={`max-w-[80%] rounded-2xl px-4 py-2 text-sm ${BUBBLE[line.role]}`}>
+        <span className="sr-only">{prefix}</span>
+        {line.tool ? (
+          <span className="mr-2 inline-flex items-center gap-1 font-sans">
+            <span className="text-slate-500">{t('simulator.toolPrefix')}</span>
+            <Badge tone={TOOL_TONE[line.tool.status] ?? 'slate'}>{t(`callDetail.tool.status.${line.tool.status}`, { defaultValue: line.tool.status })}</Badge>
+            <span className="text-slate-500">{formatMs(line.tool.durationMs)}</span>
+          </span>
+        ) : null}
+        {line.text}
+        {line.interrupted ? <span className="ml-2 text-xs italic opacity-80">{t('simulator.interrupted')}</span> : null}
+      </div>
+    </li>
   );
 }
 
@@ -110,11 +144,18 @@ export function SimulatorPage() {
     }
   }
 
+  function pressKey(digit: string) {
+    if (callRef.current?.sendDtmf(digit)) dispatch(keyPressed(digit));
+  }
+
   function hangUp() {
     dispatch(hangUpRequested());
     callRef.current?.hangUp();
   }
 
+  // time in tools: a column only when a reply used one
+  const withTools = sim.metrics.some((m) => m.tools_ms !== null);
+  const columns = ['turn', 'stt', 'llm', 'tts', 'audio', ...(withTools ? ['tools'] : [])];
   const agentOptions = agents.items.length ? agents.items.map((a) => a.agent_id) : ['default'];
 
   return (
@@ -177,21 +218,7 @@ export function SimulatorPage() {
         ) : null}
         <ol aria-label={t('simulator.liveTranscript')} aria-live="polite" className="max-h-[28rem] space-y-2 overflow-y-auto">
           {sim.transcript.map((line) => (
-            <li key={line.id} data-role={line.role} className={`flex ${line.role === 'user' ? 'justify-end' : 'justify-start'}`}>
-              <div
-                className={`max-w-[80%] rounded-2xl px-4 py-2 text-sm ${
-                  line.role === 'user'
-                    ? 'bg-sky-600 text-white'
-                    : line.role === 'system'
-                      ? 'bg-red-50 text-red-800'
-                      : 'bg-slate-100 text-slate-900'
-                }`}
-              >
-                <span className="sr-only">{line.role === 'user' ? t('simulator.youPrefix') : line.role === 'assistant' ? t('simulator.agentPrefix') : ''}</span>
-                {line.text}
-                {line.interrupted ? <span className="ml-2 text-xs italic opacity-80">{t('simulator.interrupted')}</span> : null}
-              </div>
-            </li>
+            <TranscriptRow key={line.id} line={line} />
           ))}
           <li ref={transcriptEnd} aria-hidden className="h-0" />
         </ol>
@@ -204,7 +231,7 @@ export function SimulatorPage() {
           <table className="w-full" aria-label={t('simulator.latencyTable')}>
             <thead>
               <tr>
-                {(['turn', 'stt', 'llm', 'tts', 'audio'] as const).map((c) => (
+                {columns.map((c) => (
                   <th key={c} className="th">
                     {t(`simulator.columns.${c}`)}
                   </th>
@@ -219,12 +246,15 @@ export function SimulatorPage() {
                   <td className="td whitespace-nowrap">{formatMs(m.llm_first_token_ms)}</td>
                   <td className="td whitespace-nowrap">{formatMs(m.tts_first_audio_ms)}</td>
                   <td className="td whitespace-nowrap font-semibold">{formatMs(m.first_audio_sent_ms)}</td>
+                  {withTools ? <td className="td whitespace-nowrap">{formatMs(m.tools_ms)}</td> : null}
                 </tr>
               ))}
             </tbody>
           </table>
         ) : null}
         <p className="mt-4 text-xs text-slate-500">{t('simulator.bargeIns', { count: sim.bargeIns })}</p>
+        <h3 className="mt-6 mb-2 font-semibold">{t('simulator.keypad')}</h3>
+        <Keypad enabled={sim.status === 'in_call'} keys={sim.keys} onPress={pressKey} />
       </Card>
     </div>
   );

@@ -5,7 +5,8 @@
 
 import i18n from '../../i18n';
 import { API_KEY_STORAGE, ApiError, apiFetch, storedKey } from '../../lib/api';
-import type { ServerMessage, StartMessage, StopMessage } from '../../lib/protocol';
+import type { StartMessage, StopMessage } from '../../lib/protocol';
+import type { DtmfMessage, SimulatorServerMessage } from './actionMessages';
 
 export const SAMPLE_RATE = 16000;
 export const TOKEN_PATH = '/api/v1/simulator/tokens';
@@ -40,7 +41,7 @@ export async function fetchCallToken(agentId: string | null): Promise<string | n
 }
 
 export interface CallCallbacks {
-  onMessage(msg: ServerMessage): void;
+  onMessage(msg: SimulatorServerMessage): void;
   onLevel(rms: number): void;
   onClose(code: number, reason: string): void;
   onFailure(message: string): void;
@@ -95,9 +96,9 @@ export class SimulatorCall {
         this.play(new Int16Array(e.data as ArrayBuffer));
         return;
       }
-      let msg: ServerMessage;
+      let msg: SimulatorServerMessage;
       try {
-        msg = JSON.parse(e.data) as ServerMessage;
+        msg = JSON.parse(e.data) as SimulatorServerMessage;
       } catch {
         return;
       }
@@ -128,6 +129,14 @@ export class SimulatorCall {
     if (!this.closed) return false;
     this.stream?.getTracks().forEach((t) => t.stop());
     this.cb.onClose(1000, 'hung up before connecting');
+    return true;
+  }
+
+  /** Presses a keypad key on the call (the agent's `dtmf` setting says what it becomes); false when not connected. */
+  sendDtmf(digit: string): boolean {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    const msg: DtmfMessage = { type: 'dtmf', digit };
+    this.ws.send(JSON.stringify(msg));
     return true;
   }
 

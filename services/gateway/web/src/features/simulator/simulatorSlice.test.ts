@@ -36,7 +36,7 @@ describe('simulatorSlice', () => {
       ['user', 'Book a table'],
     ]);
     expect(s.metrics).toEqual([
-      { turn_id: 1, stt_done_ms: 120, llm_first_token_ms: 300, tts_first_audio_ms: 420, first_audio_sent_ms: 450 },
+      { turn_id: 1, stt_done_ms: 120, llm_first_token_ms: 300, tts_first_audio_ms: 420, first_audio_sent_ms: 450, tools_ms: null },
     ]);
     expect(s.bargeIns).toBe(1);
     expect(s.endReason).toBe('caller_hangup');

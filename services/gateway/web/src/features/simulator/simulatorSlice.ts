@@ -1,16 +1,20 @@
 import { createSlice, type PayloadAction } from '@reduxjs/toolkit';
 
 import i18n from '../../i18n';
-import type { ServerMessage, StateChanged } from '../../lib/protocol';
+import type { StateChanged } from '../../lib/protocol';
+import type { SimulatorServerMessage, ToolActivity } from './actionMessages';
 
 export type CallStatus = 'idle' | 'connecting' | 'in_call' | 'ending' | 'ended' | 'failed';
 
 export interface TranscriptEntry {
   id: number;
-  role: 'user' | 'assistant' | 'system';
+  /** system: an error; notice: something that happened to the call (a transfer) */
+  role: 'user' | 'assistant' | 'system' | 'tool' | 'notice';
   text: string;
   turnId: number | null;
   interrupted: boolean;
+  /** role "tool": what ran */
+  tool?: { name: string; status: ToolActivity['status']; durationMs: number };
 }
 
 export interface TurnMetrics {
@@ -19,6 +23,8 @@ export interface TurnMetrics {
   llm_first_token_ms: number | null;
   tts_first_audio_ms: number | null;
   first_audio_sent_ms: number | null;
+  /** time the reply spent running tools */
+  tools_ms: number | null;
 }
 
 /** Who is speaking and what the agent does, from the gateway's `state` messages (null until the first one). */
@@ -36,6 +42,10 @@ export interface SimulatorState {
   muted: boolean;
   bargeIns: number;
   nextId: number;
+  /** the keypad keys pressed this call, in order */
+  keys: string;
+  /** where the agent transferred the call */
+  transferredTo: string | null;
 }
 
 export const initialSimulatorState: SimulatorState = {
@@ -50,6 +60,8 @@ export const initialSimulatorState: SimulatorState = {
   muted: false,
   bargeIns: 0,
   nextId: 1,
+  keys: '',
+  transferredTo: null,
 };
 
 /** Server error codes the simulator's error box explains in words (simulator.serverErrors.<code>). */
@@ -81,6 +93,8 @@ const simulatorSlice = createSlice({
       state.endReason = null;
       state.error = null;
       state.bargeIns = 0;
+      state.keys = '';
+      state.transferredTo = null;
     },
     hangUpRequested(state) {
       if (state.status === 'in_call' || state.status === 'connecting') state.status = 'ending';
@@ -88,7 +102,10 @@ const simulatorSlice = createSlice({
     muteToggled(state) {
       state.muted = !state.muted;
     },
-    messageReceived(state, action: PayloadAction<ServerMessage>) {
+    keyPressed(state, action: PayloadAction<string>) {
+      state.keys += action.payload;
+    },
+    messageReceived(state, action: PayloadAction<SimulatorServerMessage>) {
       const m = action.payload;
       switch (m.type) {
         case 'started':
@@ -114,6 +131,7 @@ const simulatorSlice = createSlice({
             llm_first_token_ms: num(m.llm_first_token_ms),
             tts_first_audio_ms: num(m.tts_first_audio_ms),
             first_audio_sent_ms: num(m.first_audio_sent_ms),
+            tools_ms: num(m.tools_ms),
           };
           const i = state.metrics.findIndex((x) => x.turn_id === m.turn_id);
           if (i >= 0) state.metrics[i] = entry;
@@ -132,6 +150,26 @@ const simulatorSlice = createSlice({
           break;
         case 'state':
           state.live = { caller: m.caller, agent: m.agent };
+          break;
+        case 'tool':
+          state.transcript.push({
+            id: state.nextId++,
+            role: 'tool',
+            text: m.text,
+            turnId: typeof m.turn_id === 'number' ? m.turn_id : null,
+            interrupted: false,
+            tool: { name: m.name, status: m.status, durationMs: num(m.duration_ms) ?? 0 },
+          });
+          break;
+        case 'transferred':
+          state.transferredTo = m.target;
+          state.transcript.push({
+            id: state.nextId++,
+            role: 'notice',
+            text: i18n.t('simulator.transferred', { target: m.target }),
+            turnId: null,
+            interrupted: false,
+          });
           break;
         case 'ended':
           state.endReason = m.reason;
@@ -156,8 +194,16 @@ const simulatorSlice = createSlice({
   },
 });
 
-export const { agentSelected, callRequested, hangUpRequested, muteToggled, messageReceived, connectionClosed, callFailed } =
-  simulatorSlice.actions;
+export const {
+  agentSelected,
+  callRequested,
+  hangUpRequested,
+  muteToggled,
+  keyPressed,
+  messageReceived,
+  connectionClosed,
+  callFailed,
+} = simulatorSlice.actions;
 export default simulatorSlice.reducer;
 
 export const callActive = (status: CallStatus): boolean =>
