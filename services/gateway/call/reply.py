@@ -229,15 +229,14 @@ class ReplyPipeline:
         the history — also when a barge-in cuts the round, so every call there has its result."""
         said = " ".join(s.text for s in reply.segments[reply.in_history :])
         reply.in_history = len(reply.segments)
+        silent = self.tools.any_http(calls) and not playback.filler_said  # (built-ins are quick or speak)
         started = time.monotonic()
         try:
             outcomes = await run_round(
                 self.tools,
                 calls,
                 say_first=lambda text: self._say_and_wait(reply, playback, text),
-                filler=None
-                if playback.filler_said or not self.tools.any_http(calls)
-                else lambda: self._filler(reply, playback),
+                filler=(lambda: self._filler(reply, playback)) if silent else None,
                 filler_after_s=self.config.tool_filler_after_ms / 1000,
                 spawn=self.spawn,
                 on_late=lambda outcome: self.record.late_tool(reply.turn_id, outcome),
