@@ -14,7 +14,11 @@ import asyncpg
 import httpx
 import numpy as np
 import pytest
+from nats.aio.msg import Msg
 
+from shared import subjects
+from shared.bus import Bus
+from shared.events import LlmChunk, LlmRequest, ToolCall, WorkAck
 from shared.signing import verify
 from tests.unit.test_tools_http import ToolServer
 from tools.simcaller import SimCaller
@@ -29,6 +33,7 @@ SCRIPT = [
     {"when": "DTMF: 1234", "call": "verify_pin", "arguments": {"pin": "1234"}},
     {"when": "sales", "call": "transfer_call", "arguments": {"target": "sales"}},
     {"when": "menu", "say": "Pressing five.", "call": "send_dtmf", "arguments": {"digits": "5"}},
+    {"when": "DTMF: 7", "say": "You pressed seven."},
 ]
 _SPEECH: dict[str, bytes] = {}
 
@@ -39,16 +44,17 @@ async def say(text: str) -> bytes:
     return _SPEECH[text]
 
 
-async def stack(start_stack: Any, heard: str, **env: str) -> Any:
+async def stack(start_stack: Any, heard: str, services: tuple[str, ...] | None = None, **env: str) -> Any:
     """The stack, where every caller turn is transcribed as ``heard``."""
-    return await start_stack(
-        {
-            "FAKE_STT_TEXT": heard,
-            "FAKE_LLM_TOOL_SCRIPT": json.dumps(SCRIPT),
-            "WEBHOOK_SIGNING_SECRET": SECRET,
-            **env,
-        }
-    )
+    environment = {
+        "FAKE_STT_TEXT": heard,
+        "FAKE_LLM_TOOL_SCRIPT": json.dumps(SCRIPT),
+        "WEBHOOK_SIGNING_SECRET": SECRET,
+        **env,
+    }
+    if services is None:
+        return await start_stack(environment)
+    return await start_stack(environment, services=services, wait_ready=False)  # (not ready: no LLM service)
 
 
 async def agent(gateway: Any, name: str, tools: list[dict[str, Any]], **fields: Any) -> str:
@@ -61,10 +67,11 @@ async def agent(gateway: Any, name: str, tools: list[dict[str, Any]], **fields: 
     return agent_id
 
 
-async def caller(gateway: Any, agent_id: str) -> SimCaller:
+async def caller(gateway: Any, agent_id: str, *, greeted: bool = True) -> SimCaller:
     sim = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
     await sim.connect(agent_id)
-    await sim.next(lambda m: m["type"] == "transcript" and m["role"] == "assistant", timeout=15)  # the greeting
+    if greeted:
+        await sim.next(lambda m: m["type"] == "transcript" and m["role"] == "assistant", timeout=15)
     return sim
 
 
@@ -189,6 +196,29 @@ async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(start_s
     assert all("1234" not in r["text"] for r in rows)
 
 
+async def test_a_key_pressed_over_the_agent_barges_in_and_is_answered(start_stack, db_pool) -> None:
+    gateway = await stack(start_stack, "hello")
+    greeting = "Welcome to the keypad line. " + " ".join(f"Option {i} is available." for i in range(1, 9))
+    agent_id = await agent(gateway, "keys", [], first_message=greeting, dtmf={"mode": "each"})
+    sim = await caller(gateway, agent_id, greeted=False)
+    await sim.next(lambda m: m["type"] == "state" and m["agent"] == "speaking", timeout=15)
+    await asyncio.sleep(0.5)  # the greeting is playing
+    assert sim.ws is not None
+    await sim.ws.send(json.dumps({"type": "dtmf", "digit": "7"}))
+    await sim.next(lambda m: m["type"] == "clear", timeout=5)
+    cut = await sim.next(assistant, timeout=5)
+    typed = await sim.next(lambda m: m["type"] == "transcript" and m["role"] == "user", timeout=5)
+    reply = await sim.next(assistant, timeout=15)
+    await sim.hang_up()
+    assert cut["interrupted"] and greeting.startswith(cut["text"].rstrip("…"))
+    assert typed["text"] == "7" and reply["text"] == "You pressed seven."
+    rows = await history(db_pool, sim.call_id, 3)
+    assert [(r["role"], r["dtmf"], r["text"]) for r in rows[1:3]] == [
+        ("user", True, "7"),
+        ("assistant", False, reply["text"]),
+    ]
+
+
 async def test_transfer_over_the_browser_says_the_message_tells_the_page_and_ends(start_stack, db_pool) -> None:
     gateway = await stack(start_stack, "put me through to sales")
     agent_id = await agent(gateway, "desk", [{"kind": "transfer_call", "targets": {"sales": "+34910000001"}}])
@@ -240,3 +270,56 @@ async def test_send_dtmf_over_the_browser_plays_the_tones_after_the_words(start_
     assert (tool["name"], tool["status"]) == ("send_dtmf", "ok")
     assert reply["text"] == "Pressing five. Done."
     assert _keys_heard(b"".join(r.data for r in sim.audio_after(greeted_at)), 16000) == "5"
+
+
+class ToolHappyLlm:
+    """An LLM worker in the queue group, driven by the test: every answer says "Checking." and calls the
+    weather tool again, so only the gateway's round limit ends the turn."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.requests: list[LlmRequest] = []
+
+    async def start(self) -> None:
+        await self.bus.subscribe(subjects.LLM_REQUEST, LlmRequest, self._on_request, queue=subjects.LLM_QUEUE)
+
+    async def _on_request(self, req: LlmRequest, msg: Msg) -> None:
+        self.requests.append(req)
+        await msg.respond(WorkAck(worker="tool-happy").model_dump_json().encode())
+        call = ToolCall(id=f"call_{len(self.requests)}", name="weather", arguments='{"city": "Oslo"}')
+        chunk = LlmChunk(
+            call_id=req.call_id,
+            turn_id=req.turn_id,
+            delta="Checking.",
+            segments=["Checking."],
+            done=True,
+            finish_reason="tool_calls",
+            tool_calls=[call],
+            attempt=req.attempt,
+        )
+        await self.bus.publish(req.reply_to, chunk)
+
+
+async def test_a_turn_asks_the_llm_at_most_four_times(start_stack, nats_url: str) -> None:
+    services = ("stt_worker", "tts_worker", "call_recorder")  # the LLM is the test's
+    gateway = await stack(start_stack, "what is the weather", services=services)
+    bus = await Bus.connect(nats_url, "tool-happy-llm")
+    llm = ToolHappyLlm(bus)
+    await llm.start()
+    try:
+        async with ToolServer() as server:
+            agent_id = await agent(gateway, "loop", [http_tool("weather", server.url, CITY)])
+            sim = await caller(gateway, agent_id)
+            await sim.send_frames(await say("What is the weather like?"))
+            reply = await sim.next(assistant, timeout=20)
+            await sim.hang_up()
+    finally:
+        await bus.close()
+    assert len(llm.requests) == 4 and len(server.seen) == 3  # the 4th answer's call is not run
+    assert [r.attempt for r in llm.requests] == [0, 3, 6, 9]  # each round's chunks and retries its own
+    assert [r.resume_segments for r in llm.requests] == [0, 1, 2, 3]  # segments number on across rounds
+    assert all(r.resume == "" and r.turn_id == llm.requests[0].turn_id for r in llm.requests)
+    last = llm.requests[-1].messages
+    assert [m.role for m in last[-7:]] == ["user", *["assistant", "tool"] * 3]
+    assert [m.tool_calls[0].id for m in last if m.tool_calls] == ["call_1", "call_2", "call_3"]
+    assert reply["text"] == "Checking. Checking. Checking. Checking."
