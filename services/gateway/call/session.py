@@ -5,8 +5,10 @@ pipeline's, the timers', a hang-up) to the :class:`CallMachine`, whose transitio
 call's state changes; each change is logged (``call_state``), counted, and sent to the client
 (``StateChanged``). The session then runs the transition's actions: start a reply (:class:`ReplyPipeline`),
 barge in (clear the client, cancel the workers, keep in :class:`CallRecord` only what the caller heard), or
-say the last words and end (:mod:`.errors`). The transport only moves bytes and messages, and owns the call's
-audio output (:mod:`.output`), which the session and the pipeline use through its contract only.
+say the last words and end (:mod:`.errors`), or hand the call over (a transfer). Keypad keys (:meth:`on_dtmf`)
+gather into entries (:mod:`.dtmf`) that are turns of their own; the agent's tools run inside the reply
+(:mod:`.tools`). The transport only moves bytes and messages, and owns the call's audio output (:mod:`.output`),
+which the session and the pipeline use through its contract only.
 
 The running reply's task (``_reply_task``) and the reply being recorded (``CallRecord.reply``) carry out what
 the machine decided; they are not state: no decision reads them except to cancel what is running.
@@ -205,9 +207,7 @@ class CallSession:
                 report_failure(event, call_id=self.call_id, turn_id=self.record.turn_id, outbox=self.outbox)
             )
         elif action == m.Action.LAST_WORDS:
-            assert isinstance(
-                event, m.MaxDuration | m.ReplyFailed | m.SilenceAfterReprompt | m.Shutdown | m.AgentHangUp
-            )
+            assert isinstance(event, errors.Closer)
             await self._last_words(event)
         elif action == m.Action.HAND_OVER:
             assert isinstance(event, m.Transferred)
