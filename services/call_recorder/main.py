@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import asyncpg
 
@@ -161,4 +162,12 @@ def _deliverer(settings: RecorderSettings, pool: asyncpg.Pool) -> WebhookDeliver
 
 def main() -> None:
     settings = RecorderSettings()
+    if settings.app_env == "production" and not settings.webhook_signing_secret.get_secret_value().strip():
+        # post-call webhooks signed with the development key would be trusted by nobody (or, worse, by anybody)
+        print(
+            "call_recorder: refusing to start (APP_ENV=production): WEBHOOK_SIGNING_SECRET is not set"
+            "\nsee docs/SECURITY.md for what each secret protects and how to generate it",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     run_service(SERVICE, settings, lambda stop: serve(settings, stop))

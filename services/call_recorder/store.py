@@ -78,10 +78,11 @@ class HistoryStore:
         await conn.execute(
             """
             INSERT INTO calls (call_id, agent_id, client_type, transport_ids, from_number, to_number, started_at,
-                               gateway_instance)
-            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)
+                               gateway_instance, agent_version)
+            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)
             ON CONFLICT (call_id) DO UPDATE SET
-                agent_id = EXCLUDED.agent_id, client_type = EXCLUDED.client_type,
+                agent_id = EXCLUDED.agent_id, agent_version = EXCLUDED.agent_version,
+                client_type = EXCLUDED.client_type,
                 transport_ids = EXCLUDED.transport_ids, from_number = EXCLUDED.from_number,
                 to_number = EXCLUDED.to_number, started_at = EXCLUDED.started_at,
                 gateway_instance = EXCLUDED.gateway_instance, updated_at = now()
@@ -94,6 +95,7 @@ class HistoryStore:
             ev.to_number,
             _ts(ev.started_at),
             ev.gateway,
+            ev.agent_version,
         )
 
     async def _ensure_call(self, conn: asyncpg.Connection, call_id: str) -> None:

@@ -62,7 +62,8 @@ async def build_payload(conn: asyncpg.Connection | asyncpg.Pool, call_id: str, d
     """The call's payload; raises LookupError when the call is gone (deleted by retention meanwhile)."""
     call = await conn.fetchrow(
         """
-        SELECT c.call_id, c.client_type, c.transport_ids, c.from_number, c.to_number, c.agent_id, a.version,
+        SELECT c.call_id, c.client_type, c.transport_ids, c.from_number, c.to_number, c.agent_id,
+               coalesce(c.agent_version, a.version) AS version,
                c.started_at, c.ended_at, c.duration_s, c.end_reason, c.status, c.transferred_to, c.extracted_data
         FROM calls c LEFT JOIN agents a ON a.agent_id = c.agent_id WHERE c.call_id = $1
         """,

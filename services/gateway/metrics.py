@@ -20,6 +20,14 @@ SPOOL_REPLAYED = Counter("victoria_lifecycle_spool_replayed_total", "Lifecycle e
 CALL_TOKENS_REJECTED = Counter(
     "victoria_call_tokens_rejected_total", "Media-stream and browser call tokens refused", ["client_type", "code"]
 )
+TOOL_CALLS = Counter(
+    "victoria_tool_calls_total",
+    "Tool calls the agents made, by kind and outcome (ok, error, cancelled)",
+    ["kind", "status"],
+)
+TOOL_SECONDS = Histogram(
+    "victoria_tool_seconds", "How long a tool call took (HTTP tools: the request)", ["kind"], buckets=LATENCY_BUCKETS
+)
 BARGE_INS = Counter("victoria_barge_ins_total", "Times a caller talked over the agent", ["client_type"])
 TURN_STAGE_SECONDS = Histogram(
     "victoria_turn_stage_seconds",

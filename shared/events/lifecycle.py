@@ -13,6 +13,7 @@ from shared.events.envelope import Event
 class CallStarted(Event):
     type: Literal["call.started"] = "call.started"
     agent_id: str | None = None
+    agent_version: int | None = None  # the agent's version the call runs with
     client_type: Literal["browser", "twilio", "telnyx"] = "browser"
     transport_ids: dict[str, str] = Field(default_factory=dict)
     from_number: str | None = None

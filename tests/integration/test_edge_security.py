@@ -326,3 +326,11 @@ def test_production_mode_refuses_to_start_without_its_secrets(run_service) -> No
     for name in ("ADMIN_API_KEY", "STREAM_TOKEN_SECRET", "PUBLIC_HOST", "WEBHOOK_SIGNING_SECRET", "TWILIO_AUTH_TOKEN"):
         assert name in out, out
     assert "TELNYX_PUBLIC_KEY" not in out and "API_KEYS is not set" not in out
+
+
+def test_the_recorder_refuses_production_without_a_signing_key(run_service) -> None:
+    """Post-call webhooks signed with the development key would prove nothing to their receivers."""
+    recorder = run_service("call_recorder", {"APP_ENV": "production", "WEBHOOK_SIGNING_SECRET": ""})
+    assert recorder.proc.wait(30) == 2
+    out = recorder.output()
+    assert "WEBHOOK_SIGNING_SECRET is not set" in out and "Traceback" not in out, out

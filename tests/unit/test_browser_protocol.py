@@ -19,6 +19,7 @@ from services.gateway.transports.protocol import (
     AudioMessage,
     Clear,
     ClientMessage,
+    DtmfMessage,
     Ended,
     ErrorMessage,
     ServerMessage,
@@ -26,7 +27,9 @@ from services.gateway.transports.protocol import (
     StartMessage,
     StateChanged,
     StopMessage,
+    ToolActivity,
     Transcript,
+    Transferred,
     TurnMetrics,
 )
 from tools import gen_protocol_ts
@@ -35,12 +38,15 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
     StartMessage: StartMessage(sample_rate=8000, agent_id="shop", token="v1.abc"),
     AudioMessage: AudioMessage(data="AAA="),
     StopMessage: StopMessage(),
+    DtmfMessage: DtmfMessage(digit="#"),
     Started: Started(call_id="c1", sample_rate=16000, agent_id="default"),
     Transcript: Transcript(role="assistant", text="Hello", turn_id=2, interrupted=True),
     Clear: Clear(),
     TurnMetrics: TurnMetrics(turn_id=1, stt_done_ms=120.5, first_audio_sent_ms=450.0),
     StateChanged: StateChanged(caller="listening", agent="thinking", event="caller_turn_ended"),
     ErrorMessage: ErrorMessage(code="busy", message="the gateway is at capacity"),
+    ToolActivity: ToolActivity(turn_id=3, name="lookup", status="ok", text="lookup({}) → {}", duration_ms=12.5),
+    Transferred: Transferred(target="+34910000000"),
     Ended: Ended(reason="caller_hangup"),
 }
 
@@ -56,7 +62,7 @@ def test_the_typescript_has_every_message_and_both_unions() -> None:
     for model in (*CLIENT_MESSAGES, *SERVER_MESSAGES):
         assert f"export interface {model.__name__} {{" in ts
         assert f"  type: '{model.model_fields['type'].default}';" in ts  # the tag is never optional
-    assert "export type ClientMessage = StartMessage | AudioMessage | StopMessage;" in ts
+    assert "export type ClientMessage = StartMessage | AudioMessage | StopMessage | DtmfMessage;" in ts
     assert "  agent: 'idle' | 'thinking' | 'speaking' | 'closing' | 'ended';" in ts
     assert "  stt_done_ms?: number | null;" in ts and "  turn_id: number;" in ts
     assert "  sample_rate?: 8000 | 16000 | 24000 | 48000;" in ts

@@ -167,7 +167,7 @@ def test_a_keypad_entry_is_masked_everywhere_but_for_the_llm() -> None:
     assert record.history[-1].content == "DTMF: 4321"
     [event] = outbox.events
     assert (event.role, event.text, event.dtmf) == ("user", "••••", True)
-    assert sent == [Transcript(role="user", text="••••", turn_id=turn)]
+    assert sent == [Transcript(role="user", text="••••", turn_id=turn, dtmf=True)]
     record.tool(turn, _outcome("verify_pin", '{"pin": "4321"}', '{"pin": "4321", "ok": true}'))
     tool = outbox.events[-1]
     assert "4321" not in tool.text and tool.tool.arguments == '{"pin": "••••"}'

@@ -19,7 +19,7 @@ from typing import Literal
 from services.gateway.call.dtmf import Masker, llm_text, mask
 from services.gateway.call.tools import ToolOutcome
 from services.gateway.lifecycle.outbox import LifecycleOutbox
-from services.gateway.metrics import TURN_STAGE_SECONDS
+from services.gateway.metrics import TOOL_CALLS, TOOL_SECONDS, TURN_STAGE_SECONDS
 from services.gateway.transports.protocol import ToolActivity, Transcript, TurnMetrics
 from shared.events import ChatMessage, ToolCall, ToolTurn, TurnRecorded
 
@@ -103,7 +103,7 @@ class CallRecord:
             self.masked.add(digits)
         shown = mask(digits) if sensitive else digits
         now = time.time()
-        self.send(Transcript(role="user", text=shown, turn_id=turn_id))
+        self.send(Transcript(role="user", text=shown, turn_id=turn_id, dtmf=True))
         self._turn("user", shown, started_at=now, ended_at=now, latency={}, dtmf=True)
         self.history.append(ChatMessage(role="user", content=llm_text(digits)))
 
@@ -116,6 +116,8 @@ class CallRecord:
 
     def tool(self, turn_id: int, outcome: ToolOutcome) -> None:
         """A tool call as a turn of its own, and a ``tool`` message to the client."""
+        TOOL_CALLS.labels(outcome.kind, outcome.status).inc()
+        TOOL_SECONDS.labels(outcome.kind).observe(outcome.duration_ms / 1000)
         arguments, result = self.masked(outcome.call.arguments), self.masked(outcome.result)
         summary = f"{outcome.call.name}({_short(arguments)}) → {_short(result)}"
         self.send(

@@ -224,6 +224,7 @@ class CallSession:
                 CallStarted(
                     call_id=self.call_id,
                     agent_id=self.config.agent_id,
+                    agent_version=self.config.agent_version,
                     client_type=self.transport.client_type,
                     transport_ids=self.transport_ids,
                     from_number=self.from_number,

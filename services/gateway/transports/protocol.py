@@ -85,6 +85,7 @@ class Transcript(_Message):
     text: str
     turn_id: int
     interrupted: bool = False
+    dtmf: bool = False  # a caller's keypad entry, not speech (masked "•" when the agent marks digits sensitive)
 
 
 class Clear(_Message):

@@ -6,6 +6,8 @@ ALTER TABLE transcripts ADD COLUMN dtmf boolean NOT NULL DEFAULT false;
 ALTER TABLE transcripts ADD COLUMN tool jsonb;
 
 ALTER TABLE calls ADD COLUMN transferred_to text;
+-- the agent version the call ran with (the post-call webhook names it; the agent may have changed since)
+ALTER TABLE calls ADD COLUMN agent_version integer;
 
 -- One row per delivery (its id is the X-Victoria-Delivery header receivers dedupe on). `next_attempt_at` is when
 -- a pending row is due and, while one recorder is 'delivering' it, when that claim expires (a crashed recorder's

@@ -54,6 +54,8 @@ export interface Transcript {
   turn_id: number;
   /** default false */
   interrupted?: boolean;
+  /** default false */
+  dtmf?: boolean;
 }
 
 /** Barge-in: drop any audio not yet played. */

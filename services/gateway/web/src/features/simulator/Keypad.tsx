@@ -1,6 +1,6 @@
 import { useTranslation } from 'react-i18next';
 
-import { KEYPAD_KEYS } from './actionMessages';
+import { KEYPAD_KEYS } from './keypad';
 
 /** A phone keypad: each key is sent to the call as a DTMF digit, as a phone line would. */
 export function Keypad({ enabled, keys, onPress }: { enabled: boolean; keys: string; onPress(digit: string): void }) {

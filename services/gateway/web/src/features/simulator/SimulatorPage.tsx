@@ -58,6 +58,7 @@ export function TranscriptRow({ line }: { line: TranscriptEntry }) {
             <span className="text-slate-500">{formatMs(line.tool.durationMs)}</span>
           </span>
         ) : null}
+        {line.dtmf ? <span className="mr-2 text-xs opacity-80">⌨ {t('callDetail.dtmf')}</span> : null}
         {line.text}
         {line.interrupted ? <span className="ml-2 text-xs italic opacity-80">{t('simulator.interrupted')}</span> : null}
       </div>

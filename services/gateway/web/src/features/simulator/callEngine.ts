@@ -5,8 +5,7 @@
 
 import i18n from '../../i18n';
 import { API_KEY_STORAGE, ApiError, apiFetch, storedKey } from '../../lib/api';
-import type { StartMessage, StopMessage } from '../../lib/protocol';
-import type { DtmfMessage, SimulatorServerMessage } from './actionMessages';
+import type { DtmfMessage, ServerMessage, StartMessage, StopMessage } from '../../lib/protocol';
 
 export const SAMPLE_RATE = 16000;
 export const TOKEN_PATH = '/api/v1/simulator/tokens';
@@ -41,7 +40,7 @@ export async function fetchCallToken(agentId: string | null): Promise<string | n
 }
 
 export interface CallCallbacks {
-  onMessage(msg: SimulatorServerMessage): void;
+  onMessage(msg: ServerMessage): void;
   onLevel(rms: number): void;
   onClose(code: number, reason: string): void;
   onFailure(message: string): void;
@@ -96,9 +95,9 @@ export class SimulatorCall {
         this.play(new Int16Array(e.data as ArrayBuffer));
         return;
       }
-      let msg: SimulatorServerMessage;
+      let msg: ServerMessage;
       try {
-        msg = JSON.parse(e.data) as SimulatorServerMessage;
+        msg = JSON.parse(e.data) as ServerMessage;
       } catch {
         return;
       }

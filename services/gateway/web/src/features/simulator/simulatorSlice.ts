@@ -1,8 +1,7 @@
 import { createSlice, type PayloadAction } from '@reduxjs/toolkit';
 
 import i18n from '../../i18n';
-import type { StateChanged } from '../../lib/protocol';
-import type { SimulatorServerMessage, ToolActivity } from './actionMessages';
+import type { ServerMessage, StateChanged, ToolActivity } from '../../lib/protocol';
 
 export type CallStatus = 'idle' | 'connecting' | 'in_call' | 'ending' | 'ended' | 'failed';
 
@@ -13,6 +12,8 @@ export interface TranscriptEntry {
   text: string;
   turnId: number | null;
   interrupted: boolean;
+  /** a caller's keypad entry, not speech */
+  dtmf?: boolean;
   /** role "tool": what ran */
   tool?: { name: string; status: ToolActivity['status']; durationMs: number };
 }
@@ -105,7 +106,7 @@ const simulatorSlice = createSlice({
     keyPressed(state, action: PayloadAction<string>) {
       state.keys += action.payload;
     },
-    messageReceived(state, action: PayloadAction<SimulatorServerMessage>) {
+    messageReceived(state, action: PayloadAction<ServerMessage>) {
       const m = action.payload;
       switch (m.type) {
         case 'started':
@@ -119,6 +120,7 @@ const simulatorSlice = createSlice({
             text: m.text,
             turnId: typeof m.turn_id === 'number' ? m.turn_id : null,
             interrupted: Boolean(m.interrupted),
+            dtmf: Boolean(m.dtmf),
           });
           break;
         case 'clear':
