@@ -63,6 +63,8 @@ class ToolDef(BaseModel):
                 _check_schema(self.parameters)
         elif self.url is not None or self.parameters is not None:
             raise ValueError(f"{self.kind} is built in: its url and parameters are fixed")
+        elif not self.cancellable:  # (a transfer or keys left running past a barge-in act on a live talk)
+            raise ValueError(f"{self.kind} is built in: a barge-in always cancels it (cancellable must be true)")
         if self.kind == "transfer_call":
             if not self.targets:
                 raise ValueError("transfer_call needs at least one target (name -> E.164 number or SIP URI)")
@@ -104,10 +106,32 @@ class ToolDef(BaseModel):
 def _check_schema(schema: dict[str, Any]) -> None:
     if schema.get("type") != "object":
         raise ValueError('parameters must be a JSON schema of "type": "object"')
+    remote = _remote_ref(schema, "parameters")
+    if remote is not None:
+        raise ValueError(f"{remote}: only local references (starting with #) are allowed in parameters")
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise ValueError(f"parameters is not a valid JSON schema: {exc.message}") from None
+
+
+def _remote_ref(node: Any, path: str) -> str | None:
+    """Where ``node`` has a ``$ref`` that is not local ("#..."), anywhere inside it (a schema's references
+    must resolve within it: nothing is fetched, checking the LLM's arguments or the schema itself)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return f"{path}.$ref {ref[:80]!r}"
+        children: Any = node.items()
+    elif isinstance(node, list):
+        children = enumerate(node)
+    else:
+        return None
+    for key, child in children:
+        found = _remote_ref(child, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+        if found is not None:
+            return found
+    return None
 
 
 def check_tools(tools: list[ToolDef]) -> list[ToolDef]:

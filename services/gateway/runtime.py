@@ -9,10 +9,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import httpx
 
 from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.call.audio_cache import AudioCache
+from services.gateway.call.http_tool import tools_client
 from services.gateway.call.turn_detector import VadEngine
 from services.gateway.call.worker_watch import WorkerWatch
 from services.gateway.call_control import CallControlRouter
@@ -66,9 +66,7 @@ class GatewayRuntime:
         self.global_stop = GlobalStopWatcher(bus.js)
         self.worker_watch = WorkerWatch(bus, lost_after_s=settings.worker_lost_after_s)
         self.clients: dict[str, Any] = {}  # provider REST clients (Twilio, Telnyx), made on first use
-        # agents' HTTP tools, every call's: pooled connections; never follows a redirect (only the configured
-        # URL is requested); each tool's own timeout bounds its request (call/http_tool.py)
-        self.tools_http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=200))
+        self.tools_http = tools_client()  # agents' HTTP tools, every call's (call/http_tool.py)
         self.tokens: CallTokens = tokens_from_secret(
             settings.stream_token_secret.get_secret_value(), settings.stream_token_ttl_s
         )

@@ -75,11 +75,44 @@ def test_texts_for_actions_follow_the_agent_language() -> None:
         ({**WEATHER, "name": "rm -rf"}, "pattern"),
         ({"kind": "shell", "name": "x"}, "kind"),
         ({**WEATHER, "timeout_s": 120}, "timeout_s"),
+        ({"kind": "end_call", "cancellable": False}, "cancellable must be true"),
+        ({"kind": "send_dtmf", "cancellable": False}, "cancellable must be true"),
+        (
+            {"kind": "transfer_call", "targets": {"sales": "+34910000000"}, "cancellable": False},
+            "cancellable must be true",
+        ),
+        (
+            {**WEATHER, "parameters": {"type": "object", "$ref": "https://evil.example.com/s.json"}},
+            "parameters.$ref 'https://evil.example.com/s.json': only local references",
+        ),
+        (
+            {
+                **WEATHER,
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"anyOf": [{"type": "null"}, {"$ref": "other.json#/city"}]}},
+                },
+            },
+            "parameters.properties.city.anyOf[1].$ref 'other.json#/city'",
+        ),
     ],
 )
 def test_a_bad_tool_is_refused_with_its_path(tool: dict[str, object], message: str) -> None:
     error = error_of(tools=[tool])
     assert "tools.0" in error and message in error, error
+
+
+def test_an_http_tool_may_run_past_a_barge_in_and_use_local_references() -> None:
+    local = {
+        "type": "object",
+        "$defs": {"city": {"type": "string"}},
+        "properties": {"city": {"$ref": "#/$defs/city"}, "$ref": {"type": "string"}},  # (a property named so)
+    }
+    spec = agent(tools=[{**WEATHER, "cancellable": False, "parameters": local}])
+    [tool] = spec.tools
+    assert not tool.cancellable
+    assert argument_errors(tool, {"city": "Oslo"}) is None
+    assert "is not of type 'string'" in (argument_errors(tool, {"city": 3}) or "")
 
 
 def test_tool_names_are_unique() -> None:

@@ -4,7 +4,10 @@ fail turned into an error for the LLM (never an exception)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import random
+import string
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
@@ -12,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from services.gateway.call.http_tool import MAX_RESULT_BYTES, call_http_tool
+from services.gateway.call.http_tool import MAX_RESULT_BYTES, call_http_tool, tools_client
 from shared.agent_tools import ToolDef
 from shared.signing import verify
 
@@ -157,3 +160,42 @@ async def test_the_answer_is_cut_at_4_kb() -> None:
     async with ToolServer(body=b"x" * (MAX_RESULT_BYTES * 3)) as server:
         text, ok = await _call(tool(server.url), {"city": "x"})
     assert ok and text == "x" * MAX_RESULT_BYTES
+
+
+async def test_the_gateway_client_leaves_the_timeout_to_the_tool_and_ignores_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpx's default 5 s read timeout would cut a tool of ``timeout_s=20`` short; an environment proxy (or
+    ``.netrc``) must not see tool requests."""
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    client = tools_client()
+    assert client.timeout == httpx.Timeout(None)
+    assert not client.trust_env and not client.follow_redirects
+    async with ToolServer() as server, client:
+        result = await call_http_tool(client, tool(server.url, timeout_s=20), {"city": "x"}, secret=SECRET, call_id="c")
+    assert result.ok and len(server.seen) == 1
+
+
+async def test_the_answer_is_asked_for_uncompressed_and_a_compressed_one_is_decoded_only_up_to_the_cap() -> None:
+    bomb = gzip.compress(b"x" * 2_000_000)  # ~2 KB on the wire, 2 MB inflated
+    assert len(bomb) < MAX_RESULT_BYTES
+    async with ToolServer(body=bomb, headers={"Content-Encoding": "gzip"}) as server:
+        text, ok = await _call(tool(server.url), {"city": "x"})
+    assert server.seen[0].headers["accept-encoding"] == "identity"
+    assert ok and text == "x" * MAX_RESULT_BYTES
+
+
+async def test_a_long_compressed_answer_is_cut_on_the_wire_then_decoded() -> None:
+    letters = "".join(random.Random(7).choices(string.ascii_letters, k=20_000))
+    body = gzip.compress(letters.encode())
+    assert len(body) > MAX_RESULT_BYTES
+    async with ToolServer(body=body, headers={"Content-Encoding": "gzip"}) as server:
+        text, ok = await _call(tool(server.url), {"city": "x"})
+    assert ok and text == letters[:MAX_RESULT_BYTES]
+
+
+async def test_an_answer_in_an_unknown_encoding_is_an_error() -> None:
+    async with ToolServer(body=b"\x8b\x00garbage", headers={"Content-Encoding": "br"}) as server:
+        text, ok = await _call(tool(server.url), {"city": "x"})
+    assert not ok and json.loads(text) == {"error": "the tool answered in an unsupported encoding (br)"}
