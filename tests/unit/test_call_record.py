@@ -180,3 +180,32 @@ def test_a_keypad_entry_not_sensitive_is_shown_as_typed() -> None:
     record.keypad(record.next_turn(), "12#", sensitive=False)
     assert outbox.events[0].text == "12#" and outbox.events[0].dtmf
     assert sent[0].text == "12#" and record.history[0].content == "DTMF: 12#"
+
+
+def test_what_the_assistant_repeats_of_a_sensitive_entry_is_masked_in_the_record_not_for_the_llm() -> None:
+    record, outbox, sent = _record()
+    record.keypad(record.next_turn(), "4321", sensitive=True)
+    reply = record.begin_reply(record.next_turn())
+    reply.segments = [Segment(0, "Your PIN 4321 is verified.", start=0, end=1000)]
+    record.assistant(reply, interrupted=False)
+    assert record.history[-1].content == "Your PIN 4321 is verified."  # the LLM's own words, as it said them
+    assert outbox.events[-1].text == "Your PIN •••• is verified."
+    assert sent[-1] == Transcript(role="assistant", text="Your PIN •••• is verified.", turn_id=2)
+
+
+def test_single_keys_are_masked_as_the_run_they_make_not_one_by_one() -> None:
+    """``each`` mode, sensitive: a PIN typed key by key is four one-key entries; later text keeps its other
+    fives and sevens, and the PIN as typed is masked."""
+    record, outbox, _ = _record()
+    turn = record.next_turn()
+    for key in "5712":
+        record.keypad(turn, key, sensitive=True)
+    assert [e.text for e in outbox.events] == ["•"] * 4  # each entry itself is masked in its own turn
+    record.tool(turn, _outcome("verify_pin", '{"pin": "5712"}', '{"ok": true, "at": "7:15", "left": 5}'))
+    tool = outbox.events[-1].tool
+    assert tool.arguments == '{"pin": "••••"}' and tool.result == '{"ok": true, "at": "7:15", "left": 5}'
+    record.user(record.next_turn(), "and the menu", started_at=0, ended_at=1, stt_ms=1)
+    record.keypad(record.turn_id, "3", sensitive=True)  # a new run, of one key: nothing to mask elsewhere
+    record.tool(turn, _outcome("menu", '{"choice": "3", "again": "5712"}', '{"room": 13}'))
+    tool = outbox.events[-1].tool
+    assert tool.arguments == '{"choice": "3", "again": "••••"}' and tool.result == '{"room": 13}'

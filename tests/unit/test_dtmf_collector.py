@@ -115,3 +115,16 @@ def test_the_masker_hides_every_sensitive_entry_longest_first() -> None:
     assert masker('{"pin": "1234", "again": "12345", "short": "12"}') == (
         '{"pin": "••••", "again": "••••5", "short": "••"}'
     )
+
+
+def test_the_masker_never_masks_a_lone_key_and_masks_the_run_of_keys_as_it_stands() -> None:
+    masker = Masker()
+    masker.add("5")
+    assert masker("5 minutes, 15 euros") == "5 minutes, 15 euros"
+    masker.add("9")  # the run is "59" now
+    assert masker("59 and 5 and 9") == "•• and 5 and 9"
+    masker.add("1")  # "591": "59" alone is no longer the secret
+    assert masker("591 59") == "••• 59"
+    masker.break_run()
+    masker.add("7")  # a new run of one key; "591" stays masked
+    assert masker("591 7") == "••• 7"

@@ -19,6 +19,7 @@ log = get_logger(__name__)
 
 KEYS = frozenset("0123456789*#ABCD")
 MASK = "•"
+MIN_MASKED = 2  # keys: shorter entries are masked in their own turn only (see Masker)
 
 
 def mask(digits: str) -> str:
@@ -88,18 +89,40 @@ class DigitCollector:
 
 
 class Masker:
-    """The sensitive entries of one call, replaced by bullets in any text recorded about the call (a tool's
-    arguments or result that repeat a PIN). Longest first, so "1234" is masked whole before "12"."""
+    """The sensitive keypad input of one call, replaced by bullets in any text recorded about the call (a
+    tool's arguments or result, what the assistant said, that repeat a PIN).
+
+    What is masked is whole strings of at least :data:`MIN_MASKED` keys, never a lone key: masking every "5"
+    in later text for a one-key menu choice would blot out times, prices and amounts. Each entry counts, and
+    so does the *run* of the caller's consecutive keypad entries (no spoken turn between them, see
+    :meth:`break_run`): in ``each`` mode a PIN typed 1, 2, 3, 4 is four one-key entries, and its run "1234" is
+    what is masked (only the run as it now stands: "12" stops being masked on its own once "1234" is typed).
+    Longest first, so "1234" is masked whole before "12"."""
 
     def __init__(self) -> None:
-        self._secrets: set[str] = set()
+        self._entries: set[str] = set()
+        self._run = ""
         self._pattern: re.Pattern[str] | None = None
 
     def add(self, digits: str) -> None:
-        if digits and digits not in self._secrets:
-            self._secrets.add(digits)
-            alternatives = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in alternatives))
+        """A sensitive entry, which also extends the current run."""
+        if not digits:
+            return
+        self._run += digits
+        if len(digits) >= MIN_MASKED:
+            self._entries.add(digits)
+        self._compile()
+
+    def break_run(self) -> None:
+        """The caller spoke: the next entry starts a new run (the current one stays masked)."""
+        if len(self._run) >= MIN_MASKED:
+            self._entries.add(self._run)
+        self._run = ""
+
+    def _compile(self) -> None:
+        secrets = self._entries | ({self._run} if len(self._run) >= MIN_MASKED else set())
+        alternatives = sorted(secrets, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(s) for s in alternatives)) if alternatives else None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None:

@@ -5,8 +5,8 @@ of it, or up to the barge-in: the played share of the segment cut off, by words)
 Tool calls are turns of their own (``role="tool"``, shown live as ``tool`` messages); in the history an
 assistant message that calls tools is always followed by every one of its results, and the history an LLM
 request carries never starts with a result. Keypad entries are caller turns (``dtmf``); a sensitive one is
-masked in everything recorded or shown — and so is its digit string in tool arguments and results — while
-the history the LLM gets keeps the digits.
+masked in everything recorded or shown — and so are its digits (:class:`~.dtmf.Masker`) in tool arguments
+and results and in what the assistant said — while the history the LLM gets keeps the digits.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ class CallRecord:
 
     def user(self, turn_id: int, text: str, *, started_at: float, ended_at: float, stt_ms: float) -> None:
         """The caller's turn, as transcribed."""
+        self.masked.break_run()
         self.send(Transcript(role="user", text=text, turn_id=turn_id))
         self._turn("user", text, started_at=started_at, ended_at=ended_at, latency={"stt_ms": stt_ms})
         self.history.append(ChatMessage(role="user", content=text))
@@ -167,8 +168,9 @@ class CallRecord:
             for stage, value in latency.items():
                 TURN_STAGE_SECONDS.labels(stage.removesuffix("_ms")).observe(value / 1000)
             self.send(TurnMetrics(turn_id=reply.turn_id, **latency))
-        if rest:
+        if rest:  # (the LLM's own history keeps what it said; what is recorded or shown is masked)
             self.history.append(ChatMessage(role="assistant", content=rest))
+        heard = self.masked(heard)
         if heard:
             self.send(Transcript(role="assistant", text=heard, turn_id=reply.turn_id, interrupted=interrupted))
             self._turn(
