@@ -183,7 +183,7 @@ async def test_a_barge_in_cancels_what_may_be_cancelled_and_leaves_the_rest_runn
                 say_first=Said(),
                 filler=None,
                 filler_after_s=1.0,
-                spawn=lambda coro: background.append(asyncio.create_task(coro)),
+                spawn=lambda coro: background.append(asyncio.create_task(coro)) or background[-1],
                 on_late=late.append,
             )
         )

@@ -28,7 +28,7 @@ from services.gateway.call.machine import AgentHangUp, CallEvent, NoWords, Playe
 from services.gateway.call.output import AudioOutput
 from services.gateway.call.record import CallRecord, Reply, Segment, latency_ms
 from services.gateway.call.speech import SegmentAudio
-from services.gateway.call.tools import RoundCancelled, ToolOutcome, ToolRunner, run_round
+from services.gateway.call.tools import TOO_MANY_ROUNDS, RoundCancelled, ToolOutcome, ToolRunner, run_round
 from shared.call_config import CallConfig
 from shared.events import ChatMessage, LlmContinuation, LlmRequest, SttRequest, ToolCall
 from shared.logging import bound_call, get_logger
@@ -68,7 +68,7 @@ class ReplyPipeline:
         notify: Callable[[CallEvent], Awaitable[None]],
         on_failure: Callable[[TurnFailed], None],
         tools: ToolRunner,
-        spawn: Callable[[Coroutine[Any, Any, None]], object],
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]],
     ) -> None:
         self.call_id = call_id
         self.channel = channel
@@ -81,6 +81,7 @@ class ReplyPipeline:
         self.on_failure = on_failure
         self.tools = tools
         self.spawn = spawn  # a task the call owns (a tool left running past a barge-in)
+        self.handed_over: str | None = None  # a transfer went through in a round a barge-in cut (see _run_tools)
 
     async def respond(self, turn_id: int, audio: bytes, vad_end: float) -> None:
         """Answer the caller's turn (``audio``: PCM16 at 16 kHz, ended at ``vad_end``)."""
@@ -189,7 +190,7 @@ class ReplyPipeline:
             if not calls:
                 return None
             if round_ == MAX_ROUNDS - 1:
-                log.warning("tool_rounds_exhausted", rounds=MAX_ROUNDS, calls=[c.name for c in calls])
+                self._exhausted(reply, playback, calls)
                 return None
             outcomes, exchange = await self._run_tools(reply, playback, calls)
             ending = self._ending(reply, outcomes)
@@ -243,6 +244,9 @@ class ReplyPipeline:
             )
         except RoundCancelled as cut:
             self._record_tools(reply, said, calls, cut.outcomes)
+            moved = [o.transferred_to for o in cut.outcomes if o.transferred_to is not None]
+            if moved:  # the provider took the call before the cut: the session ends it, transferred
+                self.handed_over = moved[0]
             raise
         finally:
             reply.tools_ms += (time.monotonic() - started) * 1000
@@ -255,6 +259,17 @@ class ReplyPipeline:
             if not outcome.running:
                 self.record.tool(reply.turn_id, outcome)
         return self.record.tool_exchange(said, calls, outcomes)
+
+    def _exhausted(self, reply: Reply, playback: Playback, calls: list[ToolCall]) -> None:
+        """The turn's last allowed request still asked for tools: none runs; each call is recorded (and answered
+        in the history) as an error, and a turn that said nothing at all says the re-prompt instead of silence."""
+        log.warning("tool_rounds_exhausted", rounds=MAX_ROUNDS, calls=[c.name for c in calls])
+        said = " ".join(s.text for s in reply.segments[reply.in_history :])
+        reply.in_history = len(reply.segments)
+        outcomes = [ToolOutcome(c, self.tools.kind(c), TOO_MANY_ROUNDS, "error") for c in calls]
+        self._record_tools(reply, said, calls, outcomes)
+        if not reply.segments:
+            self._add_segment(reply, playback, self.config.text("reprompt_message"))
 
     def _filler(self, reply: Reply, playback: Playback) -> None:
         """A tool round is taking long: say so (once per turn), so the line is not silent."""

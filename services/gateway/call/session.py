@@ -38,12 +38,7 @@ from services.gateway.call.transport import SessionMessage, Transport
 from services.gateway.call.turn_detector import TurnDetector, TurnEnded, VadEngine
 from services.gateway.call.worker_watch import WorkerWatch
 from services.gateway.lifecycle.outbox import LifecycleOutbox
-from services.gateway.metrics import (
-    BARGE_INS,
-    CALL_STATE_TRANSITIONS,
-    CALLS_ACTIVE,
-    CALLS_TOTAL,
-)
+from services.gateway.metrics import BARGE_INS, CALL_STATE_TRANSITIONS, CALLS_ACTIVE, CALLS_TOTAL
 from services.gateway.transports.protocol import Ended, StateChanged
 from shared.audio import StreamResampler
 from shared.bus import Bus
@@ -111,7 +106,8 @@ class CallSession:
         self.speech, self.pipeline = self._reply_pipeline(audio_cache)
         self.started_at = time.time()
         self._reply_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # the call's own: cancelled (all, however late) by its end
+        self._ending = False
         self._sends: set[asyncio.Task[None]] = set()  # messages on their way to the client: flushed, not cancelled
         self._ended = asyncio.Event()
         self.end_reason: str | None = None
@@ -182,6 +178,8 @@ class CallSession:
         """The machine's transition for ``event``, then its actions in order."""
         transition = self._transition(event)
         for action in transition.actions if transition is not None else ():
+            if self.ended:  # (an action ended the call: a transfer the barge-in found done)
+                return
             await self._act(action, event)
 
     async def _act(self, action: m.Action, event: m.CallEvent) -> None:
@@ -259,11 +257,7 @@ class CallSession:
         with bound_call(self.call_id):
             self.end_reason = reason
             self.keypad.close()
-            current = asyncio.current_task()
-            tasks = [t for t in (self._reply_task, *self._tasks) if t is not None and t is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_tasks()
             if self.record.reply is not None:
                 self.record.assistant(self.record.reply, interrupted=True, heard_bytes=self.output.played_bytes())
             try:
@@ -274,17 +268,9 @@ class CallSession:
             await self.channel.close()
             if self._sends:  # the last transcript goes out before "ended"; cancelling a send mid-frame would
                 await asyncio.wait(self._sends, timeout=2.0)  # break the WebSocket (1006) instead
-            duration = max(0.0, time.time() - self.started_at)
-            turns = self.record.seq
-            self.outbox.put(
-                CallEnded(
-                    call_id=self.call_id,
-                    reason=reason,
-                    duration_s=round(duration, 3),
-                    turns=turns,
-                    transferred_to=transferred_to,
-                )
-            )
+            duration, turns = max(0.0, time.time() - self.started_at), self.record.seq
+            ids = {"call_id": self.call_id, "transferred_to": transferred_to}
+            self.outbox.put(CallEnded(reason=reason, duration_s=round(duration, 3), turns=turns, **ids))
             CALLS_ACTIVE.labels(self.transport.client_type).dec()
             CALLS_TOTAL.labels(self.transport.client_type, reason).inc()
             log.info("call_ended", reason=reason, duration_s=round(duration, 1), turns=turns)
@@ -293,6 +279,16 @@ class CallSession:
                 await self.transport.close(close_code, reason)
             except Exception:  # the client is already gone
                 pass
+
+    async def _stop_tasks(self) -> None:
+        """Cancel the reply and the call's tasks until none is left (a reply cut mid round leaves a tool to a
+        task of its own; ``_spawn`` cancels what is spawned from now on): nothing runs past the end."""
+        self._ending = True
+        current = asyncio.current_task()
+        while tasks := [t for t in (self._reply_task, *self._tasks) if t not in (None, current) and not t.done()]:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close_for_shutdown(self) -> None:
         """The gateway is going away and the drain timed out: cut whatever is playing, say the agent's
@@ -335,7 +331,8 @@ class CallSession:
         log.info("barge_in", turn_id=turn_id, heard_bytes=heard)
 
     async def _stop_reply(self, reason: str) -> int:
-        """Clear the client's audio, cancel the reply and its workers, record what of it was heard."""
+        """Clear the client's audio, cancel the reply and its workers, record what of it was heard. A transfer
+        whose request was already out when the reply was cut went through: the call ends ``transferred``."""
         reply, task = self.record.reply, self._reply_task
         heard = await self.output.clear()
         if task is not None and task is not asyncio.current_task():
@@ -344,6 +341,8 @@ class CallSession:
         if reply is not None:
             await self.channel.cancel(reply.turn_id, reason=reason)
             self.record.assistant(reply, interrupted=True, heard_bytes=heard)
+        if self.pipeline.handed_over is not None:
+            await self.end("transferred", transferred_to=self.pipeline.handed_over)
         return heard
 
     # --- replies ---------------------------------------------------------------------------------------
@@ -353,6 +352,8 @@ class CallSession:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
+        if self._ending:  # (refused: cancelled before it runs, and its done callbacks see that)
+            task.cancel()
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -368,6 +369,8 @@ class CallSession:
         task = self._reply_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             await self._stop_reply(words.reason)
+        if self.ended:  # (handed over while being cut: nothing more is ours to say)
+            return
         try:
             if words.text:
                 await asyncio.wait_for(self.pipeline.speak_fixed(self.record.next_turn(), words.text), timeout=30)

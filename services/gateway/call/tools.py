@@ -7,8 +7,10 @@ ask the reply to end it (``end_call``); HTTP tools go through :mod:`.http_tool`.
 the LLM: a failing tool is ``{"error": ...}``, never a failed call.
 
 A round is cancelled by a barge-in (the reply's task is cancelled): calls whose tool is ``cancellable`` stop
-at once and are recorded ``cancelled``; the others run on in the background and their result is recorded
-when it comes (``on_late``) — the history the LLM sees says so meanwhile.
+at once and are recorded ``cancelled``; the others run on in the background (a task the call owns, which the
+call's end cancels, the tool with it) and their result is recorded when it comes (``on_late``) — the history
+the LLM sees says so meanwhile. A transfer whose request has left for the provider is not stopped halfway:
+its answer is waited for, so a barge-in never loses a call that was in fact handed over.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ log = get_logger(__name__)
 
 CANCELLED = json.dumps({"error": "cancelled: the caller interrupted"})
 STILL_RUNNING = json.dumps({"status": "still running; the caller interrupted before it finished"})
+TOO_MANY_ROUNDS = json.dumps({"error": "too many tool rounds in one turn"})
+CALL_ENDED = json.dumps({"error": "cancelled: the call ended before it finished"})
 
 
 @dataclass
@@ -83,6 +87,10 @@ class ToolRunner:
     def any_http(self, calls: list[ToolCall]) -> bool:
         """Whether a round may be silent for long: built-ins are quick or speak for themselves (a transfer)."""
         return any(call.name in self.tools and self.tools[call.name].kind == "http" for call in calls)
+
+    def kind(self, call: ToolCall) -> ToolKind:
+        tool = self.tools.get(call.name)
+        return tool.kind if tool is not None else "http"
 
     def cancellable(self, call: ToolCall) -> bool:
         tool = self.tools.get(call.name)
@@ -142,15 +150,30 @@ class ToolRunner:
         target = tool.targets.get(name)
         if target is None:  # (the schema's enum already refuses it; a changed agent must not widen it)
             return _error(call, "transfer_call", f"unknown transfer target {name!r}", started)
-        await announce(self.transfer_message)
-        try:
-            await self.transport.transfer(target)
-        except Exception as exc:
-            log.warning("transfer_failed", target_name=name, error=str(exc)[:200])
-            return _error(call, "transfer_call", f"the transfer failed: {exc}", started)
+        await announce(self.transfer_message)  # (a barge-in during the hand-off line: no transfer)
+        failure = await self._hand_over(target)
+        if failure is not None:
+            log.warning("transfer_failed", target_name=name, error=str(failure)[:200])
+            return _error(call, "transfer_call", f"the transfer failed: {failure}", started)
         log.info("call_transferred", target_name=name)
         result = json.dumps({"status": "transferred", "target": name})
         return ToolOutcome(call, "transfer_call", result, started_at=started, transferred_to=target)
+
+    async def _hand_over(self, target: str) -> BaseException | None:
+        """The provider's transfer request, shielded once sent: a cancel (a barge-in, the call ending) while it
+        is in flight waits for the provider's answer, so whether the call is still ours is known. Returns
+        why it failed, or None: handed over (then this call's outcome stands even though it was cancelled)."""
+        request = asyncio.ensure_future(self.transport.transfer(target))
+        try:
+            await asyncio.shield(request)
+        except asyncio.CancelledError:
+            await asyncio.wait([request])  # (only the wait was cancelled: the request goes on to its answer)
+            if request.cancelled():
+                raise
+            log.info("transfer_settled_after_cancel", transferred=request.exception() is None)
+        except Exception:
+            pass  # (read below)
+        return request.exception()
 
 
 async def run_round(
@@ -160,7 +183,7 @@ async def run_round(
     say_first: Callable[[str | None], Awaitable[None]],
     filler: Callable[[], None] | None,
     filler_after_s: float,
-    spawn: Callable[[Coroutine[Any, Any, None]], object],
+    spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]],
     on_late: Callable[[ToolOutcome], None],
 ) -> list[ToolOutcome]:
     """Run ``calls`` concurrently; ``filler`` is called once if they are still running after
@@ -175,14 +198,13 @@ async def run_round(
                 filler()
         await asyncio.wait(tasks)
     except asyncio.CancelledError as exc:
-        outcomes = _interrupted(runner, calls, tasks, started, spawn, on_late)
+        outcomes = await _interrupted(runner, calls, tasks, started, spawn, on_late)
         raise RoundCancelled(outcomes) from exc
     return [_result(runner, call, task, started) for call, task in zip(calls, tasks, strict=True)]
 
 
 def _kind(runner: ToolRunner, call: ToolCall) -> ToolKind:
-    tool = runner.tools.get(call.name)
-    return tool.kind if tool is not None else "http"
+    return runner.kind(call)
 
 
 def _result(runner: ToolRunner, call: ToolCall, task: asyncio.Task[ToolOutcome], started: float) -> ToolOutcome:
@@ -204,34 +226,55 @@ class RoundCancelled(asyncio.CancelledError):
         self.outcomes = outcomes
 
 
-def _interrupted(
+async def _interrupted(
     runner: ToolRunner,
     calls: list[ToolCall],
     tasks: list[asyncio.Task[ToolOutcome]],
     started: float,
-    spawn: Callable[[Coroutine[Any, Any, None]], object],
+    spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]],
     on_late: Callable[[ToolOutcome], None],
 ) -> list[ToolOutcome]:
-    """What each call of a round cut by a barge-in comes to: its result if it had one, else cancelled, or
-    left running (not cancellable) with its result recorded by ``on_late`` when it comes."""
+    """What each call of a round cut by a barge-in comes to: its result if it had one (a transfer in flight
+    is waited for), else cancelled, or left running (not cancellable) with its result recorded by
+    ``on_late`` when it comes."""
+    stopping = [t for c, t in zip(calls, tasks, strict=True) if not t.done() and runner.cancellable(c)]
+    for task in stopping:
+        task.cancel()
+    if stopping:
+        await asyncio.wait(stopping)
     outcomes: list[ToolOutcome] = []
     for call, task in zip(calls, tasks, strict=True):
         if task.done():
             outcomes.append(_result(runner, call, task, started))
-        elif runner.cancellable(call):
-            task.cancel()
-            outcomes.append(ToolOutcome(call, _kind(runner, call), CANCELLED, "cancelled", started_at=started))
         else:
             log.info("tool_left_running", tool=call.name)
-            spawn(_finish_late(task, on_late))
+            _leave_running(runner, call, task, started, spawn, on_late)
             outcomes.append(ToolOutcome(call, _kind(runner, call), STILL_RUNNING, started_at=started, running=True))
     return outcomes
 
 
-async def _finish_late(task: asyncio.Task[ToolOutcome], on_late: Callable[[ToolOutcome], None]) -> None:
-    try:
-        outcome = await task
-    except asyncio.CancelledError:
+def _leave_running(
+    runner: ToolRunner,
+    call: ToolCall,
+    task: asyncio.Task[ToolOutcome],
+    started: float,
+    spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]],
+    on_late: Callable[[ToolOutcome], None],
+) -> None:
+    """``task`` runs on, watched by a task the call owns: its outcome goes to ``on_late`` when it comes. When
+    the call cancels the watcher (it is ending), the tool is cancelled too, and recorded so, at once."""
+
+    async def finish() -> None:
+        await asyncio.wait([task])
+        on_late(_result(runner, call, task, started))
+
+    def dropped(watcher: asyncio.Task[Any]) -> None:
+        if not watcher.cancelled():
+            return
+        if task.done():
+            on_late(_result(runner, call, task, started))
+            return
         task.cancel()
-        raise
-    on_late(outcome)
+        on_late(ToolOutcome(call, _kind(runner, call), CALL_ENDED, "cancelled", started_at=started))
+
+    spawn(finish()).add_done_callback(dropped)
