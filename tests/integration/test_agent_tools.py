@@ -300,7 +300,7 @@ class ToolHappyLlm:
         await self.bus.publish(req.reply_to, chunk)
 
 
-async def test_a_turn_asks_the_llm_at_most_four_times(start_stack, nats_url: str) -> None:
+async def test_a_turn_asks_the_llm_at_most_four_times(start_stack, nats_url: str, db_pool) -> None:
     services = ("stt_worker", "tts_worker", "call_recorder")  # the LLM is the test's
     gateway = await stack(start_stack, "what is the weather", services=services)
     bus = await Bus.connect(nats_url, "tool-happy-llm")
@@ -323,3 +323,9 @@ async def test_a_turn_asks_the_llm_at_most_four_times(start_stack, nats_url: str
     assert [m.role for m in last[-7:]] == ["user", *["assistant", "tool"] * 3]
     assert [m.tool_calls[0].id for m in last if m.tool_calls] == ["call_1", "call_2", "call_3"]
     assert reply["text"] == "Checking. Checking. Checking. Checking."
+    rows = await history(db_pool, sim.call_id, 7)
+    tools = [as_json(r["tool"]) for r in rows if r["role"] == "tool"]  # the 4th answer's call: dropped, recorded
+    assert [(t["call_id"], t["status"]) for t in tools] == [(f"call_{i}", "ok") for i in (1, 2, 3)] + [
+        ("call_4", "error")
+    ]
+    assert json.loads(tools[-1]["result"]) == {"error": "too many tool rounds in one turn"}
