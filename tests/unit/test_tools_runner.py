@@ -199,3 +199,75 @@ async def test_a_barge_in_cancels_what_may_be_cancelled_and_leaves_the_rest_runn
         await asyncio.wait_for(asyncio.gather(*background), 2)
     [finished] = late
     assert finished.call.name == "book" and finished.status == "ok" and finished.result == '{"temp_c": 21}'
+
+
+class SlowProvider(LineStub):
+    """A provider that takes its time to answer a transfer request (and does it, whoever stops waiting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def transfer(self, target: str) -> None:
+        self.asked.set()
+        await self.answer.wait()
+        self.transfers.append(target)
+
+
+async def test_a_round_cut_while_the_transfer_request_is_out_waits_for_the_providers_answer() -> None:
+    line = SlowProvider()
+    the_round = asyncio.create_task(
+        run_round(
+            runner(line),
+            [call("transfer_call", {"target": "sales"})],
+            say_first=Said(),
+            filler=None,
+            filler_after_s=1.0,
+            spawn=asyncio.create_task,
+            on_late=lambda _: None,
+        )
+    )
+    await asyncio.wait_for(line.asked.wait(), 1)
+    the_round.cancel()  # a barge-in
+    await asyncio.sleep(0.05)
+    assert not the_round.done()  # the provider has not answered yet
+    line.answer.set()
+    with pytest.raises(RoundCancelled) as cut:
+        await the_round
+    [outcome] = cut.value.outcomes
+    assert outcome.status == "ok" and outcome.transferred_to == "+34910000001"
+    assert line.transfers == ["+34910000001"]
+
+
+async def test_a_tool_left_running_stops_with_its_watcher_and_is_recorded_cancelled() -> None:
+    async with ToolServer(delay_s=2.0) as server, httpx.AsyncClient() as http:
+        booking = ToolDef(kind="http", name="book", url=server.url, parameters=SCHEMA, cancellable=False)  # type: ignore[arg-type]
+        late: list[ToolOutcome] = []
+        watchers: list[asyncio.Task[Any]] = []
+
+        def spawn(coro: Any) -> asyncio.Task[Any]:
+            watchers.append(asyncio.create_task(coro))
+            return watchers[-1]
+
+        the_round = asyncio.create_task(
+            run_round(
+                runner(LineStub(), http, booking),
+                [call("book", {"city": "b"})],
+                say_first=Said(),
+                filler=None,
+                filler_after_s=1.0,
+                spawn=spawn,
+                on_late=late.append,
+            )
+        )
+        await asyncio.wait_for(server.arrived.wait(), 1)
+        the_round.cancel()
+        with pytest.raises(RoundCancelled):
+            await the_round
+        [watcher] = watchers
+        watcher.cancel()  # the call ends
+        await asyncio.gather(watcher, return_exceptions=True)
+        await asyncio.wait_for(server.gone.wait(), 1)  # the request itself was dropped
+    [outcome] = late
+    assert outcome.status == "cancelled" and "the call ended" in outcome.result
