@@ -7,13 +7,22 @@ moment the claim expires. A replica that dies mid-delivery leaves the row to be 
 over; every result is written only if the claim is still the writer's (same status and attempt), so a replica
 that was too slow cannot overwrite the next one's result. Delivery is at least once: a crash between the
 receiver's 2xx and our write sends the same ``X-Victoria-Delivery`` again, which receivers dedupe on.
+
+A claim's lease covers the POST's timeout plus :data:`LEASE_MARGIN_S` for the database around it, so waiting
+for a connection must stay inside it: a poll claims no more rows than the pool serves at once (one connection
+is left to the rest of the recorder), and every connection an attempt needs is awaited only until its lease
+runs out. An attempt that cannot have one in time gives its row up (the claim expires and any replica retries
+it) rather than POSTing or writing its result while another replica may already hold the row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -23,14 +32,18 @@ from prometheus_client import Counter, Histogram
 from services.call_recorder.webhook_payload import EVENT, build_payload
 from shared.logging import bound_call, get_logger
 from shared.metrics import LATENCY_BUCKETS
-from shared.signing import DELIVERY_HEADER, SIGNATURE_HEADER, sign
+from shared.signing import DELIVERY_HEADER, SIGNATURE_HEADER, key_for, sign
 
 log = get_logger(__name__)
 
 EVENT_HEADER = "X-Victoria-Event"
 LEASE_MARGIN_S = 30.0  # a claim outlives the POST's own timeout by this much (the database writes around it)
 MAX_DELAY_S = 3600.0  # no retry waits longer, whatever the backoff or the receiver's Retry-After says
-CLAIM_BATCH = 16
+CLAIM_BATCH = 16  # at most, and never more than the pool's connections less one (WebhookDeliverer.batch)
+# shares of LEASE_MARGIN_S: our view of a lease ends this much before the database's (the claim's round trip);
+# the payload's connection is awaited only while the POST's timeout and this much more are left for the write
+CLOCK_SLACK_SHARE = 0.1
+WRITE_SHARE = 0.25
 
 DELIVERIES = Counter(
     "victoria_webhook_deliveries_total",
@@ -72,6 +85,14 @@ class Claim:
     url: str
     attempts: int  # this attempt's number
     reclaimed: bool  # its previous claim expired (that replica died or hung)
+    expires: float = math.inf  # time.monotonic() when this claim's lease runs out (a little before, in fact)
+
+    def left_s(self) -> float:
+        return self.expires - time.monotonic()
+
+
+class ClaimLost(Exception):
+    """No database connection came before the claim's lease ran out: the row is given up to the next claim."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,7 @@ class WebhookDeliverer:
         timeout_s: float,
         poll_s: float,
         client: httpx.AsyncClient | None = None,
+        lease_margin_s: float = LEASE_MARGIN_S,
     ) -> None:
         self.pool = pool
         self.secret = secret
@@ -118,6 +140,7 @@ class WebhookDeliverer:
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self.poll_s = poll_s
+        self.lease_margin_s = lease_margin_s
         # no redirects: a receiver that moved says so with an error we record, we never follow it elsewhere
         self.client = client or httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False)
         self._wake = asyncio.Event()
@@ -152,7 +175,7 @@ class WebhookDeliverer:
             except Exception:  # a bug must not stop every later delivery: logged, and the loop goes on
                 log.exception("webhook_round_failed")
                 handled = 0
-            if handled < CLAIM_BATCH:  # a full batch: more may be due at once
+            if handled < self.batch():  # a full batch: more may be due at once
                 try:
                     async with asyncio.timeout(self.poll_s):
                         await self._wake.wait()
@@ -160,10 +183,19 @@ class WebhookDeliverer:
                     pass
                 self._wake.clear()
 
+    def batch(self) -> int:
+        """Rows claimed per poll: as many as the pool serves at once, one connection left to the recorder's
+        other work, so that no attempt waits for a connection while its lease runs."""
+        return max(1, min(CLAIM_BATCH, self.pool.get_max_size() - 1))
+
     async def deliver_due(self) -> int:
         """Claim the deliveries due now and make one attempt at each; returns how many."""
-        rows = await self.pool.fetch(_CLAIM, self.timeout_s + LEASE_MARGIN_S, CLAIM_BATCH)
-        claims = [Claim(r["id"], r["call_id"], r["url"], r["attempts"], r["was"] == "delivering") for r in rows]
+        lease_s = self.timeout_s + self.lease_margin_s
+        rows = await self.pool.fetch(_CLAIM, lease_s, self.batch())
+        expires = time.monotonic() + lease_s - CLOCK_SLACK_SHARE * self.lease_margin_s
+        claims = [
+            Claim(r["id"], r["call_id"], r["url"], r["attempts"], r["was"] == "delivering", expires) for r in rows
+        ]
         await asyncio.gather(*(self._attempt(c) for c in claims))
         return len(claims)
 
@@ -176,7 +208,9 @@ class WebhookDeliverer:
                     await self._record(claim, Answer(None, "no result from the last attempt (its claim expired)"))
                     return
                 try:
-                    payload = await build_payload(self.pool, claim.call_id, claim.id)
+                    # the payload's connection only while the POST and the result's write still fit the lease
+                    async with self._connection(claim, self.timeout_s + WRITE_SHARE * self.lease_margin_s) as conn:
+                        payload = await build_payload(conn, claim.call_id, claim.id)
                 except LookupError:
                     return  # the call was deleted (retention): its deliveries went with it
                 except ValueError as exc:  # a stored row the payload model refuses: a bug, but never a dead loop
@@ -185,20 +219,39 @@ class WebhookDeliverer:
                     return
                 answer = await self.post(claim, payload.model_dump_json().encode())
                 await self._record(claim, answer)
+            except ClaimLost as exc:
+                log.warning("webhook_claim_given_up", reason=str(exc), hint="the claim expires and it is retried")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # the database failed under us: the claim expires and this attempt is made again
                 log.warning("webhook_attempt_db_error", error=str(exc) or type(exc).__name__)
 
+    @contextlib.asynccontextmanager
+    async def _connection(self, claim: Claim, keep_s: float = 0.0) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, awaited only while ``keep_s`` of the claim's lease would still be left after it;
+        :class:`ClaimLost` when none comes in time."""
+        wait_s = claim.left_s() - keep_s
+        if wait_s <= 0:
+            raise ClaimLost(f"its lease runs out in {claim.left_s():.1f}s")
+        try:
+            conn = await self.pool.acquire(timeout=wait_s)
+        except TimeoutError:
+            raise ClaimLost(f"no database connection within {wait_s:.1f}s") from None
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
     async def post(self, claim: Claim, body: bytes) -> Answer:
-        """One signed POST of ``body``; never raises for what the receiver or the network does."""
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self.secret, body),
-            DELIVERY_HEADER: claim.id,
-            EVENT_HEADER: EVENT,
-        }
+        """One signed POST of ``body`` (with the key of ``claim.url``, :func:`shared.signing.key_for`); never
+        raises for what the receiver or the network does."""
         started = time.monotonic()
         try:
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(key_for(self.secret, claim.url), body),
+                DELIVERY_HEADER: claim.id,
+                EVENT_HEADER: EVENT,
+            }
             async with asyncio.timeout(self.timeout_s):
                 async with self.client.stream("POST", claim.url, content=body, headers=headers) as resp:
                     code = resp.status_code  # the body is not read: a receiver's answer is its status
@@ -214,14 +267,19 @@ class WebhookDeliverer:
         return Answer(code, f"HTTP {code}", wait)
 
     async def _record(self, claim: Claim, answer: Answer) -> None:
+        """Write the attempt's result, if a connection comes while the claim is still ours (else ClaimLost)."""
+        async with self._connection(claim) as conn:
+            await self._write(conn, claim, answer)
+
+    async def _write(self, conn: asyncpg.Connection, claim: Claim, answer: Answer) -> None:
         if answer.delivered:
-            await self.pool.execute(_DELIVERED, claim.id, claim.attempts, answer.status_code)
+            await conn.execute(_DELIVERED, claim.id, claim.attempts, answer.status_code)
             DELIVERIES.labels("delivered").inc()
             log.info("webhook_delivered", status_code=answer.status_code)
             return
         final = claim.attempts >= self.max_attempts
         delay = 0.0 if final else max(backoff_s(claim.attempts, self.retry_base_s), answer.retry_after_s or 0.0)
-        await self.pool.execute(
+        await conn.execute(
             _NOT_DELIVERED,
             claim.id,
             claim.attempts,

@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from shared.global_stop import GlobalStopState, write_state
-from shared.signing import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from shared.signing import DELIVERY_HEADER, SIGNATURE_HEADER, key_for, verify
 from tests.integration.conftest import FAST as INTEGRATION_FAST
 from tools.embedded import migrate, with_database
 from tools.talk import RATE, synthesize
@@ -270,6 +270,8 @@ async def test_agent_actions_in_chromium(
     assert by_id[result["resentId"]]["requested_by"] == "resend"
     hooks = [r for r in got if r.path == "/hooks"]
     assert result["resentId"] in {r.headers[DELIVERY_HEADER.lower()] for r in hooks}
-    assert all(verify(secret, r.body, r.headers[SIGNATURE_HEADER.lower()]) for r in hooks)
+    hook_key, tool_key = key_for(secret, f"{base}/hooks"), key_for(secret, f"{base}/tools/{tool}")
+    assert all(verify(hook_key, r.body, r.headers[SIGNATURE_HEADER.lower()]) for r in hooks)
+    assert all(verify(tool_key, r.body, r.headers[SIGNATURE_HEADER.lower()]) for r in tool_calls)
     for name in ("agent-tools", "simulator-actions", "call-detail-actions"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name

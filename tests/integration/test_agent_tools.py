@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from shared import subjects
 from shared.bus import Bus
 from shared.events import LlmChunk, LlmRequest, ToolCall, WorkAck
-from shared.signing import verify
+from shared.signing import key_for, verify
 from tests.unit.test_tools_http import ToolServer
 from tools.simcaller import SimCaller
 from tools.talk import synthesize
@@ -109,7 +109,7 @@ async def test_an_http_tool_is_called_signed_and_its_result_spoken(start_stack, 
         await sim.hang_up()
     [seen] = server.seen
     assert json.loads(seen.body) == {"city": "Malaga"}
-    assert verify(SECRET, seen.body, seen.headers["x-victoria-signature"])
+    assert verify(key_for(SECRET, server.url), seen.body, seen.headers["x-victoria-signature"])
     assert seen.headers["x-victoria-call-id"] == sim.call_id and seen.headers["x-victoria-tool"] == "weather"
     assert (tool["name"], tool["status"]) == ("weather", "ok") and "sunny" in tool["text"]
     assert reply["text"].startswith("Let me check that.") and "sunny" in reply["text"] and "21" in reply["text"]

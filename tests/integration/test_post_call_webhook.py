@@ -20,7 +20,7 @@ from shared.call_config import AgentSpec
 from shared.db import webhook_deliveries
 from shared.events import CallEnded, CallStarted, ToolTurn, TurnRecorded
 from shared.health import ping_services
-from shared.signing import verify
+from shared.signing import key_for, verify
 from tests.webhook_receiver import Receiver
 
 SECRET = "test-webhook-secret"
@@ -143,8 +143,9 @@ async def test_a_failed_delivery_is_retried_then_delivered_and_can_be_resent(
         assert second.headers["X-Victoria-Delivery"] == delivery_id
         assert second.headers["X-Victoria-Event"] == "call.completed"
         assert second.headers["Content-Type"] == "application/json"
-        assert verify(SECRET, second.body, second.headers["X-Victoria-Signature"])
-        assert not verify("another-secret", second.body, second.headers["X-Victoria-Signature"])
+        key = key_for(SECRET, receiver.url)  # the receiver's own key, not the master
+        assert verify(key, second.body, second.headers["X-Victoria-Signature"])
+        assert not verify(SECRET, second.body, second.headers["X-Victoria-Signature"])
 
         payload = json.loads(second.body)
         assert payload["event"] == "call.completed" and payload["delivery_id"] == delivery_id
@@ -182,7 +183,7 @@ async def test_a_failed_delivery_is_retried_then_delivered_and_can_be_resent(
 
             third = (await wait_requests(receiver, 3))[2]
             assert third.headers["X-Victoria-Delivery"] == again["id"] and third.answered == 200
-            assert verify(SECRET, third.body, third.headers["X-Victoria-Signature"])
+            assert verify(key, third.body, third.headers["X-Victoria-Signature"])
 
             async def both_delivered() -> list | None:
                 got = (await client.get(f"/api/v1/calls/{call_id}")).json()["webhook_deliveries"]
@@ -235,6 +236,30 @@ async def test_two_delivery_loops_deliver_each_row_once(database_url: str, db_po
             "SELECT status, attempts FROM webhook_deliveries WHERE call_id = ANY($1::text[])", calls
         )
         assert {(r["status"], r["attempts"]) for r in statuses} == {("delivered", 1)}
+
+
+async def test_a_poll_claims_what_its_pool_serves_when_more_is_due(database_url: str, db_pool: asyncpg.Pool) -> None:
+    """Ten rows due for a pool of four connections: a poll claims three (one connection left to the rest of
+    the recorder), so no attempt waits for a connection while its lease runs; the rest wait their turn, still
+    unclaimed, and every row is delivered once in the end."""
+    with Receiver(statuses=[200], delay_s=0.2) as receiver:
+        agent_id = await create_agent(db_pool, receiver.url)
+        calls = [await ended_call(db_pool, agent_id) for _ in range(10)]
+        queued = {d.id for d in [await webhook_deliveries.enqueue(db_pool, c, "resend") for c in calls] if d}
+        loop, pool = await deliverer(database_url)
+        try:
+            assert loop.batch() == 3 and await loop.deliver_due() == 3
+            rows = await db_pool.fetch(
+                "SELECT status, attempts FROM webhook_deliveries WHERE id = ANY($1::text[])", list(queued)
+            )
+            counts = Counter((r["status"], r["attempts"]) for r in rows)
+            assert counts[("pending", 0)] >= 7 and counts[("delivering", 1)] == 0  # none claimed and left waiting
+            await drain(loop, rounds=10)
+        finally:
+            await loop.client.aclose()
+            await pool.close()
+        seen = Counter(r.headers["X-Victoria-Delivery"] for r in receiver.received())
+        assert seen == Counter(dict.fromkeys(queued, 1))
 
 
 async def test_retries_give_up_as_failed_and_a_dead_claim_is_taken_over(

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from shared.agent_tools import ToolDef, argument_errors
 from shared.call_config import AgentSpec, CallConfig
 from shared.events import ChatMessage, LlmChunk, ToolCall
-from shared.signing import DEVELOPMENT_SECRET, sign, signing_secret, verify
+from shared.signing import DEVELOPMENT_SECRET, key_for, sign, signing_secret, verify
 
 WEATHER = {
     "kind": "http",
@@ -165,3 +165,6 @@ def test_signatures_verify_and_refuse_tampering_replay_and_the_wrong_key() -> No
     assert not verify("s3cret", body, header, now=1_000_000 + 301)  # replayed too late
     assert not verify("s3cret", body, "garbage", now=1_000_000)
     assert signing_secret("  ") == DEVELOPMENT_SECRET and signing_secret("k") == "k"
+    # what a receiver holds is its own key (tests/unit/test_signing_keys.py): another URL's verifies nothing
+    mine, theirs = key_for("s3cret", "https://a.example/tool"), key_for("s3cret", "https://b.example/tool")
+    assert verify(mine, body, sign(mine, body)) and not verify(theirs, body, sign(mine, body))

@@ -28,6 +28,8 @@ from services.llm_worker.providers.groq import GroqLlm
 from services.llm_worker.providers.hermes_tools import CallText, parse_calls, render_chat
 from services.llm_worker.providers.local_llama import LocalLlamaLlm
 from services.llm_worker.providers.openai_compat import OpenAICompatLlm
+from services.llm_worker.providers.tool_deltas import bounded_call
+from shared.agent_tools import ToolDef, argument_errors
 from shared.events import ChatMessage, ToolCall, ToolSpec
 from shared.model_parts import QWEN_05B, model_file
 from shared.worker import ProviderError
@@ -234,6 +236,43 @@ async def test_calls_of_a_batch_numbered_zero_with_their_own_ids_stay_apart() ->
 
 
 @respx.mock
+async def test_a_call_out_of_bounds_is_an_error_for_the_gateway_not_a_failed_turn(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A long id is clipped; a name over 64 characters or arguments over 20,000 become a call the gateway
+    refuses (its arguments are no JSON object) and tells the model: never a ValidationError, never a retry."""
+    long_name, long_id, huge = "end_call_" + "x" * 91, "call_" + "7" * 200, json.dumps({"reason": "1234" * 6000})
+    stream = [
+        chunk({"tool_calls": [whole_call(0, long_id, "end_call", '{"reason": "bye"}')]}),
+        chunk({"tool_calls": [whole_call(1, "call_2", long_name, "{}")]}),
+        chunk({"tool_calls": [whole_call(2, "call_3", "end_call", huge)]}),
+        chunk({}, "tool_calls"),
+    ]
+    route = respx.post(OPENAI_CHAT).mock(return_value=sse_response(sse(*stream)))
+    deltas = await collect(openai_llm(), tools=[END_CALL])
+    clipped, named, oversized = deltas[-1].tool_calls
+    assert route.call_count == 1 and deltas[-1].finish_reason == "tool_calls"
+    assert clipped == ToolCall(id=long_id[:128], name="end_call", arguments='{"reason": "bye"}')
+    assert named.id == "call_2" and named.name == long_name[:64] and oversized.name == "end_call"
+    for call in (named, oversized):
+        assert "malformed call, not run" in json.loads(call.arguments)
+        assert argument_errors(ToolDef(kind="end_call"), json.loads(call.arguments)) == (
+            "arguments must be a JSON object"
+        )
+    logged = capsys.readouterr().out
+    assert "llm_tool_call_out_of_bounds" in logged and "1234" not in logged  # lengths, not what the model wrote
+
+
+@pytest.mark.parametrize(
+    ("call_id", "name", "arguments"),
+    [("", "x" * 65, "{}"), ("i" * 129, "end_call", "{}"), ("c", "end_call", "[" * 20_001), ("c", "n" * 999, "")],
+)
+def test_bounded_call_never_raises(call_id: str, name: str, arguments: str) -> None:
+    call = bounded_call(call_id, name, arguments)
+    assert 1 <= len(call.id) <= 128 and len(call.name) <= 64 and len(call.arguments) <= 20_000
+
+
+@respx.mock
 async def test_an_error_event_before_any_delta_is_retried_and_after_one_is_final() -> None:
     error = {"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}
     route = respx.post(OPENAI_CHAT).mock(
@@ -436,6 +475,20 @@ def test_a_leading_json_object_that_is_no_call_is_spoken_at_the_end() -> None:
 )
 def test_malformed_or_unoffered_calls_run_nothing_and_are_not_spoken(held: str, names: list[str]) -> None:
     assert _feed(["Okay. ", held], {"end_call"}) == ("Okay. ", "", ())
+
+
+def test_a_local_call_with_oversized_arguments_or_a_non_string_name_never_raises() -> None:
+    huge = '<tool_call>\n{"name": "end_call", "arguments": {"reason": "' + "9" * 25_000 + '"}}\n</tool_call>'
+    (call,) = parse_calls(huge, {"end_call"})
+    assert call.name == "end_call" and "malformed call, not run" in json.loads(call.arguments)
+    assert parse_calls('<tool_call>\n{"name": ["end_call"], "arguments": {}}\n</tool_call>', {"end_call"}) == ()
+
+
+def test_unparsed_tool_call_text_is_logged_by_its_length_only(capsys: pytest.CaptureFixture[str]) -> None:
+    held = '<tool_call>\n{"name": "verify_pin", "arguments": {"pin": "987654'
+    assert _feed(["One moment. ", held], {"verify_pin"}) == ("One moment. ", "", ())
+    logged = capsys.readouterr().out
+    assert "local_tool_call_unparsed" in logged and "987654" not in logged
 
 
 def test_several_calls_string_arguments_and_a_missing_closing_tag() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from services.gateway.call.http_tool import MAX_RESULT_BYTES, call_http_tool, tools_client
 from shared.agent_tools import ToolDef
-from shared.signing import verify
+from shared.signing import key_for, verify
 
 SECRET = "test-secret"
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -100,8 +100,10 @@ async def test_a_post_carries_the_arguments_signed_and_the_answer_comes_back() -
     assert seen.method == "POST" and seen.target == "/tool"
     assert json.loads(seen.body) == {"city": "Málaga"}
     assert seen.headers["content-type"] == "application/json"
-    assert verify(SECRET, seen.body, seen.headers["x-victoria-signature"])
-    assert not verify("another-secret", seen.body, seen.headers["x-victoria-signature"])
+    key = key_for(SECRET, server.url)  # the receiver's own key: the tool URL's, not the master
+    assert verify(key, seen.body, seen.headers["x-victoria-signature"])
+    assert not verify(SECRET, seen.body, seen.headers["x-victoria-signature"])
+    assert not verify(key_for(SECRET, server.url + "/other"), seen.body, seen.headers["x-victoria-signature"])
     assert seen.headers["x-victoria-call-id"] == "call-1" and seen.headers["x-victoria-tool"] == "weather"
     assert len(seen.headers["x-victoria-delivery"]) >= 16
 
@@ -113,7 +115,7 @@ async def test_a_get_sends_a_signed_query_string() -> None:
     query = urlsplit(seen.target).query
     assert ok and seen.method == "GET" and seen.body == b""
     assert dict(parse_qsl(query)) == {"city": "Rome & Paris"}
-    assert verify(SECRET, query.encode(), seen.headers["x-victoria-signature"])
+    assert verify(key_for(SECRET, server.url), query.encode(), seen.headers["x-victoria-signature"])
 
 
 async def test_each_delivery_has_its_own_id() -> None:

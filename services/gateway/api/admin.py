@@ -3,6 +3,7 @@
 second, the operator's webhook is told), ``POST /admin/global-stop/reset`` lifts it (new calls are accepted
 again on every replica within a second).
 ``POST /admin/calls/{call_id}/hangup`` ends a live call on whichever replica owns it (404 when none does).
+``GET /admin/signing-key?url=...`` gives the signing key of one HTTP tool or webhook receiver (``key_for``).
 
 Admin actions are never open: they need ``X-API-Key`` equal to ``ADMIN_API_KEY`` (compared in constant time),
 and answer 503 while no admin key is configured. Failed attempts (missing or wrong key) are counted per client
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, status
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
 from services.gateway.edge.http_guard import TokenBuckets
@@ -28,6 +29,7 @@ from shared.events import CallControl
 from shared.global_stop import GlobalStopState, read_state, trip, write_state
 from shared.logging import get_logger
 from shared.settings import GatewaySettings
+from shared.signing import key_for, normalized_url, signing_secret
 
 log = get_logger(__name__)
 
@@ -184,3 +186,25 @@ async def hang_up_call(call_id: str, request: Request) -> HangupOut:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live call {call_id!r} on any gateway replica")
     log.warning("admin_call_hangup", call_id=call_id, instance=reply.instance)
     return HangupOut(call_id=call_id, instance=reply.instance, client_type=reply.client_type)
+
+
+class SigningKeyOut(BaseModel):
+    url: str = Field(description="the URL as keys are derived from it: scheme://host[:port]/path")
+    key: str = Field(description="the receiver's key: verify X-Victoria-Signature with this hex string")
+
+
+@router.get("/signing-key", response_model=SigningKeyOut)
+async def get_signing_key(
+    request: Request, url: str = Query(min_length=1, max_length=2048, description="the receiver's http(s) URL")
+) -> SigningKeyOut:
+    """The key the HTTP tool or webhook receiver at ``url`` verifies signatures with: derived from
+    ``WEBHOOK_SIGNING_SECRET`` and the URL (``shared.signing.key_for``), so it is worth nothing at any other URL.
+    Query and fragment do not count. 422 for anything but an http(s) URL."""
+    runtime: GatewayRuntime = request.app.state.runtime
+    try:
+        normalized = normalized_url(url)
+    except ValueError as exc:
+        raise HTTPException(422, "url must be an http(s) URL with a host") from exc
+    secret = signing_secret(runtime.settings.webhook_signing_secret.get_secret_value())
+    log.warning("admin_signing_key_read", url=normalized)
+    return SigningKeyOut(url=normalized, key=key_for(secret, normalized))

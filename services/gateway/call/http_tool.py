@@ -25,7 +25,7 @@ import httpx
 
 from shared.agent_tools import ToolDef
 from shared.events import new_id
-from shared.signing import DELIVERY_HEADER, SIGNATURE_HEADER, sign
+from shared.signing import DELIVERY_HEADER, SIGNATURE_HEADER, key_for, sign
 
 MAX_RESULT_BYTES = 4096
 
@@ -52,12 +52,12 @@ def build_request(tool: ToolDef, arguments: dict[str, Any], *, secret: str, call
     }
     if tool.method == "GET":
         query = urlencode({k: v if isinstance(v, str) else json.dumps(v) for k, v in arguments.items()})
-        headers[SIGNATURE_HEADER] = sign(secret, query.encode())
+        headers[SIGNATURE_HEADER] = sign(key_for(secret, url), query.encode())
         joined = f"{url}{'&' if '?' in url else '?'}{query}" if query else url
         return httpx.Request("GET", joined, headers=headers)
     body = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False).encode()
     headers["Content-Type"] = "application/json"
-    headers[SIGNATURE_HEADER] = sign(secret, body)
+    headers[SIGNATURE_HEADER] = sign(key_for(secret, url), body)
     return httpx.Request(tool.method, url, headers=headers, content=body)
 
 

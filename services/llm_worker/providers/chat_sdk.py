@@ -158,11 +158,9 @@ class SdkChatLlm(HttpProvider):
 
     def _last(self, finish: str, usage: Any, calls: ToolCallDeltas) -> Delta:
         """The closing delta. A reply cut at max_tokens keeps no calls (their arguments are cut too); calls
-        made under another finish reason (some compatible servers say "stop") still say "tool_calls"."""
-        try:
-            whole = calls.calls() if finish != "length" else ()
-        except ValueError as exc:
-            raise AttemptFailed(ProviderError("internal", f"{self.name}: tool call out of bounds: {exc}")) from exc
+        made under another finish reason (some compatible servers say "stop") still say "tool_calls". A call
+        out of ``ToolCall``'s bounds is made one the gateway answers as an error (``bounded_call``)."""
+        whole = calls.calls() if finish != "length" else ()
         if whole:
             finish = "tool_calls"
         elif finish == "tool_calls":

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from services.llm_worker.providers.base import Delta
-from services.llm_worker.providers.tool_deltas import new_call_id
+from services.llm_worker.providers.tool_deltas import bounded_call, new_call_id
 from shared.events import ChatMessage, ToolCall, ToolSpec
 from shared.logging import get_logger
 
@@ -125,7 +125,8 @@ class CallText:
         calls = parse_calls(self.held, self.names)
         if calls or not tagged:
             return ("" if calls else self.held), calls
-        log.warning("local_tool_call_unparsed", text=self.held[:200])
+        # its length only: the model's text may repeat what the caller said (digits marked sensitive)
+        log.warning("local_tool_call_unparsed", chars=len(self.held))
         return "", ()
 
 
@@ -143,7 +144,7 @@ def _call(body: str, names: set[str]) -> ToolCall | None:
         value, _ = json.JSONDecoder().raw_decode(body.strip())
     except ValueError:
         return None
-    if not isinstance(value, dict) or value.get("name") not in names:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or value["name"] not in names:
         return None
     arguments = value.get("arguments", {})
     if isinstance(arguments, str):
@@ -153,7 +154,7 @@ def _call(body: str, names: set[str]) -> ToolCall | None:
             return None
     if not isinstance(arguments, dict):
         return None
-    return ToolCall(id=new_call_id(), name=value["name"], arguments=_json(arguments))
+    return bounded_call(new_call_id(), value["name"], _json(arguments))
 
 
 async def with_calls(deltas: AsyncGenerator[Delta, None], tools: list[ToolSpec]) -> AsyncIterator[Delta]:

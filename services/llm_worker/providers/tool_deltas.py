@@ -4,7 +4,11 @@ fragments assembled into whole calls.
 
 A streamed call arrives in pieces keyed by ``index``: the first carries ``id``, ``type`` and
 ``function.name`` with empty arguments, the next ones carry fragments of ``function.arguments`` (Groq may send
-a whole call in one piece). The calls only exist once the stream ends, so they travel on the last delta."""
+a whole call in one piece). The calls only exist once the stream ends, so they travel on the last delta.
+
+What a model generates is not trusted to fit ``ToolCall``: :func:`bounded_call` makes any call valid (an id
+clipped; a name or arguments out of bounds become a call the gateway answers as an error), so a malformed call
+is told back to the model, never a failed turn."""
 
 from __future__ import annotations
 
@@ -15,6 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.events import ToolCall, ToolSpec
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+# ToolCall's bounds (shared/events/work.py)
+MAX_ID_CHARS = 128
+MAX_NAME_CHARS = 64
+MAX_ARGUMENTS_CHARS = 20_000
 
 
 def tool_params(tools: list[ToolSpec]) -> list[dict[str, Any]]:
@@ -31,6 +43,22 @@ def tool_params(tools: list[ToolSpec]) -> list[dict[str, Any]]:
 def new_call_id() -> str:
     """An id for a call whose server sent none (some OpenAI-compatible servers do not)."""
     return f"call_{uuid.uuid4().hex[:8]}"
+
+
+def bounded_call(call_id: str, name: str, arguments: str) -> ToolCall:
+    """A call within ``ToolCall``'s bounds, whatever the model generated: a long id is clipped (it only ties the
+    result to the call); a name over 64 characters is clipped and, like arguments over 20,000 characters, makes
+    the arguments a JSON string saying what was wrong, which the gateway refuses ("arguments must be a JSON
+    object") and tells the model, so nothing runs on a call it did not make as it meant to."""
+    problems = []
+    if len(name) > MAX_NAME_CHARS:
+        problems.append(f"the tool name has {len(name)} characters (at most {MAX_NAME_CHARS})")
+    if len(arguments) > MAX_ARGUMENTS_CHARS:
+        problems.append(f"the arguments have {len(arguments)} characters (at most {MAX_ARGUMENTS_CHARS})")
+    if problems:  # lengths only: the text may hold what the caller said (digits marked sensitive)
+        log.warning("llm_tool_call_out_of_bounds", name_chars=len(name), arguments_chars=len(arguments))
+        arguments = json.dumps("malformed call, not run: " + "; ".join(problems))
+    return ToolCall(id=(call_id or new_call_id())[:MAX_ID_CHARS], name=name[:MAX_NAME_CHARS], arguments=arguments)
 
 
 @dataclass
@@ -65,13 +93,9 @@ class ToolCallDeltas:
             pieces.arguments += function.arguments or ""
 
     def calls(self) -> tuple[ToolCall, ...]:
-        """The assembled calls (a fragment run without a name is no call and is left out). Raises
-        ``ValueError`` (pydantic's) on a call outside ``ToolCall``'s bounds."""
-        return tuple(
-            ToolCall(id=p.id or new_call_id(), name=p.name, arguments=p.arguments.strip() or "{}")
-            for p in self._calls
-            if p.name
-        )
+        """The assembled calls (a fragment run without a name is no call and is left out), each within
+        ``ToolCall``'s bounds (:func:`bounded_call`): never raises."""
+        return tuple(bounded_call(p.id, p.name, p.arguments.strip() or "{}") for p in self._calls if p.name)
 
 
 def _whole(pieces: _Pieces) -> bool:
