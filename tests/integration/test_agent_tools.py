@@ -302,7 +302,8 @@ class ToolHappyLlm:
 
 async def test_a_turn_asks_the_llm_at_most_four_times(start_stack, nats_url: str, db_pool) -> None:
     services = ("stt_worker", "tts_worker", "call_recorder")  # the LLM is the test's
-    gateway = await stack(start_stack, "what is the weather", services=services)
+    # the test's LLM sends no worker beats: a slow answer on a loaded machine must not look like lost work
+    gateway = await stack(start_stack, "what is the weather", services=services, WORKER_LOST_AFTER_S="30")
     bus = await Bus.connect(nats_url, "tool-happy-llm")
     llm = ToolHappyLlm(bus)
     await llm.start()

@@ -40,7 +40,7 @@ async def test_agents_api_validates_and_versions(start_stack) -> None:
     async with api(gateway) as client:
         listed = (await client.get("/api/v1/agents")).json()
         ids = [a["agent_id"] for a in listed]  # seeded: default, and es, the Spanish agent (0006_agent_es.sql)
-        assert ids[:2] == ["default", "es"] and ids == sorted(ids)
+        assert {"default", "es"} <= set(ids) and ids == sorted(ids)  # (other tests add agents of their own)
         default = await client.get("/api/v1/agents/default")
         assert default.headers["etag"] == '"1"' and default.json()["spec"]["first_message"]
 

@@ -98,7 +98,13 @@ async def test_the_api_shows_an_agent_in_its_language(nats_url, database_url) ->
             # it: other tests rewrite `default` itself, so a copy is made here)
             legacy = {"agent_id": f"antiguo-{uuid.uuid4().hex[:6]}", **stored_default_agent()}
             made = (await client.post("/api/v1/agents", json=legacy)).json()
-            assert made["catalogue_texts"] == ["shutdown_message"]
+            # (the texts that came after 0002 follow the catalogue too: the shutdown goodbye, agent actions' lines)
+            assert made["catalogue_texts"] == [
+                "shutdown_message",
+                "tool_filler_message",
+                "end_call_message",
+                "transfer_message",
+            ]
             assert made["spec"]["apology_message"] == CATALOGUE["en"]["apology_message"]
             # a text written back as null follows the agent's language; one written as text is kept
             agent_id = f"idioma-{uuid.uuid4().hex[:6]}"
