@@ -60,13 +60,53 @@ class SttSpec(BaseModel):
 
 
 class TurnSpec(BaseModel):
-    """Turn-taking: VAD windows (``vad_start_ms`` is also the minimum speech that can barge in, so a cough
-    doesn't cut the agent off), silence handling and the call's length limit."""
+    """Turn-taking: when the caller's turn ends (the end-of-turn model at a pause, or a fixed silence window),
+    when the reply starts ahead of that end (preemptively, held back until the turn is over), what may
+    interrupt the agent (a backchannel or a cough may not), silence handling and the call's length limit."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    vad_start_ms: int = Field(default=120, ge=20, le=2000)
-    vad_stop_ms: int = Field(default=500, ge=60, le=5000)
+    vad_start_ms: int = Field(default=120, ge=20, le=2000, description="speech that opens a caller's turn")
+    vad_stop_ms: int = Field(
+        default=500, ge=60, le=5000, description="end_of_turn 'silence': the silence that ends a turn"
+    )
     vad_preroll_ms: int = Field(default=200, ge=0, le=1000)
+    end_of_turn: Literal["model", "silence"] = Field(
+        default="model",
+        description="'model': at each pause the end-of-turn model (Smart Turn) decides whether the caller has "
+        "finished; 'silence': a fixed vad_stop_ms window, as before",
+    )
+    pause_ms: int = Field(
+        default=200, ge=60, le=2000, description="end_of_turn 'model': the silence after which the model decides"
+    )
+    max_silence_ms: int = Field(
+        default=1500,
+        ge=200,
+        le=10000,
+        description="end_of_turn 'model': the longest pause the agent waits out when the model says the caller "
+        "has not finished",
+    )
+    eot_threshold: float = Field(
+        default=0.5, ge=0.01, le=0.99, description="end_of_turn 'model': probability of 'finished' that ends a turn"
+    )
+    preempt_ms: int = Field(
+        default=100,
+        ge=0,
+        le=2000,
+        description="after this much silence the reply starts (STT, LLM, TTS), held back until the turn ends and "
+        "dropped if the caller goes on; 0 = only after the turn ends",
+    )
+    interrupt_min_ms: int = Field(
+        default=500,
+        ge=0,
+        le=3000,
+        description="caller speech that interrupts the agent while it speaks; shorter (a backchannel, a cough) "
+        "does not cut it off",
+    )
+    resume_after_false_interruption: bool = Field(
+        default=True,
+        description="an interruption with no words in it (or only a backchannel: 'mm-hm', 'sí') resumes the "
+        "agent where it stopped",
+    )
     silence_timeout_s: float = Field(default=10.0, ge=2.0, le=600.0)
     max_call_s: float = Field(default=1800.0, ge=10.0, le=4 * 3600.0)
 

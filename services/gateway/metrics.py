@@ -29,6 +29,38 @@ TOOL_SECONDS = Histogram(
     "victoria_tool_seconds", "How long a tool call took (HTTP tools: the request)", ["kind"], buckets=LATENCY_BUCKETS
 )
 BARGE_INS = Counter("victoria_barge_ins_total", "Times a caller talked over the agent", ["client_type"])
+# turn-taking (issue 17): the end-of-turn model, replies started ahead of the turn's end, interruptions
+END_OF_TURN_DECISIONS = Counter(
+    "victoria_end_of_turn_decisions_total",
+    "Caller pauses the end-of-turn model judged: complete (the turn ends now) or incomplete (the agent waits)",
+    ["decision"],
+)
+END_OF_TURN_SECONDS = Histogram(
+    "victoria_end_of_turn_inference_seconds",
+    "End-of-turn model: from a pause's request to its probability (queue + batch inference)",
+    buckets=(0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
+)
+END_OF_TURN_BATCH = Histogram(
+    "victoria_end_of_turn_batch_size", "Pauses scored in one inference", buckets=(1, 2, 4, 8, 16, 32, 64)
+)
+TURN_END_SILENCE = Histogram(
+    "victoria_turn_end_silence_seconds",
+    "Silence between the caller's last speech and the end of the turn, by what ended it (model, max_silence, "
+    "silence window)",
+    ["reason"],
+    buckets=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
+)
+PREEMPTIVE_REPLIES = Counter(
+    "victoria_preemptive_replies_total",
+    "Replies started at a pause before the turn ended: used (the turn ended there) or dropped (the caller went on)",
+    ["outcome"],
+)
+INTERRUPTIONS = Counter(
+    "victoria_interruptions_total",
+    "Caller speech while the agent spoke: barge_in (cut it off), backchannel (too short to interrupt), "
+    "resumed (a false interruption: the agent went on where it stopped)",
+    ["kind"],
+)
 TURN_STAGE_SECONDS = Histogram(
     "victoria_turn_stage_seconds",
     "Time from the end of the caller's turn (VAD) to each stage of the reply",
