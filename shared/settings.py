@@ -152,6 +152,11 @@ class GatewaySettings(CommonSettings):
         description="webrtc+silero: WebRTC per frame, Silero confirms onsets; silero: every frame; webrtc: alone",
     )
     vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    end_of_turn_model: bool = Field(
+        default=True,
+        description="load the end-of-turn model (Smart Turn v3.2, one per gateway, batched across calls) for "
+        "agents with turn.end_of_turn 'model'; false = every call ends turns on the fixed vad_stop_ms window",
+    )
     api_keys: SecretStr = Field(
         default=SecretStr(""), description="comma-separated keys for X-API-Key; empty = API open (dev only)"
     )
