@@ -228,3 +228,15 @@ async def test_an_inference_that_overruns_the_deadline_is_abandoned(model: Smart
     finally:
         gated.gate.set()
         scorer.close()
+
+
+def test_make_install_strict_check_fails_without_the_model(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.models import _check_smart_turn
+
+    assert _check_smart_turn(strict=True) == 0
+    monkeypatch.setattr(smart_turn.metadata, "files", lambda name: [])  # the wheel without its data file
+    assert _check_smart_turn(strict=True) == 1
+    assert _check_smart_turn(strict=False) == 0
+    assert "pipecat-ai==1.14.0" in capsys.readouterr().err

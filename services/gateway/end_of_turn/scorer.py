@@ -1,13 +1,14 @@
 """One end-of-turn scorer per gateway process: every call's pause goes through one queue and one worker
-thread, which scores whatever has queued up as one batch.
+thread, which takes whatever has queued up and scores it in one go.
 
-Why one thread: the model costs ~35 ms of CPU per pause; run on the event loop it would stall every call's
-audio, and a thread per call would fight over the cores. Why a queue with a deadline: under overload an answer
-that comes late is worse than none. A pause is asked at ~200 ms of silence; if its answer is not ready within
-``timeout_s`` (or it waited in the queue over ``max_wait_s``, or the queue already holds ``max_queue``), the
-caller gets :class:`EndOfTurnUnavailable` at once and falls back to the silence window, as with
-``end_of_turn: silence``. A caller that is cancelled while waiting simply leaves: the worker skips its request
-and the rest of the batch is scored as usual.
+Why one thread: the model costs ~40-55 ms of CPU per pause; run on the event loop it would stall every call's
+audio, and a thread per call would fight over the cores (the gateway's other work included). Why a queue with
+a deadline: under overload an answer that comes late is worse than none. A pause is asked at ~200 ms of
+silence; if its answer is not ready within ``timeout_s`` (or it waited in the queue over ``max_wait_s``, or the
+queue already holds ``max_queue``), the caller gets :class:`EndOfTurnUnavailable` at once and decides without
+the model (the silence window, as with ``end_of_turn: silence``): a pause is never answered later than
+``timeout_s`` (0.5 s). A caller that is cancelled while waiting simply leaves: the worker skips its request
+and scores the rest as usual.
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ class EndOfTurnScorer:
 
     def _score(self, taken: list[_Request]) -> None:
         """Score what was queued together: one inference per pause, in queue order, each answered as soon as it
-        is ready. A batched ``run`` costs more CPU per pause here, not less (bench/turn_model_cpu.py: ~20 % more
-        at 4), and would make the first pause wait for the last. Before each inference: a request whose caller
+        is ready. A batched ``run`` costs no less CPU per pause (bench/turn_model_cpu.py: the same at 4, 10-40 %
+        more at 8) and would make the first pause wait for the last. Before each inference: a request whose caller
         left is skipped, one that has waited over ``max_wait_s`` is answered unavailable (no CPU spent on an
         answer that would come too late)."""
         END_OF_TURN_BATCH.observe(len(taken))
