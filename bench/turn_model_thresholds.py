@@ -3,6 +3,7 @@
 
     python -m bench.turn_model_thresholds            # English (piper) + Spanish (tests/data/es), wideband
     python -m bench.turn_model_thresholds --phone    # the same through an 8 kHz phone line (band-limited)
+    python -m bench.turn_model_thresholds --pause-ms 400   # asked after a longer pause
 
 Each utterance is trimmed to its speech and scored twice, as the gateway would ask after a 200 ms pause:
 ``complete`` = the whole utterance + 200 ms of silence; ``cut`` = the utterance up to a pause inside it
@@ -73,17 +74,17 @@ def cut_points(x: np.ndarray, gap_db: float = 35.0, min_gap: int = 4) -> list[tu
     return cuts
 
 
-def with_pause(x: np.ndarray, phone: bool) -> bytes:
-    pcm = np.concatenate([x, np.zeros(RATE * PAUSE_MS // 1000, dtype=np.int16)]).tobytes()
+def with_pause(x: np.ndarray, phone: bool, pause_ms: int) -> bytes:
+    pcm = np.concatenate([x, np.zeros(RATE * pause_ms // 1000, dtype=np.int16)]).tobytes()
     return resample_pcm16(resample_pcm16(pcm, RATE, 8000), 8000, RATE) if phone else pcm
 
 
-def score_all(model: SmartTurnModel, language: str, text: str, pcm: bytes, phone: bool) -> list[Scored]:
+def score_all(model: SmartTurnModel, language: str, text: str, pcm: bytes, phone: bool, pause_ms: int) -> list[Scored]:
     x = trimmed(pcm)
     clips = [("complete", len(x)), *cut_points(x)]
     out = []
     for kind, end in clips:
-        p = float(model.predict(features.batch([with_pause(x[:end], phone)]))[0])
+        p = float(model.predict(features.batch([with_pause(x[:end], phone, pause_ms)]))[0])
         out.append(Scored(language, text, kind, end / RATE, p))
     return out
 
@@ -124,12 +125,13 @@ def report(rows: list[Scored]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phone", action="store_true", help="band-limit to 8 kHz as a phone line would")
+    parser.add_argument("--pause-ms", type=int, default=PAUSE_MS, help="silence after the speech when asked")
     args = parser.parse_args(argv)
     model = SmartTurnModel()
     rows = []
     for language, text, pcm in asyncio.run(utterances()):
-        rows += score_all(model, language, text, pcm, args.phone)
-    print(f"Smart Turn v3.2, {'phone (8 kHz)' if args.phone else 'wideband 16 kHz'}, {PAUSE_MS} ms pause appended")
+        rows += score_all(model, language, text, pcm, args.phone, args.pause_ms)
+    print(f"Smart Turn v3.2, {'phone (8 kHz)' if args.phone else 'wideband 16 kHz'}, {args.pause_ms} ms pause appended")
     report(rows)
     return 0
 
