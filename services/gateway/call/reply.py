@@ -25,6 +25,7 @@ from typing import Any
 from services.gateway.call.backchannel import is_backchannel
 from services.gateway.call.channel import STAGE_ATTEMPTS, CallChannel, TurnFailed
 from services.gateway.call.dtmf import llm_text
+from services.gateway.call.hold import Hold
 from services.gateway.call.machine import AgentHangUp, CallEvent, NoWords, PlayedOut, ReplyAudioStarted, Transferred
 from services.gateway.call.output import AudioOutput
 from services.gateway.call.record import CallRecord, Reply, Segment, latency_ms
@@ -40,23 +41,6 @@ log = get_logger(__name__)
 
 STT_RATE = 16000
 MAX_ROUNDS = 4  # LLM requests in one turn: tool calls in the last one's answer are not run
-
-
-class Hold:
-    """A reply started at a pause, before the caller's turn ended: opened when the turn ends there."""
-
-    def __init__(self) -> None:
-        self._open = asyncio.Event()
-        self.turn_end = 0.0
-
-    def open(self, turn_end: float) -> None:
-        self.turn_end = turn_end
-        self._open.set()
-
-    async def opened(self) -> float:
-        """Wait until the turn has ended; its end (wall clock)."""
-        await self._open.wait()
-        return self.turn_end
 
 
 @dataclass
@@ -121,9 +105,11 @@ class ReplyPipeline:
                     stt = await self.channel.transcribe(request, self.settings.stt_timeout_s)
                 except TurnFailed:
                     if hold is not None:  # (a failure, too, is the turn's only once the turn is over)
+                        hold.heard(None)
                         await hold.opened()
                     raise
                 if hold is not None:
+                    hold.heard(stt.text)
                     vad_end = await hold.opened()
                 marks["stt_done"] = time.time()
                 text = stt.text.strip()

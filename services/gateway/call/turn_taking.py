@@ -25,14 +25,18 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from services.gateway.call.hold import Hold
 from services.gateway.call.machine import Action, CallEvent, FalseInterruption
-from services.gateway.call.reply import Hold, ReplyPipeline
+from services.gateway.call.reply import ReplyPipeline
 from services.gateway.call.turn_detector import PausePoint, PreemptPoint, TurnDetector, TurnEnded, VadEngine
+from services.gateway.call.unfinished import sounds_unfinished
 from services.gateway.metrics import END_OF_TURN_DECISIONS, INTERRUPTIONS, PREEMPTIVE_REPLIES, TURN_END_SILENCE
 from shared.call_config import TurnSpec
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+TRANSCRIPT_WAIT_S = 1.5  # the longest a complete-sounding pause waits for its words (a slow STT: decide without)
 
 
 def detector_for(vad: VadEngine, turn: TurnSpec, *, max_turn_s: float, with_model: bool) -> TurnDetector:
@@ -49,6 +53,22 @@ def detector_for(vad: VadEngine, turn: TurnSpec, *, max_turn_s: float, with_mode
         pause_ms=turn.pause_ms if model else 0,
         interrupt_ms=turn.interrupt_min_ms,
     )
+
+
+COMPLETE = frozenset({"complete", "question"})
+
+
+def decide(sounds_complete: bool, words: str | None, language: str) -> str:
+    """A pause's verdict from how the caller sounds (the model) and, when known, what they said: words that
+    plainly go on ("...a table for") keep the turn open; a question the recogniser closed with "?" ends it
+    (the model often hears a Spanish question as unfinished)."""
+    if words is not None and sounds_unfinished(words, language):
+        return "unfinished_words"
+    if sounds_complete:
+        return "complete"
+    if words is not None and words.rstrip().endswith("?"):
+        return "question"
+    return "incomplete"
 
 
 class TurnModel(Protocol):
@@ -93,6 +113,7 @@ class TurnTaking:
         dispatch: Callable[[CallEvent], Awaitable[None]],
     ) -> None:
         self.turn = turn
+        self.language = pipeline.config.language
         self.detector = detector
         self.model = model
         self.channel = pipeline.channel
@@ -144,6 +165,7 @@ class TurnTaking:
         if held is None:
             return
         PREEMPTIVE_REPLIES.labels("dropped").inc()
+        held.hold.heard(None)  # (a pause being judged on its words stops waiting for them)
         held.task.cancel()
         await asyncio.gather(held.task, return_exceptions=True)
         await self.channel.cancel(held.turn_id, reason="caller_went_on")
@@ -182,12 +204,20 @@ class TurnTaking:
             log.warning("end_of_turn_fallback", error=str(exc) or type(exc).__name__)
             ended = self.detector.end_after(self.turn.vad_stop_ms, event.pause)
         else:
-            complete = probability >= self.turn.eot_threshold
-            END_OF_TURN_DECISIONS.labels("complete" if complete else "incomplete").inc()
-            log.debug("end_of_turn", probability=round(probability, 3), complete=complete, pause=event.pause)
-            ended = self.detector.end_after(0, event.pause) if complete else None
+            decision = decide(probability >= self.turn.eot_threshold, await self._words(event.pause), self.language)
+            END_OF_TURN_DECISIONS.labels(decision).inc()
+            log.debug("end_of_turn", probability=round(probability, 3), decision=decision, pause=event.pause)
+            ended = self.detector.end_after(0, event.pause) if decision in COMPLETE else None
         if ended is not None:
             await self.dispatch(ended)
+
+    async def _words(self, pause: int) -> str | None:
+        """What the caller said up to ``pause``, when a reply is held there (its STT result). Waiting for it
+        costs the reply nothing: the reply is that STT result → LLM → TTS anyway."""
+        held = self.held
+        if held is None or held.pause != pause:
+            return None
+        return await held.hold.transcript(timeout_s=TRANSCRIPT_WAIT_S)
 
     # --- false interruptions -----------------------------------------------------------------------------
 
