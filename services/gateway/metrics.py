@@ -32,7 +32,8 @@ BARGE_INS = Counter("victoria_barge_ins_total", "Times a caller talked over the 
 # turn-taking (issue 17): the end-of-turn model, replies started ahead of the turn's end, interruptions
 END_OF_TURN_DECISIONS = Counter(
     "victoria_end_of_turn_decisions_total",
-    "Caller pauses the end-of-turn model judged: complete (the turn ends now) or incomplete (the agent waits)",
+    "Caller pauses judged: complete or question (the turn ends now), incomplete or unfinished_words (the agent "
+    "waits), unavailable (the model could not answer: the fixed window decided)",
     ["decision"],
 )
 END_OF_TURN_SECONDS = Histogram(
