@@ -1,8 +1,9 @@
 """One end-of-turn scorer per gateway process: every call's pause goes through one queue and one worker
 thread, which takes whatever has queued up and scores it in one go.
 
-Why one thread: the model costs ~40-55 ms of CPU per pause; run on the event loop it would stall every call's
-audio, and a thread per call would fight over the cores (the gateway's other work included). Why a queue with
+Why one thread: the model costs ~40-55 ms of CPU per pause (~1/3 less with END_OF_TURN_WINDOW_S=6); run on
+the event loop it would stall every call's audio, and a thread per call would fight over the cores (the
+gateway's other work included). Why a queue with
 a deadline: under overload an answer that comes late is worse than none. A pause is asked at ~200 ms of
 silence; if its answer is not ready within ``timeout_s`` (or it waited in the queue over ``max_wait_s``, or the
 queue already holds ``max_queue``), the caller gets :class:`EndOfTurnUnavailable` at once and decides without
