@@ -157,6 +157,13 @@ class GatewaySettings(CommonSettings):
         description="load the end-of-turn model (Smart Turn v3.2, one per gateway, batched across calls) for "
         "agents with turn.end_of_turn 'model'; false = every call ends turns on the fixed vad_stop_ms window",
     )
+    end_of_turn_window_s: float = Field(
+        default=8.0,
+        ge=0.5,
+        le=8.0,
+        description="seconds of the turn the end-of-turn model reads (its last N); 8 = as published. 6 costs "
+        "~1/3 less CPU per pause but changes ~1 verdict in 10 (bench/turn_model_window.py)",
+    )
     api_keys: SecretStr = Field(
         default=SecretStr(""), description="comma-separated keys for X-API-Key; empty = API open (dev only)"
     )

@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from prometheus_client import REGISTRY
 
@@ -118,6 +120,51 @@ def test_a_complete_turn_scores_far_above_the_same_turn_cut_off(model: SmartTurn
     assert complete > 0.8 and cut < 0.3, (complete, cut)
 
 
+def test_a_shorter_window_reads_the_last_frames_of_the_same_features() -> None:
+    for pcm in (clip("q01.wav"), b""):  # the whole turn inside the window: the same numbers
+        full = features.features(pcm)
+        for frames in (600, 400, 300):
+            np.testing.assert_array_equal(features.features(pcm, frames), full[:, -frames:])
+    long = clip("q03.wav") + clip("q07.wav") + clip("q01.wav")  # ~6 s: the 3 s window drops its start
+    kept, full = features.features(long, 300), features.features(long)[:, -300:]
+    # the same but for the floor (8 decades under the loudest frame kept, not the loudest of all)
+    assert kept.min() < full.min()
+    np.testing.assert_array_equal(np.maximum(kept, full.min()), full)
+
+
+def test_the_window_cut_keeps_the_model_and_shortens_its_input(model: SmartTurnModel) -> None:
+    graph = smart_turn.windowed(onnx.load(str(model.path)), smart_turn.POSITIONS)  # cut to 8 s: a no-op
+    same = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = features.batch([clip("q03.wav"), clip("q03.wav", 1.15)])
+    np.testing.assert_allclose(same.run(["logits"], {"input_features": x})[0].ravel(), model.predict(x), atol=1e-6)
+    short = SmartTurnModel(window_s=4)
+    assert short.frames == 400
+    complete, cut = short.predict(features.batch([clip("q03.wav"), clip("q03.wav", 1.15)], 400))
+    assert complete > 0.8 and cut < 0.3, (complete, cut)
+    with pytest.raises(Exception, match="input_features"):
+        short.predict(x)  # 800 frames: not what the 4 s model reads
+    with pytest.raises(ValueError, match=re.escape("0.5..8")):
+        smart_turn.frames_for(9)
+
+
+async def test_the_scorer_feeds_its_model_the_window_it_reads() -> None:
+    seen: list[tuple[int, ...]] = []
+
+    class Recorder:
+        frames = 300
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            seen.append(x.shape)
+            return np.full(len(x), 0.25)
+
+    scorer = EndOfTurnScorer(window_s=3, model_factory=lambda w: Recorder() if w == 3 else None)
+    try:
+        assert await scorer.probability(clip("q01.wav")) == 0.25
+    finally:
+        scorer.close()
+    assert seen == [(1, 80, 300)]
+
+
 def test_a_missing_wheel_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(name: str) -> None:
         raise metadata.PackageNotFoundError(name)
@@ -128,7 +175,7 @@ def test_a_missing_wheel_names_the_install_command(monkeypatch: pytest.MonkeyPat
 
 
 async def test_a_missing_model_is_unavailable_not_a_crash() -> None:
-    scorer = EndOfTurnScorer(model_factory=lambda: SmartTurnModel(Path("/nonexistent/smart-turn.onnx")))
+    scorer = EndOfTurnScorer(model_factory=lambda w: SmartTurnModel(Path("/nonexistent/smart-turn.onnx"), w))
     try:
         with pytest.raises(EndOfTurnUnavailable, match="unavailable"):
             await scorer.probability(clip("q01.wav"))
@@ -146,6 +193,7 @@ class GatedModel:
 
     def __init__(self, model: SmartTurnModel) -> None:
         self.model, self.gate, self.entered = model, threading.Event(), threading.Event()
+        self.frames = model.frames
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.entered.set()
@@ -161,7 +209,7 @@ def batch_stats() -> tuple[float, float]:
 async def test_concurrent_pauses_are_batched_and_each_gets_its_own_answer(model: SmartTurnModel) -> None:
     audios = [clip("q03.wav"), clip("q03.wav", 1.15), clip("q07.wav"), clip("q07.wav", 1.27), clip("q01.wav", 0.6)]
     expected = [float(model.predict(features.batch([a]))[0]) for a in audios]
-    scorer = EndOfTurnScorer(timeout_s=10, max_wait_s=10, model_factory=lambda: model)
+    scorer = EndOfTurnScorer(timeout_s=10, max_wait_s=10, model_factory=lambda w: model)
     count, total = batch_stats()
     try:
         got = await asyncio.gather(*(scorer.probability(a) for a in audios * 2))
@@ -174,7 +222,7 @@ async def test_concurrent_pauses_are_batched_and_each_gets_its_own_answer(model:
 
 async def test_a_cancelled_caller_leaves_the_rest_of_the_batch_intact(model: SmartTurnModel) -> None:
     gated = GatedModel(model)
-    scorer = EndOfTurnScorer(timeout_s=10, max_wait_s=10, model_factory=lambda: gated)
+    scorer = EndOfTurnScorer(timeout_s=10, max_wait_s=10, model_factory=lambda w: gated)
     audios = [clip("q03.wav"), clip("q03.wav", 1.15), clip("q07.wav"), clip("q07.wav", 1.27)]
     try:
         first = asyncio.create_task(scorer.probability(audios[0]))
@@ -193,7 +241,7 @@ async def test_a_cancelled_caller_leaves_the_rest_of_the_batch_intact(model: Sma
 
 async def test_overload_falls_back_fast(model: SmartTurnModel) -> None:
     gated = GatedModel(model)
-    scorer = EndOfTurnScorer(max_queue=3, max_wait_s=0.1, timeout_s=2, model_factory=lambda: gated)
+    scorer = EndOfTurnScorer(max_queue=3, max_wait_s=0.1, timeout_s=2, model_factory=lambda w: gated)
     pcm = clip("q01.wav")
     try:
         busy = asyncio.create_task(scorer.probability(pcm))  # the worker takes it and waits at the gate
@@ -219,7 +267,7 @@ async def test_overload_falls_back_fast(model: SmartTurnModel) -> None:
 
 async def test_an_inference_that_overruns_the_deadline_is_abandoned(model: SmartTurnModel) -> None:
     gated = GatedModel(model)
-    scorer = EndOfTurnScorer(timeout_s=0.2, model_factory=lambda: gated)
+    scorer = EndOfTurnScorer(timeout_s=0.2, model_factory=lambda w: gated)
     try:
         started = time.monotonic()
         with pytest.raises(EndOfTurnUnavailable, match="did not answer"):

@@ -68,35 +68,40 @@ def last_window(pcm: bytes) -> tuple[np.ndarray, int]:
     return window, SAMPLES - samples.size
 
 
-def log_mel(window: np.ndarray, padding: int = 0) -> np.ndarray:
-    """Features of one 128000-sample float window whose first ``padding`` samples are zeros: float32 (80, 800),
-    roughly in [-1, 1.5].
+def log_mel(window: np.ndarray, padding: int = 0, frames: int = FRAMES) -> np.ndarray:
+    """The last ``frames`` columns of the features of one 128000-sample float window whose first ``padding``
+    samples are zeros: float32 (80, frames), roughly in [-1, 1.5].
 
     Every frame inside the padding holds the same constant (the zeros, normalised), so its spectrum is computed
-    once and repeated: a 3 s turn costs 300 frames' FFTs, not 800, and the result is the same."""
+    once and repeated: a 3 s turn costs 300 frames' FFTs, not 800, and the result is the same. With fewer
+    ``frames`` (a model cut to a shorter window, :mod:`.smart_turn`) the normalisation still reads the whole 8 s
+    (the model's input statistics stay the same); only the clamp at 8 decades below the maximum reads the
+    frames kept."""
     x = np.asarray(window, dtype=np.float32)
     x = (x - x.mean()) / np.sqrt(x.var() + _NORM_EPS)
     padded = np.pad(x.astype(np.float64), N_FFT // 2, mode="reflect")
-    constant = max(0, (padding - N_FFT // 2) // HOP)  # frames lying wholly in the padding (reflection included)
-    frames = sliding_window_view(padded, N_FFT)[::HOP][constant - 1 if constant else 0 :]  # a view
-    power = np.abs(np.fft.rfft(frames * _HANN, axis=-1)) ** 2  # (frames, 201)
+    first = FRAMES - frames  # frames dropped at the start
+    constant = max(0, (padding - N_FFT // 2) // HOP - first)  # kept frames lying wholly in the padding
+    start = first + (constant - 1 if constant else 0)
+    spectra = sliding_window_view(padded, N_FFT)[::HOP][start:]  # a view
+    power = np.abs(np.fft.rfft(spectra * _HANN, axis=-1)) ** 2  # (computed frames, 201)
     # einsum, not ``@``: a matrix this small costs a multi-threaded BLAS several times the CPU of one loop
-    mel = np.log10(np.maximum(_MEL_FLOOR, np.einsum("mf,tf->mt", _FILTERS_T, power)))  # (80, frames)
+    mel = np.log10(np.maximum(_MEL_FLOOR, np.einsum("mf,tf->mt", _FILTERS_T, power)))  # (80, computed frames)
     if constant:
         mel = np.concatenate([np.repeat(mel[:, :1], constant - 1, axis=1), mel], axis=1)
-    mel = mel[:, :-1]  # (80, 800): the last frame dropped, as the reference does
+    mel = mel[:, :-1]  # (80, frames): the last frame dropped, as the reference does
     mel = np.maximum(mel, mel.max() - 8.0)
     return ((mel + 4.0) / 4.0).astype(np.float32)
 
 
-def features(pcm: bytes) -> np.ndarray:
-    """The model's input for one turn so far: float32 (80, 800)."""
-    return log_mel(*last_window(pcm))
+def features(pcm: bytes, frames: int = FRAMES) -> np.ndarray:
+    """The model's input for one turn so far: float32 (80, frames), the last ``frames`` of the 8 s window."""
+    return log_mel(*last_window(pcm), frames)
 
 
-def batch(turns: list[bytes]) -> np.ndarray:
-    """The model's input for several turns: float32 (len(turns), 80, 800)."""
-    out = np.empty((len(turns), N_MELS, FRAMES), dtype=np.float32)
+def batch(turns: list[bytes], frames: int = FRAMES) -> np.ndarray:
+    """The model's input for several turns: float32 (len(turns), 80, frames)."""
+    out = np.empty((len(turns), N_MELS, frames), dtype=np.float32)
     for i, pcm in enumerate(turns):
-        out[i] = features(pcm)
+        out[i] = features(pcm, frames)
     return out

@@ -1,8 +1,9 @@
 """One end-of-turn scorer per gateway process: every call's pause goes through one queue and one worker
 thread, which takes whatever has queued up and scores it in one go.
 
-Why one thread: the model costs ~40-55 ms of CPU per pause; run on the event loop it would stall every call's
-audio, and a thread per call would fight over the cores (the gateway's other work included). Why a queue with
+Why one thread: the model costs ~40-55 ms of CPU per pause (~1/3 less with END_OF_TURN_WINDOW_S=6); run on
+the event loop it would stall every call's audio, and a thread per call would fight over the cores (the
+gateway's other work included). Why a queue with
 a deadline: under overload an answer that comes late is worse than none. A pause is asked at ~200 ms of
 silence; if its answer is not ready within ``timeout_s`` (or it waited in the queue over ``max_wait_s``, or the
 queue already holds ``max_queue``), the caller gets :class:`EndOfTurnUnavailable` at once and decides without
@@ -34,13 +35,15 @@ class EndOfTurnUnavailable(RuntimeError):
 
 
 class Model(Protocol):
+    frames: int  # feature frames it reads (800 = 8 s)
+
     def predict(self, features: np.ndarray) -> np.ndarray: ...
 
 
-def _load_model() -> Model:
+def _load_model(window_s: float) -> Model:
     from services.gateway.end_of_turn.smart_turn import SmartTurnModel
 
-    return SmartTurnModel()
+    return SmartTurnModel(window_s=window_s)
 
 
 @dataclass
@@ -63,7 +66,7 @@ def _settle(future: asyncio.Future[float], value: float | BaseException) -> None
 
 class EndOfTurnScorer:
     """``await scorer.probability(pcm)``: the probability (0..1) that the caller's turn is complete, for the
-    turn so far as PCM16 mono 16 kHz (any length; the model reads the last 8 s). Raises
+    turn so far as PCM16 mono 16 kHz (any length; the model reads the last ``window_s``, 8 s as published). Raises
     :class:`EndOfTurnUnavailable` instead of answering late."""
 
     _shared: ClassVar[EndOfTurnScorer | None] = None
@@ -76,9 +79,11 @@ class EndOfTurnScorer:
         max_wait_s: float = 0.3,
         timeout_s: float = 0.5,
         max_batch: int = 16,
-        model_factory: Callable[[], Model] = _load_model,
+        window_s: float = 8.0,
+        model_factory: Callable[[float], Model] = _load_model,
     ) -> None:
         self.max_queue, self.max_wait_s, self.timeout_s, self.max_batch = max_queue, max_wait_s, timeout_s, max_batch
+        self.window_s = window_s
         self._model_factory = model_factory
         self._model: Model | None = None
         self._model_lock = threading.Lock()
@@ -88,24 +93,24 @@ class EndOfTurnScorer:
         self._closed = False
 
     @classmethod
-    def shared(cls) -> EndOfTurnScorer:
-        """The process's scorer (created on first use; a closed one is replaced)."""
+    def shared(cls, window_s: float = 8.0) -> EndOfTurnScorer:
+        """The process's scorer (created on first use, reading ``window_s``; a closed one is replaced)."""
         with cls._shared_lock:
             if cls._shared is None or cls._shared._closed:
-                cls._shared = cls()
+                cls._shared = cls(window_s=window_s)
             return cls._shared
 
     async def warm(self) -> None:
         """Load the model and run one inference (at startup, so the first pause pays neither); raises
         :class:`EndOfTurnUnavailable` when the model is not installed."""
-        await asyncio.to_thread(lambda: self.model().predict(features.batch([b""])))
+        await asyncio.to_thread(lambda: self._predict(b""))
 
     def model(self) -> Model:
         """The loaded model (loaded on first use, once)."""
         with self._model_lock:
             if self._model is None:
                 try:
-                    self._model = self._model_factory()
+                    self._model = self._model_factory(self.window_s)
                 except Exception as exc:  # SmartTurnMissing, or onnxruntime refusing the file
                     raise EndOfTurnUnavailable(f"end-of-turn model unavailable: {exc}") from exc
             return self._model
@@ -169,13 +174,17 @@ class EndOfTurnScorer:
                 self._answer(request, EndOfTurnUnavailable(f"end-of-turn queue wait over {self.max_wait_s} s"))
                 continue
             try:
-                value: float | BaseException = float(self.model().predict(features.batch([request.audio]))[0])
+                value: float | BaseException = self._predict(request.audio)
             except EndOfTurnUnavailable as exc:
                 value = exc
             except Exception as exc:  # a model failure means the silence window, never a crash
                 value = EndOfTurnUnavailable(f"end-of-turn model failed: {exc!r}")
             END_OF_TURN_SECONDS.observe(time.monotonic() - request.queued_at)
             self._answer(request, value)
+
+    def _predict(self, audio: bytes) -> float:
+        model = self.model()
+        return float(model.predict(features.batch([audio], model.frames))[0])
 
     @staticmethod
     def _answer(request: _Request, value: float | BaseException) -> None:

@@ -5,6 +5,13 @@ style encoder with a classifier head, 8.7 MB int8 ONNX, trained on 23 languages.
 ``pipecat-ai`` wheel, installed with ``--no-deps`` (``make install``); we only read the file, never import pipecat
 (its dependencies are not installed). Input ``input_features`` float32 (batch, 80, 800) from :mod:`.features`;
 output ``logits`` (batch, 1), already a probability that the turn is complete.
+
+A shorter window costs less: the encoder's cost grows with its positions (attention quadratically), and the
+graph only fixes 8 s through its positional-embedding table (400 positions after the stride-2 conv) and the
+reshapes that name 400. :func:`windowed` cuts both at load time to the last N positions (the audio is
+left-padded, so the turn's end sits at the end). The head pools the encoder's output by learned attention
+(Linear-Tanh-Linear, softmax over positions, weighted sum), not a mean, so dropping the oldest positions (mostly
+padding in a short turn) changes little: ``bench/turn_model_window.py`` measures it.
 """
 
 from __future__ import annotations
@@ -13,12 +20,16 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 
 DISTRIBUTION = "pipecat-ai"
 VERSION = "1.14.0"
 INSTALL = f"pip install --no-deps {DISTRIBUTION}=={VERSION}"
 MODEL_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+POSITIONS = 400  # the encoder's positions for 8 s: 800 feature frames, halved by the stride-2 conv
+_EMBEDDING = "inner.encoder.embed_positions.weight"
 
 
 class SmartTurnMissing(FileNotFoundError):
@@ -50,16 +61,46 @@ def session_options() -> ort.SessionOptions:
     return opts
 
 
-class SmartTurnModel:
-    """The loaded model; :meth:`predict` may be called from any one thread at a time."""
+def frames_for(window_s: float) -> int:
+    """Feature frames (10 ms each, even: two per position) for a window of ``window_s`` seconds (0.5..8)."""
+    if not 0.5 <= window_s <= 8.0:
+        raise ValueError(f"end-of-turn window {window_s} s: must be 0.5..8")
+    return 2 * round(window_s * 50)
 
-    def __init__(self, path: Path | None = None) -> None:
+
+def windowed(model: onnx.ModelProto, positions: int) -> onnx.ModelProto:
+    """The model reading only the last ``positions`` encoder positions (input (batch, 80, 2 * positions)): the
+    positional-embedding table keeps its last rows, every shape constant of 400 becomes ``positions``, and the
+    stored intermediate shapes (all for 400) are dropped for onnxruntime to infer again. Edits ``model``."""
+    graph = model.graph
+    found = 0
+    for init in graph.initializer:
+        value = numpy_helper.to_array(init)
+        if init.name == _EMBEDDING and value.shape[0] == POSITIONS:
+            init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value[-positions:]), init.name))
+            found += 1
+        elif value.dtype == np.int64 and value.shape == (1,) and value[0] == POSITIONS:  # reshape targets
+            init.CopyFrom(numpy_helper.from_array(np.array([positions], dtype=np.int64), init.name))
+    if found != 1:
+        raise ValueError(f"{_EMBEDDING} ({POSITIONS} rows) not found: not the Smart Turn v3.2 graph")
+    graph.input[0].type.tensor_type.shape.dim[2].dim_value = 2 * positions
+    del graph.value_info[:]
+    return model
+
+
+class SmartTurnModel:
+    """The loaded model, reading the last ``window_s`` seconds (8 = as published); :meth:`predict` may be called
+    from any one thread at a time."""
+
+    def __init__(self, path: Path | None = None, window_s: float = 8.0) -> None:
         self.path = path or model_path()
-        self._session = ort.InferenceSession(
-            str(self.path), sess_options=session_options(), providers=["CPUExecutionProvider"]
-        )
+        self.frames = frames_for(window_s)
+        source: str | bytes = str(self.path)
+        if self.frames < 2 * POSITIONS:
+            source = windowed(onnx.load(str(self.path)), self.frames // 2).SerializeToString()
+        self._session = ort.InferenceSession(source, sess_options=session_options(), providers=["CPUExecutionProvider"])
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities that each turn is complete, float (batch,), for features (batch, 80, 800)."""
+        """Probabilities that each turn is complete, float (batch,), for features (batch, 80, frames)."""
         (logits,) = self._session.run(["logits"], {"input_features": features})
         return np.asarray(logits, dtype=np.float64).reshape(len(features))
