@@ -157,10 +157,12 @@ class SentenceSplitter:
 
 def _binds_forward(before: str, after: str) -> bool:
     """Whether the last word of ``before`` leans on the first of ``after``: a function word, a number
-    ("3 de mayo", "10:30 am"), or a name going on ("Grand Hotel")."""
+    ("3 de mayo", "10:30 am"), a name going on ("Grand Hotel"); or ``after`` starts with a mark, not a word."""
     word = before.split()[-1].replace("’", "'").strip("\"'“”«»()[]")
     if word.lower() in _BINDS_FORWARD or any(ch.isdigit() for ch in word):
         return True
+    if not (after[:1].isalnum() or after[:1] in _OPENERS):
+        return True  # "you — with", "so ... well": the mark belongs to the word before it
     return word[:1].isupper() and after[:1].isupper()
 
 

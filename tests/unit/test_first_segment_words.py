@@ -49,6 +49,7 @@ def test_the_cut_waits_for_the_next_word_to_start() -> None:
         ),
         ("Thank you for calling the Grand Hotel how can I help you today?", "Thank you for calling the Grand Hotel"),
         ("Please ask Dr. Smith about the results of your test next week.", "Please ask Dr. Smith about the results"),
+        ("I can book it for you — with a discount today.", "I can book it for you —"),
     ],
 )
 def test_never_after_a_word_that_leans_on_the_next(text: str, first: str) -> None:
