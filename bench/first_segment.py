@@ -10,7 +10,9 @@ Per sentence and N: the cut's two pieces; the time to the first audio of the who
 (synthesis time: both voices synthesise a sentence in one go, so the first audio comes when it is done); the
 audible join: the silence at the end of piece 1 plus the silence at the start of piece 2 (played back to back,
 as the gateway plays segments) against the pause the voice makes at that point when it reads the whole
-sentence (the longest silence within ``WINDOW_S`` of where piece 1's speech ends; 0 when it reads on).
+sentence (the longest silence within ``WINDOW_S`` of where piece 1's speech ends; 0 when it reads on); and
+whether piece 2 would be late: its synthesis taking longer than piece 1 plays (the worst case, one after the
+other on one core; the TTS worker runs two at once).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ SPANISH = (
 @dataclass
 class Synthesis:
     first_audio_s: float  # from the request to the first chunk
+    total_s: float  # from the request to the last chunk
     audio: np.ndarray  # int16 mono
     rate: int
 
@@ -66,6 +69,7 @@ class Synthesis:
 async def synthesize(provider: object, text: str, language: str, repeats: int) -> Synthesis:
     """The median time to the first chunk over ``repeats`` runs, and the last run's audio."""
     firsts: list[float] = []
+    totals: list[float] = []
     chunks: list[bytes] = []
     rate = 0
     for _ in range(repeats):
@@ -77,7 +81,9 @@ async def synthesize(provider: object, text: str, language: str, repeats: int) -
             chunks.append(pcm)
             rate = chunk_rate
         firsts.append(first or 0.0)
-    return Synthesis(statistics.median(firsts), np.frombuffer(b"".join(chunks), dtype="<i2"), rate)
+        totals.append(time.perf_counter() - started)
+    median = statistics.median
+    return Synthesis(median(firsts), median(totals), np.frombuffer(b"".join(chunks), dtype="<i2"), rate)
 
 
 def loud_frames(s: Synthesis) -> np.ndarray:
@@ -121,7 +127,8 @@ def cut(text: str, words: int) -> tuple[str, str] | None:
     return (segments[0], " ".join(segments[1:])) if len(segments) > 1 else None
 
 
-HEADER = f"{'whole ms':>8} {'p1 ms':>6} {'gain':>5} {'p1 end':>6} {'p2 start':>8} {'join':>5} {'natural':>7}  cut"
+COLUMNS = (("whole ms", 8), ("p1 ms", 6), ("gain", 5), ("p1 end", 6), ("p2 start", 8), ("join", 5), ("natural", 7))
+HEADER = " ".join(f"{name:>{width}}" for name, width in (*COLUMNS, ("p2 late", 7))) + "  cut"
 
 
 @dataclass
@@ -131,6 +138,7 @@ class Row:
     tail1_s: float  # silence at the end of piece 1
     lead2_s: float  # silence at the start of piece 2
     natural_s: float  # the whole sentence's pause at the cut
+    late_s: float  # piece 2's synthesis beyond piece 1's playing time: a gap at the join if made one after the other
 
     @property
     def join_s(self) -> float:
@@ -151,13 +159,14 @@ async def measure(provider: object, language: str, text: str, pieces: tuple[str,
     natural = pause_near(whole, edges(whole)[0] + spoken1)
     median = statistics.median
     whole_s, first_s = median(w.first_audio_s for w in wholes), median(o.first_audio_s for o in ones)
-    return Row(whole_s, first_s, tail1, lead2, natural)
+    late = max(0.0, two.total_s - len(one.audio) / one.rate)
+    return Row(whole_s, first_s, tail1, lead2, natural, late)
 
 
 def print_row(row: Row, pieces: tuple[str, str]) -> None:
     ms = [round(x * 1000) for x in (row.whole_s, row.first_s, row.whole_s - row.first_s, row.tail1_s)]
-    ms += [round(x * 1000) for x in (row.lead2_s, row.join_s, row.natural_s)]
-    widths = (8, 6, 5, 6, 8, 5, 7)
+    ms += [round(x * 1000) for x in (row.lead2_s, row.join_s, row.natural_s, row.late_s)]
+    widths = (8, 6, 5, 6, 8, 5, 7, 7)
     print(" ".join(f"{v:{w}d}" for v, w in zip(ms, widths, strict=True)) + f"  {pieces[0]} | {pieces[1]}")
 
 
@@ -168,10 +177,12 @@ def print_summary(rows: list[Row]) -> None:
     ratio = med(r.first_s / r.whole_s for r in rows)
     join, natural = med(r.join_s for r in rows) * 1000, med(r.natural_s for r in rows) * 1000
     extra = med(r.join_s - r.natural_s for r in rows) * 1000
+    late = sum(r.late_s > 0 for r in rows)
     print(
         f"median of {len(rows)}: first audio whole {whole:.0f} ms, piece 1 {first:.0f} ms (gain {gain:.0f} ms,"
         f" piece 1 takes {ratio:.0%} of the whole's time);"
-        f" join {join:.0f} ms vs natural pause {natural:.0f} ms (extra silence {extra:.0f} ms)"
+        f" join {join:.0f} ms vs natural pause {natural:.0f} ms (extra silence {extra:.0f} ms);"
+        f" piece 2 late in {late} of {len(rows)}"
     )
 
 
