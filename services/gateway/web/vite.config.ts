@@ -21,5 +21,7 @@ export default defineConfig({
     globals: true,
     setupFiles: ['./src/test/setup.ts'],
     include: ['src/**/*.test.{ts,tsx}'],
+    // userEvent types key by key: on 2 busy cores the long form tests (the HTTP tool editor) took over the 5 s default
+    testTimeout: 15_000,
   },
 });

@@ -23,13 +23,7 @@ export interface AgentSpec {
   voice: VoiceSpec;
   llm: { provider: string | null; model: string | null; temperature: number; max_tokens: number };
   stt: { provider: string | null; model: string | null; language: string | null };
-  turn: {
-    vad_start_ms: number;
-    vad_stop_ms: number;
-    vad_preroll_ms: number;
-    silence_timeout_s: number;
-    max_call_s: number;
-  };
+  turn: TurnSpec;
   extraction_fields: Record<string, string>;
   overlays: Record<string, Record<string, unknown>>;
   /** E.164 numbers whose incoming Twilio/Telnyx calls this agent answers */
@@ -43,6 +37,33 @@ export interface AgentSpec {
   tool_filler_message?: string | null;
   end_call_message?: string | null;
   transfer_message?: string | null;
+}
+
+export const END_OF_TURN_MODES = ['model', 'silence'] as const;
+export type EndOfTurnMode = (typeof END_OF_TURN_MODES)[number];
+
+/** Turn-taking (shared/call_config.py TurnSpec); the fields after vad_preroll_ms are absent from an older gateway. */
+export interface TurnSpec {
+  vad_start_ms: number;
+  /** end_of_turn "silence" (or the model failing): the fixed silence that ends a turn */
+  vad_stop_ms: number;
+  vad_preroll_ms: number;
+  /** "model": the end-of-turn model judges each pause; "silence": the fixed vad_stop_ms window */
+  end_of_turn?: EndOfTurnMode;
+  /** "model": the silence after which the model judges the pause */
+  pause_ms?: number;
+  /** "model": the longest pause waited out when the model says the caller has not finished */
+  max_silence_ms?: number;
+  /** "model": the probability of "finished" that ends the turn */
+  eot_threshold?: number;
+  /** the reply starts after this much silence, held back until the turn ends; 0 = only after it ends */
+  preempt_ms?: number;
+  /** caller speech shorter than this (a backchannel, a cough) does not interrupt the agent */
+  interrupt_min_ms?: number;
+  /** an interruption with no words (or only a backchannel) resumes the agent where it stopped */
+  resume_after_false_interruption?: boolean;
+  silence_timeout_s: number;
+  max_call_s: number;
 }
 
 // Agent actions (shared/agent_tools.py): ToolDef, DtmfSpec, WebhookSpec.

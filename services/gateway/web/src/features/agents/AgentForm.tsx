@@ -5,6 +5,7 @@ import type { FieldErrors } from '../../lib/api';
 import {
   DTMF_MODES,
   DTMF_TERMINATORS,
+  END_OF_TURN_MODES,
   TEXT_FIELDS,
   type AgentSpec,
   type AgentSpecWrite,
@@ -12,6 +13,7 @@ import {
   type ProviderCatalogue,
   type ProviderInfo,
   type ProviderKind,
+  type TurnSpec,
 } from '../../lib/types';
 import { Field } from './Field';
 import { ToolsEditor } from './ToolsEditor';
@@ -57,10 +59,20 @@ function setPath(obj: Draft, path: string, value: unknown): Draft {
 
 const pretty = (v: unknown) => JSON.stringify(v ?? {}, null, 2);
 
-/** shared/agent_tools.py's defaults, for a spec read from a gateway that does not send them */
+/** shared/agent_tools.py's and shared/call_config.py's defaults, for a spec read from a gateway that does not send them */
 const DEFAULT_DTMF: DtmfSpec = { mode: 'collect', terminator: '#', timeout_s: 3, max_digits: 32, sensitive: false };
+const DEFAULT_TURN_TAKING = {
+  end_of_turn: 'model',
+  pause_ms: 200,
+  max_silence_ms: 1500,
+  eot_threshold: 0.5,
+  preempt_ms: 100,
+  interrupt_min_ms: 500,
+  resume_after_false_interruption: true,
+} satisfies Partial<TurnSpec>;
 const withActionDefaults = (spec: AgentSpec): Draft => ({
   ...spec,
+  turn: { ...DEFAULT_TURN_TAKING, ...spec.turn },
   tool_filler_after_ms: spec.tool_filler_after_ms ?? 1000,
   dtmf: { ...DEFAULT_DTMF, ...(spec.dtmf ?? {}) },
   webhook: { url: spec.webhook?.url ?? null },
@@ -288,8 +300,8 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
     );
   };
 
-  const number = (path: string, label: string, step = 'any') => (
-    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)}>
+  const number = (path: string, label: string, step = 'any', hint?: string) => (
+    <Field id={`${formId}-${path}`} label={label} error={errorFor(path)} hint={hint}>
       {(props) => (
         <input
           {...props}
@@ -429,8 +441,20 @@ export function AgentForm({ spec, catalogueTexts = NONE, catalogue = null, field
 
       <fieldset className="grid gap-4 md:grid-cols-3">
         <legend className="mb-2 text-base font-semibold">{t('agentForm.sections.turn')}</legend>
+        {choice(
+          'turn.end_of_turn',
+          f('endOfTurn'),
+          END_OF_TURN_MODES.map((m) => ({ value: m, label: t(`agentForm.endOfTurnModes.${m}`) })),
+          t(`agentForm.endOfTurnHints.${getPath(draft, 'turn.end_of_turn') === 'silence' ? 'silence' : 'model'}`),
+        )}
+        {number('turn.vad_stop_ms', f('vadStop'), '1', f('vadStopHint'))}
         {number('turn.vad_start_ms', f('vadStart'), '1')}
-        {number('turn.vad_stop_ms', f('vadStop'), '1')}
+        {number('turn.pause_ms', f('pause'), '1', f('pauseHint'))}
+        {number('turn.max_silence_ms', f('maxSilence'), '1', f('maxSilenceHint'))}
+        {number('turn.eot_threshold', f('eotThreshold'), '0.05', f('eotThresholdHint'))}
+        {number('turn.preempt_ms', f('preempt'), '1', f('preemptHint'))}
+        {number('turn.interrupt_min_ms', f('interruptMin'), '1', f('interruptMinHint'))}
+        {checkbox('turn.resume_after_false_interruption', f('resumeAfterFalseInterruption'), f('resumeAfterFalseInterruptionHint'))}
         {number('turn.vad_preroll_ms', f('preroll'), '1')}
         {number('turn.silence_timeout_s', f('silenceTimeout'))}
         {number('turn.max_call_s', f('maxCall'))}

@@ -21,7 +21,20 @@ const spec: AgentSpec = {
   voice: { provider: null, name: null, style: null, rate: 1, pitch: 0 },
   llm: { provider: null, model: null, temperature: 0.3, max_tokens: 80 },
   stt: { provider: null, model: null, language: null },
-  turn: { vad_start_ms: 120, vad_stop_ms: 500, vad_preroll_ms: 200, silence_timeout_s: 10, max_call_s: 1800 },
+  turn: {
+    vad_start_ms: 120,
+    vad_stop_ms: 500,
+    vad_preroll_ms: 200,
+    end_of_turn: 'model',
+    pause_ms: 200,
+    max_silence_ms: 1500,
+    eot_threshold: 0.5,
+    preempt_ms: 100,
+    interrupt_min_ms: 500,
+    resume_after_false_interruption: true,
+    silence_timeout_s: 10,
+    max_call_s: 1800,
+  },
   extraction_fields: {},
   overlays: {},
 };
@@ -131,6 +144,72 @@ describe('AgentForm', () => {
     expect(field).toHaveAttribute('aria-invalid', 'true');
     expect(field).toHaveAccessibleDescription(/less than or equal to 5000/);
     expect(within(screen.getByRole('alert')).getByText('turn.vad_stop_ms')).toBeInTheDocument();
+  });
+
+  it('edits the turn taking: the end-of-turn mode with what it does, the model and interruption settings', async () => {
+    const onSave = vi.fn<(s: AgentSpecWrite) => void>();
+    render(<AgentForm spec={spec} fieldErrors={{}} saving={false} onSave={onSave} />);
+    const mode = screen.getByLabelText("End of the caller's turn") as HTMLSelectElement;
+    expect(mode).toHaveValue('model');
+    expect(Array.from(mode.options).map((o) => [o.value, o.textContent])).toEqual([
+      ['model', 'end-of-turn model (Smart Turn)'],
+      ['silence', 'fixed silence'],
+    ]);
+    expect(mode).toHaveAccessibleDescription(/at each pause the model judges .* whether the caller has finished/);
+    expect(screen.getByLabelText('Silence to end a turn (ms)')).toHaveAccessibleDescription(/the fixed window of "fixed silence"/);
+    await userEvent.selectOptions(mode, 'silence');
+    expect(mode).toHaveAccessibleDescription(/the turn ends after a fixed silence \("Silence to end a turn"\)/);
+
+    const edit = async (label: string, value: string) => {
+      await userEvent.clear(screen.getByLabelText(label));
+      await userEvent.type(screen.getByLabelText(label), value);
+    };
+    await edit('Model: judge a pause after (ms)', '300');
+    await edit('Model: longest pause to wait out (ms)', '2500');
+    expect(screen.getByLabelText('Model: threshold (0.01–0.99)')).toHaveAttribute('step', '0.05');
+    await edit('Model: threshold (0.01–0.99)', '0.65');
+    await edit('Start the reply after (ms)', '0');
+    await edit('Speech that interrupts the agent (ms)', '800');
+    const resume = screen.getByLabelText('Resume after a false interruption');
+    expect(resume).toBeChecked();
+    await userEvent.click(resume);
+    await userEvent.click(screen.getByRole('button', { name: 'Save agent' }));
+    expect(onSave.mock.calls[0][0].turn).toEqual({
+      ...spec.turn,
+      end_of_turn: 'silence',
+      pause_ms: 300,
+      max_silence_ms: 2500,
+      eot_threshold: 0.65,
+      preempt_ms: 0,
+      interrupt_min_ms: 800,
+      resume_after_false_interruption: false,
+    });
+  });
+
+  it("shows an older gateway's agent with the turn-taking defaults, and the API's errors on those fields", async () => {
+    const onSave = vi.fn<(s: AgentSpecWrite) => void>();
+    const { vad_start_ms, vad_stop_ms, vad_preroll_ms, silence_timeout_s, max_call_s } = spec.turn;
+    const older: AgentSpec = { ...spec, turn: { vad_start_ms, vad_stop_ms, vad_preroll_ms, silence_timeout_s, max_call_s } };
+    const errors = {
+      'turn.pause_ms': 'Input should be greater than or equal to 60',
+      'turn.eot_threshold': 'Input should be less than or equal to 0.99',
+    };
+    render(<AgentForm spec={older} fieldErrors={errors} saving={false} onSave={onSave} />);
+    // shared/call_config.py's defaults
+    expect(screen.getByLabelText("End of the caller's turn")).toHaveValue('model');
+    expect(screen.getByLabelText('Model: longest pause to wait out (ms)')).toHaveValue(1500);
+    expect(screen.getByLabelText('Resume after a false interruption')).toBeChecked();
+    const pause = screen.getByLabelText('Model: judge a pause after (ms)');
+    expect(pause).toHaveValue(200);
+    expect(pause).toHaveAttribute('aria-invalid', 'true');
+    expect(pause).toHaveAccessibleDescription(/greater than or equal to 60.*the silence after which the end-of-turn model decides/);
+    expect(screen.getByLabelText('Model: threshold (0.01–0.99)')).toHaveAccessibleDescription(/less than or equal to 0.99/);
+    expect(screen.getByLabelText('Speech that interrupts the agent (ms)')).toHaveAttribute('aria-invalid', 'false');
+    const alert = within(screen.getByRole('alert'));
+    expect(alert.getByText('turn.pause_ms')).toBeInTheDocument();
+    expect(alert.getByText('turn.eot_threshold')).toBeInTheDocument();
+    await userEvent.click(screen.getByRole('button', { name: 'Save agent' }));
+    expect(onSave.mock.calls[0][0].turn).toEqual(spec.turn);
   });
 
   it('offers the catalogue: providers in a select, voices, styles, models and languages as suggestions', async () => {
