@@ -194,7 +194,7 @@ class CallSession:
         elif action == m.Action.CALLER_SPOKE:
             self.timers.caller_spoke()
         elif action == m.Action.BARGE_IN:
-            await self._barge_in()
+            await self._barge_in(resumable=not isinstance(event, m.DigitsEntered))
         elif action == m.Action.REPORT_ERROR:
             assert isinstance(event, m.ReplyFailed)
             await self._send_quietly(
@@ -319,12 +319,13 @@ class CallSession:
         if not self.ended:
             await self._dispatch(m.DigitsEntered(digits))
 
-    async def _barge_in(self) -> None:
-        """The caller talks over the agent: silence it now, stop the workers, keep what was heard."""
+    async def _barge_in(self, resumable: bool) -> None:
+        """The caller talks (or keys) over the agent: silence it now, stop the workers, keep what was heard, and
+        what was not (``resumable``: if the caller's speech proves a false interruption)."""
         turn_id = self.record.reply.turn_id if self.record.reply is not None else None
         reply = self.record.reply
         heard = await self._stop_reply("barge_in")
-        self.turns.keep_cut(reply.unheard(heard) if reply is not None else [])
+        self.turns.keep_cut(reply.unheard(heard) if reply is not None and resumable else [])
         BARGE_INS.labels(self.transport.client_type).inc()
         INTERRUPTIONS.labels("barge_in").inc()
         log.info("barge_in", turn_id=turn_id, heard_bytes=heard)

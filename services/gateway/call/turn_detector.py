@@ -169,11 +169,11 @@ class TurnDetector:
             resumed, self._reported, self._end_frames = self._reported, False, None
             self._silent_run = 0
             self._turn_voiced += 1
+            if resumed:  # (first: a reply held at the pause must go; a confirmation waits for the next frame)
+                return SpeechResumed(at_s=self.stream_s)
             if not self._confirmed and self._turn_voiced >= self.interrupt_frames:
                 self._confirmed = True
                 return SpeechConfirmed(at_s=self.stream_s)
-            if resumed:
-                return SpeechResumed(at_s=self.stream_s)
         else:
             self._silent_run += 1
             event = self._pause_event()

@@ -128,10 +128,10 @@ class TurnTaking:
         """Run one of :data:`TURN_ACTIONS`; the call's new reply task, when it starts one."""
         if action == Action.RESPOND:
             assert isinstance(event, TurnEnded)
-            return self.respond(event)
+            return await self.respond(event)
         if action == Action.PREEMPT:
             assert isinstance(event, PreemptPoint)
-            self.preempt(event)
+            await self.preempt(event)
         elif action == Action.JUDGE_TURN:
             assert isinstance(event, PausePoint)
             self.judge(event)
@@ -150,10 +150,11 @@ class TurnTaking:
 
     # --- the reply started at a pause --------------------------------------------------------------------
 
-    def preempt(self, event: PreemptPoint) -> None:
+    async def preempt(self, event: PreemptPoint) -> None:
         """Start the reply on the turn so far, held back until the turn ends at this pause."""
-        if self.held is not None:  # (a later point of the same pause: the reply is already on its way)
-            return
+        if self.held is not None and self.held.pause == event.pause:
+            return  # (a later point of the same pause: the reply is already on its way)
+        await self.drop()  # (one held at an earlier pause: the caller went on from it)
         turn_id, hold = self.record.next_turn(), Hold()
         reply = self.pipeline.respond(turn_id, event.audio, time.time(), hold=hold, after_cut=self._after_cut())
         self.held = Held(turn_id, self.spawn(reply), hold, event.pause)
@@ -170,18 +171,18 @@ class TurnTaking:
         await asyncio.gather(held.task, return_exceptions=True)
         await self.channel.cancel(held.turn_id, reason="caller_went_on")
 
-    def respond(self, event: TurnEnded) -> asyncio.Task[None]:
+    async def respond(self, event: TurnEnded) -> asyncio.Task[None]:
         """The turn ended: the reply held at its last pause is released, or a reply starts now."""
         TURN_END_SILENCE.labels(event.reason).observe(event.silence_s)
         after_cut = self._after_cut()
+        if self.held is not None and self.held.pause != self.detector.pause_count:
+            await self.drop()  # (held at an earlier pause: the turn went on after it)
         held, self.held = self.held, None
-        if held is not None and held.pause == self.detector.pause_count:
+        if held is not None:
             PREEMPTIVE_REPLIES.labels("used").inc()
             held.hold.open(time.time())
             turn_id, task = held.turn_id, held.task
         else:
-            if held is not None:  # (cannot happen: speech in between drops it; never leave one running)
-                held.task.cancel()
             turn_id = self.record.next_turn()
             task = asyncio.create_task(self.pipeline.respond(turn_id, event.audio, time.time(), after_cut=after_cut))
         if self.cut is not None:
