@@ -7,7 +7,8 @@ tests then get a fresh, uniquely named database that is dropped at the end, so r
 to change them); without a reachable Docker engine the tests that need a server are skipped, saying so.
 
 Fixtures: ``nats_url`` and ``database_url`` (session, migrated), ``bus`` (a connected ``shared.bus.Bus``),
-``db_pool`` (asyncpg pool), ``run_service`` (start ``python -m services.<name>`` as a subprocess) and ``free_port``.
+``db_pool`` (asyncpg pool), ``run_service`` (start ``python -m services.<name>`` as a subprocess; stopped after the
+test), ``module_services`` (the same, stopped after the module) and ``free_port``.
 Markers: ``slow`` runs only with ``RUN_SLOW=1``; ``live(env="KEY")`` runs only when ``KEY`` is set.
 """
 
@@ -294,27 +295,23 @@ def _json_object(resp: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-_SERVICES = pytest.StashKey[list[ServiceProcess]]()
+class ServiceRunner:
+    """Starts ``python -m services.<name>`` children against the session's servers; ``stop_all`` ends them.
 
-
-@pytest.fixture
-def run_service(
-    request: pytest.FixtureRequest, nats_url: str, database_url: str, tmp_path: Path
-) -> Iterator[Callable[..., ServiceProcess]]:
-    """Factory: ``run_service("stt_worker", {"STT_PROVIDER": "fake"})`` starts ``python -m services.stt_worker``.
-
-    The env gets NATS_URL/DATABASE_URL of the session servers, METRICS_PORT=0, LOG_FORMAT=json, short drains
-    (DRAIN_TIMEOUT_S=1, WORKER_DRAIN_TIMEOUT_S=2) and, for the gateway, a free GATEWAY_PORT; the overlay wins.
-    Everything started is stopped at teardown.
+    One per test (``run_service``) or one per module (``module_services``, for a stack the module's tests share).
     """
-    started: list[ServiceProcess] = []
-    request.node.stash[_SERVICES] = started
 
-    def start(name: str, env: Mapping[str, str] | None = None, *, args: Sequence[str] = ()) -> ServiceProcess:
+    def __init__(self, nats_url: str, database_url: str, log_dir: Path) -> None:
+        self.nats_url = nats_url
+        self.database_url = database_url
+        self.log_dir = log_dir
+        self.started: list[ServiceProcess] = []
+
+    def __call__(self, name: str, env: Mapping[str, str] | None = None, *, args: Sequence[str] = ()) -> ServiceProcess:
         full_env = {
             **os.environ,
-            "NATS_URL": nats_url,
-            "DATABASE_URL": database_url,
+            "NATS_URL": self.nats_url,
+            "DATABASE_URL": self.database_url,
             "METRICS_PORT": "0",
             "LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
@@ -326,20 +323,44 @@ def run_service(
         if name == "gateway":
             full_env["GATEWAY_PORT"] = str(free_port())
             # a spool of its own, under the test's tmp dir (a test that restarts a gateway passes its own)
-            full_env["LIFECYCLE_SPOOL_DIR"] = str(tmp_path / f"spool-{full_env['GATEWAY_PORT']}")
+            full_env["LIFECYCLE_SPOOL_DIR"] = str(self.log_dir / f"spool-{full_env['GATEWAY_PORT']}")
         full_env.update(env or {})
         module = name if "." in name else f"services.{name}"
-        log_path = tmp_path / f"{name}-{sum(s.name == name for s in started)}.log"
+        log_path = self.log_dir / f"{name}-{sum(s.name == name for s in self.started)}.log"
         with open(log_path, "wb") as log:
             proc = spawn_tied([sys.executable, "-m", module, *args], log, cwd=REPO, env=full_env)
         service = ServiceProcess(name, proc, full_env, log_path)
-        started.append(service)
+        self.started.append(service)
         return service
 
-    yield start
-    for service in reversed(started):
-        with contextlib.suppress(OSError):
-            service.stop()
+    def stop_all(self) -> None:
+        for service in reversed(self.started):
+            with contextlib.suppress(OSError):
+                service.stop()
+
+
+@pytest.fixture
+def run_service(nats_url: str, database_url: str, tmp_path: Path) -> Iterator[ServiceRunner]:
+    """Factory: ``run_service("stt_worker", {"STT_PROVIDER": "fake"})`` starts ``python -m services.stt_worker``.
+
+    The env gets NATS_URL/DATABASE_URL of the session servers, METRICS_PORT=0, LOG_FORMAT=json, short drains
+    (DRAIN_TIMEOUT_S=1, WORKER_DRAIN_TIMEOUT_S=2) and, for the gateway, a free GATEWAY_PORT; the overlay wins.
+    Everything started is stopped at teardown.
+    """
+    runner = ServiceRunner(nats_url, database_url, tmp_path)
+    yield runner
+    runner.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_services(
+    request: pytest.FixtureRequest, nats_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceRunner]:
+    """``run_service`` for services that a module's tests share (started once: a stack takes seconds to start);
+    stopped when the module's last test is done."""
+    runner = ServiceRunner(nats_url, database_url, tmp_path_factory.mktemp(request.module.__name__.split(".")[-1]))
+    yield runner
+    runner.stop_all()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -347,7 +368,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Append each started service's output tail to a failing test's report."""
     report = yield
     if report.failed and report.when in ("setup", "call"):
-        for service in item.stash.get(_SERVICES, []):
+        runners = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, ServiceRunner)]
+        for service in [s for runner in runners for s in runner.started]:
             state = "running" if service.returncode is None else f"exit code {service.returncode}"
             title = f"service {service.name} ({state}; full log {service.log_path})"
             report.sections.append((title, service.tail() or "(no output)"))

@@ -20,6 +20,7 @@ from shared import subjects
 from shared.bus import Bus
 from shared.events import LlmChunk, LlmRequest, ToolCall, WorkAck
 from shared.signing import key_for, verify
+from tests.integration.conftest import Stacks
 from tests.unit.test_tools_http import ToolServer
 from tools.simcaller import SimCaller
 from tools.talk import synthesize
@@ -44,17 +45,19 @@ async def say(text: str) -> bytes:
     return _SPEECH[text]
 
 
-async def stack(start_stack: Any, heard: str, services: tuple[str, ...] | None = None, **env: str) -> Any:
-    """The stack, where every caller turn is transcribed as ``heard``."""
+async def stack(stacks: Stacks, heard: str, services: tuple[str, ...] | None = None, **env: str) -> Any:
+    """The module's stack, where every caller turn is transcribed as ``heard`` (the tests are ordered so that
+    those hearing the same share an STT worker; a new ``heard`` restarts that worker alone)."""
     environment = {
         "FAKE_STT_TEXT": heard,
         "FAKE_LLM_TOOL_SCRIPT": json.dumps(SCRIPT),
         "WEBHOOK_SIGNING_SECRET": SECRET,
+        "CHAIN_STAGES": "true",
         **env,
     }
     if services is None:
-        return await start_stack(environment)
-    return await start_stack(environment, services=services, wait_ready=False)  # (not ready: no LLM service)
+        return await stacks.get(environment)
+    return await stacks.get(environment, services=services, wait_ready=False)  # (not ready: no LLM service)
 
 
 async def agent(gateway: Any, name: str, tools: list[dict[str, Any]], **fields: Any) -> str:
@@ -96,64 +99,8 @@ def assistant(m: dict[str, Any]) -> bool:
     return m["type"] == "transcript" and m["role"] == "assistant"
 
 
-@pytest.mark.parametrize("chain", ["true", "false"], ids=["chained", "unchained"])
-async def test_an_http_tool_is_called_signed_and_its_result_spoken(start_stack, db_pool, chain: str) -> None:
-    gateway = await stack(start_stack, "what is the weather in malaga", CHAIN_STAGES=chain)
-    async with ToolServer(body=b'{"sky": "sunny", "temp_c": 21}') as server:
-        agent_id = await agent(gateway, "weather", [http_tool("weather", server.url, CITY)])
-        sim = await caller(gateway, agent_id)
-        await sim.send_frames(await say("What is the weather like?"))
-        tool = await sim.next(lambda m: m["type"] == "tool", timeout=15)
-        reply = await sim.next(assistant, timeout=15)
-        metrics = [m for m in sim.events("turn_metrics") if m["turn_id"] == reply["turn_id"]]
-        await sim.hang_up()
-    [seen] = server.seen
-    assert json.loads(seen.body) == {"city": "Malaga"}
-    assert verify(key_for(SECRET, server.url), seen.body, seen.headers["x-victoria-signature"])
-    assert seen.headers["x-victoria-call-id"] == sim.call_id and seen.headers["x-victoria-tool"] == "weather"
-    assert (tool["name"], tool["status"]) == ("weather", "ok") and "sunny" in tool["text"]
-    assert reply["text"].startswith("Let me check that.") and "sunny" in reply["text"] and "21" in reply["text"]
-    assert metrics and metrics[0]["tools_ms"] > 0
-    rows = await history(db_pool, sim.call_id, 4)
-    assert [r["role"] for r in rows] == ["assistant", "user", "tool", "assistant"]
-    recorded = as_json(rows[2]["tool"])
-    assert (recorded["name"], recorded["kind"], recorded["status"]) == ("weather", "http", "ok")
-    assert json.loads(recorded["arguments"]) == {"city": "Malaga"} and "sunny" in recorded["result"]
-
-
-async def test_a_slow_tool_gets_the_filler(start_stack) -> None:
-    gateway = await stack(start_stack, "the weather please", FAKE_LLM_TOOL_SCRIPT=json.dumps(SCRIPT[:1]))
-    async with ToolServer(delay_s=2.0) as server:
-        agent_id = await agent(gateway, "slow", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=500)
-        sim = await caller(gateway, agent_id)
-        await sim.send_frames(await say("What is the weather like?"))
-        reply = await sim.next(assistant, timeout=20)
-        await sim.hang_up()
-    assert reply["text"].startswith("Let me check that. One moment, please. Done:"), reply["text"]
-
-
-async def test_a_barge_in_cancels_the_pending_tool(start_stack, db_pool) -> None:
-    gateway = await stack(start_stack, "what is the weather in malaga")
-    async with ToolServer(delay_s=20.0) as server:
-        agent_id = await agent(gateway, "barge", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=300)
-        sim = await caller(gateway, agent_id)
-        await sim.send_frames(await say("What is the weather like?"))
-        await sim.next(lambda m: m["type"] == "state" and m["event"] == "ReplyAudioStarted", timeout=15)
-        await asyncio.wait_for(server.arrived.wait(), 10)
-        await sim.send_frames(await say("Actually, never mind."))
-        tool = await sim.next(lambda m: m["type"] == "tool", timeout=10)
-        await asyncio.wait_for(server.gone.wait(), 5)  # the request was dropped, not left to finish
-        await sim.hang_up()
-    assert (tool["name"], tool["status"]) == ("weather", "cancelled")
-    rows = await history(db_pool, sim.call_id, 4)
-    tools = [as_json(r["tool"]) for r in rows if r["role"] == "tool"]
-    assert [(t["name"], t["status"]) for t in tools] == [("weather", "cancelled")], tools
-    cut = [r["text"] for r in rows if r["role"] == "assistant" and r["interrupted"]]
-    assert cut and cut[0].startswith("Let"), [(r["role"], r["text"]) for r in rows]  # heard up to the barge-in
-
-
-async def test_end_call_says_the_closing_line_and_hangs_up(start_stack, db_pool) -> None:
-    gateway = await stack(start_stack, "thanks, goodbye")
+async def test_end_call_says_the_closing_line_and_hangs_up(stacks, db_pool) -> None:
+    gateway = await stack(stacks, "thanks, goodbye")
     agent_id = await agent(gateway, "closer", [{"kind": "end_call"}])
     sim = await caller(gateway, agent_id)
     await sim.send_frames(await say("Thank you, goodbye."))
@@ -171,8 +118,8 @@ async def test_end_call_says_the_closing_line_and_hangs_up(start_stack, db_pool)
     assert row is not None and row["end_reason"] == "agent_hangup"
 
 
-async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(start_stack, db_pool) -> None:
-    gateway = await stack(start_stack, "hello", FAKE_LLM_TOOL_REPLY="Your PIN is verified.")
+async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(stacks, db_pool) -> None:
+    gateway = await stack(stacks, "hello", FAKE_LLM_TOOL_REPLY="Your PIN is verified.")
     async with ToolServer(body=b'{"pin": "1234", "valid": true}') as server:
         dtmf = {"mode": "collect", "terminator": "#", "sensitive": True}
         agent_id = await agent(gateway, "pin", [http_tool("verify_pin", server.url, PIN)], dtmf=dtmf)
@@ -196,8 +143,8 @@ async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(start_s
     assert all("1234" not in r["text"] for r in rows)
 
 
-async def test_a_key_pressed_over_the_agent_barges_in_and_is_answered(start_stack, db_pool) -> None:
-    gateway = await stack(start_stack, "hello")
+async def test_a_key_pressed_over_the_agent_barges_in_and_is_answered(stacks, db_pool) -> None:
+    gateway = await stack(stacks, "hello")
     greeting = "Welcome to the keypad line. " + " ".join(f"Option {i} is available." for i in range(1, 9))
     agent_id = await agent(gateway, "keys", [], first_message=greeting, dtmf={"mode": "each"})
     sim = await caller(gateway, agent_id, greeted=False)
@@ -219,8 +166,8 @@ async def test_a_key_pressed_over_the_agent_barges_in_and_is_answered(start_stac
     ]
 
 
-async def test_transfer_over_the_browser_says_the_message_tells_the_page_and_ends(start_stack, db_pool) -> None:
-    gateway = await stack(start_stack, "put me through to sales")
+async def test_transfer_over_the_browser_says_the_message_tells_the_page_and_ends(stacks, db_pool) -> None:
+    gateway = await stack(stacks, "put me through to sales")
     agent_id = await agent(gateway, "desk", [{"kind": "transfer_call", "targets": {"sales": "+34910000001"}}])
     sim = await caller(gateway, agent_id)
     await sim.send_frames(await say("Put me through to sales, please."))
@@ -258,8 +205,8 @@ def _keys_heard(pcm: bytes, rate: int) -> str:
     return "".join(heard)
 
 
-async def test_send_dtmf_over_the_browser_plays_the_tones_after_the_words(start_stack) -> None:
-    gateway = await stack(start_stack, "press through the menu", FAKE_LLM_TOOL_REPLY="Done.")
+async def test_send_dtmf_over_the_browser_plays_the_tones_after_the_words(stacks) -> None:
+    gateway = await stack(stacks, "press through the menu", FAKE_LLM_TOOL_REPLY="Done.")
     agent_id = await agent(gateway, "dialer", [{"kind": "send_dtmf"}])
     sim = await caller(gateway, agent_id)
     greeted_at = sim.last_at
@@ -270,6 +217,62 @@ async def test_send_dtmf_over_the_browser_plays_the_tones_after_the_words(start_
     assert (tool["name"], tool["status"]) == ("send_dtmf", "ok")
     assert reply["text"] == "Pressing five. Done."
     assert _keys_heard(b"".join(r.data for r in sim.audio_after(greeted_at)), 16000) == "5"
+
+
+async def test_a_slow_tool_gets_the_filler(stacks) -> None:
+    gateway = await stack(stacks, "what is the weather in malaga")
+    async with ToolServer(delay_s=2.0) as server:
+        agent_id = await agent(gateway, "slow", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=500)
+        sim = await caller(gateway, agent_id)
+        await sim.send_frames(await say("What is the weather like?"))
+        reply = await sim.next(assistant, timeout=20)
+        await sim.hang_up()
+    assert reply["text"].startswith("Let me check that. One moment, please. Done:"), reply["text"]
+
+
+async def test_a_barge_in_cancels_the_pending_tool(stacks, db_pool) -> None:
+    gateway = await stack(stacks, "what is the weather in malaga")
+    async with ToolServer(delay_s=20.0) as server:
+        agent_id = await agent(gateway, "barge", [http_tool("weather", server.url, CITY)], tool_filler_after_ms=300)
+        sim = await caller(gateway, agent_id)
+        await sim.send_frames(await say("What is the weather like?"))
+        await sim.next(lambda m: m["type"] == "state" and m["event"] == "ReplyAudioStarted", timeout=15)
+        await asyncio.wait_for(server.arrived.wait(), 10)
+        await sim.send_frames(await say("Actually, never mind."))
+        tool = await sim.next(lambda m: m["type"] == "tool", timeout=10)
+        await asyncio.wait_for(server.gone.wait(), 5)  # the request was dropped, not left to finish
+        await sim.hang_up()
+    assert (tool["name"], tool["status"]) == ("weather", "cancelled")
+    rows = await history(db_pool, sim.call_id, 4)
+    tools = [as_json(r["tool"]) for r in rows if r["role"] == "tool"]
+    assert [(t["name"], t["status"]) for t in tools] == [("weather", "cancelled")], tools
+    cut = [r["text"] for r in rows if r["role"] == "assistant" and r["interrupted"]]
+    assert cut and cut[0].startswith("Let"), [(r["role"], r["text"]) for r in rows]  # heard up to the barge-in
+
+
+@pytest.mark.parametrize("chain", ["true", "false"], ids=["chained", "unchained"])
+async def test_an_http_tool_is_called_signed_and_its_result_spoken(stacks, db_pool, chain: str) -> None:
+    gateway = await stack(stacks, "what is the weather in malaga", CHAIN_STAGES=chain)
+    async with ToolServer(body=b'{"sky": "sunny", "temp_c": 21}') as server:
+        agent_id = await agent(gateway, "weather", [http_tool("weather", server.url, CITY)])
+        sim = await caller(gateway, agent_id)
+        await sim.send_frames(await say("What is the weather like?"))
+        tool = await sim.next(lambda m: m["type"] == "tool", timeout=15)
+        reply = await sim.next(assistant, timeout=15)
+        metrics = [m for m in sim.events("turn_metrics") if m["turn_id"] == reply["turn_id"]]
+        await sim.hang_up()
+    [seen] = server.seen
+    assert json.loads(seen.body) == {"city": "Malaga"}
+    assert verify(key_for(SECRET, server.url), seen.body, seen.headers["x-victoria-signature"])
+    assert seen.headers["x-victoria-call-id"] == sim.call_id and seen.headers["x-victoria-tool"] == "weather"
+    assert (tool["name"], tool["status"]) == ("weather", "ok") and "sunny" in tool["text"]
+    assert reply["text"].startswith("Let me check that.") and "sunny" in reply["text"] and "21" in reply["text"]
+    assert metrics and metrics[0]["tools_ms"] > 0
+    rows = await history(db_pool, sim.call_id, 4)
+    assert [r["role"] for r in rows] == ["assistant", "user", "tool", "assistant"]
+    recorded = as_json(rows[2]["tool"])
+    assert (recorded["name"], recorded["kind"], recorded["status"]) == ("weather", "http", "ok")
+    assert json.loads(recorded["arguments"]) == {"city": "Malaga"} and "sunny" in recorded["result"]
 
 
 class ToolHappyLlm:
@@ -300,10 +303,10 @@ class ToolHappyLlm:
         await self.bus.publish(req.reply_to, chunk)
 
 
-async def test_a_turn_asks_the_llm_at_most_four_times(start_stack, nats_url: str, db_pool) -> None:
+async def test_a_turn_asks_the_llm_at_most_four_times(stacks, nats_url: str, db_pool) -> None:
     services = ("stt_worker", "tts_worker", "call_recorder")  # the LLM is the test's
     # the test's LLM sends no worker beats: a slow answer on a loaded machine must not look like lost work
-    gateway = await stack(start_stack, "what is the weather", services=services, WORKER_LOST_AFTER_S="30")
+    gateway = await stack(stacks, "what is the weather", services=services, WORKER_LOST_AFTER_S="30")
     bus = await Bus.connect(nats_url, "tool-happy-llm")
     llm = ToolHappyLlm(bus)
     await llm.start()

@@ -1,5 +1,8 @@
 """The conversation engine on the real stack with fixed-latency providers: agent config and overlays,
-greeting cache, streaming, barge-in, silence, maximum duration and the apology policy."""
+greeting cache, streaming, barge-in, silence, maximum duration and the apology policy.
+
+The tests share the module's stack (``stacks``), in an order where those with the same settings follow each other.
+"""
 
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ async def create_agent(gateway, agent_id: str, **fields) -> dict:
         return resp.json()
 
 
-async def test_agents_api_validates_and_versions(start_stack) -> None:
-    gateway = await start_stack()
+async def test_agents_api_validates_and_versions(stacks) -> None:
+    gateway = await stacks.get()
     async with api(gateway) as client:
         listed = (await client.get("/api/v1/agents")).json()
         ids = [a["agent_id"] for a in listed]  # seeded: default, and es, the Spanish agent (0006_agent_es.sql)
@@ -73,18 +76,8 @@ async def test_agents_api_validates_and_versions(start_stack) -> None:
         assert (await client.get("/api/v1/agents/sales")).status_code == 404
 
 
-async def test_api_keys_are_required_when_configured(start_stack) -> None:
-    gateway = await start_stack({"API_KEYS": "old-key, new-key"})
-    async with api(gateway) as client:
-        assert (await client.get("/api/v1/agents")).status_code == 401
-        assert (await client.get("/api/v1/agents", headers={"X-API-Key": "nope"})).status_code == 401
-        for key in ("old-key", "new-key"):  # rotation: both keys work
-            assert (await client.get("/api/v1/agents", headers={"X-API-Key": key})).status_code == 200
-        assert (await client.get("/health")).status_code == 200  # probes stay open
-
-
-async def test_edited_greeting_and_overlay_apply_to_the_next_call(start_stack) -> None:
-    gateway = await start_stack()
+async def test_edited_greeting_and_overlay_apply_to_the_next_call(stacks) -> None:
+    gateway = await stacks.get()
     await create_agent(
         gateway,
         "shop",
@@ -110,12 +103,55 @@ async def test_edited_greeting_and_overlay_apply_to_the_next_call(start_stack) -
     await caller.hang_up()
 
 
-async def test_greeting_is_cached_after_the_first_call(start_stack) -> None:
-    gateway = await start_stack({"FAKE_TTS_FIRST_BYTE_MS": "400"})
+async def test_silence_reprompts_then_says_goodbye(stacks, db_pool) -> None:
+    gateway = await stacks.get()
+    await create_agent(gateway, "quiet", first_message="Hi.", turn={"silence_timeout_s": 2})
+    caller = SimCaller(ws(gateway))
+    await caller.connect("quiet")
+    texts = []
+    while True:
+        m = await caller.next(lambda m: m["type"] in ("transcript", "ended"), timeout=10)
+        if m["type"] == "ended":
+            break
+        texts.append(m["text"])
+    assert texts == ["Hi.", "Are you still there?", "I haven't heard from you, so I'll hang up now. Goodbye!"]
+    assert m["reason"] == "silence_timeout"
+    await caller.close()
+    row = await _call(db_pool, caller.call_id)
+    assert row["end_reason"] == "silence_timeout" and row["turns"] == 3
+
+
+async def test_max_call_duration_ends_politely(stacks) -> None:
+    gateway = await stacks.get()
+    await create_agent(gateway, "brief", first_message="Hi.", turn={"max_call_s": 10, "silence_timeout_s": 60})
+    caller = SimCaller(ws(gateway))
+    await caller.connect("brief")
+    ended = await caller.next(lambda m: m["type"] == "ended", timeout=25)  # 10 s + the goodbye (~4.5 s)
+    assert ended["reason"] == "max_duration"
+    said = [m["text"] for m in caller.events("transcript")]
+    assert said[-1].startswith("We've reached the time limit")
+    await caller.close()
+
+
+async def test_caller_audio_after_hangup_and_silent_caller(stacks, db_pool) -> None:
+    gateway = await stacks.get()
+    caller = SimCaller(ws(gateway))
+    await caller.connect()
+    await caller.hang_up()
+    with pytest.raises(Exception):  # noqa: B017 - the socket is closed; sending must fail, not crash anything
+        await caller.ws.send(bytes(640))
+    row = await _call(db_pool, caller.call_id)
+    assert row["end_reason"] == "caller_hangup" and row["started_at"] is not None
+
+
+async def test_greeting_is_cached_after_the_first_call(stacks) -> None:
+    gateway = await stacks.get({"FAKE_TTS_FIRST_BYTE_MS": "400"})
+    # an agent of its own: the module's gateway has cached the greetings of the agents its earlier calls had
+    await create_agent(gateway, "cached", first_message="Welcome, this greeting is new to the cache.")
     waits = []
     for _ in range(2):
         caller = SimCaller(ws(gateway))
-        await caller.connect()
+        await caller.connect("cached")
         started_at = caller.last_at
         await caller.next(lambda m: m["type"] == "transcript", timeout=15)
         first_audio = caller.audio_after(started_at)[0].at
@@ -125,9 +161,9 @@ async def test_greeting_is_cached_after_the_first_call(start_stack) -> None:
     assert waits[1] < 0.15, waits  # the second played the cached greeting at once
 
 
-async def test_barge_in_clears_cancels_and_keeps_what_was_heard(start_stack, db_pool) -> None:
+async def test_barge_in_clears_cancels_and_keeps_what_was_heard(stacks, db_pool) -> None:
     long_reply = "Sure. " + " ".join(f"Option number {i} is available for you." for i in range(1, 12))
-    gateway = await start_stack({"FAKE_LLM_REPLY": long_reply, "FAKE_LLM_TOKENS_PER_S": "100"})
+    gateway = await stacks.get({"FAKE_LLM_REPLY": long_reply, "FAKE_LLM_TOKENS_PER_S": "100"})
     caller = SimCaller(ws(gateway))
     await caller.connect()
     await caller.next(lambda m: m["type"] == "transcript")  # greeting played
@@ -155,40 +191,20 @@ async def test_barge_in_clears_cancels_and_keeps_what_was_heard(start_stack, db_
     assert rows[4]["interrupted"]  # the hang-up cut the second reply: recorded as heard, and marked
 
 
-async def test_silence_reprompts_then_says_goodbye(start_stack, db_pool) -> None:
-    gateway = await start_stack()
-    await create_agent(gateway, "quiet", first_message="Hi.", turn={"silence_timeout_s": 2})
-    caller = SimCaller(ws(gateway))
-    await caller.connect("quiet")
-    texts = []
-    while True:
-        m = await caller.next(lambda m: m["type"] in ("transcript", "ended"), timeout=10)
-        if m["type"] == "ended":
-            break
-        texts.append(m["text"])
-    assert texts == ["Hi.", "Are you still there?", "I haven't heard from you, so I'll hang up now. Goodbye!"]
-    assert m["reason"] == "silence_timeout"
-    await caller.close()
-    row = await _call(db_pool, caller.call_id)
-    assert row["end_reason"] == "silence_timeout" and row["turns"] == 3
+async def test_api_keys_are_required_when_configured(stacks) -> None:
+    gateway = await stacks.get({"API_KEYS": "old-key, new-key"})
+    async with api(gateway) as client:
+        assert (await client.get("/api/v1/agents")).status_code == 401
+        assert (await client.get("/api/v1/agents", headers={"X-API-Key": "nope"})).status_code == 401
+        for key in ("old-key", "new-key"):  # rotation: both keys work
+            assert (await client.get("/api/v1/agents", headers={"X-API-Key": key})).status_code == 200
+        assert (await client.get("/health")).status_code == 200  # probes stay open
 
 
-async def test_max_call_duration_ends_politely(start_stack) -> None:
-    gateway = await start_stack()
-    await create_agent(gateway, "brief", first_message="Hi.", turn={"max_call_s": 10, "silence_timeout_s": 60})
-    caller = SimCaller(ws(gateway))
-    await caller.connect("brief")
-    ended = await caller.next(lambda m: m["type"] == "ended", timeout=25)  # 10 s + the goodbye (~4.5 s)
-    assert ended["reason"] == "max_duration"
-    said = [m["text"] for m in caller.events("transcript")]
-    assert said[-1].startswith("We've reached the time limit")
-    await caller.close()
-
-
-async def test_failed_stage_speaks_the_apology_and_records_the_error(start_stack, db_pool) -> None:
+async def test_failed_stage_speaks_the_apology_and_records_the_error(stacks, db_pool) -> None:
     # no LLM worker at all (chaining on: the STT worker cannot chain, then the gateway's own try fails too): the
     # turn fails after its retry, the agent apologises and closes
-    gateway = await start_stack(
+    gateway = await stacks.get(
         {"WORKER_ACK_TIMEOUT_S": "0.3"}, services=("stt_worker", "tts_worker", "call_recorder"), wait_ready=False
     )
     caller = SimCaller(ws(gateway))
@@ -209,17 +225,6 @@ async def test_failed_stage_speaks_the_apology_and_records_the_error(start_stack
     assert row["status"] == "failed" and row["end_reason"] == "error"
     errors = await db_pool.fetch("SELECT stage, code FROM call_errors WHERE call_id = $1", caller.call_id)
     assert [(e["stage"], e["code"]) for e in errors] == [("llm", "no_worker")]
-
-
-async def test_caller_audio_after_hangup_and_silent_caller(start_stack, db_pool) -> None:
-    gateway = await start_stack()
-    caller = SimCaller(ws(gateway))
-    await caller.connect()
-    await caller.hang_up()
-    with pytest.raises(Exception):  # noqa: B017 - the socket is closed; sending must fail, not crash anything
-        await caller.ws.send(bytes(640))
-    row = await _call(db_pool, caller.call_id)
-    assert row["end_reason"] == "caller_hangup" and row["started_at"] is not None
 
 
 async def _call(pool, call_id: str):

@@ -1,5 +1,6 @@
 """The call-history API (``/api/v1/calls``) over rows written straight to PostgreSQL, and once end to end over a
-real call recorded by the call recorder."""
+real call recorded by the call recorder. The tests share the module's gateway (``stacks``), those with the same
+settings one after another."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from tests.integration.conftest import Stacks
 from tools.simcaller import SimCaller
 
 BASE = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
@@ -23,9 +25,9 @@ def api(gateway, **headers: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10, headers=headers)
 
 
-async def start_gateway(run_service, env: dict[str, str] | None = None):
-    gateway = run_service("gateway", env or {})
-    await gateway.wait_for_output("database_connected")
+async def start_gateway(stacks: Stacks, env: dict[str, str] | None = None):
+    """The module's gateway (no workers: these tests write the history themselves), answering /health."""
+    gateway = await stacks.get(env, services=(), wait_ready=False)
     async with api(gateway) as client:
         for _ in range(100):  # the log line can come just before the socket is bound
             try:
@@ -106,7 +108,7 @@ async def ids(client: httpx.AsyncClient, **params) -> list[str]:
     return [item["call_id"] for item in resp.json()["items"]]
 
 
-async def test_cursor_pagination_and_filters(run_service, db_pool) -> None:
+async def test_cursor_pagination_and_filters(stacks, db_pool) -> None:
     agent = unique("hist")
     prefix = unique("page")
     starts = [BASE, BASE + timedelta(minutes=1), BASE + timedelta(minutes=2), BASE + timedelta(minutes=2)]
@@ -125,7 +127,7 @@ async def test_cursor_pagination_and_filters(run_service, db_pool) -> None:
     await insert_call(db_pool, f"{prefix}-other", unique("other"), BASE)
     expected = [f"{prefix}-{i}" for i in (5, 4, 3, 2, 1, 0, 6)]  # newest first, ties by id, no start last
 
-    gateway = await start_gateway(run_service)
+    gateway = await start_gateway(stacks)
     async with api(gateway) as client:
         pages: list[list[str]] = []
         cursor = None
@@ -179,7 +181,7 @@ async def test_cursor_pagination_and_filters(run_service, db_pool) -> None:
             assert resp.status_code == 400 and "cursor" in resp.json()["detail"], (bad, resp.text)
 
 
-async def test_search_and_call_detail(run_service, db_pool) -> None:
+async def test_search_and_call_detail(stacks, db_pool) -> None:
     agent = unique("search")
     refund, booking, underscore = unique("refund"), unique("booking"), unique("under")
     await insert_call(
@@ -201,7 +203,7 @@ async def test_search_and_call_detail(run_service, db_pool) -> None:
         db_pool, underscore, agent, BASE + timedelta(minutes=2), lines=[(0, "user", "100 percent, file a_b")]
     )
 
-    gateway = await start_gateway(run_service)
+    gateway = await start_gateway(stacks)
     async with api(gateway) as client:
         assert await ids(client, agent_id=agent, q="two") == [booking]  # case-insensitive
         assert await ids(client, agent_id=agent, q="REFUND") == [refund]
@@ -234,14 +236,14 @@ async def test_search_and_call_detail(run_service, db_pool) -> None:
         assert missing.status_code == 404 and "no call" in missing.json()["detail"]
 
 
-async def test_export_csv_and_json(run_service, db_pool) -> None:
+async def test_export_csv_and_json(stacks, db_pool) -> None:
     agent = unique("export")
     prefix = unique("exp")
     for i in range(3):
         await insert_call(db_pool, f"{prefix}-{i}", agent, BASE + timedelta(minutes=i), client_type="twilio")
     await insert_call(db_pool, f"{prefix}-web", agent, BASE + timedelta(minutes=9))
 
-    gateway = await start_gateway(run_service)
+    gateway = await start_gateway(stacks)
     async with api(gateway) as client:
         resp = await client.get("/api/v1/calls/export", params={"format": "csv", "agent_id": agent})
         assert resp.status_code == 200, resp.text
@@ -281,44 +283,7 @@ async def test_export_csv_and_json(run_service, db_pool) -> None:
         assert (await client.get("/api/v1/calls/export", params={"format": "xml"})).status_code == 422
 
 
-async def test_api_key_is_required_when_configured(run_service, db_pool) -> None:
-    call_id = unique("keyed")
-    await insert_call(db_pool, call_id, unique("keys"), BASE)
-    gateway = await start_gateway(run_service, {"API_KEYS": "history-key"})
-    async with api(gateway) as client:
-        for path in ("/api/v1/calls", f"/api/v1/calls/{call_id}", "/api/v1/calls/export"):
-            assert (await client.get(path)).status_code == 401, path
-            assert (await client.get(path, headers={"X-API-Key": "wrong"})).status_code == 401, path
-            assert (await client.get(path, headers={"X-API-Key": "history-key"})).status_code == 200, path
-
-
-async def test_a_real_call_shows_up_in_the_history(start_stack) -> None:
-    gateway = await start_stack()
-    caller = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
-    await caller.connect()
-    greeting = await caller.next(lambda m: m["type"] == "transcript")
-    await caller.hang_up()
-    assert caller.call_id
-
-    async with api(gateway) as client:
-        found = None
-        for _ in range(100):  # the recorder writes asynchronously
-            items = (await client.get("/api/v1/calls", params={"agent_id": "default", "limit": 200})).json()["items"]
-            found = next((c for c in items if c["call_id"] == caller.call_id and c["ended_at"]), None)
-            if found:
-                detail = (await client.get(f"/api/v1/calls/{caller.call_id}")).json()
-                if detail["transcript"]:
-                    break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"call {caller.call_id} not in the history")
-        assert found["client_type"] == "browser" and found["end_reason"] == "caller_hangup"
-        assert found["status"] == "completed" and found["started_at"]
-        assert detail["transcript"][0]["role"] == "assistant"
-        assert detail["transcript"][0]["text"] == greeting["text"]
-
-
-async def test_tool_and_keypad_turns_and_the_transfer_round_trip(run_service, db_pool) -> None:
+async def test_tool_and_keypad_turns_and_the_transfer_round_trip(stacks, db_pool) -> None:
     """What the recorder's store writes from the events (a DTMF turn, a tool turn, where a transfer went) is what
     the call's detail shows; an event applied twice changes nothing."""
     from services.call_recorder.store import HistoryStore
@@ -345,7 +310,7 @@ async def test_tool_and_keypad_turns_and_the_transfer_round_trip(run_service, db
         assert await store.apply(event)
     assert not await store.apply(events[1])  # a redelivery
 
-    gateway = await start_gateway(run_service)
+    gateway = await start_gateway(stacks)
     async with api(gateway) as client:
         call = (await client.get(f"/api/v1/calls/{call_id}")).json()
         assert call["transferred_to"] == "sip:desk@example.com" and call["end_reason"] == "transferred"
@@ -362,7 +327,44 @@ async def test_tool_and_keypad_turns_and_the_transfer_round_trip(run_service, db
         assert plain["transcript"][0]["tool"] is None
 
 
-async def test_webhook_resend_refusals(run_service, db_pool) -> None:
+async def test_a_real_call_shows_up_in_the_history(stacks) -> None:
+    gateway = await stacks.get()
+    caller = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
+    await caller.connect()
+    greeting = await caller.next(lambda m: m["type"] == "transcript")
+    await caller.hang_up()
+    assert caller.call_id
+
+    async with api(gateway) as client:
+        found = None
+        for _ in range(100):  # the recorder writes asynchronously
+            items = (await client.get("/api/v1/calls", params={"agent_id": "default", "limit": 200})).json()["items"]
+            found = next((c for c in items if c["call_id"] == caller.call_id and c["ended_at"]), None)
+            if found:
+                detail = (await client.get(f"/api/v1/calls/{caller.call_id}")).json()
+                if detail["transcript"]:
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"call {caller.call_id} not in the history")
+        assert found["client_type"] == "browser" and found["end_reason"] == "caller_hangup"
+        assert found["status"] == "completed" and found["started_at"]
+        assert detail["transcript"][0]["role"] == "assistant"
+        assert detail["transcript"][0]["text"] == greeting["text"]
+
+
+async def test_api_key_is_required_when_configured(stacks, db_pool) -> None:
+    call_id = unique("keyed")
+    await insert_call(db_pool, call_id, unique("keys"), BASE)
+    gateway = await start_gateway(stacks, {"API_KEYS": "history-key"})
+    async with api(gateway) as client:
+        for path in ("/api/v1/calls", f"/api/v1/calls/{call_id}", "/api/v1/calls/export"):
+            assert (await client.get(path)).status_code == 401, path
+            assert (await client.get(path, headers={"X-API-Key": "wrong"})).status_code == 401, path
+            assert (await client.get(path, headers={"X-API-Key": "history-key"})).status_code == 200, path
+
+
+async def test_webhook_resend_refusals(stacks, db_pool) -> None:
     hooked = unique("hooked")
     await db_pool.execute(
         "INSERT INTO agents (agent_id, spec) VALUES ($1, $2::jsonb)",
@@ -373,7 +375,7 @@ async def test_webhook_resend_refusals(run_service, db_pool) -> None:
     await insert_call(db_pool, live, hooked, BASE, status="in_progress")
     await db_pool.execute("UPDATE calls SET ended_at = NULL WHERE call_id = $1", live)
     await insert_call(db_pool, silent, "default", BASE)
-    gateway = await start_gateway(run_service, {"API_KEYS": "history-key"})
+    gateway = await start_gateway(stacks, {"API_KEYS": "history-key"})
     async with api(gateway, **{"X-API-Key": "history-key"}) as client:
         resp = await client.post(f"/api/v1/calls/{unique('nope')}/webhook/resend")
         assert resp.status_code == 404 and "no call" in resp.json()["detail"]

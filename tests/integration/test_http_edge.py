@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from tests.integration.conftest import Stacks
 from tests.integration.test_history_api import start_gateway
 
 KEY = "edge-key"
@@ -26,6 +27,11 @@ def api(gateway, **headers: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10, headers=headers)
 
 
+async def own_gateway(run_service, env: dict[str, str]):
+    """A gateway of the test's own (no workers): its rate-limit buckets and log start empty."""
+    return await start_gateway(Stacks(run_service), env)
+
+
 def assert_no_traceback(gateway) -> None:
     gateway.assert_running()
     out = gateway.output()
@@ -33,7 +39,7 @@ def assert_no_traceback(gateway) -> None:
 
 
 async def test_unstorable_json_is_a_422_naming_the_field(run_service) -> None:
-    gateway = await start_gateway(run_service, {"API_KEYS": KEY})
+    gateway = await own_gateway(run_service, {"API_KEYS": KEY})
     async with api(gateway, **{"X-API-Key": KEY}) as client:
         before = (await client.get("/api/v1/agents/default")).json()["spec"]
 
@@ -83,7 +89,7 @@ async def test_unstorable_json_is_a_422_naming_the_field(run_service) -> None:
 
 
 async def test_bodies_over_the_limit_are_413(run_service) -> None:
-    gateway = await start_gateway(run_service, {"API_KEYS": KEY})
+    gateway = await own_gateway(run_service, {"API_KEYS": KEY})
     sent: list[int] = []
 
     async def chunked(total: int) -> AsyncIterator[bytes]:
@@ -128,7 +134,7 @@ async def test_csv_export_neutralises_formulas(run_service, db_pool) -> None:
         started,
         "@SUM(1+1)",
     )
-    gateway = await start_gateway(run_service, {"API_KEYS": KEY})
+    gateway = await own_gateway(run_service, {"API_KEYS": KEY})
     async with api(gateway, **{"X-API-Key": KEY}) as client:
         resp = await client.get("/api/v1/calls/export", params={"agent_id": agent})
         assert resp.status_code == 200, resp.text
@@ -146,7 +152,7 @@ async def test_csv_export_neutralises_formulas(run_service, db_pool) -> None:
 
 async def test_random_bad_keys_share_one_bucket(run_service) -> None:
     env = {"API_KEYS": KEY, "API_RATE_LIMIT_PER_MINUTE": "1", "API_RATE_LIMIT_BURST": "5"}
-    gateway = await start_gateway(run_service, env)
+    gateway = await own_gateway(run_service, env)
     async with api(gateway) as client:
         codes = [
             (await client.get("/api/v1/agents", headers={"X-API-Key": secrets.token_hex(12)})).status_code
@@ -162,7 +168,7 @@ async def test_random_bad_keys_share_one_bucket(run_service) -> None:
 
 async def test_failed_admin_keys_throttle_the_address(run_service) -> None:
     env = {"ADMIN_API_KEY": ADMIN_KEY, "ADMIN_FAILURES_PER_MINUTE": "3"}
-    gateway = await start_gateway(run_service, env)
+    gateway = await own_gateway(run_service, env)
     right = {"X-API-Key": ADMIN_KEY}
     async with api(gateway) as client:
         assert (await client.get("/admin/global-stop", headers=right)).status_code == 200

@@ -23,18 +23,16 @@ import pytest
 import respx
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from nats.js.errors import NotFoundError
 
 from services.gateway.app import create_app
 from services.gateway.telephony.telnyx.api import encode_state
 from services.gateway.telephony.twilio.api import signature
 from services.gateway.transports import browser as simulator_ws
 from services.gateway.transports import telephony as telephony_stream
-from shared import subjects
 from shared.global_stop import GlobalStopState, write_state
 from shared.settings import GatewaySettings
 from tests.conftest import free_port
-from tests.integration.conftest import FAST
+from tests.integration.conftest import Stacks, recorder_caught_up
 from tools.phonecaller import FRAME_BYTES, PhoneCaller
 from tools.simcaller import SimCaller
 from tools.talk import synthesize
@@ -111,22 +109,12 @@ async def gateway_here(
 
 
 @pytest.fixture
-async def workers(run_service, bus) -> None:
-    """The workers and a recorder; returns once the recorder has caught up with the lifecycle stream and any
-    global stop that earlier tests' errors left behind is lifted (these tests are about phone calls)."""
-    durable = f"rec-{uuid.uuid4().hex[:8]}"
-    env = {**FAST, "FAKE_LLM_REPLY": LONG_REPLY, "RECORDER_DURABLE": durable}
-    for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
-        run_service(name, env)
-    for _ in range(300):
-        try:
-            info = await bus.js.consumer_info(subjects.LIFECYCLE_STREAM, durable)
-            if info.num_pending == 0 and info.num_ack_pending == 0:
-                break
-        except NotFoundError:
-            pass
-        await asyncio.sleep(0.1)
-    await write_state(bus.js, GlobalStopState())
+async def workers(stacks: Stacks, bus) -> None:
+    """The workers and a recorder (the module's: started by its first test); returns once the recorder has caught
+    up with the lifecycle stream and any global stop that earlier tests' errors left behind is lifted (these
+    tests are about phone calls)."""
+    await stacks.workers({"FAKE_LLM_REPLY": LONG_REPLY})
+    await recorder_caught_up(bus, stacks.durable)
 
 
 @pytest.fixture

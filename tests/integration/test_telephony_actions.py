@@ -4,33 +4,32 @@ closing line, then the REST hang-up), transfer_call (Twilio's ``<Dial>`` on the 
 providers' ``dtmf`` messages) reaching the LLM and the history, masked when the agent says they are sensitive.
 
 The providers' REST APIs are faked at the HTTP boundary with respx in their documented shapes; the LLM is the
-fake provider scripted with ``FAKE_LLM_TOOL_SCRIPT`` (a rule per test: what the caller's turn contains, what
-to say, which tool to call) and the STT the fake one, whose transcript (``FAKE_STT_TEXT``) is what the rules
-match. The callers speak the providers' media-stream messages (``tools/phonecaller.py``).
+fake provider scripted with ``FAKE_LLM_TOOL_SCRIPT`` (SCRIPT, a rule per test: what the caller's turn contains,
+what to say, which tool to call) and the STT the fake one, whose transcript (``FAKE_STT_TEXT``) is what the rules
+match. The workers are the module's (a stack takes seconds to start); a test's own transcript restarts the STT
+worker alone. The callers speak the providers' media-stream messages (``tools/phonecaller.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import numpy as np
 import pytest
-from nats.js.errors import NotFoundError
 
 from services.gateway.metrics import WS_PROTOCOL_ERRORS
-from shared import subjects
 from shared.audio import DTMF_FREQUENCIES, ulaw_to_pcm16
 from shared.events import CallEnded
-from shared.global_stop import GlobalStopState, write_state
-from tests.integration.conftest import FAST
+from tests.integration.conftest import Stacks, recorder_caught_up
 from tests.integration.test_telephony import (
     ACCOUNT,
     TOKEN,
@@ -54,28 +53,29 @@ __all__ = ["provider_api"]  # a fixture, used below
 SALES = "+34910000000"
 CLOSING = "It was a pleasure to help you today. Goodbye!"
 FRAMES_PER_CHAR = 3  # the fake TTS speaks 60 ms per character; a frame is 20 ms
-Workers = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
+Workers = Callable[[str], Awaitable[None]]
+
+
+# every test's rule, one script for the module's LLM worker: a test's rules answer only its caller's words
+SCRIPT = [
+    {"when": "that is all", "call": "end_call"},
+    {"when": "a person", "say": "Of course.", "call": "transfer_call", "arguments": {"target": "sales"}},
+    {"when": "someone", "call": "transfer_call", "arguments": {"target": "sales"}},
+    {"when": "press one then two", "say": "Pressing.", "call": "send_dtmf", "arguments": {"digits": "1w2#"}},
+    {"when": "press one then nine", "call": "send_dtmf", "arguments": {"digits": "1w9#"}},
+    {"when": "DTMF: 1234", "say": "Customer found."},
+]
 
 
 @pytest.fixture
-def workers(run_service, bus) -> Workers:
-    """``await workers(stt_text, script)``: fake STT that hears ``stt_text`` in every turn, the fake LLM
-    scripted with ``script`` (FAKE_LLM_TOOL_SCRIPT), fake TTS and a recorder that has caught up."""
+def workers(stacks: Stacks, bus) -> Workers:
+    """``await workers(stt_text)``: the module's workers (fake TTS, the fake LLM scripted with SCRIPT, a
+    recorder that has caught up), with a fake STT that hears ``stt_text`` in every turn (a new text restarts
+    the STT worker alone: the tests hearing the same follow each other)."""
 
-    async def start(stt_text: str, script: list[dict[str, Any]]) -> None:
-        durable = f"rec-{uuid.uuid4().hex[:8]}"
-        env = {**FAST, "FAKE_STT_TEXT": stt_text, "FAKE_LLM_TOOL_SCRIPT": json.dumps(script)}
-        for name in ("stt_worker", "llm_worker", "tts_worker", "call_recorder"):
-            run_service(name, {**env, "RECORDER_DURABLE": durable})
-        for _ in range(300):
-            try:
-                info = await bus.js.consumer_info(subjects.LIFECYCLE_STREAM, durable)
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    break
-            except NotFoundError:
-                pass
-            await asyncio.sleep(0.1)
-        await write_state(bus.js, GlobalStopState())
+    async def start(stt_text: str) -> None:
+        await stacks.workers({"FAKE_STT_TEXT": stt_text, "FAKE_LLM_TOOL_SCRIPT": json.dumps(SCRIPT)})
+        await recorder_caught_up(bus, stacks.durable)
 
     return start
 
@@ -151,23 +151,29 @@ def twilio_settings() -> dict[str, Any]:
     return {"twilio_auth_token": TOKEN, "twilio_account_sid": ACCOUNT}
 
 
+@contextlib.asynccontextmanager
+async def phone_desk(
+    nats_url: str, database_url: str, settings: dict[str, Any], name: str, **agent: Any
+) -> AsyncIterator[tuple[str, str]]:
+    """The in-process gateway with ``settings`` (once every service answers) and a new agent ``name`` (greeting
+    "Hi." unless given) answering a new number of its own: yields (host, that number)."""
+    async with gateway_here(nats_url, database_url, wait_workers=True, **settings) as (_, host):
+        phone = number()
+        fields = {"first_message": "Hi.", "phone_numbers": [phone], **agent}
+        await create_agent(host, f"{name}-{uuid.uuid4().hex[:6]}", **fields)
+        yield host, phone
+
+
 # --- end_call -------------------------------------------------------------------------------------------
 
 
 async def test_twilio_end_call_says_the_closing_line_then_hangs_up(
     nats_url, database_url, workers, provider_api, db_pool
 ) -> None:
-    await workers("that is all, thank you", [{"when": "that is all", "call": "end_call"}])
-    async with gateway_here(nats_url, database_url, wait_workers=True, **twilio_settings()) as (_, host):
-        desk = number()
-        await create_agent(
-            host,
-            f"closer-{uuid.uuid4().hex[:6]}",
-            first_message="Hi.",
-            phone_numbers=[desk],
-            tools=[{"kind": "end_call"}],
-            end_call_message=CLOSING,
-        )
+    await workers("that is all, thank you")
+    async with phone_desk(
+        nats_url, database_url, twilio_settings(), "closer", tools=[{"kind": "end_call"}], end_call_message=CLOSING
+    ) as (host, phone):
         hung_up_at: list[float] = []
         sid_holder: dict[str, str] = {}
 
@@ -177,7 +183,7 @@ async def test_twilio_end_call_says_the_closing_line_then_hangs_up(
 
         calls_api = provider_api.post(url__regex=rf"https://api\.twilio\.com/2010-04-01/Accounts/{ACCOUNT}/Calls/")
         calls_api.mock(side_effect=completed)
-        caller, call_sid = await twilio_call(host, desk)
+        caller, call_sid = await twilio_call(host, phone)
         sid_holder["sid"] = call_sid
         spoke_at = await caller.speak(await say("That is all, thank you."))
         await until_closed(caller)
@@ -204,17 +210,14 @@ async def test_twilio_end_call_says_the_closing_line_then_hangs_up(
 async def test_twilio_transfer_dials_the_target_and_never_hangs_up(
     nats_url, database_url, workers, provider_api, db_pool, bus
 ) -> None:
-    script = [{"when": "a person", "say": "Of course.", "call": "transfer_call", "arguments": {"target": "sales"}}]
-    await workers("can I talk to a person", script)
-    async with gateway_here(nats_url, database_url, wait_workers=True, **twilio_settings()) as (_, host):
-        desk = number()
-        await create_agent(
-            host,
-            f"switchboard-{uuid.uuid4().hex[:6]}",
-            first_message="Hi.",
-            phone_numbers=[desk],
-            tools=[{"kind": "transfer_call", "targets": {"sales": SALES}}],
-        )
+    await workers("can I talk to a person")
+    async with phone_desk(
+        nats_url,
+        database_url,
+        twilio_settings(),
+        "switchboard",
+        tools=[{"kind": "transfer_call", "targets": {"sales": SALES}}],
+    ) as (host, phone):
         callers: list[PhoneCaller] = []
         updates: list[tuple[float, dict[str, list[str]]]] = []
 
@@ -228,7 +231,7 @@ async def test_twilio_transfer_dials_the_target_and_never_hangs_up(
 
         calls_api = provider_api.post(url__regex=rf"https://api\.twilio\.com/2010-04-01/Accounts/{ACCOUNT}/Calls/")
         calls_api.mock(side_effect=update)
-        caller, call_sid = await twilio_call(host, desk)
+        caller, call_sid = await twilio_call(host, phone)
         callers.append(caller)
         ended = await call_ended(bus, call_sid)
         spoke_at = await caller.speak(await say("Can I talk to a person?"))
@@ -251,24 +254,21 @@ async def test_twilio_transfer_dials_the_target_and_never_hangs_up(
 async def test_telnyx_transfer_sends_the_command_and_never_hangs_up(
     nats_url, database_url, workers, provider_api, db_pool, bus
 ) -> None:
-    script = [{"when": "a person", "call": "transfer_call", "arguments": {"target": "sales"}}]
-    await workers("can I talk to a person", script)
+    await workers("can I talk to someone")
     signer, ccid = TelnyxSigner(), "v3:" + uuid.uuid4().hex
     answer = telnyx_action(provider_api, ccid, "answer")
     transfer = telnyx_action(provider_api, ccid, "transfer")
     hangup = telnyx_action(provider_api, ccid, "hangup")
-    async with gateway_here(nats_url, database_url, wait_workers=True, **telnyx_settings(signer)) as (_, host):
-        desk = number()
-        await create_agent(
-            host,
-            f"switchboard-{uuid.uuid4().hex[:6]}",
-            first_message="Hi.",
-            phone_numbers=[desk],
-            tools=[{"kind": "transfer_call", "targets": {"sales": "sip:sales@pbx.example.com"}}],
-        )
-        caller = await telnyx_call(host, ccid, signer, answer, desk)
+    async with phone_desk(
+        nats_url,
+        database_url,
+        telnyx_settings(signer),
+        "switchboard",
+        tools=[{"kind": "transfer_call", "targets": {"sales": "sip:sales@pbx.example.com"}}],
+    ) as (host, phone):
+        caller = await telnyx_call(host, ccid, signer, answer, phone)
         ended = await call_ended(bus, ccid)
-        await caller.speak(await say("Can I talk to a person?"))
+        await caller.speak(await say("Can I talk to someone?"))
         await until_closed(caller)
         event = await asyncio.wait_for(ended, 10)
 
@@ -288,22 +288,16 @@ async def test_telnyx_transfer_sends_the_command_and_never_hangs_up(
 async def test_telnyx_send_dtmf_presses_the_keys_through_the_command(
     nats_url, database_url, workers, provider_api, db_pool
 ) -> None:
-    script = [{"when": "press one", "say": "Pressing.", "call": "send_dtmf", "arguments": {"digits": "1w2#"}}]
-    await workers("press one then two", script)
+    await workers("press one then two")
     signer, ccid = TelnyxSigner(), "v3:" + uuid.uuid4().hex
     answer = telnyx_action(provider_api, ccid, "answer")
     keys = telnyx_action(provider_api, ccid, "send_dtmf")
     telnyx_action(provider_api, ccid, "hangup")
-    async with gateway_here(nats_url, database_url, wait_workers=True, **telnyx_settings(signer)) as (_, host):
-        desk = number()
-        await create_agent(
-            host,
-            f"ivr-{uuid.uuid4().hex[:6]}",
-            first_message="Hi.",
-            phone_numbers=[desk],
-            tools=[{"kind": "send_dtmf"}],
-        )
-        caller = await telnyx_call(host, ccid, signer, answer, desk)
+    async with phone_desk(nats_url, database_url, telnyx_settings(signer), "ivr", tools=[{"kind": "send_dtmf"}]) as (
+        host,
+        phone,
+    ):
+        caller = await telnyx_call(host, ccid, signer, answer, phone)
         spoken = len(caller.frames)
         await caller.speak(await say("Press one, then two."))
         await caller.wait_reply(spoken)
@@ -341,20 +335,14 @@ def keys_heard(caller: PhoneCaller, since: float) -> str:
 
 
 async def test_twilio_send_dtmf_plays_the_keys_in_band(nats_url, database_url, workers, provider_api, db_pool) -> None:
-    script = [{"when": "press one", "call": "send_dtmf", "arguments": {"digits": "1w9#"}}]
-    await workers("press one then nine", script)
-    async with gateway_here(nats_url, database_url, wait_workers=True, **twilio_settings()) as (_, host):
-        desk = number()
-        await create_agent(
-            host,
-            f"ivr-{uuid.uuid4().hex[:6]}",
-            first_message="Hi.",
-            phone_numbers=[desk],
-            tools=[{"kind": "send_dtmf"}],
-        )
+    await workers("press one then nine")
+    async with phone_desk(nats_url, database_url, twilio_settings(), "ivr", tools=[{"kind": "send_dtmf"}]) as (
+        host,
+        phone,
+    ):
         calls_api = provider_api.post(url__regex=r"https://api\.twilio\.com/")
         calls_api.mock(return_value=httpx.Response(200, json={"status": "completed"}))
-        caller, call_sid = await twilio_call(host, desk)
+        caller, call_sid = await twilio_call(host, phone)
         spoke_at = await caller.speak(await say("Press one, then nine."))
         await caller.wait_reply(len(caller.frames))
         await caller.stop()
@@ -381,18 +369,17 @@ async def press(caller: PhoneCaller, keys: str) -> None:
 async def test_twilio_keys_reach_the_llm_and_are_masked_in_history(
     nats_url, database_url, workers, provider_api, db_pool, capfd
 ) -> None:
-    await workers("hello", [{"when": "DTMF: 1234", "say": "Customer found."}])
-    async with gateway_here(nats_url, database_url, wait_workers=True) as (_, host):
-        desk = number()
-        await create_agent(
-            host,
-            f"pin-{uuid.uuid4().hex[:6]}",
-            first_message="Your customer number?",
-            phone_numbers=[desk],
-            dtmf={"mode": "collect", "terminator": "#", "sensitive": True},
-        )
+    await workers("hello")
+    async with phone_desk(
+        nats_url,
+        database_url,
+        {},
+        "pin",
+        first_message="Your customer number?",
+        dtmf={"mode": "collect", "terminator": "#", "sensitive": True},
+    ) as (host, phone):
         caller = PhoneCaller(f"ws://{host}/twilio/media", "twilio")
-        await caller.dial_and_connect(f"http://{host}", to_number=desk)
+        await caller.dial_and_connect(f"http://{host}", to_number=phone)
         await caller.wait_for(lambda m: m["event"] == "mark")
         await caller.wait_quiet()
         bad = WS_PROTOCOL_ERRORS.labels("twilio", "bad_dtmf")._value.get()
@@ -418,20 +405,19 @@ async def test_twilio_keys_reach_the_llm_and_are_masked_in_history(
 async def test_telnyx_keys_reach_the_llm_and_the_history(
     nats_url, database_url, workers, provider_api, db_pool
 ) -> None:
-    await workers("hello", [{"when": "DTMF: 1234", "say": "Customer found."}])
+    await workers("hello")
     signer, ccid = TelnyxSigner(), "v3:" + uuid.uuid4().hex
     answer = telnyx_action(provider_api, ccid, "answer")
     telnyx_action(provider_api, ccid, "hangup")
-    async with gateway_here(nats_url, database_url, wait_workers=True, **telnyx_settings(signer)) as (_, host):
-        desk = number()
-        await create_agent(
-            host,
-            f"pin-{uuid.uuid4().hex[:6]}",
-            first_message="Your customer number?",
-            phone_numbers=[desk],
-            dtmf={"mode": "collect", "terminator": "#", "sensitive": False},
-        )
-        caller = await telnyx_call(host, ccid, signer, answer, desk)
+    async with phone_desk(
+        nats_url,
+        database_url,
+        telnyx_settings(signer),
+        "pin",
+        first_message="Your customer number?",
+        dtmf={"mode": "collect", "terminator": "#", "sensitive": False},
+    ) as (host, phone):
+        caller = await telnyx_call(host, ccid, signer, answer, phone)
         spoken = len(caller.frames)
         await press(caller, "1234#")
         await caller.wait_reply(spoken)

@@ -9,30 +9,14 @@
 //      keys pressed, ending with the terminator), API_KEY (optional), CHROMIUM, SCREENSHOTS (optional)
 // Prints one JSON line {"ok":true,...} on success; exits 1 with the reason otherwise.
 
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { env, runInChromium, shot, STEP_MS } from './browser.mjs';
 
-import { chromium } from 'playwright-core';
-
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`set ${name}`);
-  return v;
-};
 const BASE = env('BASE_URL');
-const SHOTS = process.env.SCREENSHOTS || '';
 const TOOL = env('TOOL_NAME');
 const KEYS = env('KEYS');
-const STEP_MS = Number(process.env.STEP_TIMEOUT_MS ?? 20000);
 const SCHEMA = JSON.stringify({ type: 'object', properties: { party: { type: 'integer' } }, required: ['party'] });
 
 const log = (...a) => console.error('[e2e actions]', ...a);
-
-async function shot(page, name) {
-  if (!SHOTS) return;
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-}
 
 /** (a) the Agents page: tools, a transfer target, the webhook; browser and API validation on the way. */
 async function configureAgent(page, result) {
@@ -132,47 +116,11 @@ async function callDetail(page, result) {
   await shot(page, 'call-detail-actions');
 }
 
-async function main() {
-  const args = [
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${env('MIC_WAV')}`,
-    '--autoplay-policy=no-user-gesture-required',
-    '--disable-gpu',
-    '--disable-dev-shm-usage',
-  ];
-  if (typeof process.getuid === 'function' && process.getuid() === 0) args.push('--no-sandbox');
-  const browser = await chromium.launch({ executablePath: env('CHROMIUM', '/usr/bin/chromium'), headless: true, args });
-  const result = { ok: false };
-  let page;
-  try {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    await context.grantPermissions(['microphone'], { origin: BASE });
-    if (process.env.API_KEY) {
-      await context.addInitScript((key) => window.localStorage.setItem('victoria.apiKey', key), process.env.API_KEY);
-    }
-    page = await context.newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.setDefaultTimeout(STEP_MS);
-    log('agents page');
-    await configureAgent(page, result);
-    log('simulator call');
-    await makeCall(page, result);
-    log('call detail');
-    await callDetail(page, result);
-    result.problems = problems;
-    result.ok = true;
-  } catch (err) {
-    if (page && process.env.FAILURE_SCREENSHOT) await page.screenshot({ path: process.env.FAILURE_SCREENSHOT, fullPage: true }).catch(() => {});
-    throw err;
-  } finally {
-    await browser.close();
-  }
-  console.log(JSON.stringify(result));
-}
-
-main().catch((err) => {
-  console.error(`[e2e actions] FAILED: ${err?.stack ?? err}`);
-  process.exit(1);
+runInChromium('[e2e actions]', { viewport: { width: 1280, height: 900 } }, async ({ page, result }) => {
+  log('agents page');
+  await configureAgent(page, result);
+  log('simulator call');
+  await makeCall(page, result);
+  log('call detail');
+  await callDetail(page, result);
 });
