@@ -27,6 +27,10 @@ FAST = {
     "FAKE_LLM_TOKENS_PER_S": "200",
     "FAKE_TTS_FIRST_BYTE_MS": "20",
     "FAKE_LLM_REPLY": "Sure. A table for two at eight.",
+    # the test STT says the same words of any audio, so a pause's words cannot tell "press one," from a whole
+    # turn: the end-of-turn model alone would end turns at piper's comma pauses. Calls here end turns on the
+    # fixed window (replies still start at pauses); test_turn_taking.py and the offline e2e run the model.
+    "END_OF_TURN_MODEL": "false",
 }
 WORKERS = ("stt_worker", "llm_worker", "tts_worker", "call_recorder")
 # the settings only one worker reads: a change of them restarts that worker alone (any other restarts them all)

@@ -77,6 +77,7 @@ async def gateway_here(
     """The gateway app served by uvicorn inside the test's event loop; yields (app, host:port) once its
     database is connected (and, with ``wait_workers``, every service answers pings)."""
     port = free_port()
+    settings.setdefault("end_of_turn_model", False)  # as FAST (conftest): the test STT's words fit any audio
     config = GatewaySettings(
         nats_url=nats_url, database_url=database_url, gateway_port=port, public_host=f"127.0.0.1:{port}", **settings
     )

@@ -23,6 +23,7 @@ from tools.simcaller import SimCaller
 from tools.talk import synthesize
 
 RATE = 16000
+MODEL = {"END_OF_TURN_MODEL": "true"}  # the shipped default (the other integration tests run without it)
 _SPEECH: dict[str, bytes] = {}
 LONG_REPLY = (
     "Sure. We open at nine in the morning and close at eleven at night, every day of the week, "
@@ -93,9 +94,9 @@ def user_turns(sim: SimCaller) -> list[dict[str, Any]]:
     return [m for m in sim.events("transcript") if m["role"] == "user"]
 
 
-async def test_a_pause_mid_sentence_cuts_the_caller_off_only_with_the_fixed_window(start_stack) -> None:
+async def test_a_pause_mid_sentence_cuts_the_caller_off_only_with_the_fixed_window(stacks) -> None:
     # what STT hears at the pause (the test STT says it of any audio): words that plainly go on
-    gateway = await start_stack({"FAKE_STT_TEXT": "I would like to book a table for"})
+    gateway = await stacks.get({"FAKE_STT_TEXT": "I would like to book a table for", **MODEL})
     model = await agent(gateway, "eot-model")  # the shipped defaults: the end-of-turn model decides
     fixed = await agent(gateway, "eot-fixed", turn={"end_of_turn": "silence", "preempt_ms": 0, "vad_stop_ms": 500})
     utterance = await paused_utterance()
@@ -120,8 +121,8 @@ async def test_a_pause_mid_sentence_cuts_the_caller_off_only_with_the_fixed_wind
     assert await metric(gateway, "victoria_end_of_turn_decisions_total", decision="unfinished_words") >= 1
 
 
-async def test_a_backchannel_does_not_interrupt_the_agent_but_a_sentence_does(start_stack) -> None:
-    gateway = await start_stack({"FAKE_LLM_REPLY": LONG_REPLY})
+async def test_a_backchannel_does_not_interrupt_the_agent_but_a_sentence_does(stacks) -> None:
+    gateway = await stacks.get({"FAKE_LLM_REPLY": LONG_REPLY, **MODEL})
     sim = await caller(gateway, await agent(gateway, "backchannel"))
     await sim.send_frames(await say("When do you open?"))
     await sim.next(lambda m: m["type"] == "state" and m.get("agent") == "speaking", timeout=15)
@@ -137,8 +138,8 @@ async def test_a_backchannel_does_not_interrupt_the_agent_but_a_sentence_does(st
     await sim.hang_up()
 
 
-async def test_an_interruption_with_only_a_backchannel_in_it_resumes_the_agent(start_stack, db_pool) -> None:
-    gateway = await start_stack({"FAKE_STT_TEXT": "Mm-hmm."})  # whatever the caller says is heard as this
+async def test_an_interruption_with_only_a_backchannel_in_it_resumes_the_agent(stacks, db_pool) -> None:
+    gateway = await stacks.get({"FAKE_STT_TEXT": "Mm-hmm.", **MODEL})  # whatever the caller says is heard as this
     greeting = "Welcome to the Blue Door restaurant. " + LONG_REPLY.removeprefix("Sure. ")
     agent_id = await agent(gateway, "resume", first_message=greeting)
     sim = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
