@@ -103,6 +103,7 @@ class CallRecord:
         self.history: list[ChatMessage] = []
         self.turn_id = 0  # the latest turn started
         self.seq = 0  # turns recorded
+        self.heard_turn = 0  # the latest caller turn whose words were recorded
         self.reply: Reply | None = None  # the assistant's reply in progress, until recorded
 
     def next_turn(self) -> int:
@@ -122,6 +123,7 @@ class CallRecord:
 
     def user(self, turn_id: int, text: str, *, started_at: float, ended_at: float, stt_ms: float) -> None:
         """The caller's turn, as transcribed."""
+        self.heard_turn = turn_id
         self.masked.break_run()
         self.send(Transcript(role="user", text=text, turn_id=turn_id))
         self._turn("user", text, started_at=started_at, ended_at=ended_at, latency={"stt_ms": stt_ms})

@@ -320,10 +320,10 @@ class CallSession:
             await self._dispatch(m.DigitsEntered(digits))
 
     async def _barge_in(self, resumable: bool) -> None:
-        """The caller talks (or keys) over the agent: silence it now, stop the workers, keep what was heard, and
-        what was not (``resumable``: if the caller's speech proves a false interruption)."""
+        """The caller talks (``resumable``) or keys over the agent: stop it and its workers, keep what was heard."""
         turn_id = self.record.reply.turn_id if self.record.reply is not None else None
         reply = self.record.reply
+        self.turns.went_on(spoken=resumable)  # (a turn whose words were not taken yet opens the next one)
         heard = await self._stop_reply("barge_in")
         self.turns.keep_cut(reply.unheard(heard) if reply is not None and resumable else [])
         BARGE_INS.labels(self.transport.client_type).inc()

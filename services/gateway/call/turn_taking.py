@@ -36,6 +36,7 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
+MAX_CARRIED_BYTES = 10 * 32000  # at most 10 s of a turn cut too soon is carried into the next
 TRANSCRIPT_WAIT_S = 1.5  # the longest a complete-sounding pause waits for its words (a slow STT: decide without)
 
 
@@ -123,6 +124,8 @@ class TurnTaking:
         self.dispatch = dispatch
         self.held: Held | None = None
         self.cut: Cut | None = None
+        self.answering: tuple[int, bytes] | None = None  # the turn being answered and its audio
+        self.carried = b""  # a turn ended too soon (the caller went on before its words were taken): its audio
 
     async def act(self, action: Action, event: CallEvent) -> asyncio.Task[None] | None:
         """Run one of :data:`TURN_ACTIONS`; the call's new reply task, when it starts one."""
@@ -156,7 +159,8 @@ class TurnTaking:
             return  # (a later point of the same pause: the reply is already on its way)
         await self.drop()  # (one held at an earlier pause: the caller went on from it)
         turn_id, hold = self.record.next_turn(), Hold()
-        reply = self.pipeline.respond(turn_id, event.audio, time.time(), hold=hold, after_cut=self._after_cut())
+        audio = self.carried + event.audio
+        reply = self.pipeline.respond(turn_id, audio, time.time(), hold=hold, after_cut=self._after_cut())
         self.held = Held(turn_id, self.spawn(reply), hold, event.pause)
         log.debug("reply_preempted", turn_id=turn_id, audio_s=round(len(event.audio) / 32000, 2))
 
@@ -178,13 +182,15 @@ class TurnTaking:
         if self.held is not None and self.held.pause != self.detector.pause_count:
             await self.drop()  # (held at an earlier pause: the turn went on after it)
         held, self.held = self.held, None
+        audio, self.carried = self.carried + event.audio, b""
         if held is not None:
             PREEMPTIVE_REPLIES.labels("used").inc()
             held.hold.open(time.time())
             turn_id, task = held.turn_id, held.task
         else:
             turn_id = self.record.next_turn()
-            task = asyncio.create_task(self.pipeline.respond(turn_id, event.audio, time.time(), after_cut=after_cut))
+            task = asyncio.create_task(self.pipeline.respond(turn_id, audio, time.time(), after_cut=after_cut))
+        self.answering = (turn_id, audio)
         if self.cut is not None:
             self.cut.turn_id = turn_id
         return task
@@ -219,6 +225,15 @@ class TurnTaking:
         if held is None or held.pause != pause:
             return None
         return await held.hold.transcript(timeout_s=TRANSCRIPT_WAIT_S)
+
+    def went_on(self, *, spoken: bool) -> None:
+        """The caller spoke (``spoken``; or keyed) over the agent: if the turn being answered had not had its
+        words taken yet (its STT is cut now), it was ended too soon, and its audio opens the caller's next
+        spoken turn, so nothing they said is lost."""
+        if spoken and self.answering is not None and self.record.heard_turn != self.answering[0]:
+            self.carried = self.answering[1][-MAX_CARRIED_BYTES:]
+            log.info("turn_carried_over", turn_id=self.answering[0], audio_s=round(len(self.carried) / 32000, 2))
+        self.answering = None
 
     # --- false interruptions -----------------------------------------------------------------------------
 
