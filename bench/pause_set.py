@@ -36,7 +36,7 @@ import numpy as np
 
 RATE = 16000
 FRAME_SAMPLES = 320  # 20 ms
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 Kind = Literal["pause", "control", "backchannel", "cough"]
 Synth = Callable[[str, str], Awaitable[bytes]]  # (text, language) -> PCM16 16 kHz
 
@@ -45,34 +45,34 @@ PAUSES: dict[str, list[tuple[str, str, int]]] = {
     "en": [
         ("I'd like to book a table for", "four people on Friday.", 700),
         ("Could you tell me if", "you have a table free tonight?", 300),
-        ("The reservation is under the name", "Garcia, for eight o'clock.", 1000),
+        ("The reservation is under the name", "Garcia for eight o'clock.", 1000),
         ("Can I bring", "my dog to the terrace?", 400),
         ("I was wondering whether", "I could move my booking to Saturday.", 800),
-        ("My phone number is", "six five five, two one three.", 500),
+        ("My phone number is", "six five five two one three.", 500),
         ("We would like something", "vegetarian for the children.", 900),
-        ("I need to change the time to", "half past seven, please.", 600),
+        ("I need to change the time to", "half past seven please.", 600),
     ],
     "es": [
         ("Quería reservar una mesa para", "cuatro personas el viernes.", 600),
         ("¿Me podría decir si", "tienen una mesa libre esta noche?", 300),
-        ("La reserva está a nombre de", "García, para las ocho.", 1000),
+        ("La reserva está a nombre de", "García para las ocho.", 1000),
         ("¿Puedo llevar", "a mi perro a la terraza?", 400),
         ("Me preguntaba si", "podría cambiar mi reserva al sábado.", 800),
-        ("Mi número de teléfono es el", "seis cinco cinco, dos uno tres.", 500),
+        ("Mi número de teléfono es el", "seis cinco cinco dos uno tres.", 500),
         ("Queríamos algo", "vegetariano para los niños.", 900),
-        ("Necesito cambiar la hora a", "las siete y media, por favor.", 700),
+        ("Necesito cambiar la hora a", "las siete y media por favor.", 700),
     ],
 }
 CONTROLS: dict[str, list[str]] = {
     "en": [
         "What time do you open tomorrow morning?",
         "Do you have any vegetarian dishes on the menu?",
-        "Can you tell me your address, please?",
+        "Can you tell me your address please?",
     ],
     "es": [
-        "¿A qué hora abren mañana por la mañana?",
-        "¿Tienen platos vegetarianos en el menú?",
-        "¿Me puede dar su dirección, por favor?",
+        "Quería saber a qué hora abren mañana.",
+        "Tienen ustedes platos vegetarianos en el menú.",
+        "Me puede dar su dirección por favor.",
     ],
 }
 BACKCHANNELS: dict[str, list[str]] = {"en": ["Mm-hmm.", "Yeah.", "Okay."], "es": ["Sí.", "Ajá.", "Vale."]}
@@ -91,6 +91,7 @@ class Utterance:
     pcm: bytes
     pause_at_s: float | None = None
     pause_ms: int = 0
+    other_silence_ms: int = 0  # the longest silence inside it besides the pause (the synthesiser's own)
 
     @property
     def duration_s(self) -> float:
@@ -110,6 +111,27 @@ def trim(pcm: bytes, threshold_dbfs: float = -40.0) -> bytes:
         return pcm
     step = 2 * FRAME_SAMPLES
     return pcm[int(loud[0]) * step : (int(loud[-1]) + 1) * step]
+
+
+def silences(pcm: bytes, min_ms: int = 100, threshold_dbfs: float = -40.0) -> list[tuple[float, int]]:
+    """(start in s, length in ms) of each run of 20 ms frames quieter than ``threshold_dbfs`` lasting at least
+    ``min_ms``."""
+    quiet = np.append(_frame_levels(pcm) <= threshold_dbfs, False)
+    runs, start = [], None
+    for i, q in enumerate(quiet):
+        if q and start is None:
+            start = i
+        elif not q and start is not None:
+            if (i - start) * 20 >= min_ms:
+                runs.append((start * 0.02, (i - start) * 20))
+            start = None
+    return runs
+
+
+def other_silence_ms(pcm: bytes, pause_at_s: float | None = None) -> int:
+    """The longest silence in ``pcm`` that is not the pause starting at ``pause_at_s``."""
+    others = [ms for at, ms in silences(pcm, 20) if pause_at_s is None or abs(at - pause_at_s) > 0.03]
+    return max(others, default=0)
 
 
 def join(head: bytes, tail: bytes, pause_ms: int) -> tuple[bytes, float]:
@@ -160,9 +182,11 @@ async def build(language: str, synth: Synth = synthesize_offline) -> list[Uttera
     for head, tail, pause_ms in PAUSES[language]:
         pcm, at = join(await synth(head, language), await synth(tail, language), pause_ms)
         text = f"{head} ... {tail}"
-        out.append(Utterance(f"{language}-pause{pause_ms}", language, "pause", text, pcm, at, pause_ms))
+        other = other_silence_ms(pcm, at)
+        out.append(Utterance(f"{language}-pause{pause_ms}", language, "pause", text, pcm, at, pause_ms, other))
     for i, text in enumerate(CONTROLS[language], 1):
-        out.append(Utterance(f"{language}-control{i}", language, "control", text, trim(await synth(text, language))))
+        pcm = trim(await synth(text, language))
+        out.append(Utterance(f"{language}-control{i}", language, "control", text, pcm, None, 0, other_silence_ms(pcm)))
     for i, text in enumerate(BACKCHANNELS[language], 1):
         pcm = trim(await synth(text, language))
         out.append(Utterance(f"{language}-backchannel{i}", language, "backchannel", text, pcm))
@@ -207,7 +231,8 @@ async def main_async(languages: list[str], rebuild: bool) -> None:
     for language in languages:
         for u in await load(language, rebuild=rebuild):
             pause = f"pause {u.pause_ms} ms at {u.pause_at_s:.2f} s" if u.pause_at_s is not None else ""
-            print(f"{u.id:18s} {u.kind:11s} {u.duration_s:5.2f} s  {pause:24s} {u.text}")
+            other = f"other silence ≤ {u.other_silence_ms} ms"
+            print(f"{u.id:18s} {u.kind:11s} {u.duration_s:5.2f} s  {pause:24s} {other:22s} {u.text}")
         print(f"cached in {default_cache() / language / script_digest(language)}")
 
 

@@ -292,6 +292,14 @@ def table(runs: list[Run]) -> str:
             f"{rate(sum(t.cut_off for t in control), len(control))} | "
             f"{rate(sum(t.backchannel_interrupted for t in bcs), len(bcs))} | {failed} |"
         )
+    for run in runs:
+        pause = [t for t in run.turns if t.kind == "pause"]
+        rows.append(
+            f"\n{run.language} {run.detector}: pause set cut off by reply audio heard early "
+            f"{sum(t.early_audio for t in pause)}, by a clear {sum(t.clear for t in pause)}, split in the history "
+            f"{sum((t.user_turns or 0) > 1 for t in pause)}; cut off per pause length (ms): "
+            + ", ".join(f"{t.pause_ms}{'✗' if t.cut_off else '✓'}" for t in sorted(pause, key=lambda t: t.pause_ms))
+        )
     return "\n".join(rows)
 
 
@@ -313,6 +321,12 @@ async def main_async(args: argparse.Namespace, base: str) -> list[Run]:
     return runs
 
 
+def read_dump(path: str) -> list[Run]:
+    with open(path, encoding="utf-8") as f:
+        rows = json.load(f)
+    return [Run(**{**r, "turns": [TurnResult(**t) for t in r["turns"]]}) for r in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--detector", choices=("silence", "model", "both"), default="both")
@@ -320,8 +334,12 @@ def main() -> None:
     parser.add_argument("--language", choices=("en", "es", "both"), default="both")
     parser.add_argument("--calls", type=int, default=1, help="calls per language and detector (one at a time)")
     parser.add_argument("--dump", help="write every turn's figures (JSON) to this file")
+    parser.add_argument("--table", nargs="+", metavar="DUMP", help="print the table of earlier --dump files; no run")
     add_placement_args(parser)
     args = parser.parse_args()
+    if args.table:
+        print(table([run for path in args.table for run in read_dump(path)]))
+        return
     stack_args = place(args)
     print(
         f"victoria turn_taking {time.strftime('%Y-%m-%d %H:%M')}  providers={args.providers}  "

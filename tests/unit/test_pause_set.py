@@ -68,3 +68,10 @@ async def test_the_cache_round_trips_and_follows_the_script(tmp_path, monkeypatc
     changed = await load("en", cache=tmp_path, synth=counting)
     assert len(calls) > synthesised
     assert [u.text for u in changed if u.kind == "control"] == ["Is there parking near the restaurant?"]
+
+
+def test_silences_inside_an_utterance_are_found_and_the_pause_told_apart() -> None:
+    pcm, at = join(tone(0.5) + bytes(2 * RATE * 240 // 1000) + tone(0.5), tone(0.6), 800)
+    assert [ms for _, ms in pause_set.silences(pcm)] == [240, 800]
+    assert pause_set.other_silence_ms(pcm, at) == 240
+    assert pause_set.other_silence_ms(tone(1.0)) == 0
