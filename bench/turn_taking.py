@@ -310,6 +310,10 @@ async def main_async(args: argparse.Namespace, base: str) -> list[Run]:
     for language in languages:
         script = plan(await load(language))
         numbers = await configure_agents(base, language, args.providers, dets)
+        if args.providers == "local":  # a model loaded at its first use (Kokoro) is not what a turn costs
+            warm = Run(language, "warm-up", args.providers)
+            print(f"  {language} warm-up call (not measured)", flush=True)
+            await one_call(base, numbers[dets[0].name], [(u, None) for u, _ in script[:2]], warm)
         for det in dets:
             run = Run(language, det.name, args.providers)
             for i in range(args.calls):
