@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -74,6 +75,7 @@ class TurnResult:
     early_audio: bool = False  # reply audio before the caller's last speech frame
     clear: bool = False  # a clear before the reply to the whole utterance
     user_turns: int | None = None  # in the call history, between its first frame and the reply
+    stages: dict[str, float] = field(default_factory=dict)  # the reply's latency_ms as the history has it
     backchannel: str | None = None
     backchannel_applicable: bool = False  # the reply was still playing when it began
     backchannel_interrupted: bool = False
@@ -159,7 +161,7 @@ async def one_turn(
         result.backchannel_played_on = first_audible(caller, start_frame, said + 0.1) is not None
     else:
         await caller.wait_quiet(timeout)
-    if clears(caller, began, time.perf_counter()):
+    if result.backchannel_interrupted:  # the agent may now answer the backchannel
         await settle(caller, settle_s, timeout)
     return result, began, reply
 
@@ -202,11 +204,21 @@ def user_turns_between(history: dict[str, Any], since_wall: float, until_wall: f
     return sum(since_wall <= e <= until_wall for e in ends)
 
 
+def reply_stages(history: dict[str, Any], reply_wall: float) -> dict[str, float]:
+    """The gateway's stage latencies (from its end of turn) of the reply that began playing at ``reply_wall``:
+    the first assistant turn with figures that ended after it."""
+    for line in history["transcript"]:
+        ended = datetime.fromisoformat(line["ended_at"]).timestamp()
+        if line["role"] == "assistant" and line["latency_ms"] and ended >= reply_wall:
+            return dict(line["latency_ms"])
+    return {}
+
+
 async def one_call(base: str, number: str, script: list[tuple[Utterance, Utterance | None]], run: Run) -> None:
     host = base.removeprefix("http://")
     caller = PhoneCaller(f"ws://{host}/twilio/media", "twilio")
     local = run.providers == "local"
-    timeout, settle_s = (90.0, 6.0) if local else (30.0, 2.0)
+    timeout, settle_s = (90.0, 20.0) if local else (30.0, 3.0)
     wall_offset = time.time() - time.perf_counter()
     windows: list[tuple[TurnResult, float, float | None]] = []
     try:
@@ -230,6 +242,7 @@ async def one_call(base: str, number: str, script: list[tuple[Utterance, Utteran
     for result, began, reply in windows:
         if reply is not None:
             result.user_turns = user_turns_between(history, began + wall_offset, reply + wall_offset)
+            result.stages = reply_stages(history, reply + wall_offset)
 
 
 def _line(r: TurnResult) -> str:
@@ -299,6 +312,12 @@ def table(runs: list[Run]) -> str:
             f"{sum(t.early_audio for t in pause)}, by a clear {sum(t.clear for t in pause)}, split in the history "
             f"{sum((t.user_turns or 0) > 1 for t in pause)}; cut off per pause length (ms): "
             + ", ".join(f"{t.pause_ms}{'✗' if t.cut_off else '✓'}" for t in sorted(pause, key=lambda t: t.pause_ms))
+            + "; gateway stages from its end of turn, median ms: "
+            + ", ".join(
+                f"{k.removesuffix('_ms')} {statistics.median(v):.0f}"
+                for k in ("stt_done_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_sent_ms")
+                if (v := [t.stages[k] for t in run.turns if k in t.stages])
+            )
         )
     return "\n".join(rows)
 
@@ -348,13 +367,14 @@ def main() -> None:
     print(
         f"victoria turn_taking {time.strftime('%Y-%m-%d %H:%M')}  providers={args.providers}  "
         f"detector={args.detector}  language={args.language}  calls={args.calls}  "
-        f"server cpus={args.server_cpus!r} caller cpus={args.caller_cpus!r}",
+        f"server cpus={args.server_cpus!r} caller cpus={args.caller_cpus!r}  "
+        f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     fake = args.providers == "fake"
     with running_stack(fake=fake, env=PROVIDERS if fake else {}, **stack_args) as stack:
         runs = asyncio.run(main_async(args, stack.url))
-    print()
+    print(f"\nmachine load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(table(runs))
     if args.dump:
         with open(args.dump, "w", encoding="utf-8") as f:
