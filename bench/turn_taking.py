@@ -161,8 +161,8 @@ async def one_turn(
         result.backchannel_played_on = first_audible(caller, start_frame, said + 0.1) is not None
     else:
         await caller.wait_quiet(timeout)
-    if result.backchannel_interrupted:  # the agent may now answer the backchannel
-        await settle(caller, settle_s, timeout)
+    if result.backchannel_interrupted:  # the agent may now answer the backchannel (as slowly as it answered)
+        await settle(caller, max(settle_s, 2 * result.latency_ms / 1000), timeout)
     return result, began, reply
 
 
