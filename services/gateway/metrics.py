@@ -32,7 +32,8 @@ BARGE_INS = Counter("victoria_barge_ins_total", "Times a caller talked over the 
 # turn-taking (issue 17): the end-of-turn model, replies started ahead of the turn's end, interruptions
 END_OF_TURN_DECISIONS = Counter(
     "victoria_end_of_turn_decisions_total",
-    "Caller pauses the end-of-turn model judged: complete (the turn ends now) or incomplete (the agent waits)",
+    "Caller pauses judged: complete or question (the turn ends now), incomplete or unfinished_words (the agent "
+    "waits), unavailable (the model could not answer: the fixed window decided)",
     ["decision"],
 )
 END_OF_TURN_SECONDS = Histogram(
@@ -41,7 +42,9 @@ END_OF_TURN_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
 )
 END_OF_TURN_BATCH = Histogram(
-    "victoria_end_of_turn_batch_size", "Pauses scored in one inference", buckets=(1, 2, 4, 8, 16, 32, 64)
+    "victoria_end_of_turn_batch_size",
+    "Pauses the end-of-turn scorer took from its queue together (each then scored in its own inference)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 TURN_END_SILENCE = Histogram(
     "victoria_turn_end_silence_seconds",

@@ -14,6 +14,7 @@ from services.gateway.agents import AgentStore, ConfigResolver
 from services.gateway.call.audio_cache import AudioCache
 from services.gateway.call.http_tool import tools_client
 from services.gateway.call.turn_detector import VadEngine
+from services.gateway.call.turn_taking import TurnModel
 from services.gateway.call.worker_watch import WorkerWatch
 from services.gateway.call_control import CallControlRouter
 from services.gateway.edge.call_tokens import CallClaims, CallTokens, TokenError, TokenKind, tokens_from_secret
@@ -38,6 +39,23 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 RESERVATION_S = 15.0  # a phone call answered by a webhook holds a slot this long while its stream connects
+
+
+async def load_turn_model(settings: GatewaySettings) -> TurnModel | None:
+    """The end-of-turn model (Smart Turn), warmed up; None (every call then ends turns on the fixed silence
+    window) when it is switched off or cannot load, which is said once, loudly."""
+    if not settings.end_of_turn_model:
+        return None
+    try:
+        from services.gateway.end_of_turn import EndOfTurnScorer
+
+        scorer = EndOfTurnScorer.shared(window_s=settings.end_of_turn_window_s)
+        await scorer.warm()
+    except Exception as exc:  # (missing weights, a broken onnxruntime): calls still work, on the fixed window
+        log.error("end_of_turn_model_unavailable", error=str(exc) or type(exc).__name__, fix="make install")
+        return None
+    log.info("end_of_turn_model_ready")
+    return scorer
 
 
 class GatewayRuntime:
@@ -77,6 +95,7 @@ class GatewayRuntime:
         self.browser_clients: Counter[str] = Counter()  # open simulator sockets per client address
         self._reserved: dict[str, float] = {}  # phone call id -> until when its answered stream holds a slot
         self.call_control = CallControlRouter(self)  # commands for calls that may live on another replica
+        self.turn_model: TurnModel | None = None  # the end-of-turn model, shared by every call (loaded at start)
 
     async def check_call_token(self, token: object, kind: TokenKind, *, call_id: str | None = None) -> CallClaims:
         """The token's claims when it is valid here and no replica has spent it yet (:class:`TokenError` if
@@ -87,6 +106,7 @@ class GatewayRuntime:
         return claims
 
     async def start(self) -> None:
+        self.turn_model = await load_turn_model(self.settings)
         await self.bus.ensure_lifecycle_stream()
         self.outbox.start()
         self.heartbeat.start()
@@ -159,6 +179,7 @@ class GatewayRuntime:
             audio_cache=self.audio_cache,
             worker_watch=self.worker_watch,
             http=self.tools_http,
+            model=self.turn_model,
             **ids,
         )
 

@@ -6,6 +6,9 @@ token, and the gateway sends the segments' TTS requests. A request that carries 
 chained: the worker sends each segment's ``TtsRequest`` to the TTS queue group itself, results addressed to
 the gateway, and the gateway gets one chunk per cut, not one per token. A segment no TTS worker accepts is
 reported to the gateway as a ``not_chained`` error chunk on its TTS subject, and the gateway sends it itself.
+
+On a local model that generates one reply at a time, a call's turn goes before post-call work (the recorder's
+extraction), interrupting it if need be (``live_first``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from services.llm_worker.live_first import LiveFirst
 from services.llm_worker.providers import build_provider
 from services.llm_worker.providers.base import Delta, LlmProvider
 from shared import subjects
@@ -24,10 +28,15 @@ from shared.logging import get_logger
 from shared.metrics import PROVIDER_DURATION, PROVIDER_FIRST_BYTE, PROVIDER_TOKENS
 from shared.sentence_splitter import SentenceSplitter
 from shared.settings import LlmSettings
-from shared.worker import Chain, Emit, ProviderCache
+from shared.worker import Chain, Emit, ProviderCache, ProviderError
 
 log = get_logger(__name__)
 SERVICE = "llm"
+# a first sentence with no punctuation early is cut after this many words (at a word that may end a phrase), so
+# TTS starts on it sooner. bench/first_segment.py (piper, Kokoro; 10 first sentences each): piece 1 is synthesised
+# in ~50-55 % of the whole sentence's time (4 words: ~40-50 %, with more awkward cuts; 6: less gain), and the join
+# adds ~0.1 s (piper) to ~0.15-0.2 s (Kokoro's sentence gap) of silence to the voice's own pause there
+FIRST_WORDS = 5
 
 
 class LlmHandler:
@@ -43,6 +52,7 @@ class LlmHandler:
             failure_threshold=settings.circuit_failure_threshold,
             reset_after_s=settings.circuit_reset_s,
         )
+        self.gates: dict[str, LiveFirst | None] = {}  # by provider: live turns before post-call work
 
     def provider(self, name: str | None) -> LlmProvider:
         return self.providers.get(name)
@@ -51,7 +61,36 @@ class LlmHandler:
         await self.provider(None).warmup()
 
     async def handle(self, req: LlmRequest, emit: Emit) -> None:
+        gate = self._live_first(req.provider)
+        if gate is None:
+            await self._run(req, emit)
+        elif not req.post_call:
+            async with gate.live():
+                await self._run(req, emit)
+        else:  # held and sent whole: an interrupted run leaves nothing behind with the recorder
+            held: list[Event] = []
+
+            async def run() -> None:
+                held.clear()
+                await self._run(req, _hold(held))
+
+            await gate.post_call(run)
+            for event in held:
+                await emit(event)
+
+    async def _run(self, req: LlmRequest, emit: Emit) -> None:
         await self.providers.run(req.provider, emit, lambda provider, out: self._attempt(provider, req, out))
+
+    def _live_first(self, name: str | None) -> LiveFirst | None:
+        """The priority gate of a provider that generates one reply at a time (None: no need, or unknown)."""
+        key = name or self.providers.default
+        if key not in self.gates:
+            try:
+                provider = self.provider(key)
+            except ProviderError:
+                return None  # an unknown provider: ``providers.run`` says so
+            self.gates[key] = LiveFirst(self.settings.request_timeout_s / 2) if _one_at_a_time(provider) else None
+        return self.gates[key]
 
     async def _attempt(self, provider: LlmProvider, req: LlmRequest, emit: Emit) -> None:
         started = time.perf_counter()
@@ -126,6 +165,18 @@ class _Resume:
         return replace(delta, text=delta.text[cut:])
 
 
+def _one_at_a_time(provider: LlmProvider) -> bool:
+    """A local model that runs one generation at a time: a post-call request on it holds a live turn back."""
+    return getattr(provider, "max_parallel", None) == 1
+
+
+def _hold(held: list[Event]) -> Emit:
+    async def emit(event: Event) -> None:
+        held.append(event)
+
+    return emit
+
+
 def _language(req: LlmRequest) -> str | None:
     """The reply's language: the request's, else the language its chained TTS speaks (both set from the agent)."""
     return req.language or (req.tts.language if req.tts is not None else None)
@@ -177,7 +228,7 @@ class _ReplyCuts:
         self.tts = req.tts
         self.chain = chain if req.tts is not None else None
         self.chained = self.chain is not None
-        self.splitter = SentenceSplitter()
+        self.splitter = SentenceSplitter(first_words=FIRST_WORDS)
         # a resumed reply: the splitter starts where the lost worker's stood (same text, same cuts, the same
         # unfinished sentence held), and segments are numbered after those the gateway already has
         self.splitter.feed(req.resume)

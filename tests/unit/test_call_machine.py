@@ -9,7 +9,14 @@ import pytest
 
 from services.gateway.call import machine as m
 from services.gateway.call.machine import Action as A
-from services.gateway.call.turn_detector import SpeechStarted, TurnEnded
+from services.gateway.call.turn_detector import (
+    PausePoint,
+    PreemptPoint,
+    SpeechConfirmed,
+    SpeechResumed,
+    SpeechStarted,
+    TurnEnded,
+)
 from shared.events import ErrorInfo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,8 +25,13 @@ EVENTS: list[m.CallEvent] = [
     m.Start(),
     m.Greet(),
     SpeechStarted(at_s=1.0),
+    SpeechConfirmed(at_s=1.4),
+    PreemptPoint(audio=b"\0\0", at_s=1.5, pause=1),
+    PausePoint(audio=b"\0\0", at_s=1.6, pause=1),
+    SpeechResumed(at_s=1.7),
     TurnEnded(audio=b"\0\0", at_s=2.0, reason="silence"),
     m.NoWords(),
+    m.FalseInterruption(),
     m.ReplyAudioStarted(),
     m.PlayedOut(),
     m.SilenceTimeout(),
@@ -44,8 +56,19 @@ EXPECTED: list[tuple[m.State, type, m.State, tuple[A, ...]]] = [
     (m.STARTING, m.Greet, m.SPEAKING, (A.GREET,)),
     (m.LISTENING, SpeechStarted, m.USER_SPEAKING, (A.CALLER_SPOKE,)),
     (m.THINKING, SpeechStarted, m.USER_SPEAKING, BARGE),
-    (m.SPEAKING, SpeechStarted, m.USER_SPEAKING, BARGE),
+    # over the agent's voice only speech long enough to be an interruption cuts it off; shorter is a backchannel
+    (m.SPEAKING, SpeechConfirmed, m.USER_SPEAKING, BARGE),
+    (m.SPEAKING, TurnEnded, m.SPEAKING, (A.BACKCHANNEL,)),
+    (m.THINKING, m.FalseInterruption, m.SPEAKING, (A.RESUME,)),
+    # a pause inside the caller's turn: the reply starts (held), the model judges it, or the caller goes on
+    (m.USER_SPEAKING, PreemptPoint, m.USER_SPEAKING, (A.PREEMPT,)),
+    (m.USER_SPEAKING, PausePoint, m.USER_SPEAKING, (A.JUDGE_TURN,)),
+    (m.USER_SPEAKING, SpeechResumed, m.USER_SPEAKING, (A.DROP_PREEMPTED,)),
     (m.USER_SPEAKING, TurnEnded, m.THINKING, (A.RESPOND,)),
+    # speech that began over the agent and outlasted its reply is the caller's turn after all
+    (m.LISTENING, SpeechConfirmed, m.USER_SPEAKING, (A.CALLER_SPOKE,)),
+    (m.LISTENING, PausePoint, m.LISTENING, (A.JUDGE_TURN,)),
+    (m.LISTENING, TurnEnded, m.THINKING, (A.CALLER_SPOKE, A.RESPOND)),
     (m.THINKING, m.NoWords, m.LISTENING, ()),
     (m.THINKING, m.ReplyAudioStarted, m.SPEAKING, ()),
     (m.SPEAKING, m.PlayedOut, m.LISTENING, ()),
@@ -104,7 +127,7 @@ def test_a_closing_call_never_goes_back_and_an_ended_call_never_moves() -> None:
 def test_a_conversation_walks_the_table() -> None:
     machine = m.CallMachine()
     walk = [m.Greet(), m.PlayedOut(), SpeechStarted(0.3), _event(TurnEnded), m.ReplyAudioStarted()]
-    walk += [SpeechStarted(5.0), _event(TurnEnded), m.NoWords(), m.SilenceTimeout(), m.PlayedOut()]
+    walk += [SpeechConfirmed(5.0), _event(TurnEnded), m.NoWords(), m.SilenceTimeout(), m.PlayedOut()]
     walk += [m.SilenceAfterReprompt(), m.HangUp("silence_timeout")]
     labels = []
     for event in walk:
@@ -161,3 +184,23 @@ def test_the_diagram_has_every_transition() -> None:
     for (state, kind), transition in m.TABLE.items():
         edge = re.search(rf"^    {state.name} --> {transition.target.name}: (.*)$", diagram, re.M)
         assert edge and kind.__name__ in edge.group(1).split(", "), (state, kind)
+
+
+def test_a_backchannel_over_the_agent_does_not_cut_it_off_but_a_longer_interruption_does() -> None:
+    machine = m.CallMachine(m.SPEAKING)
+    assert machine.handle(SpeechStarted(1.0)) is None  # not yet an interruption
+    backchannel = machine.handle(_event(TurnEnded))  # "mm-hm" ended before it was long enough
+    assert backchannel == m.Transition(m.SPEAKING, m.SPEAKING, (A.BACKCHANNEL,)) and backchannel.internal
+    assert machine.handle(SpeechStarted(2.0)) is None
+    assert machine.handle(SpeechConfirmed(2.4)) == m.Transition(m.SPEAKING, m.USER_SPEAKING, BARGE)
+    assert machine.handle(_event(TurnEnded)) is not None and machine.state == m.THINKING
+    # the interruption had no words: the agent goes on
+    assert machine.handle(m.FalseInterruption()) == m.Transition(m.THINKING, m.SPEAKING, (A.RESUME,))
+
+
+def test_pauses_inside_the_callers_turn_change_no_state() -> None:
+    machine = m.CallMachine(m.USER_SPEAKING)
+    for event in (_event(PreemptPoint), _event(PausePoint), SpeechResumed(1.8)):
+        transition = machine.handle(event)
+        assert transition is not None and transition.internal and machine.state == m.USER_SPEAKING
+    assert not m.Transition(m.LISTENING, m.USER_SPEAKING).internal

@@ -16,7 +16,7 @@ import pytest
 from services.gateway.call import machine as m
 from services.gateway.call.record import Segment
 from services.gateway.call.session import CallSession
-from services.gateway.call.turn_detector import SpeechStarted
+from services.gateway.call.turn_detector import SpeechConfirmed
 from services.gateway.call.vad_webrtc import WebRtcVad
 from services.gateway.transports.protocol import Transcript
 from shared.agent_tools import ToolDef
@@ -181,7 +181,7 @@ async def test_a_transfer_whose_request_is_out_survives_a_barge_in_and_ends_the_
     s, line, _ = await session([transfer], [("", [call("transfer_call", {"target": "sales"})])])
     await s._dispatch(m.DigitsEntered("0"))
     await asyncio.wait_for(line.asked.wait(), 2)  # the hand-off line played; the provider has the request
-    barge = asyncio.create_task(s._dispatch(SpeechStarted(at_s=1.0)))
+    barge = asyncio.create_task(s._dispatch(SpeechConfirmed(at_s=1.0)))
     await asyncio.sleep(0.05)
     line.release.set()  # the provider answers: done
     await asyncio.wait_for(s.wait_ended(), 2)
@@ -204,7 +204,7 @@ async def test_a_transfer_the_provider_refuses_after_a_barge_in_leaves_the_call_
     line.transfer = refuse  # type: ignore[method-assign]
     await s._dispatch(m.DigitsEntered("0"))
     await asyncio.wait_for(line.asked.wait(), 2)
-    barge = asyncio.create_task(s._dispatch(SpeechStarted(at_s=1.0)))
+    barge = asyncio.create_task(s._dispatch(SpeechConfirmed(at_s=1.0)))
     await asyncio.sleep(0.05)
     line.release.set()
     await asyncio.wait_for(barge, 2)

@@ -495,7 +495,7 @@ def test_dashboard_layout() -> None:
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     rows = [p["title"] for p in panels if p["type"] == "row"]
-    assert rows == ["Calls", "Latency", "Workers", "Recorder", "Processes", "Telephony", "Agent actions"]
+    assert rows == ["Calls", "Latency", "Workers", "Recorder", "Processes", "Telephony", "Agent actions", "Turn-taking"]
     for panel in panels:
         pos = panel["gridPos"]
         assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, panel["title"]

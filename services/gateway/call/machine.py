@@ -13,7 +13,14 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from services.gateway.call.turn_detector import SpeechStarted, TurnEnded
+from services.gateway.call.turn_detector import (
+    PausePoint,
+    PreemptPoint,
+    SpeechConfirmed,
+    SpeechResumed,
+    SpeechStarted,
+    TurnEnded,
+)
 from shared.events import ErrorInfo
 
 
@@ -73,6 +80,16 @@ class Greet:
 @dataclass(frozen=True)
 class NoWords:
     """The caller's turn had no words in it (a cough, a noise): nothing to answer."""
+
+    turn_id: int | None = None
+
+
+@dataclass(frozen=True)
+class FalseInterruption:
+    """The caller's speech that cut the agent off had no words in it (or only a backchannel): the agent goes on
+    where it stopped (``parts``: what the caller had not heard, text and audio)."""
+
+    parts: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,8 +162,13 @@ CallEvent = (
     Start
     | Greet
     | SpeechStarted
+    | SpeechConfirmed
+    | PreemptPoint
+    | PausePoint
+    | SpeechResumed
     | TurnEnded
     | NoWords
+    | FalseInterruption
     | ReplyAudioStarted
     | PlayedOut
     | SilenceTimeout
@@ -167,7 +189,12 @@ class Action(enum.StrEnum):
     GREET = "greet"  # speak the first message
     BARGE_IN = "barge_in"  # silence the agent, stop its workers, keep what the caller heard
     CALLER_SPOKE = "caller_spoke"  # the silence count starts again
-    RESPOND = "respond"  # the reply pipeline for the turn's audio
+    RESPOND = "respond"  # the reply pipeline for the turn's audio (or the one started at its last pause)
+    PREEMPT = "preempt"  # start the reply at a pause, held back until the turn ends
+    JUDGE_TURN = "judge_turn"  # ask the end-of-turn model whether the pause ends the turn
+    DROP_PREEMPTED = "drop_preempted"  # the caller went on: the reply started at the pause is cancelled
+    BACKCHANNEL = "backchannel"  # speech too short to interrupt the agent ended: it talks on
+    RESUME = "resume"  # play the rest of the reply a false interruption cut off
     RESPOND_DIGITS = "respond_digits"  # the reply pipeline for a keypad entry (no STT)
     REPROMPT = "reprompt"  # speak the re-prompt
     REPORT_ERROR = "report_error"  # the error policy: log, ``call error`` event, ``error`` message
@@ -176,9 +203,15 @@ class Action(enum.StrEnum):
 
 
 class Transition(NamedTuple):
+    """A change of state (announced), or with ``source == target`` an internal transition: actions only."""
+
     source: State
     target: State
     actions: tuple[Action, ...] = ()
+
+    @property
+    def internal(self) -> bool:
+        return self.source == self.target
 
 
 _CONVERSING = (STARTING, LISTENING, USER_SPEAKING, THINKING, SPEAKING)
@@ -193,9 +226,19 @@ def _table() -> dict[tuple[State, type[CallEvent]], Transition]:
         (STARTING, Greet): Transition(STARTING, SPEAKING, (Action.GREET,)),
         (LISTENING, SpeechStarted): Transition(LISTENING, USER_SPEAKING, spoke),
         (THINKING, SpeechStarted): Transition(THINKING, USER_SPEAKING, cut),
-        (SPEAKING, SpeechStarted): Transition(SPEAKING, USER_SPEAKING, cut),
+        # over the agent's voice, speech interrupts once it is long enough (a backchannel never is)
+        (SPEAKING, SpeechConfirmed): Transition(SPEAKING, USER_SPEAKING, cut),
+        (SPEAKING, TurnEnded): Transition(SPEAKING, SPEAKING, (Action.BACKCHANNEL,)),
+        # speech that began over the agent's voice and outlasted it: the caller's turn after all
+        (LISTENING, SpeechConfirmed): Transition(LISTENING, USER_SPEAKING, spoke),
+        (LISTENING, PausePoint): Transition(LISTENING, LISTENING, (Action.JUDGE_TURN,)),
+        (LISTENING, TurnEnded): Transition(LISTENING, THINKING, (Action.CALLER_SPOKE, Action.RESPOND)),
+        (USER_SPEAKING, PreemptPoint): Transition(USER_SPEAKING, USER_SPEAKING, (Action.PREEMPT,)),
+        (USER_SPEAKING, PausePoint): Transition(USER_SPEAKING, USER_SPEAKING, (Action.JUDGE_TURN,)),
+        (USER_SPEAKING, SpeechResumed): Transition(USER_SPEAKING, USER_SPEAKING, (Action.DROP_PREEMPTED,)),
         (USER_SPEAKING, TurnEnded): Transition(USER_SPEAKING, THINKING, (Action.RESPOND,)),
         (THINKING, NoWords): Transition(THINKING, LISTENING),
+        (THINKING, FalseInterruption): Transition(THINKING, SPEAKING, (Action.RESUME,)),
         (THINKING, ReplyAudioStarted): Transition(THINKING, SPEAKING),
         (SPEAKING, PlayedOut): Transition(SPEAKING, LISTENING),
         (THINKING, PlayedOut): Transition(THINKING, LISTENING),  # the reply ended with nothing to say

@@ -41,6 +41,35 @@ class Reply:
     started_at: float = field(default_factory=time.time)
     in_history: int = 0  # segments already in the history (said before a tool call, with the call)
     tools_ms: float = 0.0  # time spent running tools during the reply
+    audio: bytearray = field(default_factory=bytearray)  # what was played, from audio_start on
+    audio_start: int = -1  # output byte offset of its first audio
+
+    def keep_audio(self, offset: int, chunk: bytes) -> None:
+        """Keep the reply's audio as it is pushed at ``offset``, so a false interruption can replay the rest."""
+        if self.audio_start < 0:
+            self.audio_start = offset
+        self.audio += chunk
+
+    def unheard(self, heard_bytes: int) -> list[tuple[str, bytes]]:
+        """What of the reply the caller did not hear (cut at ``heard_bytes``): each segment's text (for the one
+        cut off, its unheard words) with its audio from the cut on."""
+        parts: list[tuple[str, bytes]] = []
+        end_of_audio = self.audio_start + len(self.audio)
+        for s in self.segments:
+            if s.start < 0:
+                break  # (its audio never came: nothing to replay from here on)
+            end = s.end if s.end >= 0 else end_of_audio
+            if end <= heard_bytes:
+                continue
+            text = s.text
+            if s.start < heard_bytes:  # the one cut off: the words not heard yet
+                words = s.text.split()
+                heard = int(len(words) * (heard_bytes - s.start) / max(1, end - s.start))
+                text = " ".join(words[heard:])
+            audio = bytes(self.audio[max(s.start, heard_bytes) - self.audio_start : end - self.audio_start])
+            if audio and text:
+                parts.append((text, audio))
+        return parts
 
 
 def heard_text(segments: list[Segment], heard_bytes: int) -> str:

@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.gateway.call.backchannel import is_backchannel
 from services.gateway.call.channel import STAGE_ATTEMPTS, CallChannel, TurnFailed
 from services.gateway.call.dtmf import llm_text
+from services.gateway.call.hold import Hold
 from services.gateway.call.machine import AgentHangUp, CallEvent, NoWords, PlayedOut, ReplyAudioStarted, Transferred
 from services.gateway.call.output import AudioOutput
 from services.gateway.call.record import CallRecord, Reply, Segment, latency_ms
@@ -83,8 +85,14 @@ class ReplyPipeline:
         self.spawn = spawn  # a task the call owns (a tool left running past a barge-in)
         self.handed_over: str | None = None  # a transfer went through in a round a barge-in cut (see _run_tools)
 
-    async def respond(self, turn_id: int, audio: bytes, vad_end: float) -> None:
-        """Answer the caller's turn (``audio``: PCM16 at 16 kHz, ended at ``vad_end``)."""
+    async def respond(
+        self, turn_id: int, audio: bytes, vad_end: float, *, hold: Hold | None = None, after_cut: bool = False
+    ) -> None:
+        """Answer the caller's turn (``audio``: PCM16 at 16 kHz, ended at ``vad_end``). With ``hold`` the turn
+        has not ended yet (a pause): STT runs now and, chained, the LLM and TTS too, but nothing is recorded,
+        played or failed until the session opens the hold (the turn ended there; ``vad_end`` is then its
+        end) — or cancels the task (the caller went on). ``after_cut``: the turn cut the agent off, and
+        only a backchannel in it counts as no words (a false interruption)."""
         with bound_call(self.call_id, turn_id=turn_id):
             marks: dict[str, float] = {}
             chain = self.settings.chain_stages
@@ -93,12 +101,21 @@ class ReplyPipeline:
                 self.channel.expect_chained(turn_id)
             try:
                 request = self._stt_request(turn_id, audio, cont if chain else None)
-                stt = await self.channel.transcribe(request, self.settings.stt_timeout_s)
+                try:
+                    stt = await self.channel.transcribe(request, self.settings.stt_timeout_s)
+                except TurnFailed:
+                    if hold is not None:  # (a failure, too, is the turn's only once the turn is over)
+                        hold.heard(None)
+                        await hold.opened()
+                    raise
+                if hold is not None:
+                    hold.heard(stt.text)
+                    vad_end = await hold.opened()
                 marks["stt_done"] = time.time()
                 text = stt.text.strip()
-                if not has_words(text):
-                    log.info("turn_without_words", audio_s=stt.audio_seconds)
-                    await self.notify(NoWords())
+                if not has_words(text) or (after_cut and is_backchannel(text, self.config.language)):
+                    log.info("turn_without_words", audio_s=stt.audio_seconds, backchannel=has_words(text))
+                    await self.notify(NoWords(turn_id))
                     return
                 # the LLM request goes out first; the caller's transcript is shown alongside, not before it
                 started = vad_end - len(audio) / 2 / STT_RATE
@@ -108,6 +125,24 @@ class ReplyPipeline:
                 self.on_failure(exc)
             finally:
                 self.channel.forget_turn(turn_id)
+
+    async def resume(self, turn_id: int, parts: list[tuple[str, bytes]]) -> None:
+        """Play again what a false interruption cut off (each part: the text and the audio not yet heard),
+        recorded as the agent's turn; no worker is asked for anything."""
+        with bound_call(self.call_id, turn_id=turn_id):
+            reply = self.record.begin_reply(turn_id)
+            playback = Playback()
+            for text, audio in parts:
+                segment = Segment(index=len(reply.segments), text=text)
+                reply.segments.append(segment)
+                queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+                queue.put_nowait(audio)
+                queue.put_nowait(None)
+                playback.items.put_nowait((segment, queue))
+            playback.items.put_nowait(None)
+            await self.play(reply, playback, {})
+            if self.record.reply is reply:
+                self.record.assistant(reply, interrupted=False)
 
     async def respond_digits(self, turn_id: int, digits: str, *, sensitive: bool) -> None:
         """Answer the caller's keypad entry: the LLM gets ``DTMF: <digits>``, the record the (masked) digits."""
@@ -317,6 +352,7 @@ class ReplyPipeline:
                     if "tts_first_audio" not in marks:
                         marks["tts_first_audio"] = time.time()
                         await self.notify(ReplyAudioStarted())
+                    reply.keep_audio(self.output.queued_total, chunk)  # (a false interruption replays it)
                     self.output.push(chunk)
                 segment.end = self.output.queued_total
                 self.output.mark(_nothing)  # a mark after each utterance: barge-in knows exactly what was heard

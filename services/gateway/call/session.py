@@ -35,10 +35,12 @@ from services.gateway.call.speech import SegmentAudio
 from services.gateway.call.timers import WATCHDOG_S, CallTimers
 from services.gateway.call.tools import ToolRunner
 from services.gateway.call.transport import SessionMessage, Transport
-from services.gateway.call.turn_detector import TurnDetector, TurnEnded, VadEngine
+from services.gateway.call.turn_detector import VadEngine
+from services.gateway.call.turn_taking import TURN_ACTIONS, TurnModel, TurnTaking, detector_for
+from services.gateway.call.wiring import reply_parts
 from services.gateway.call.worker_watch import WorkerWatch
 from services.gateway.lifecycle.outbox import LifecycleOutbox
-from services.gateway.metrics import BARGE_INS, CALL_STATE_TRANSITIONS, CALLS_ACTIVE, CALLS_TOTAL
+from services.gateway.metrics import BARGE_INS, CALL_STATE_TRANSITIONS, CALLS_ACTIVE, CALLS_TOTAL, INTERRUPTIONS
 from services.gateway.transports.protocol import Ended, StateChanged
 from shared.audio import StreamResampler
 from shared.bus import Bus
@@ -70,6 +72,7 @@ class CallSession:
         to_number: str | None = None,
         worker_watch: WorkerWatch | None = None,
         http: httpx.AsyncClient | None = None,
+        model: TurnModel | None = None,
     ) -> None:
         self.call_id = call_id
         self.transport = transport
@@ -84,13 +87,7 @@ class CallSession:
             silence_timeout_s=config.turn.silence_timeout_s, max_call_s=config.turn.max_call_s, now=time.monotonic()
         )
         self.channel = CallChannel(bus, call_id, ack_timeout_s=settings.worker_ack_timeout_s, watch=worker_watch)
-        self.detector = TurnDetector(
-            vad,
-            start_ms=config.turn.vad_start_ms,
-            stop_ms=config.turn.vad_stop_ms,
-            preroll_ms=config.turn.vad_preroll_ms,
-            max_turn_s=settings.max_turn_seconds,
-        )
+        self.detector = detector_for(vad, config.turn, max_turn_s=settings.max_turn_seconds, with_model=bool(model))
         self.inbound = StreamResampler(transport.sample_rate, STT_RATE)
         self.output = transport.open_output(frame_ms=settings.outbound_frame_ms, lead_ms=settings.outbound_lead_ms)
         self.record = CallRecord(call_id, outbox, self._send_soon)
@@ -103,7 +100,7 @@ class CallSession:
             transfer_message=config.text("transfer_message"),
         )
         self.keypad = DigitCollector(config.dtmf, self._keypad_entry)
-        self.speech, self.pipeline = self._reply_pipeline(audio_cache)
+        self.speech, self.pipeline, self.turns = self._wire(audio_cache, model)
         self.started_at = time.time()
         self._reply_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # the call's own: cancelled (all, however late) by its end
@@ -112,32 +109,29 @@ class CallSession:
         self._ended = asyncio.Event()
         self.end_reason: str | None = None
 
-    def _reply_pipeline(self, audio_cache: AudioCache | None) -> tuple[SegmentAudio, ReplyPipeline]:
-        """The reply pipeline and its segments' audio, telling this session what happens."""
-        speech = SegmentAudio(
-            call_id=self.call_id,
-            channel=self.channel,
-            config=self.config,
-            cache=audio_cache if audio_cache is not None else AudioCache(),
-            sample_rate=self.transport.sample_rate,
-            encoding=self.transport.encoding,
-            timeout_s=self.settings.tts_timeout_s,
-            on_failure=self._on_failure,
-        )
-        pipeline = ReplyPipeline(
+    def _wire(
+        self, audio_cache: AudioCache | None, model: TurnModel | None
+    ) -> tuple[SegmentAudio, ReplyPipeline, TurnTaking]:
+        """The reply pipeline and its segments' audio, and turn-taking, telling this session what happens."""
+        speech, pipeline = reply_parts(
             call_id=self.call_id,
             channel=self.channel,
             config=self.config,
             settings=self.settings,
-            speech=speech,
+            cache=audio_cache if audio_cache is not None else AudioCache(),
+            transport=self.transport,
             output=self.output,
             record=self.record,
+            tools=self.tools,
             notify=self._dispatch,
             on_failure=self._on_failure,
-            tools=self.tools,
             spawn=self._spawn,
         )
-        return speech, pipeline
+        turns = TurnTaking(
+            turn=self.config.turn, detector=self.detector, model=model, pipeline=pipeline, spawn=self._spawn,
+            dispatch=self._dispatch,
+        )  # fmt: skip
+        return speech, pipeline, turns
 
     # --- state -----------------------------------------------------------------------------------------
 
@@ -161,8 +155,8 @@ class CallSession:
         """Hand ``event`` to the machine; announce the change it makes (log, metric, ``state`` message) right
         after the transition's actions have started, so that a turn's STT request leaves before the news of it."""
         transition = self.machine.handle(event)
-        if transition is None:
-            return None
+        if transition is None or transition.internal:
+            return transition
         self.timers.state_changed(time.monotonic())
         asyncio.get_running_loop().call_soon(self._announce, transition, type(event).__name__)
         return transition
@@ -176,6 +170,8 @@ class CallSession:
 
     async def _dispatch(self, event: m.CallEvent) -> None:
         """The machine's transition for ``event``, then its actions in order."""
+        if isinstance(event, m.NoWords) and (parts := self.turns.resumable(event.turn_id)):
+            event = m.FalseInterruption(tuple(parts))
         transition = self._transition(event)
         for action in transition.actions if transition is not None else ():
             if self.ended:  # (an action ended the call: a transfer the barge-in found done)
@@ -183,14 +179,14 @@ class CallSession:
             await self._act(action, event)
 
     async def _act(self, action: m.Action, event: m.CallEvent) -> None:
-        if action == m.Action.GREET:
+        if action in TURN_ACTIONS:
+            if (reply := await self.turns.act(action, event)) is not None:
+                self._reply_task = reply
+        elif action == m.Action.GREET:
             self._start_reply(self.pipeline.speak_fixed(self.record.next_turn(), self.config.first_message))
         elif action == m.Action.REPROMPT:
             log.info("silence_timeout_reprompt")
             self._start_reply(self.pipeline.speak_fixed(self.record.next_turn(), self.config.reprompt_message))
-        elif action == m.Action.RESPOND:
-            assert isinstance(event, TurnEnded)
-            self._start_reply(self.pipeline.respond(self.record.next_turn(), event.audio, time.time()))
         elif action == m.Action.RESPOND_DIGITS:
             assert isinstance(event, m.DigitsEntered)
             sensitive = self.config.dtmf.sensitive
@@ -326,8 +322,11 @@ class CallSession:
     async def _barge_in(self) -> None:
         """The caller talks over the agent: silence it now, stop the workers, keep what was heard."""
         turn_id = self.record.reply.turn_id if self.record.reply is not None else None
+        reply = self.record.reply
         heard = await self._stop_reply("barge_in")
+        self.turns.keep_cut(reply.unheard(heard) if reply is not None else [])
         BARGE_INS.labels(self.transport.client_type).inc()
+        INTERRUPTIONS.labels("barge_in").inc()
         log.info("barge_in", turn_id=turn_id, heard_bytes=heard)
 
     async def _stop_reply(self, reason: str) -> int:
