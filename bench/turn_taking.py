@@ -204,12 +204,12 @@ def user_turns_between(history: dict[str, Any], since_wall: float, until_wall: f
     return sum(since_wall <= e <= until_wall for e in ends)
 
 
-def reply_stages(history: dict[str, Any], reply_wall: float) -> dict[str, float]:
+def reply_stages(history: dict[str, Any], began_wall: float, reply_wall: float) -> dict[str, float]:
     """The gateway's stage latencies (from its end of turn) of the reply that began playing at ``reply_wall``:
-    the first assistant turn with figures that ended after it."""
+    the assistant turn with figures that started between the utterance's first frame and then."""
     for line in history["transcript"]:
-        ended = datetime.fromisoformat(line["ended_at"]).timestamp()
-        if line["role"] == "assistant" and line["latency_ms"] and ended >= reply_wall:
+        started = datetime.fromisoformat(line["started_at"]).timestamp()
+        if line["role"] == "assistant" and line["latency_ms"] and began_wall <= started <= reply_wall:
             return dict(line["latency_ms"])
     return {}
 
@@ -242,7 +242,7 @@ async def one_call(base: str, number: str, script: list[tuple[Utterance, Utteran
     for result, began, reply in windows:
         if reply is not None:
             result.user_turns = user_turns_between(history, began + wall_offset, reply + wall_offset)
-            result.stages = reply_stages(history, reply + wall_offset)
+            result.stages = reply_stages(history, began + wall_offset, reply + wall_offset)
 
 
 def _line(r: TurnResult) -> str:
