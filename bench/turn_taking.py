@@ -19,7 +19,8 @@ silence until the reply has played; during four of the replies it says a backcha
   playing when it began).
 
 The detector is switched only through the agent's ``turn`` (one agent per language and detector, reached by
-its own phone number): ``silence`` = ``end_of_turn: "silence"`` with ``vad_stop_ms`` 500 (the old default;
+its own phone number): ``silence`` = the old detector (``end_of_turn: "silence"``, no preemptive reply, any
+speech over the agent interrupts) with ``vad_stop_ms`` 500 (the old default;
 with the fake providers also 200, the method's window for the latency figure); ``model`` = the shipped
 defaults of the new fields. Fake providers: fixed latency (STT 200 ms, LLM first token 150 ms, TTS first byte
 100 ms; ../shared/docs/benchmarking.md); local: the offline models of ``make run`` (English: the default agent;
@@ -47,7 +48,8 @@ from bench.stack import add_placement_args, place, running_stack
 from shared.audio import ulaw_to_pcm16
 from tools.phonecaller import PhoneCaller
 
-SILENCE = {"end_of_turn": "silence"}
+# the detector before issue 17: a fixed window, no reply started at a pause, any speech over the agent barges in
+SILENCE = {"end_of_turn": "silence", "preempt_ms": 0, "interrupt_min_ms": 0, "resume_after_false_interruption": False}
 BACKCHANNEL_AT_S = 0.5  # into the reply
 AUDIBLE = 32  # a frame with any sample beyond this (of 32768) carries sound, not digital silence
 
