@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import pytest
 from nats.js.errors import NotFoundError
 
@@ -138,3 +139,13 @@ def _shared(env: Mapping[str, str]) -> dict[str, str]:
 def stacks(module_services: ServiceRunner) -> Stacks:
     """The module's shared stack (see ``Stacks``); stopped after the module's last test."""
     return Stacks(module_services)
+
+
+async def recorded_turns(pool: asyncpg.Pool, call_id: str, rows: int, timeout: float = 15.0) -> list[asyncpg.Record]:
+    """The call's transcript rows, once the recorder has written at least ``rows`` of them."""
+    for _ in range(int(timeout * 10)):
+        found = await pool.fetch("SELECT * FROM transcripts WHERE call_id = $1 ORDER BY seq", call_id)
+        if len(found) >= rows:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"call {call_id}: fewer than {rows} turns recorded")

@@ -10,7 +10,6 @@ import json
 import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from shared.bus import Bus
 from shared.events import LlmChunk, LlmRequest, ToolCall, WorkAck
 from shared.signing import key_for, verify
 from tests.integration.conftest import Stacks
+from tests.integration.conftest import recorded_turns as history
 from tests.unit.test_tools_http import ToolServer
 from tools.simcaller import SimCaller
 from tools.talk import synthesize
@@ -80,15 +80,6 @@ async def caller(gateway: Any, agent_id: str, *, greeted: bool = True) -> SimCal
 
 def http_tool(name: str, url: str, parameters: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return {"kind": "http", "name": name, "url": url, "parameters": parameters, **fields}
-
-
-async def history(pool: asyncpg.Pool, call_id: str, rows: int, timeout: float = 10.0) -> list[asyncpg.Record]:
-    for _ in range(int(timeout * 10)):
-        found = await pool.fetch("SELECT * FROM transcripts WHERE call_id = $1 ORDER BY seq", call_id)
-        if len(found) >= rows:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"call {call_id}: fewer than {rows} turns recorded")
 
 
 def as_json(value: Any) -> Any:

@@ -10,15 +10,14 @@ with its real VAD and end-of-turn model), spoken by the offline piper voice over
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 import numpy as np
 
+from tests.integration.conftest import recorded_turns
 from tools.simcaller import SimCaller
 from tools.talk import synthesize
 
@@ -79,15 +78,6 @@ async def metric(gateway: Any, name: str, **labels: str) -> float:
             if all(f'{k}="{v}"' in line for k, v in labels.items()):
                 total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-async def turns(pool: asyncpg.Pool, call_id: str, rows: int, timeout: float = 15.0) -> list[asyncpg.Record]:
-    for _ in range(int(timeout * 10)):
-        found = await pool.fetch("SELECT * FROM transcripts WHERE call_id = $1 ORDER BY seq", call_id)
-        if len(found) >= rows:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"call {call_id}: fewer than {rows} turns recorded")
 
 
 def user_turns(sim: SimCaller) -> list[dict[str, Any]]:
@@ -161,7 +151,7 @@ async def test_an_interruption_with_only_a_backchannel_in_it_resumes_the_agent(s
     assert not user_turns(sim), "a backchannel is not a turn to answer"
     await sim.send_silence(0.5)
     await sim.hang_up()
-    rows = await turns(db_pool, sim.call_id, 2)
+    rows = await recorded_turns(db_pool, sim.call_id, 2)
     assert [(r["role"], r["interrupted"]) for r in rows] == [("assistant", True), ("assistant", False)]
     assert re.sub(r"\s+", " ", rows[1]["text"]).endswith("half past ten.")
     assert await metric(gateway, "victoria_interruptions_total", kind="resumed") >= 1
@@ -180,7 +170,7 @@ async def test_a_turn_ended_too_soon_is_carried_into_the_next_so_no_words_are_lo
     await sim.send_frames(first + silence(0.7) + second)
     await sim.next(lambda m: m["type"] == "transcript" and m["role"] == "assistant", timeout=20)
     await sim.hang_up()
-    rows = [r for r in await turns(db_pool, sim.call_id, 3) if r["role"] == "user"]
+    rows = [r for r in await recorded_turns(db_pool, sim.call_id, 3) if r["role"] == "user"]
     assert len(rows) == 1, "one utterance, one turn"
     spoken_s = rows[0]["ended_at"].timestamp() - rows[0]["started_at"].timestamp()
     assert spoken_s >= (len(first) + len(second)) / 2 / RATE, "the words before the pause were lost"

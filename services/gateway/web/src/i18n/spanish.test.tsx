@@ -8,6 +8,7 @@ import { App } from '../App';
 import { makeStore } from '../app/store';
 import type { Agent, CallDetail } from '../lib/types';
 import i18n, { LANGUAGE_STORAGE } from './index';
+import { defaultTurn } from '../test/agentTurn';
 
 const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status });
 
@@ -30,20 +31,7 @@ const agent: Agent = {
     voice: { provider: null, name: null, style: null, rate: 1, pitch: 0 },
     llm: { provider: null, model: null, temperature: 0.3, max_tokens: 80 },
     stt: { provider: null, model: null, language: null },
-    turn: {
-      vad_start_ms: 120,
-      vad_stop_ms: 500,
-      vad_preroll_ms: 200,
-      end_of_turn: 'model',
-      pause_ms: 200,
-      max_silence_ms: 1500,
-      eot_threshold: 0.5,
-      preempt_ms: 100,
-      interrupt_min_ms: 500,
-      resume_after_false_interruption: true,
-      silence_timeout_s: 10,
-      max_call_s: 1800,
-    },
+    turn: defaultTurn,
     extraction_fields: {},
     overlays: {},
   },

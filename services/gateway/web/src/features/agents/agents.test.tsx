@@ -8,6 +8,7 @@ import type { Agent, AgentSpec, AgentSpecWrite, ProviderCatalogue, ProviderInfo 
 import { AgentForm, parsePhoneNumbers } from './AgentForm';
 import { AgentsPage } from './AgentsPage';
 import reducer, { fetchAgents, fetchProviders, initialAgentsState, saveAgent } from './agentsSlice';
+import { defaultTurn } from '../../test/agentTurn';
 
 const spec: AgentSpec = {
   name: 'Victoria',
@@ -21,20 +22,7 @@ const spec: AgentSpec = {
   voice: { provider: null, name: null, style: null, rate: 1, pitch: 0 },
   llm: { provider: null, model: null, temperature: 0.3, max_tokens: 80 },
   stt: { provider: null, model: null, language: null },
-  turn: {
-    vad_start_ms: 120,
-    vad_stop_ms: 500,
-    vad_preroll_ms: 200,
-    end_of_turn: 'model',
-    pause_ms: 200,
-    max_silence_ms: 1500,
-    eot_threshold: 0.5,
-    preempt_ms: 100,
-    interrupt_min_ms: 500,
-    resume_after_false_interruption: true,
-    silence_timeout_s: 10,
-    max_call_s: 1800,
-  },
+  turn: defaultTurn,
   extraction_fields: {},
   overlays: {},
 };

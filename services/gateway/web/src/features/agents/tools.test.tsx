@@ -4,6 +4,7 @@ import userEvent from '@testing-library/user-event';
 import type { AgentSpec, AgentSpecWrite } from '../../lib/types';
 import { AgentForm } from './AgentForm';
 import { draftsToTools, newTool, nextKind, toolToDraft } from './toolDrafts';
+import { defaultTurn } from '../../test/agentTurn';
 
 const spec: AgentSpec = {
   name: 'Victoria',
@@ -20,20 +21,7 @@ const spec: AgentSpec = {
   voice: { provider: null, name: null, style: null, rate: 1, pitch: 0 },
   llm: { provider: null, model: null, temperature: 0.3, max_tokens: 80 },
   stt: { provider: null, model: null, language: null },
-  turn: {
-    vad_start_ms: 120,
-    vad_stop_ms: 500,
-    vad_preroll_ms: 200,
-    end_of_turn: 'model',
-    pause_ms: 200,
-    max_silence_ms: 1500,
-    eot_threshold: 0.5,
-    preempt_ms: 100,
-    interrupt_min_ms: 500,
-    resume_after_false_interruption: true,
-    silence_timeout_s: 10,
-    max_call_s: 1800,
-  },
+  turn: defaultTurn,
   extraction_fields: {},
   overlays: {},
   tools: [
