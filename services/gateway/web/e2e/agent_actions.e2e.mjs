@@ -54,7 +54,7 @@ async function configureAgent(page, result) {
 /** (b) a call: the caller's words make the LLM call the tool; then keypad keys. */
 async function makeCall(page, result) {
   await page.getByRole('link', { name: 'Simulator' }).click();
-  await page.getByLabel('Agent').selectOption('default');
+  await page.getByLabel('Agent', { exact: true }).selectOption('default');
   await page.getByRole('button', { name: 'Call' }).click();
   await page.getByTestId('call-status').getByText('In call').waitFor();
   result.callId = (await page.getByTestId('call-status').locator('.font-mono').textContent())?.trim();

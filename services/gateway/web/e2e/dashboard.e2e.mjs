@@ -30,7 +30,7 @@ runInChromium('[e2e]', { viewport: { width: 1280, height: 860 }, consoleErrors: 
   log('simulator call with the new greeting');
   await page.getByRole('link', { name: 'Simulator' }).click();
   await page.getByRole('button', { name: 'Mute mic' }).click();
-  await page.getByLabel('Agent').selectOption('default');
+  await page.getByLabel('Agent', { exact: true }).selectOption('default');
   await page.getByRole('button', { name: 'Call' }).click();
   await page.getByTestId('call-status').getByText('In call').waitFor();
   const greeting = page.locator('li[data-role="assistant"]').filter({ hasText: FIRST });
