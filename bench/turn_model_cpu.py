@@ -3,13 +3,15 @@ at 50 calls), and how fast each pause gets its answer.
 
     python -m bench.turn_model_cpu                       # 50 calls, 60 s
     python -m bench.turn_model_cpu --calls 50 --seconds 60 --turn-every 10 --pauses 2
-    python -m bench.turn_model_cpu --turn-every 18 --pauses 0.3 --window 6   # docs/benchmarking.md's workload
+    python -m bench.turn_model_cpu --turn-every 18 --pauses 0.3   # docs/benchmarking.md's workload
+    python -m bench.turn_model_cpu --turn-every 18 --pauses 0.3 --window 8 --margin 0   # the model as published
 
 Workload: each simulated call ends a turn every ``--turn-every`` s (10 s: a ~3 s utterance, then the reply, as
 in ``bench/conversation_load.py``) and pauses ``--pauses`` times inside each turn (2: candidate pauses the
 model judges incomplete; a fraction is a chance: 0.3 = one pause in 30 % of the turns); every pause and every
 turn end asks the shared :class:`EndOfTurnScorer` for a probability of the turn so far (the recorded questions
-of ``tests/data/es``, whole or cut, + 200 ms of silence), read by the model cut to ``--window`` s. Calls start
+of ``tests/data/es``, whole or cut, + 200 ms of silence), read by the model cut to ``--window`` s and fitted to
+each turn with ``--margin`` (the gateway's defaults: 6 s, 2 s). Calls start
 at random phases. Rate: calls * (1 + pauses) / turn_every requests per second (50 calls: 15/s). Printed: the
 process CPU (user + system, every thread) over the run as % of one core, and the scorer thread's alone (the
 model's cost, without this bench's simulated calls), the load average (other work on the machine slows each
@@ -107,7 +109,7 @@ def batch_stats() -> tuple[float, float, float]:
 
 async def load(args) -> None:
     clips = turns()
-    scorer = EndOfTurnScorer.shared(window_s=args.window)
+    scorer = EndOfTurnScorer.shared(window_s=args.window, margin_s=args.margin)
     await scorer.warm()
     out: dict = {"latency": [], "unavailable": 0}
     before = batch_stats()
@@ -146,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--turn-every", type=float, default=10.0, help="seconds between a call's turn ends")
     parser.add_argument("--pauses", type=float, default=2, help="candidate pauses inside each turn (mean)")
-    parser.add_argument("--window", type=float, default=8.0, help="seconds the model reads (END_OF_TURN_WINDOW_S)")
+    parser.add_argument("--window", type=float, default=6.0, help="seconds the model reads (END_OF_TURN_WINDOW_S)")
+    parser.add_argument("--margin", type=float, default=2.0, help="fitted to each turn (END_OF_TURN_MARGIN_S); 0: not")
     parser.add_argument("--repeat", type=int, default=20, help="inferences timed alone, per variant")
     args = parser.parse_args(argv)
     rate = args.calls * (1 + args.pauses) / args.turn_every
-    print(f"Smart Turn v3.2 reading {args.window:g} s, one thread; workload {rate:.1f} pauses/s")
+    fit = f", fitted to each turn with {args.margin:g} s of margin" if args.margin else ""
+    print(f"Smart Turn v3.2 reading {args.window:g} s{fit}, one thread; workload {rate:.1f} pauses/s")
     per_inference(SmartTurnModel(window_s=args.window), turns()[0][-1], args.repeat)
     asyncio.run(load(args))
     return 0

@@ -3,13 +3,16 @@
 
     python -m bench.turn_model_window                   # windows 6 4 3, wideband
     python -m bench.turn_model_window --windows 4 --phone
+    python -m bench.turn_model_window --windows 6 --fit 1 2 3    # the 6 s window fitted to each turn (margins)
 
 The clips are those of ``bench/turn_model_thresholds.py`` (English piper + Spanish recorded questions;
 complete, ``cut-gap`` and ``cut-half``, + 200 ms of silence), most of them 1-3 s long, plus ``long`` turns
 that fill the window: the previous utterance of the same language, 300 ms of silence, then this one (complete,
 and cut at its middle: ``long-cut``), 3-8 s. Printed per window: the CPU per pause (features + model, one
 thread), |Δp| against the 8 s model (max, median), how many verdicts at 0.5 change, and per language the
-complete-vs-cut separation (balanced accuracy at 0.5, medians) next to the 8 s model's.
+complete-vs-cut separation (balanced accuracy at 0.5, medians) next to the 8 s model's. With ``--fit``, the
+last window also read fitted (``END_OF_TURN_MARGIN_S``): each clip with the smallest whole-second cut (3 s at
+least) holding it plus the margin; the CPU printed is then the mean over the clips of their cut's CPU.
 """
 
 from __future__ import annotations
@@ -87,11 +90,37 @@ def report(name: str, rows: list[tuple[str, str, float]], base: list[tuple[str, 
         )
 
 
+def fitted(
+    window: float, margin: float, audios: list[tuple[str, str, bytes]], probe: bytes, repeat: int
+) -> tuple[list[tuple[str, str, float]], float, dict[int, float]]:
+    """The clips scored with the model fitted to each (margin ``margin``), the mean CPU per pause, CPU per cut."""
+    model = SmartTurnModel(window_s=window, margin_s=margin)
+    cost = {
+        frames: cpu_ms_frames(model, probe, frames, repeat)
+        for frames in {model.frames_for_turn(len(a) // 2) for _, _, a in audios}
+    }
+    rows, spent = [], []
+    for lang, kind, audio in audios:
+        frames = model.frames_for_turn(len(audio) // 2)
+        rows.append((lang, kind, float(model.predict(features.batch([audio], frames))[0])))
+        spent.append(cost[frames])
+    return rows, statistics.mean(spent), cost
+
+
+def cpu_ms_frames(model: SmartTurnModel, audio: bytes, frames: int, repeat: int) -> float:
+    model.predict(features.batch([audio], frames))
+    started = time.process_time()
+    for _ in range(repeat):
+        model.predict(features.batch([audio], frames))
+    return (time.process_time() - started) / repeat * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", type=float, nargs="+", default=[6.0, 4.0, 3.0])
     parser.add_argument("--phone", action="store_true", help="band-limit to 8 kHz as a phone line would")
     parser.add_argument("--repeat", type=int, default=30, help="inferences timed per window")
+    parser.add_argument("--fit", type=float, nargs="*", default=[], help="margins (s) to fit the last window with")
     args = parser.parse_args(argv)
     audios = clips(args.phone)
     probe = next(a for _, kind, a in audios if kind == "long")
@@ -107,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         model = SmartTurnModel(window_s=window)
         print(f"\nwindow {window:g} s: {cpu_ms(model, probe, args.repeat):.1f} ms CPU per pause")
         report(f"window {window:g} s", scores(model, audios), base)
+    for margin in args.fit:
+        window = args.windows[-1]
+        rows, mean_cpu, cost = fitted(window, margin, audios, probe, args.repeat)
+        cuts = ", ".join(f"{frames / 100:g} s {ms:.1f}" for frames, ms in sorted(cost.items()))
+        print(
+            f"\nwindow {window:g} s fitted, margin {margin:g} s: {mean_cpu:.1f} ms CPU per pause on average "
+            f"(cuts: {cuts} ms)"
+        )
+        report(f"fitted {margin:g} s", rows, base)
     return 0
 
 

@@ -165,6 +165,13 @@ class GatewaySettings(CommonSettings):
         "default) costs ~1/3 less CPU per pause and changes ~1 verdict in 10, as many as the model's own int8 "
         "quantisation does (bench/turn_model_window.py)",
     )
+    end_of_turn_margin_s: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=8.0,
+        description="a short turn is read with the smallest whole-second cut of that window (3 s at least) that "
+        "holds it plus this much padding: a 2 s turn costs ~half of 6 s; 0 = always the whole window",
+    )
     api_keys: SecretStr = Field(
         default=SecretStr(""), description="comma-separated keys for X-API-Key; empty = API open (dev only)"
     )

@@ -49,7 +49,7 @@ async def load_turn_model(settings: GatewaySettings) -> TurnModel | None:
     try:
         from services.gateway.end_of_turn import EndOfTurnScorer
 
-        scorer = EndOfTurnScorer.shared(window_s=settings.end_of_turn_window_s)
+        scorer = EndOfTurnScorer.shared(window_s=settings.end_of_turn_window_s, margin_s=settings.end_of_turn_margin_s)
         await scorer.warm()
     except Exception as exc:  # (missing weights, a broken onnxruntime): calls still work, on the fixed window
         log.error("end_of_turn_model_unavailable", error=str(exc) or type(exc).__name__, fix="make install")

@@ -153,6 +153,9 @@ async def test_the_scorer_feeds_its_model_the_window_it_reads() -> None:
     class Recorder:
         frames = 300
 
+        def frames_for_turn(self, samples: int) -> int:
+            return self.frames
+
         def predict(self, x: np.ndarray) -> np.ndarray:
             seen.append(x.shape)
             return np.full(len(x), 0.25)
@@ -163,6 +166,41 @@ async def test_the_scorer_feeds_its_model_the_window_it_reads() -> None:
     finally:
         scorer.close()
     assert seen == [(1, 80, 300)]
+
+
+def test_a_fitted_model_reads_each_turn_with_the_smallest_cut_that_holds_it_and_its_margin() -> None:
+    fitted = SmartTurnModel(window_s=6, margin_s=2)
+    seconds = {1.0: 300, 2.0: 400, 2.5: 500, 3.5: 600, 5.0: 600, 30.0: 600}  # 3 s at least, the window at most
+    assert {s: fitted.frames_for_turn(int(s * RATE)) for s in seconds} == seconds
+    whole = SmartTurnModel(window_s=6)  # margin 0: always the window
+    assert {whole.frames_for_turn(int(s * RATE)) for s in seconds} == {600}
+    with pytest.raises(ValueError, match="reads \\[600\\]"):
+        whole.predict(features.batch([clip("q03.wav")], 400))
+    # each cut still tells a complete turn from the same turn cut off
+    for name, cut_s in (("q03.wav", 1.15), ("q07.wav", 1.27)):
+        done, cut = clip(name), clip(name, cut_s)
+        assert fitted.frames_for_turn(len(cut) // 2) < 600  # a short turn: not the whole 6 s
+        complete = fitted.predict(features.batch([done], fitted.frames_for_turn(len(done) // 2)))[0]
+        cut_off = fitted.predict(features.batch([cut], fitted.frames_for_turn(len(cut) // 2)))[0]
+        assert complete > 0.8 and cut_off < 0.3, (name, complete, cut_off)
+
+
+async def test_the_scorer_reads_a_short_turn_with_a_fitted_cut() -> None:
+    seen: list[int] = []
+
+    class Watched(SmartTurnModel):
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            seen.append(x.shape[-1])
+            return super().predict(x)
+
+    scorer = EndOfTurnScorer(window_s=6, margin_s=2, model_factory=lambda w: Watched(window_s=w, margin_s=2))
+    try:
+        long = clip("q03.wav") + clip("q07.wav") + clip("q01.wav")  # ~6 s: the whole window
+        assert 0 <= await scorer.probability(clip("q01.wav")) <= 1
+        assert 0 <= await scorer.probability(long) <= 1
+    finally:
+        scorer.close()
+    assert seen[0] < 600 and seen[1] == 600, seen
 
 
 def test_a_missing_wheel_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,6 +232,9 @@ class GatedModel:
     def __init__(self, model: SmartTurnModel) -> None:
         self.model, self.gate, self.entered = model, threading.Event(), threading.Event()
         self.frames = model.frames
+
+    def frames_for_turn(self, samples: int) -> int:
+        return self.model.frames_for_turn(samples)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.entered.set()

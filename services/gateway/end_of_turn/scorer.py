@@ -1,7 +1,7 @@
 """One end-of-turn scorer per gateway process: every call's pause goes through one queue and one worker
 thread, which takes whatever has queued up and scores it in one go.
 
-Why one thread: the model costs ~40-55 ms of CPU per pause (~1/3 less with END_OF_TURN_WINDOW_S=6); run on
+Why one thread: the model costs ~15-40 ms of CPU per pause (the 6 s window; less for a short turn); run on
 the event loop it would stall every call's audio, and a thread per call would fight over the cores (the
 gateway's other work included). Why a queue with
 a deadline: under overload an answer that comes late is worse than none. A pause is asked at ~200 ms of
@@ -35,15 +35,17 @@ class EndOfTurnUnavailable(RuntimeError):
 
 
 class Model(Protocol):
-    frames: int  # feature frames it reads (800 = 8 s)
+    frames: int  # feature frames of its whole window (800 = 8 s)
+
+    def frames_for_turn(self, samples: int) -> int: ...  # the frames it reads a turn of this many samples with
 
     def predict(self, features: np.ndarray) -> np.ndarray: ...
 
 
-def _load_model(window_s: float) -> Model:
+def _load_model(window_s: float, margin_s: float) -> Model:
     from services.gateway.end_of_turn.smart_turn import SmartTurnModel
 
-    return SmartTurnModel(window_s=window_s)
+    return SmartTurnModel(window_s=window_s, margin_s=margin_s)
 
 
 @dataclass
@@ -80,11 +82,12 @@ class EndOfTurnScorer:
         timeout_s: float = 0.5,
         max_batch: int = 16,
         window_s: float = 8.0,
-        model_factory: Callable[[float], Model] = _load_model,
+        margin_s: float = 0.0,
+        model_factory: Callable[[float], Model] | None = None,
     ) -> None:
         self.max_queue, self.max_wait_s, self.timeout_s, self.max_batch = max_queue, max_wait_s, timeout_s, max_batch
         self.window_s = window_s
-        self._model_factory = model_factory
+        self._model_factory = model_factory or (lambda window: _load_model(window, margin_s))
         self._model: Model | None = None
         self._model_lock = threading.Lock()
         self._queue: deque[_Request] = deque()
@@ -93,11 +96,12 @@ class EndOfTurnScorer:
         self._closed = False
 
     @classmethod
-    def shared(cls, window_s: float = 8.0) -> EndOfTurnScorer:
-        """The process's scorer (created on first use, reading ``window_s``; a closed one is replaced)."""
+    def shared(cls, window_s: float = 8.0, margin_s: float = 0.0) -> EndOfTurnScorer:
+        """The process's scorer (created on first use, reading ``window_s`` or, with ``margin_s``, what each turn
+        needs; a closed one is replaced)."""
         with cls._shared_lock:
             if cls._shared is None or cls._shared._closed:
-                cls._shared = cls(window_s=window_s)
+                cls._shared = cls(window_s=window_s, margin_s=margin_s)
             return cls._shared
 
     async def warm(self) -> None:
@@ -184,7 +188,7 @@ class EndOfTurnScorer:
 
     def _predict(self, audio: bytes) -> float:
         model = self.model()
-        return float(model.predict(features.batch([audio], model.frames))[0])
+        return float(model.predict(features.batch([audio], model.frames_for_turn(len(audio) // 2)))[0])
 
     @staticmethod
     def _answer(request: _Request, value: float | BaseException) -> None:

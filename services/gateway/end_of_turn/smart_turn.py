@@ -12,6 +12,12 @@ reshapes that name 400. :func:`windowed` cuts both at load time to the last N po
 left-padded, so the turn's end sits at the end). The head pools the encoder's output by learned attention
 (Linear-Tanh-Linear, softmax over positions, weighted sum), not a mean, so dropping the oldest positions (mostly
 padding in a short turn) changes little: ``bench/turn_model_window.py`` measures it.
+
+A short turn also needs no full window: most of a 2 s turn's 6 s would be padding. With ``margin_s`` the model
+keeps one cut per whole second from 3 s up to the window and reads each turn with the smallest that holds the
+turn plus ``margin_s`` of padding (a 2 s turn: 4 s, half the CPU of 6 s). Some padding must stay: the model
+was trained on left-padded turns, and with under ~2 s of it verdicts drift (``bench/turn_model_window.py
+--fit``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ VERSION = "1.14.0"
 INSTALL = f"pip install --no-deps {DISTRIBUTION}=={VERSION}"
 MODEL_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 POSITIONS = 400  # the encoder's positions for 8 s: 800 feature frames, halved by the stride-2 conv
+SMALLEST_FIT_S = 3  # the shortest cut a fitted turn is read with
+RATE = 16000
 _EMBEDDING = "inner.encoder.embed_positions.weight"
 
 
@@ -89,18 +97,36 @@ def windowed(model: onnx.ModelProto, positions: int) -> onnx.ModelProto:
 
 
 class SmartTurnModel:
-    """The loaded model, reading the last ``window_s`` seconds (8 = as published); :meth:`predict` may be called
-    from any one thread at a time."""
+    """The loaded model, reading the last ``window_s`` seconds (8 = as published), or with ``margin_s`` > 0 only
+    as much as each turn needs (:meth:`frames_for_turn`); :meth:`predict` may be called from any one thread at a
+    time."""
 
-    def __init__(self, path: Path | None = None, window_s: float = 8.0) -> None:
+    def __init__(self, path: Path | None = None, window_s: float = 8.0, margin_s: float = 0.0) -> None:
         self.path = path or model_path()
         self.frames = frames_for(window_s)
+        self.margin_s = margin_s
+        cuts = [self.frames]
+        if margin_s > 0:
+            cuts += [frames_for(s) for s in range(SMALLEST_FIT_S, int(window_s) + 1) if frames_for(s) < self.frames]
+        self._sessions = {frames: self._session(frames) for frames in sorted(set(cuts))}
+
+    def _session(self, frames: int) -> ort.InferenceSession:
         source: str | bytes = str(self.path)
-        if self.frames < 2 * POSITIONS:
-            source = windowed(onnx.load(str(self.path)), self.frames // 2).SerializeToString()
-        self._session = ort.InferenceSession(source, sess_options=session_options(), providers=["CPUExecutionProvider"])
+        if frames < 2 * POSITIONS:
+            source = windowed(onnx.load(str(self.path)), frames // 2).SerializeToString()
+        return ort.InferenceSession(source, sess_options=session_options(), providers=["CPUExecutionProvider"])
+
+    def frames_for_turn(self, samples: int) -> int:
+        """The frames to read a turn of ``samples`` (16 kHz) with: the smallest cut holding it and ``margin_s``
+        of padding, the whole window when none does (or ``margin_s`` is 0)."""
+        need = 100 * (samples / RATE + self.margin_s)
+        return next((frames for frames in self._sessions if frames >= need), self.frames)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities that each turn is complete, float (batch,), for features (batch, 80, frames)."""
-        (logits,) = self._session.run(["logits"], {"input_features": features})
+        """Probabilities that each turn is complete, float (batch,), for features (batch, 80, frames) of one of
+        the model's cuts."""
+        session = self._sessions.get(features.shape[-1])
+        if session is None:
+            raise ValueError(f"input_features of {features.shape[-1]} frames: the model reads {list(self._sessions)}")
+        (logits,) = session.run(["logits"], {"input_features": features})
         return np.asarray(logits, dtype=np.float64).reshape(len(features))
