@@ -54,6 +54,24 @@ async def test_agents_api_validates_and_versions(stacks) -> None:
         bad = await client.post("/api/v1/agents", json={"agent_id": "x", "turn": {"vad_stop_ms": 5}})
         assert bad.status_code == 422
         assert any(e["loc"][-2:] == ["turn", "vad_stop_ms"] for e in bad.json()["detail"])
+        for field, value in (  # the turn-taking fields: out of range, wrong type, not a number
+            ("eot_threshold", "NaN"),
+            ("eot_threshold", "Infinity"),
+            ("eot_threshold", "1.5"),
+            ("pause_ms", "NaN"),
+            ("pause_ms", '"soon"'),
+            ("pause_ms", "200.5"),
+            ("preempt_ms", "-1"),
+            ("max_silence_ms", "100"),
+            ("interrupt_min_ms", "[500]"),
+            ("end_of_turn", '"vad"'),
+            ("resume_after_false_interruption", '"maybe"'),
+        ):
+            body = f'{{"agent_id": "x", "turn": {{"{field}": {value}}}}}'  # raw: json.dumps would refuse NaN
+            bad = await client.post("/api/v1/agents", content=body, headers={"content-type": "application/json"})
+            assert bad.status_code == 422, (field, value, bad.status_code, bad.text)
+            assert any(e["loc"][-2:] == ["turn", field] for e in bad.json()["detail"]), (field, value, bad.text)
+        assert (await client.get("/api/v1/agents/x")).status_code == 404  # nothing half-made
         bad = await client.post(
             "/api/v1/agents", json={"agent_id": "x", "overlays": {"twilio": {"voice": {"rate": 9}}}}
         )

@@ -9,10 +9,12 @@ The session's state machine decides *when* (its actions ``PREEMPT``, ``JUDGE_TUR
   and TTS follow on their own) under a :class:`Hold`. If the turn ends at that pause (the caller said no more),
   the hold opens and the reply is already on its way; if the caller goes on, it is cancelled, and the workers
   with it. Only the audio of that same pause is reused: nothing is compared, nothing is guessed.
-- **End-of-turn model.** At a pause of ``turn.pause_ms`` the model (one per process, batched across calls)
-  gives the probability that the caller has finished; at ``turn.eot_threshold`` or above the turn ends now,
-  below it the agent waits, up to ``turn.max_silence_ms``. An answer about a pause the caller has since broken
-  is dropped. If the model cannot answer (overloaded, failed), the fixed window ``turn.vad_stop_ms`` decides.
+- **End-of-turn model.** At a pause of ``turn.pause_ms`` the words of the reply held there decide first
+  ("...a table for" waits, a question ends the turn); when they do not, the model (one per process, shared
+  by every call) gives the probability that the caller has finished; at ``turn.eot_threshold`` or above the
+  turn ends now, below it the agent waits, up to ``turn.max_silence_ms``. An answer about a pause the caller
+  has since broken is dropped. If the model cannot answer (overloaded, failed), the fixed window
+  ``turn.vad_stop_ms`` decides.
 - **False interruption.** What the caller had not heard of a reply they cut off is kept (text and audio); if
   their turn then holds no words, or only a backchannel, the agent plays it and goes on.
 """
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 
 from services.gateway.call.hold import Hold
 from services.gateway.call.machine import Action, CallEvent, FalseInterruption
-from services.gateway.call.reply import ReplyPipeline
+from services.gateway.call.reply import STT_RATE, ReplyPipeline
 from services.gateway.call.turn_detector import PausePoint, PreemptPoint, TurnDetector, TurnEnded, VadEngine
 from services.gateway.call.unfinished import sounds_unfinished
 from services.gateway.metrics import END_OF_TURN_DECISIONS, INTERRUPTIONS, PREEMPTIVE_REPLIES, TURN_END_SILENCE
@@ -36,7 +38,8 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-MAX_CARRIED_BYTES = 10 * 32000  # at most 10 s of a turn cut too soon is carried into the next
+BYTES_PER_S = 2 * STT_RATE  # the turn's audio: PCM16 mono at the STT rate
+MAX_CARRIED_BYTES = 10 * BYTES_PER_S  # at most 10 s of a turn cut too soon is carried into the next
 TRANSCRIPT_WAIT_S = 1.5  # the longest a complete-sounding pause waits for its words (a slow STT: decide without)
 
 
@@ -59,17 +62,22 @@ def detector_for(vad: VadEngine, turn: TurnSpec, *, max_turn_s: float, with_mode
 COMPLETE = frozenset({"complete", "question"})
 
 
-def decide(sounds_complete: bool, words: str | None, language: str) -> str:
-    """A pause's verdict from how the caller sounds (the model) and, when known, what they said: words that
-    plainly go on ("...a table for") keep the turn open; a question the recogniser closed with "?" ends it
-    (the model often hears a Spanish question as unfinished)."""
-    if words is not None and sounds_unfinished(words, language):
+def decided_by_words(words: str | None, language: str) -> str | None:
+    """A pause's verdict from what the caller said, when that settles it: words that plainly go on ("...a table
+    for") keep the turn open; a question the recogniser closed with "?" ends it (the model often hears a Spanish
+    question as unfinished). None: the words (if known) leave it to how the caller sounds."""
+    if words is None:
+        return None
+    if sounds_unfinished(words, language):
         return "unfinished_words"
-    if sounds_complete:
-        return "complete"
-    if words is not None and words.rstrip().endswith("?"):
+    if words.rstrip().endswith("?"):
         return "question"
-    return "incomplete"
+    return None
+
+
+def decide(sounds_complete: bool, words: str | None, language: str) -> str:
+    """A pause's verdict: the words when they settle it, else how the caller sounds (the model)."""
+    return decided_by_words(words, language) or ("complete" if sounds_complete else "incomplete")
 
 
 class TurnModel(Protocol):
@@ -143,7 +151,7 @@ class TurnTaking:
         elif action == Action.BACKCHANNEL:
             assert isinstance(event, TurnEnded)
             INTERRUPTIONS.labels("backchannel").inc()
-            log.info("backchannel_ignored", speech_s=round(len(event.audio) / 32000 - event.silence_s, 2))
+            log.info("backchannel_ignored", speech_s=round(len(event.audio) / BYTES_PER_S - event.silence_s, 2))
         elif action == Action.RESUME:
             assert isinstance(event, FalseInterruption)
             INTERRUPTIONS.labels("resumed").inc()
@@ -162,7 +170,7 @@ class TurnTaking:
         audio = self.carried + event.audio
         reply = self.pipeline.respond(turn_id, audio, time.time(), hold=hold, after_cut=self._after_cut())
         self.held = Held(turn_id, self.spawn(reply), hold, event.pause)
-        log.debug("reply_preempted", turn_id=turn_id, audio_s=round(len(event.audio) / 32000, 2))
+        log.debug("reply_preempted", turn_id=turn_id, audio_s=round(len(event.audio) / BYTES_PER_S, 2))
 
     async def drop(self) -> None:
         """The caller went on after the pause: the held reply is cancelled, and its workers' work."""
@@ -204,17 +212,24 @@ class TurnTaking:
         self.spawn(self._judge(event, self.model))
 
     async def _judge(self, event: PausePoint, model: TurnModel) -> None:
-        try:
-            probability = await model.probability(event.audio)
-        except Exception as exc:  # overloaded or broken: the fixed window decides this pause
-            END_OF_TURN_DECISIONS.labels("unavailable").inc()
-            log.warning("end_of_turn_fallback", error=str(exc) or type(exc).__name__)
-            ended = self.detector.end_after(self.turn.vad_stop_ms, event.pause)
-        else:
-            decision = decide(probability >= self.turn.eot_threshold, await self._words(event.pause), self.language)
-            END_OF_TURN_DECISIONS.labels(decision).inc()
+        """The words first (the reply held at this pause is transcribing them anyway), the model only when they
+        do not settle the pause: no CPU spent on "...a table for" or on a question. Its answer comes after the
+        transcript, while the LLM and TTS work on the held reply, so it costs the reply nothing."""
+        decision = decided_by_words(await self._words(event.pause), self.language)
+        if decision is None:
+            try:
+                probability = await model.probability(event.audio)
+            except Exception as exc:  # overloaded or broken: the fixed window decides this pause
+                END_OF_TURN_DECISIONS.labels("unavailable").inc()
+                log.warning("end_of_turn_fallback", error=str(exc) or type(exc).__name__)
+                ended = self.detector.end_after(self.turn.vad_stop_ms, event.pause)
+                if ended is not None:
+                    await self.dispatch(ended)
+                return
+            decision = "complete" if probability >= self.turn.eot_threshold else "incomplete"
             log.debug("end_of_turn", probability=round(probability, 3), decision=decision, pause=event.pause)
-            ended = self.detector.end_after(0, event.pause) if decision in COMPLETE else None
+        END_OF_TURN_DECISIONS.labels(decision).inc()
+        ended = self.detector.end_after(0, event.pause) if decision in COMPLETE else None
         if ended is not None:
             await self.dispatch(ended)
 
@@ -232,7 +247,7 @@ class TurnTaking:
         spoken turn, so nothing they said is lost."""
         if spoken and self.answering is not None and self.record.heard_turn != self.answering[0]:
             self.carried = self.answering[1][-MAX_CARRIED_BYTES:]
-            log.info("turn_carried_over", turn_id=self.answering[0], audio_s=round(len(self.carried) / 32000, 2))
+            log.info("turn_carried_over", turn_id=self.answering[0], audio_s=round(len(self.carried) / BYTES_PER_S, 2))
         self.answering = None
 
     # --- false interruptions -----------------------------------------------------------------------------
