@@ -31,6 +31,11 @@ PIN = {"type": "object", "properties": {"pin": {"type": "string"}}, "required": 
 SCRIPT = [
     {"when": "weather", "say": "Let me check that.", "call": "weather", "arguments": {"city": "Malaga"}},
     {"when": "goodbye", "call": "end_call"},
+    {
+        "when": "bye now",
+        "say": "It was a pleasure talking to you, have a lovely evening and take care.",
+        "call": "end_call",
+    },
     {"when": "DTMF: 1234", "call": "verify_pin", "arguments": {"pin": "1234"}},
     {"when": "sales", "call": "transfer_call", "arguments": {"target": "sales"}},
     {"when": "menu", "say": "Pressing five.", "call": "send_dtmf", "arguments": {"digits": "5"}},
@@ -107,6 +112,22 @@ async def test_end_call_says_the_closing_line_and_hangs_up(stacks, db_pool) -> N
             break
         await asyncio.sleep(0.1)
     assert row is not None and row["end_reason"] == "agent_hangup"
+
+
+async def test_speech_over_a_reply_that_ends_the_call_neither_cuts_it_off_nor_stops_the_hang_up(stacks) -> None:
+    gateway = await stack(stacks, "okay, bye now")
+    agent_id = await agent(gateway, "signoff", [{"kind": "end_call"}])
+    sim = await caller(gateway, agent_id)
+    await sim.send_frames(await say("Okay, bye now."))
+    await sim.next(lambda m: m["type"] == "state" and m["agent"] == "ending", timeout=15)
+    await sim.send_frames(await say("Wait, wait, there is one more thing about my booking, please."))
+    ended = await sim.next(lambda m: m["type"] == "ended", timeout=30)
+    await asyncio.wait_for(sim.close(), 5)
+    assert ended["reason"] == "agent_hangup" and sim.close_code == 1000
+    goodbye = [m for m in sim.events("transcript") if m["role"] == "assistant"][-1]
+    assert goodbye["text"] == SCRIPT[2]["say"] and not goodbye.get("interrupted"), goodbye
+    assert not sim.events("clear")  # (nothing was cut off)
+    assert [m["text"] for m in sim.events("transcript") if m["role"] == "user"] == ["okay, bye now"]
 
 
 async def test_keypad_digits_reach_the_llm_and_are_masked_in_the_history(stacks, db_pool) -> None:

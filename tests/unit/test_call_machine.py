@@ -40,11 +40,12 @@ EVENTS: list[m.CallEvent] = [
     m.ReplyFailed("llm", ErrorInfo(code="timeout", message="stalled")),
     m.Shutdown(),
     m.DigitsEntered("1234"),
+    m.EndingCall(),
     m.AgentHangUp(spoke=False),
     m.Transferred("+34910000000"),
     m.HangUp("caller_hangup"),
 ]
-STATES = [m.STARTING, m.LISTENING, m.USER_SPEAKING, m.THINKING, m.SPEAKING, m.CLOSING, m.ENDED]
+STATES = [m.STARTING, m.LISTENING, m.USER_SPEAKING, m.THINKING, m.SPEAKING, m.ENDING, m.CLOSING, m.ENDED]
 BARGE = (A.BARGE_IN, A.CALLER_SPOKE)
 CLOSE = (A.LAST_WORDS,)
 FAIL = (A.REPORT_ERROR, A.LAST_WORDS)
@@ -75,16 +76,20 @@ EXPECTED: list[tuple[m.State, type, m.State, tuple[A, ...]]] = [
     (m.THINKING, m.PlayedOut, m.LISTENING, ()),
     (m.LISTENING, m.SilenceTimeout, m.SPEAKING, (A.REPROMPT,)),
     (m.LISTENING, m.SilenceAfterReprompt, m.CLOSING, CLOSE),
-    *[(s, m.MaxDuration, m.CLOSING, CLOSE) for s in STATES[:5]],
-    *[(s, m.Shutdown, m.CLOSING, CLOSE) for s in STATES[:5]],
-    *[(s, m.ReplyFailed, m.CLOSING, FAIL) for s in STATES[:5]],
-    *[(s, m.HangUp, m.ENDED, ()) for s in STATES[:6]],
+    *[(s, m.MaxDuration, m.CLOSING, CLOSE) for s in STATES[:6]],
+    *[(s, m.Shutdown, m.CLOSING, CLOSE) for s in STATES[:6]],
+    *[(s, m.ReplyFailed, m.CLOSING, FAIL) for s in STATES[:6]],
+    *[(s, m.HangUp, m.ENDED, ()) for s in STATES[:7]],
     # a keypad entry is a turn: it answers from listening (or over a turn the tones opened), barges in otherwise
     (m.LISTENING, m.DigitsEntered, m.THINKING, KEYS),
     (m.USER_SPEAKING, m.DigitsEntered, m.THINKING, KEYS),
     (m.THINKING, m.DigitsEntered, m.THINKING, (A.BARGE_IN, *KEYS)),
     (m.SPEAKING, m.DigitsEntered, m.THINKING, (A.BARGE_IN, *KEYS)),
-    # the reply's own end of the call: after it played out (so never from listening: it would have played out)
+    # the reply's own end of the call: once its tool round says so nothing cuts it off (ending), then after it
+    # played out (so never from listening: it would have played out)
+    (m.THINKING, m.EndingCall, m.ENDING, ()),
+    (m.SPEAKING, m.EndingCall, m.ENDING, ()),
+    (m.ENDING, m.AgentHangUp, m.CLOSING, CLOSE),
     (m.THINKING, m.AgentHangUp, m.CLOSING, CLOSE),
     (m.SPEAKING, m.AgentHangUp, m.CLOSING, CLOSE),
     (m.THINKING, m.Transferred, m.CLOSING, (A.HAND_OVER,)),
@@ -163,6 +168,14 @@ def test_a_keypad_turn_over_the_agent_then_an_end_call() -> None:
     assert machine.handle(m.AgentHangUp(spoke=True)) == m.Transition(m.SPEAKING, m.CLOSING, CLOSE)
     assert machine.handle(SpeechStarted(1.0)) is None  # the caller can no longer interrupt
     assert machine.handle(m.HangUp("agent_hangup")) is not None and machine.state == m.ENDED
+
+
+def test_nothing_the_caller_does_cuts_off_a_reply_that_ends_the_call() -> None:
+    machine = m.CallMachine(m.SPEAKING)
+    assert machine.handle(m.EndingCall()) == m.Transition(m.SPEAKING, m.ENDING, ()) and machine.state.label == "ending"
+    for event in (SpeechStarted(1.0), SpeechConfirmed(1.6), _event(TurnEnded), m.DigitsEntered("0"), m.PlayedOut()):
+        assert machine.handle(event) is None and machine.state == m.ENDING, event
+    assert machine.handle(m.AgentHangUp(spoke=True)) == m.Transition(m.ENDING, m.CLOSING, CLOSE)
 
 
 def test_caller_and_agent_states_are_kept_apart() -> None:

@@ -34,6 +34,7 @@ class Agent(enum.StrEnum):
     IDLE = "idle"
     THINKING = "thinking"
     SPEAKING = "speaking"
+    ENDING = "ending"  # the reply ended the call (end_call): it plays out, the caller can no longer interrupt it
     CLOSING = "closing"  # saying a last message (goodbye, apology); the caller can no longer interrupt
     ENDED = "ended"
 
@@ -60,6 +61,7 @@ LISTENING = State(Caller.LISTENING, Agent.IDLE)
 USER_SPEAKING = State(Caller.SPEAKING, Agent.IDLE)
 THINKING = State(Caller.LISTENING, Agent.THINKING)
 SPEAKING = State(Caller.LISTENING, Agent.SPEAKING)
+ENDING = State(Caller.LISTENING, Agent.ENDING)
 CLOSING = State(Caller.LISTENING, Agent.CLOSING)
 ENDED = State(Caller.LISTENING, Agent.ENDED)
 
@@ -138,6 +140,11 @@ class DigitsEntered:
 
 
 @dataclass(frozen=True)
+class EndingCall:
+    """The reply called ``end_call``: what it still has to say plays out, and no speech or key cuts it off."""
+
+
+@dataclass(frozen=True)
 class AgentHangUp:
     """The reply called ``end_call`` and has played out: the closing line (unless it ``spoke``), then hang up."""
 
@@ -177,6 +184,7 @@ CallEvent = (
     | ReplyFailed
     | Shutdown
     | DigitsEntered
+    | EndingCall
     | AgentHangUp
     | Transferred
     | HangUp
@@ -250,13 +258,16 @@ def _table() -> dict[tuple[State, type[CallEvent]], Transition]:
         rows[(state, DigitsEntered)] = Transition(state, THINKING, keys)
     for state in (THINKING, SPEAKING):
         rows[(state, DigitsEntered)] = Transition(state, THINKING, (Action.BARGE_IN, *keys))
+        rows[(state, EndingCall)] = Transition(state, ENDING)
         rows[(state, AgentHangUp)] = Transition(state, CLOSING, (Action.LAST_WORDS,))
         rows[(state, Transferred)] = Transition(state, CLOSING, (Action.HAND_OVER,))
-    for state in _CONVERSING:
+    # the reply that ended the call has played out: its closing line (unless it spoke), then hang up
+    rows[(ENDING, AgentHangUp)] = Transition(ENDING, CLOSING, (Action.LAST_WORDS,))
+    for state in (*_CONVERSING, ENDING):
         for event in _CLOSERS:
             actions = (Action.REPORT_ERROR, Action.LAST_WORDS) if event is ReplyFailed else (Action.LAST_WORDS,)
             rows[(state, event)] = Transition(state, CLOSING, actions)
-    for state in (*_CONVERSING, CLOSING):
+    for state in (*_CONVERSING, ENDING, CLOSING):
         rows[(state, HangUp)] = Transition(state, ENDED)
     return rows
 

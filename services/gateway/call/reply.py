@@ -26,7 +26,15 @@ from services.gateway.call.backchannel import is_backchannel
 from services.gateway.call.channel import STAGE_ATTEMPTS, CallChannel, TurnFailed
 from services.gateway.call.dtmf import llm_text
 from services.gateway.call.hold import Hold
-from services.gateway.call.machine import AgentHangUp, CallEvent, NoWords, PlayedOut, ReplyAudioStarted, Transferred
+from services.gateway.call.machine import (
+    AgentHangUp,
+    CallEvent,
+    EndingCall,
+    NoWords,
+    PlayedOut,
+    ReplyAudioStarted,
+    Transferred,
+)
 from services.gateway.call.output import AudioOutput
 from services.gateway.call.record import CallRecord, Reply, Segment, latency_ms
 from services.gateway.call.speech import SegmentAudio
@@ -200,6 +208,8 @@ class ReplyPipeline:
         player = asyncio.create_task(self.play(reply, playback, marks))
         try:
             playback.then = await self._rounds(request, reply, playback, marks, chained=chained)
+            if isinstance(playback.then, AgentHangUp):  # (from now on nothing the caller does cuts it off)
+                await self.notify(EndingCall())
             playback.items.put_nowait(None)
             await player
         finally:

@@ -303,14 +303,14 @@ class CallSession:
 
     async def on_audio(self, pcm: bytes) -> None:
         """Caller audio (PCM16 at the transport's rate). Runs VAD and acts on turn boundaries."""
-        if self.machine.state.agent in (m.Agent.CLOSING, m.Agent.ENDED):
-            return
+        if self.machine.state.agent in (m.Agent.ENDING, m.Agent.CLOSING, m.Agent.ENDED):
+            return  # (nothing the caller says now is a turn: the agent is ending the call)
         for event in self.detector.feed(self.inbound.process(pcm)):
             await self._dispatch(event)
 
     async def on_dtmf(self, digit: str) -> None:
         """A keypad key from the line or the browser; entries (per the agent's ``dtmf``) become turns."""
-        if self.machine.state.agent in (m.Agent.STARTING, m.Agent.CLOSING, m.Agent.ENDED):
+        if self.machine.state.agent in (m.Agent.STARTING, m.Agent.ENDING, m.Agent.CLOSING, m.Agent.ENDED):
             return
         await self.keypad.press(digit)
 

@@ -111,7 +111,7 @@ class StateChanged(_Message):
 
     type: Literal["state"] = "state"
     caller: Literal["listening", "speaking"]
-    agent: Literal["idle", "thinking", "speaking", "closing", "ended"]
+    agent: Literal["idle", "thinking", "speaking", "ending", "closing", "ended"]
     event: str
 
 

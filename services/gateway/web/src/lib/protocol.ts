@@ -78,7 +78,7 @@ export interface TurnMetrics {
 export interface StateChanged {
   type: 'state';
   caller: 'listening' | 'speaking';
-  agent: 'idle' | 'thinking' | 'speaking' | 'closing' | 'ended';
+  agent: 'idle' | 'thinking' | 'speaking' | 'ending' | 'closing' | 'ended';
   event: string;
 }
 
