@@ -12,11 +12,11 @@ The models come from installed packages rather than the Hugging Face hub, so the
 ``HF_HUB_OFFLINE`` makes any accidental hub lookup fail fast instead of hanging on a timeout.
 
 A phone turn is 1-5 s, but faster-whisper pads every input to Whisper's 30 s window, so the encoder paid for 30 s
-on every turn. The encoder accepts a shorter window (``STT_CONTEXT_S``, default 10 s): the same words at ~2.5x less
-CPU (docs/BENCHMARKS.md "Offline STT: a shorter context"). Whisper was trained on 30 s windows, and with too little
-silence after the speech its decoder loops on the last phrase, so the window always keeps ``MIN_PADDING_S`` after
-the speech, and faster-whisper's own quality gates (repetition, low confidence) send a doubtful decode back to the
-full 30 s path (see :mod:`services.stt_worker.providers.whisper_window`).
+on every turn. The encoder accepts a shorter window (``STT_CONTEXT_S``, default 10 s): the same words at ~0.3x the
+CPU (docs/BENCHMARKS.md "Offline STT: a shorter Whisper window"). Whisper was trained on 30 s windows, and with too
+little silence after the speech its decoder loops on the last phrase, so the window always keeps ``MIN_PADDING_S``
+after the speech, and faster-whisper's own quality gates (repetition, token cap, low confidence) send a doubtful
+decode back to the full 30 s path (:mod:`services.stt_worker.providers.whisper_window`).
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ faster-whisper always pads the log-Mel features to 3000 frames (30 s): its ``chu
 encoder's input. CTranslate2's encoder takes fewer frames, and its cost is about proportional to them, so a 2 s
 turn in a 10 s window costs about a third. Whisper was trained on 30 s windows, though: with little silence after
 the speech the decoder may repeat the last phrase until its token limit. Measured on 20 clips of 2-3 s
-(docs/BENCHMARKS.md "Offline STT: a shorter context"): 7 s or more after the speech never looped, 0.5-2 s looped
-on 3-8 clips in 10. Hence :data:`MIN_PADDING_S`, and the gates below for what still slips through.
+(docs/BENCHMARKS.md "Offline STT: a shorter Whisper window"): windows of 8 s or more (5+ s after the speech) never
+looped, 6 s looped on 1 clip in 10, the turn + 0.5-2 s on 3-8 in 10. Hence :data:`MIN_PADDING_S`, and the gates
+below for what still slips through.
 """
 
 from __future__ import annotations
