@@ -20,8 +20,13 @@ from services.tts_worker.providers.local_piper import LocalPiperTts
 from shared.events import VoiceSpec
 from shared.model_parts import WHISPER_BASE
 
-# piper's voice; at 0.5 s of padding each of these loops on tiny.en ("Do you take credit cards? Do you take...")
-ENGLISH = ("Can I change my reservation to Friday evening?", "Do you take credit cards?")
+# piper's voice; at 0.5 s of padding tiny.en repeats each of these ("Do you take credit cards? Do you take...") in
+# about 5 renders of 6 (piper's voice is not bit-exact from run to run)
+ENGLISH = (
+    "Can I change my reservation to Friday evening?",
+    "Do you take credit cards?",
+    "Can you tell me your address, please?",
+)
 SPANISH = ("q02.wav", "q06.wav", "q10.wav")  # q02 loops at 0.5 s of padding on Whisper base
 
 
@@ -91,15 +96,20 @@ async def test_a_short_decode_that_loops_is_redone_on_30_s(
     """With 0.5 s of silence after the speech (what MIN_PADDING_S prevents) tiny.en and base repeat the sentence;
     the gates catch it and the turn gets the 30 s path's one sentence."""
     turns = [(audio, "en") for audio in english.values()] + [(spanish("q02.wav"), "es")]
+    fell_back = []
     for audio, language in turns:
         monkeypatch.setattr(whisper, "context_s", 1.0)
         monkeypatch.setattr(whisper, "min_padding_s", 0.5)
         before = whisper.paths.copy()
         short, full = await both_windows(whisper, monkeypatch, audio, language)
-        assert (whisper.paths - before) == {"fallback": 1, "full": 1}
-        assert short == full
+        taken = whisper.paths - before
+        assert taken in ({"fallback": 1, "full": 1}, {"short": 1, "full": 1})
+        if taken["fallback"]:
+            fell_back.append(language)
+            assert short == full
         assert compression_ratio(short) < COMPRESSION_RATIO_THRESHOLD
         assert len(words(short)) <= 8
+    assert "en" in fell_back and "es" in fell_back  # q02 loops on base every time; piper's clips nearly always
 
 
 async def test_silence_is_heard_as_nothing(whisper: LocalWhisperStt) -> None:
