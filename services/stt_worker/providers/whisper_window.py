@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 FULL_CONTEXT_S = 30.0  # Whisper's published window; at or above it the provider runs faster-whisper unchanged
 MIN_PADDING_S = 7.0  # silence kept after the speech: shorter padding is what makes the decoder loop
+SAMPLE_RATE = 16000  # what Whisper hears
 FRAMES_PER_S = 100  # log-Mel frames per second (hop of 160 samples at 16 kHz)
 MAX_LENGTH = 448  # Whisper's decoder positions
 TOKENS_PER_S = 12  # twice the fastest measured (6.5 tokens/s of garbled Spanish): only a runaway decode gets there
@@ -102,7 +103,7 @@ def decode_short(
     encoded = model.encode(features_for(model, samples, int(window_s * FRAMES_PER_S)))
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
     prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
-    cap = token_cap(samples.size / 16000)
+    cap = token_cap(samples.size / SAMPLE_RATE)
     result = model.model.generate(
         encoded,
         [prompt],
