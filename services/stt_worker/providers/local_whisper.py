@@ -10,6 +10,13 @@
 
 The models come from installed packages rather than the Hugging Face hub, so the worker runs with no network;
 ``HF_HUB_OFFLINE`` makes any accidental hub lookup fail fast instead of hanging on a timeout.
+
+A phone turn is 1-5 s, but faster-whisper pads every input to Whisper's 30 s window, so the encoder paid for 30 s
+on every turn. The encoder accepts a shorter window (``STT_CONTEXT_S``, default 10 s): the same words at ~0.3x the
+CPU (docs/BENCHMARKS.md "Offline STT: a shorter Whisper window"). Whisper was trained on 30 s windows, and with too
+little silence after the speech its decoder loops on the last phrase, so the window always keeps ``MIN_PADDING_S``
+after the speech, and faster-whisper's own quality gates (repetition, token cap, low confidence) send a doubtful
+decode back to the full 30 s path (:mod:`services.stt_worker.providers.whisper_window`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
@@ -26,7 +34,9 @@ import numpy as np
 from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
+from services.stt_worker.providers.whisper_window import FULL_CONTEXT_S, MIN_PADDING_S, decode_short, window_seconds
 from shared.audio import pcm16_to_float
+from shared.logging import get_logger
 from shared.model_parts import ENGLISH, WHISPER_BASE, model_family, model_file
 from shared.provider_cache import ProviderError
 from shared.provider_catalog import Model, Offer, Usability, needs_packages
@@ -34,6 +44,8 @@ from shared.settings import SttSettings
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
+
+log = get_logger(__name__)
 
 WHISPER_RATE = 16000
 MIN_SECONDS = 0.1  # shorter than this is a click, not speech: whisper would only hallucinate on it
@@ -67,6 +79,13 @@ class Settings(SttSettings):
     )
     stt_cpu_threads: int = Field(default=2, ge=1)
     stt_beam_size: int = Field(default=1, ge=1, le=10)
+    stt_context_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=FULL_CONTEXT_S,
+        description="seconds of audio Whisper's encoder reads per turn (1-30; 30 = faster-whisper as published, "
+        "slowest); a turn longer than this minus 7 s gets its length + 7 s",
+    )
 
 
 NAME = "local_whisper"
@@ -98,6 +117,9 @@ class LocalWhisperStt:
         )
         self.cpu_threads = settings.stt_cpu_threads
         self.beam_size = settings.stt_beam_size
+        self.context_s = settings.stt_context_s
+        self.min_padding_s = MIN_PADDING_S  # silence kept after the speech in a short window (tests lower it)
+        self.paths: Counter[str] = Counter()  # which path each turn took ("short", "full", "fallback", ...)
         self._models: dict[str, WhisperModel] = {}
         self._load_lock = threading.Lock()
 
@@ -148,6 +170,38 @@ class LocalWhisperStt:
 
     def _run(self, samples: np.ndarray, language: str | None) -> tuple[str, str | None]:
         model = self._load(model_family(language))
+        seconds = window_seconds(samples.size / WHISPER_RATE, self.context_s, self.min_padding_s)
+        if seconds >= FULL_CONTEXT_S:
+            return self._run_full(model, samples, language, "long turn or STT_CONTEXT_S=30")
+        if language is None and model.model.is_multilingual:
+            # language detection is the full path's (on its 30 s window), so a request without a language gets the
+            # same answer as before; the worker's own models never get here (None -> tiny.en, English only)
+            return self._run_full(model, samples, language, "no language for a multilingual model")
+        decoded = decode_short(model, samples, language or "en", seconds, self.beam_size)
+        if decoded.verdict == "silence":
+            self.paths["short_silence"] += 1
+            log.debug("stt_short_silence", window_s=seconds, no_speech_prob=round(decoded.no_speech_prob, 3))
+            return "", decoded.language
+        if decoded.verdict != "ok":
+            return self._run_full(model, samples, language, decoded.verdict, fallback=True, window_s=seconds)
+        self.paths["short"] += 1
+        log.debug("stt_short", window_s=seconds, avg_logprob=round(decoded.avg_logprob, 3))
+        return decoded.text, decoded.language
+
+    def _run_full(
+        self,
+        model: WhisperModel,
+        samples: np.ndarray,
+        language: str | None,
+        why: str,
+        *,
+        fallback: bool = False,
+        window_s: float | None = None,
+    ) -> tuple[str, str | None]:
+        """faster-whisper as published: the 30 s window, temperature fallback, language detection. ``fallback``:
+        the short window's decode failed a quality gate (``why``) and this turn pays for both."""
+        self.paths["fallback" if fallback else "full"] += 1
+        log.debug("stt_fallback" if fallback else "stt_full", why=why, window_s=window_s)
         segments, info = model.transcribe(
             samples,
             language=language,
