@@ -58,7 +58,8 @@ def running_stack(
     round-robin real-time (``chrt -r 1``, needs root) so that other tenants of a shared machine can't delay them."""
     port = free_port()
     run_dir = tempfile.mkdtemp(prefix="victoria-bench-")
-    full_env = {**os.environ, "VICTORIA_RUN_DIR": run_dir, "LOG_LEVEL": "WARNING", **(env or {})}
+    level = os.environ.get("BENCH_LOG_LEVEL", "WARNING")  # DEBUG: every stage's log lines in devstack.out
+    full_env = {**os.environ, "VICTORIA_RUN_DIR": run_dir, "LOG_LEVEL": level, **(env or {})}
     cmd = [sys.executable, "-m", "tools.devstack", "--port", str(port)] + (["--fake-providers"] if fake else [])
     if gateway_nice is not None:
         cmd += ["--gateway-nice", str(gateway_nice)]
