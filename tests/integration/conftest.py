@@ -17,7 +17,7 @@ from nats.js.errors import NotFoundError
 
 from shared import subjects
 from shared.global_stop import GlobalStopState, write_state
-from tests.conftest import ServiceProcess, ServiceRunner
+from tests.conftest import ServiceProcess, ServiceRunner, stop_services
 
 FAST = {
     "STT_PROVIDER": "fake",
@@ -153,9 +153,7 @@ class Stacks:
         return service
 
     def _stop(self, names: Sequence[str]) -> None:
-        for name in names:
-            if name in self.running:
-                self.running.pop(name)[0].stop()
+        stop_services([self.running.pop(name)[0] for name in names if name in self.running])
 
 
 def _read(name: str, env: Mapping[str, str]) -> dict[str, str]:
