@@ -39,7 +39,8 @@ READY_LINE = {"call_recorder": "recorder_consuming"}
 
 def _settings_read() -> dict[str, frozenset[str]]:
     """The env vars each service reads: the fields of the settings class its ``main`` builds (pydantic-settings
-    matches field names case-insensitively, without a prefix; no service reads a setting from os.environ)."""
+    matches field names case-insensitively, without a prefix). The few read from os.environ directly (the
+    spool's VICTORIA_RUN_DIR, the model cache's) are no class's field: a change of them restarts everything."""
     from services.llm_worker.providers import LlmWorkerSettings
     from services.stt_worker.providers import SttWorkerSettings
     from services.tts_worker.providers import TtsWorkerSettings
