@@ -17,7 +17,7 @@ from nats.js.errors import NotFoundError
 
 from shared import subjects
 from shared.global_stop import GlobalStopState, write_state
-from tests.conftest import ServiceProcess, ServiceRunner
+from tests.conftest import ServiceProcess, ServiceRunner, stop_services
 
 FAST = {
     "STT_PROVIDER": "fake",
@@ -34,9 +34,32 @@ FAST = {
     "END_OF_TURN_MODEL": "false",
 }
 WORKERS = ("stt_worker", "llm_worker", "tts_worker", "call_recorder")
-# the settings only one worker reads: a change of them restarts that worker alone (any other restarts them all)
 READY_LINE = {"call_recorder": "recorder_consuming"}
-OWN_PREFIX = {"stt_worker": "FAKE_STT_", "llm_worker": "FAKE_LLM_", "tts_worker": "FAKE_TTS_"}
+
+
+def _settings_read() -> dict[str, frozenset[str]]:
+    """The env vars each service reads: the fields of the settings class its ``main`` builds (pydantic-settings
+    matches field names case-insensitively, without a prefix). The few read from os.environ directly (the
+    spool's VICTORIA_RUN_DIR, the model cache's) are no class's field: a change of them restarts everything."""
+    from services.llm_worker.providers import LlmWorkerSettings
+    from services.stt_worker.providers import SttWorkerSettings
+    from services.tts_worker.providers import TtsWorkerSettings
+    from shared.settings import GatewaySettings, RecorderSettings
+
+    classes = {
+        "gateway": GatewaySettings,
+        "stt_worker": SttWorkerSettings,
+        "llm_worker": LlmWorkerSettings,
+        "tts_worker": TtsWorkerSettings,
+        "call_recorder": RecorderSettings,
+    }
+    return {name: frozenset(field.upper() for field in cls.model_fields) for name, cls in classes.items()}
+
+
+# a change of a setting restarts only the services that read it (a test's own STT text or LLM script restarts
+# that worker alone, a gateway-only setting the gateway alone); a setting no settings class knows, all of them
+READS = _settings_read()
+KNOWN = frozenset().union(*READS.values())
 
 
 async def recorder_caught_up(bus: Any, durable: str, attempts: int = 300) -> None:
@@ -77,9 +100,10 @@ def start_stack(run_service) -> Callable[..., Awaitable[object]]:
 
 class Stacks:
     """One running stack for a module: ``await stacks.get(env, services)`` returns its gateway, restarting only
-    the services whose settings differ from the running ones' (a test's own STT text or LLM script restarts the
-    STT or the LLM worker; the gateway, the TTS and the recorder stay). Order a module's tests so that those with
-    the same settings follow each other."""
+    the services that read a setting that differs from the running ones' (see ``READS``: a test's own STT text or
+    LLM script restarts the STT or the LLM worker, a gateway-only setting such as ``API_KEYS`` or ``MAX_CALLS``
+    the gateway; the others stay). Order a module's tests so that those with the same settings follow each
+    other."""
 
     def __init__(self, runner: ServiceRunner) -> None:
         self.runner = runner
@@ -87,10 +111,18 @@ class Stacks:
         self.durable = f"recorder-{uuid.uuid4().hex[:8]}"
 
     async def get(
-        self, env: Mapping[str, str] | None = None, services: Sequence[str] = WORKERS, *, wait_ready: bool = True
+        self,
+        env: Mapping[str, str] | None = None,
+        services: Sequence[str] = WORKERS,
+        *,
+        wait_ready: bool = True,
+        new_gateway: bool = False,
     ) -> ServiceProcess:
         """``services`` and a gateway with ``env`` over FAST; the gateway once ready (or, without
-        ``wait_ready``, once its database is connected)."""
+        ``wait_ready``, once its database is connected). ``new_gateway``: never the running one (a test that
+        stops its gateway, whatever state a failed one left it in)."""
+        if new_gateway:
+            self._stop(["gateway"])
         wanted = await self.workers(env, services)
         gateway = self.running.get("gateway", (None, {}))[0] or self._start("gateway", wanted)
         if wait_ready:
@@ -104,16 +136,17 @@ class Stacks:
         their env."""
         wanted = {**FAST, "RECORDER_DURABLE": self.durable, **(env or {})}
         self._stop([n for n, (service, _) in self.running.items() if service.returncode is not None])
-        shared_now = _shared(wanted)
-        if any(_shared(env_) != shared_now for _, env_ in self.running.values()):
-            self._stop(list(self.running))  # a setting every service may read changed
+        self._stop([n for n, (_, env_) in self.running.items() if _read(n, env_) != _read(n, wanted)])
         self._stop([n for n in self.running if n != "gateway" and n not in services])
-        restarted = [n for n in services if n not in self.running or _own(n, self.running[n][1]) != _own(n, wanted)]
-        self._stop(restarted)
+        restarted = [n for n in services if n not in self.running]
         started = [self._start(name, wanted) for name in restarted]
         for service in started:  # a restarted worker is in the queue group before the test's first call
             await service.wait_for_output(READY_LINE.get(service.name, "worker_listening"))
         return wanted
+
+    def stop(self) -> None:
+        """Stop every service of the stack (the next ``get`` starts them again)."""
+        self._stop(list(self.running))
 
     def _start(self, name: str, env: dict[str, str]) -> ServiceProcess:
         service = self.runner(name, env)
@@ -121,24 +154,26 @@ class Stacks:
         return service
 
     def _stop(self, names: Sequence[str]) -> None:
-        for name in names:
-            if name in self.running:
-                self.running.pop(name)[0].stop()
+        stop_services([self.running.pop(name)[0] for name in names if name in self.running])
 
 
-def _own(name: str, env: Mapping[str, str]) -> dict[str, str]:
-    prefix = OWN_PREFIX.get(name)
-    return {k: v for k, v in env.items() if prefix is not None and k.startswith(prefix)}
-
-
-def _shared(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if not any(k.startswith(p) for p in OWN_PREFIX.values())}
+def _read(name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """What of ``env`` the service ``name`` reads (every setting no settings class knows, to be safe)."""
+    reads = READS[name]
+    return {k: v for k, v in env.items() if k.upper() in reads or k.upper() not in KNOWN}
 
 
 @pytest.fixture(scope="module")
 def stacks(module_services: ServiceRunner) -> Stacks:
     """The module's shared stack (see ``Stacks``); stopped after the module's last test."""
     return Stacks(module_services)
+
+
+@pytest.fixture
+def no_stack(stacks: Stacks) -> None:
+    """The module's shared stack stopped, for a test that starts workers or a recorder of its own and counts on
+    being the only one on the bus (a draining worker's queue group, a recorder's share of the stream)."""
+    stacks.stop()
 
 
 async def recorded_turns(pool: asyncpg.Pool, call_id: str, rows: int, timeout: float = 15.0) -> list[asyncpg.Record]:

@@ -268,9 +268,9 @@ async def test_a_chained_request_arriving_after_the_cancel_is_dropped(run_servic
     assert got and {c.turn_id for c in got} == {4}  # the next turn is served; the cancelled one never was
 
 
-async def test_barge_in_stops_chained_work_and_the_next_turn_is_answered(start_stack, bus: Bus) -> None:
+async def test_barge_in_stops_chained_work_and_the_next_turn_is_answered(stacks, bus: Bus) -> None:
     long_reply = "Sure. " + " ".join(f"Option number {i} is available for you." for i in range(1, 12))
-    gateway = await start_stack({"FAKE_LLM_REPLY": long_reply, "FAKE_LLM_TOKENS_PER_S": "20"})
+    gateway = await stacks.get({"FAKE_LLM_REPLY": long_reply, "FAKE_LLM_TOKENS_PER_S": "20"})
     caller = SimCaller(ws(gateway))
     results: list[SttResult] = []
     tts_chunks: list[TtsChunk] = []
@@ -320,8 +320,8 @@ async def test_barge_in_stops_chained_work_and_the_next_turn_is_answered(start_s
 # test_conversation.test_failed_stage_speaks_the_apology_and_records_the_error, which runs with chaining on
 
 
-async def test_chaining_can_be_turned_off(start_stack, bus: Bus) -> None:
-    gateway = await start_stack({"CHAIN_STAGES": "false"})
+async def test_chaining_can_be_turned_off(stacks, bus: Bus) -> None:
+    gateway = await stacks.get({"CHAIN_STAGES": "false"})
     caller = SimCaller(ws(gateway))
     results: list[SttResult] = []
 

@@ -1,5 +1,8 @@
 """Graceful drain on real processes (NATS, PostgreSQL, workers with fixed-latency test providers, the recorder):
-SIGTERM a gateway or a worker in the middle of the work and see that nothing in progress is dropped."""
+SIGTERM a gateway or a worker in the middle of the work and see that nothing in progress is dropped.
+
+The gateway tests share the module's workers and recorder (``stacks``), each with a new gateway to drain; the
+worker and recorder tests stop them first (``no_stack``): they must be the only replica on the bus."""
 
 from __future__ import annotations
 
@@ -63,8 +66,8 @@ async def wait_exit(proc, timeout: float) -> int:
     return code
 
 
-async def test_sigterm_refuses_new_calls_and_lets_the_live_one_finish(start_stack, db_pool) -> None:
-    gateway = await start_stack({"DRAIN_TIMEOUT_S": "30"})
+async def test_sigterm_refuses_new_calls_and_lets_the_live_one_finish(stacks, db_pool) -> None:
+    gateway = await stacks.get({"DRAIN_TIMEOUT_S": "30"}, new_gateway=True)
     live = await greeted(gateway)
     utterance = await speech()
 
@@ -103,8 +106,8 @@ async def test_sigterm_refuses_new_calls_and_lets_the_live_one_finish(start_stac
     assert row["end_reason"] == "caller_hangup"
 
 
-async def test_calls_that_outlast_the_drain_hear_the_goodbye_in_their_language(start_stack, db_pool) -> None:
-    gateway = await start_stack({"DRAIN_TIMEOUT_S": "1"})
+async def test_calls_that_outlast_the_drain_hear_the_goodbye_in_their_language(stacks, db_pool) -> None:
+    gateway = await stacks.get({"DRAIN_TIMEOUT_S": "1"}, new_gateway=True)
     agent_id = f"es-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=gateway.url, trust_env=False, timeout=10) as client:
         resp = await client.post(
@@ -136,9 +139,9 @@ async def test_calls_that_outlast_the_drain_hear_the_goodbye_in_their_language(s
         assert (lines[-1]["role"], lines[-1]["text"]) == ("assistant", text_for("shutdown_message", language))
 
 
-async def test_a_caller_hanging_up_during_the_goodbye_lets_the_gateway_go_at_once(start_stack) -> None:
+async def test_a_caller_hanging_up_during_the_goodbye_lets_the_gateway_go_at_once(stacks) -> None:
     """The goodbye (5 s of audio here) is not waited out once its caller has hung up."""
-    gateway = await start_stack({"DRAIN_TIMEOUT_S": "1"})
+    gateway = await stacks.get({"DRAIN_TIMEOUT_S": "1"}, new_gateway=True)
     caller = await greeted(gateway)
     gateway.proc.send_signal(signal.SIGTERM)
     signalled = time.perf_counter()
@@ -152,8 +155,8 @@ async def test_a_caller_hanging_up_during_the_goodbye_lets_the_gateway_go_at_onc
     assert "shutdown_goodbyes_timed_out" not in gateway.output()
 
 
-async def test_a_second_sigterm_ends_the_calls_at_once(start_stack, db_pool) -> None:
-    gateway = await start_stack({"DRAIN_TIMEOUT_S": "60"})
+async def test_a_second_sigterm_ends_the_calls_at_once(stacks, db_pool) -> None:
+    gateway = await stacks.get({"DRAIN_TIMEOUT_S": "60"}, new_gateway=True)
     caller = await greeted(gateway)
     gateway.proc.send_signal(signal.SIGTERM)
     await gateway.wait_for_output("gateway_draining", timeout=5)
@@ -169,7 +172,7 @@ async def test_a_second_sigterm_ends_the_calls_at_once(start_stack, db_pool) -> 
     assert "gateway_ending_calls_now" in gateway.output()
 
 
-async def test_a_worker_sigtermed_mid_stream_finishes_the_reply_and_exits_0(run_service, bus) -> None:
+async def test_a_worker_sigtermed_mid_stream_finishes_the_reply_and_exits_0(no_stack, run_service, bus) -> None:
     reply = " ".join(f"word{i}" for i in range(40)) + "."
     worker = run_service(
         "llm_worker", {**FAST, "FAKE_LLM_TOKENS_PER_S": "20", "FAKE_LLM_REPLY": reply, "WORKER_DRAIN_TIMEOUT_S": "20"}
@@ -243,7 +246,7 @@ async def test_phone_calls_are_refused_busy_while_draining(nats_url, database_ur
 
 
 async def test_a_recorder_sigtermed_mid_batch_finishes_the_message_in_hand_and_hands_back_the_rest(
-    bus, db_pool, run_service
+    no_stack, bus, db_pool, run_service
 ) -> None:
     prefix, durable = _unique("term")
     calls = 200

@@ -1,6 +1,10 @@
 """Trust at the edge, tried as an attacker and a clumsy client would, on the real stack (gateway subprocess,
 NATS, PostgreSQL, fake-provider workers): every socket needs our token, every bad input gets a precise error,
-overload is refused politely, and no input leaves a traceback in the gateway's log."""
+overload is refused politely, and no input leaves a traceback in the gateway's log.
+
+The tests share the module's stack (``stacks``): each asks for gateway settings of its own, so each gets a
+gateway of its own (a fresh log to search for tracebacks), while the workers and the recorder stay; those that
+need the workers come first, those that need none last."""
 
 from __future__ import annotations
 
@@ -66,8 +70,8 @@ async def history_row(db_pool, call_id: str, timeout: float = 15):
     raise AssertionError(f"no ended history row for {call_id}")
 
 
-async def test_phone_streams_start_only_with_our_single_use_token(start_stack, db_pool) -> None:
-    gateway = await start_stack({"STREAM_TOKEN_SECRET": SECRET})
+async def test_phone_streams_start_only_with_our_single_use_token(stacks, db_pool) -> None:
+    gateway = await stacks.get({"STREAM_TOKEN_SECRET": SECRET})
     twilio = f"ws://127.0.0.1:{gateway.port}/twilio/media"
     cases = {
         "no token": lambda sid: {},
@@ -126,8 +130,120 @@ async def test_phone_streams_start_only_with_our_single_use_token(start_stack, d
     no_traceback(gateway)
 
 
-async def test_twilio_stream_handshake_needs_twilios_signature(start_stack) -> None:
-    gateway = await start_stack(
+async def test_a_surrogate_anywhere_leaves_history_flowing(stacks, db_pool) -> None:
+    gateway = await stacks.get({"STREAM_TOKEN_SECRET": SECRET, "TELNYX_API_KEY": "", "TELNYX_PUBLIC_KEY": ""})
+    base = f"127.0.0.1:{gateway.port}"
+    call_sid, stream_sid = twilio_ids()
+    start = {
+        "event": "start",
+        "streamSid": stream_sid,
+        "start": {"callSid": call_sid, "customParameters": {"from": "@@", "token": minted("twilio", call_sid)}},
+    }
+    async with websockets.connect(f"ws://{base}/twilio/media") as ws:
+        await ws.send(json.dumps(start).replace("@@", "\\ud800"))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    body = json.dumps(
+        {"data": {"event_type": "call.hangup", "id": "e1", "payload": {"call_control_id": "v3:abc", "from": "@@"}}}
+    ).replace("@@", "\\ud800")
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
+        resp = await client.post("/telnyx/webhook", content=body, headers={"content-type": "application/json"})
+        assert resp.status_code == 400 and "surrogate" in resp.text
+    # the next call's turns land in PostgreSQL
+    conv = await talk(f"ws://{base}/ws/simulator", [await speech()], verbose=False, timeout_s=20)
+    row = await history_row(db_pool, conv.call_id)
+    for _ in range(100):
+        turns = await db_pool.fetch("SELECT role FROM transcripts WHERE call_id = $1", conv.call_id)
+        if len(turns) >= row["turns"] and any(t["role"] == "user" for t in turns):
+            break
+        await asyncio.sleep(0.1)
+    assert any(t["role"] == "user" for t in turns)
+    no_traceback(gateway)
+
+
+async def test_an_unsigned_telnyx_hangup_cannot_touch_a_browser_call(stacks, db_pool) -> None:
+    gateway = await stacks.get()
+    caller = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
+    await caller.connect()
+    event = {
+        "data": {"event_type": "call.hangup", "id": uuid.uuid4().hex, "payload": {"call_control_id": caller.call_id}}
+    }
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
+        assert (await client.post("/telnyx/webhook", json=event)).status_code == 200
+    await asyncio.sleep(0.5)
+    assert not caller.closed  # still live
+    await caller.send_silence(0.2)
+    await caller.hang_up()
+    row = await history_row(db_pool, caller.call_id)
+    assert row["client_type"] == "browser" and row["end_reason"] == "caller_hangup"
+    no_traceback(gateway)
+
+
+async def test_browser_calls_need_a_token_when_keys_are_set_and_our_origin(stacks) -> None:
+    gateway = await stacks.get(KEYED)
+    url = f"ws://127.0.0.1:{gateway.port}/ws/simulator"
+    keyless = SimCaller(url)
+    answer = await keyless.connect()
+    assert answer["type"] == "error" and answer["code"] == "unauthorized"
+    await asyncio.sleep(0.3)
+    assert keyless.closed and keyless.close_code == 1008
+
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
+        assert (await client.post("/api/v1/simulator/tokens", json={})).status_code == 401
+        wrong = await client.post("/api/v1/simulator/tokens", json={}, headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401
+    token = await call_token(gateway.url, API_KEY)
+    caller = SimCaller(url)
+    assert (await caller.connect(token=token))["type"] == "started"
+    await caller.hang_up()
+    again = SimCaller(url)  # single use
+    assert (await again.connect(token=token))["code"] == "unauthorized"
+
+    for origin in ("https://evil.example", f"http://127.0.0.1:{gateway.port}.evil.example"):
+        with pytest.raises(websockets.InvalidStatus) as err:
+            await websockets.connect(url, origin=origin)  # type: ignore[arg-type]
+        assert err.value.response.status_code == 403
+    same = await websockets.connect(url, origin=f"http://127.0.0.1:{gateway.port}")  # type: ignore[arg-type]
+    await same.close()
+    conv = await talk(url, [await speech()], verbose=False, timeout_s=20, api_key=API_KEY)
+    assert conv.turns and conv.turns[0].user_text
+    no_traceback(gateway)
+
+
+async def test_overload_is_refused_politely_and_never_trips_the_global_stop(stacks) -> None:
+    gateway = await stacks.get({"MAX_CALLS": "2", "MAX_BROWSER_CALLS_PER_CLIENT": "10", "ADMIN_API_KEY": ADMIN_KEY})
+    url = f"ws://127.0.0.1:{gateway.port}/ws/simulator"
+    live = [SimCaller(url), SimCaller(url)]
+    for c in live:
+        assert (await c.connect())["type"] == "started"
+    refused_calls = []
+    for _ in range(5):
+        extra = SimCaller(url)
+        answer = await extra.connect()
+        assert answer["type"] == "error" and answer["code"] == "busy", answer
+        refused_calls.append(extra)
+    await asyncio.sleep(0.3)
+    assert all(c.close_code == 1013 for c in refused_calls)
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
+        twiml = (await client.post("/twilio/voice", data={"CallSid": "CA" + uuid.uuid4().hex})).text
+        assert '<Reject reason="busy"/>' in twiml
+        metrics = (await client.get("/metrics")).text
+        busy = [ln for ln in metrics.splitlines() if ln.startswith("victoria_calls_rejected_total") and "busy" in ln]
+        assert sum(float(ln.rsplit(" ", 1)[1]) for ln in busy) >= 6
+        for c in live:
+            await c.hang_up()
+        await asyncio.sleep(1.5)  # what the recorder would need to count errors and trip the stop
+        stop = await client.get("/admin/global-stop", headers={"X-API-Key": ADMIN_KEY})
+        assert stop.status_code == 200 and stop.json()["active"] is False
+    after = SimCaller(url)  # capacity is back
+    assert (await after.connect())["type"] == "started"
+    await after.hang_up()
+    no_traceback(gateway)
+
+
+async def test_twilio_stream_handshake_needs_twilios_signature(stacks) -> None:
+    gateway = await stacks.get(
         {"STREAM_TOKEN_SECRET": SECRET, "TWILIO_AUTH_TOKEN": "tw-token", "PUBLIC_HOST": "victoria.example"},
         services=(),
         wait_ready=False,
@@ -144,8 +260,8 @@ async def test_twilio_stream_handshake_needs_twilios_signature(start_stack) -> N
     no_traceback(gateway)
 
 
-async def test_bad_start_fields_get_a_close_code_not_a_crash(start_stack) -> None:
-    gateway = await start_stack({"STREAM_TOKEN_SECRET": SECRET}, services=(), wait_ready=False)
+async def test_bad_start_fields_get_a_close_code_not_a_crash(stacks) -> None:
+    gateway = await stacks.get({"STREAM_TOKEN_SECRET": SECRET}, services=(), wait_ready=False)
     base = f"ws://127.0.0.1:{gateway.port}"
     for rate in ("abc", None, [8000], 1e400):
         call_sid, stream_sid = twilio_ids()
@@ -188,120 +304,8 @@ async def test_bad_start_fields_get_a_close_code_not_a_crash(start_stack) -> Non
     no_traceback(gateway)
 
 
-async def test_browser_calls_need_a_token_when_keys_are_set_and_our_origin(start_stack) -> None:
-    gateway = await start_stack(KEYED)
-    url = f"ws://127.0.0.1:{gateway.port}/ws/simulator"
-    keyless = SimCaller(url)
-    answer = await keyless.connect()
-    assert answer["type"] == "error" and answer["code"] == "unauthorized"
-    await asyncio.sleep(0.3)
-    assert keyless.closed and keyless.close_code == 1008
-
-    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
-        assert (await client.post("/api/v1/simulator/tokens", json={})).status_code == 401
-        wrong = await client.post("/api/v1/simulator/tokens", json={}, headers={"X-API-Key": "nope"})
-        assert wrong.status_code == 401
-    token = await call_token(gateway.url, API_KEY)
-    caller = SimCaller(url)
-    assert (await caller.connect(token=token))["type"] == "started"
-    await caller.hang_up()
-    again = SimCaller(url)  # single use
-    assert (await again.connect(token=token))["code"] == "unauthorized"
-
-    for origin in ("https://evil.example", f"http://127.0.0.1:{gateway.port}.evil.example"):
-        with pytest.raises(websockets.InvalidStatus) as err:
-            await websockets.connect(url, origin=origin)  # type: ignore[arg-type]
-        assert err.value.response.status_code == 403
-    same = await websockets.connect(url, origin=f"http://127.0.0.1:{gateway.port}")  # type: ignore[arg-type]
-    await same.close()
-    conv = await talk(url, [await speech()], verbose=False, timeout_s=20, api_key=API_KEY)
-    assert conv.turns and conv.turns[0].user_text
-    no_traceback(gateway)
-
-
-async def test_a_surrogate_anywhere_leaves_history_flowing(start_stack, db_pool) -> None:
-    gateway = await start_stack({"STREAM_TOKEN_SECRET": SECRET, "TELNYX_API_KEY": "", "TELNYX_PUBLIC_KEY": ""})
-    base = f"127.0.0.1:{gateway.port}"
-    call_sid, stream_sid = twilio_ids()
-    start = {
-        "event": "start",
-        "streamSid": stream_sid,
-        "start": {"callSid": call_sid, "customParameters": {"from": "@@", "token": minted("twilio", call_sid)}},
-    }
-    async with websockets.connect(f"ws://{base}/twilio/media") as ws:
-        await ws.send(json.dumps(start).replace("@@", "\\ud800"))
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 5)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
-    body = json.dumps(
-        {"data": {"event_type": "call.hangup", "id": "e1", "payload": {"call_control_id": "v3:abc", "from": "@@"}}}
-    ).replace("@@", "\\ud800")
-    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
-        resp = await client.post("/telnyx/webhook", content=body, headers={"content-type": "application/json"})
-        assert resp.status_code == 400 and "surrogate" in resp.text
-    # the next call's turns land in PostgreSQL
-    conv = await talk(f"ws://{base}/ws/simulator", [await speech()], verbose=False, timeout_s=20)
-    row = await history_row(db_pool, conv.call_id)
-    for _ in range(100):
-        turns = await db_pool.fetch("SELECT role FROM transcripts WHERE call_id = $1", conv.call_id)
-        if len(turns) >= row["turns"] and any(t["role"] == "user" for t in turns):
-            break
-        await asyncio.sleep(0.1)
-    assert any(t["role"] == "user" for t in turns)
-    no_traceback(gateway)
-
-
-async def test_an_unsigned_telnyx_hangup_cannot_touch_a_browser_call(start_stack, db_pool) -> None:
-    gateway = await start_stack()
-    caller = SimCaller(f"ws://127.0.0.1:{gateway.port}/ws/simulator")
-    await caller.connect()
-    event = {
-        "data": {"event_type": "call.hangup", "id": uuid.uuid4().hex, "payload": {"call_control_id": caller.call_id}}
-    }
-    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
-        assert (await client.post("/telnyx/webhook", json=event)).status_code == 200
-    await asyncio.sleep(0.5)
-    assert not caller.closed  # still live
-    await caller.send_silence(0.2)
-    await caller.hang_up()
-    row = await history_row(db_pool, caller.call_id)
-    assert row["client_type"] == "browser" and row["end_reason"] == "caller_hangup"
-    no_traceback(gateway)
-
-
-async def test_overload_is_refused_politely_and_never_trips_the_global_stop(start_stack) -> None:
-    gateway = await start_stack({"MAX_CALLS": "2", "MAX_BROWSER_CALLS_PER_CLIENT": "10", "ADMIN_API_KEY": ADMIN_KEY})
-    url = f"ws://127.0.0.1:{gateway.port}/ws/simulator"
-    live = [SimCaller(url), SimCaller(url)]
-    for c in live:
-        assert (await c.connect())["type"] == "started"
-    refused_calls = []
-    for _ in range(5):
-        extra = SimCaller(url)
-        answer = await extra.connect()
-        assert answer["type"] == "error" and answer["code"] == "busy", answer
-        refused_calls.append(extra)
-    await asyncio.sleep(0.3)
-    assert all(c.close_code == 1013 for c in refused_calls)
-    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as client:
-        twiml = (await client.post("/twilio/voice", data={"CallSid": "CA" + uuid.uuid4().hex})).text
-        assert '<Reject reason="busy"/>' in twiml
-        metrics = (await client.get("/metrics")).text
-        busy = [ln for ln in metrics.splitlines() if ln.startswith("victoria_calls_rejected_total") and "busy" in ln]
-        assert sum(float(ln.rsplit(" ", 1)[1]) for ln in busy) >= 6
-        for c in live:
-            await c.hang_up()
-        await asyncio.sleep(1.5)  # what the recorder would need to count errors and trip the stop
-        stop = await client.get("/admin/global-stop", headers={"X-API-Key": ADMIN_KEY})
-        assert stop.status_code == 200 and stop.json()["active"] is False
-    after = SimCaller(url)  # capacity is back
-    assert (await after.connect())["type"] == "started"
-    await after.hang_up()
-    no_traceback(gateway)
-
-
-async def test_one_address_holds_only_so_many_simulator_sockets(start_stack) -> None:
-    gateway = await start_stack({"MAX_BROWSER_CALLS_PER_CLIENT": "2"}, services=(), wait_ready=False)
+async def test_one_address_holds_only_so_many_simulator_sockets(stacks) -> None:
+    gateway = await stacks.get({"MAX_BROWSER_CALLS_PER_CLIENT": "2"}, services=(), wait_ready=False)
     url = f"ws://127.0.0.1:{gateway.port}/ws/simulator"
     held = [await websockets.connect(url) for _ in range(2)]  # pending sockets count too (no start yet)
     third = await websockets.connect(url)

@@ -27,8 +27,9 @@ async def speech() -> bytes:
 
 
 @pytest.fixture
-async def stack(start_stack):
-    return await start_stack()
+async def stack(stacks):
+    """The module's stack (one for all the tests: each makes calls of its own and checks only those)."""
+    return await stacks.get()
 
 
 def ws_url(gateway) -> str:
