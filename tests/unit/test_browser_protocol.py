@@ -63,7 +63,7 @@ def test_the_typescript_has_every_message_and_both_unions() -> None:
         assert f"export interface {model.__name__} {{" in ts
         assert f"  type: '{model.model_fields['type'].default}';" in ts  # the tag is never optional
     assert "export type ClientMessage = StartMessage | AudioMessage | StopMessage | DtmfMessage;" in ts
-    assert "  agent: 'idle' | 'thinking' | 'speaking' | 'closing' | 'ended';" in ts
+    assert "  agent: 'idle' | 'thinking' | 'speaking' | 'ending' | 'closing' | 'ended';" in ts
     assert "  stt_done_ms?: number | null;" in ts and "  turn_id: number;" in ts
     assert "  sample_rate?: 8000 | 16000 | 24000 | 48000;" in ts
 
