@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.call.backchannel import is_backchannel
-from services.gateway.call.turn_taking import COMPLETE, decide
+from services.gateway.call.turn_taking import COMPLETE, decided_by_words
 from services.gateway.call.unfinished import sounds_unfinished
 
 
@@ -47,12 +47,11 @@ def test_whole_utterances_are_not_taken_for_unfinished(text: str, language: str)
 
 
 def test_the_verdict_of_a_pause() -> None:
-    assert decide(True, None, "en") == "complete"  # no words known: the model decides
-    assert decide(False, None, "en") == "incomplete"
-    assert decide(True, "I'd like to book a table for", "en") == "unfinished_words"
-    assert decide(False, "¿A qué hora abren mañana?", "es") == "question"  # the model often misses these
-    assert decide(False, "Quería reservar una mesa para", "es") == "unfinished_words"
-    assert decide(True, "Para cuatro personas.", "es") == "complete"
+    assert decided_by_words(None, "en") is None  # no words known: the model decides
+    assert decided_by_words("I'd like to book a table for", "en") == "unfinished_words"
+    assert decided_by_words("¿A qué hora abren mañana?", "es") == "question"  # the model often misses these
+    assert decided_by_words("Quería reservar una mesa para", "es") == "unfinished_words"
+    assert decided_by_words("Para cuatro personas.", "es") is None  # a whole statement: the model decides
     assert {"complete", "question"} == COMPLETE
 
 

@@ -75,11 +75,6 @@ def decided_by_words(words: str | None, language: str) -> str | None:
     return None
 
 
-def decide(sounds_complete: bool, words: str | None, language: str) -> str:
-    """A pause's verdict: the words when they settle it, else how the caller sounds (the model)."""
-    return decided_by_words(words, language) or ("complete" if sounds_complete else "incomplete")
-
-
 class TurnModel(Protocol):
     """An end-of-turn model: the probability that the caller has finished, from their turn's audio so far
     (PCM16, 16 kHz); raises when it cannot answer in time."""

@@ -30,13 +30,14 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from services.gateway.end_of_turn.features import RATE
+
 DISTRIBUTION = "pipecat-ai"
 VERSION = "1.14.0"
 INSTALL = f"pip install --no-deps {DISTRIBUTION}=={VERSION}"
 MODEL_FILE = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 POSITIONS = 400  # the encoder's positions for 8 s: 800 feature frames, halved by the stride-2 conv
 SMALLEST_FIT_S = 3  # the shortest cut a fitted turn is read with
-RATE = 16000
 _EMBEDDING = "inner.encoder.embed_positions.weight"
 
 

@@ -34,7 +34,13 @@ import numpy as np
 from pydantic import Field
 
 from services.stt_worker.providers.base import Transcript
-from services.stt_worker.providers.whisper_window import FULL_CONTEXT_S, MIN_PADDING_S, decode_short, window_seconds
+from services.stt_worker.providers.whisper_window import (
+    FULL_CONTEXT_S,
+    MIN_PADDING_S,
+    decode_short,
+    window_seconds,
+)
+from services.stt_worker.providers.whisper_window import SAMPLE_RATE as WHISPER_RATE
 from shared.audio import pcm16_to_float
 from shared.logging import get_logger
 from shared.model_parts import ENGLISH, WHISPER_BASE, model_family, model_file
@@ -47,7 +53,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-WHISPER_RATE = 16000
 MIN_SECONDS = 0.1  # shorter than this is a click, not speech: whisper would only hallucinate on it
 
 
