@@ -22,7 +22,16 @@ def test_values_come_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("GATEWAY_PORT", "0"), ("VAD_ENGINE", "magic"), ("MAX_TURN_SECONDS", "100")]
+    ("name", "value"),
+    [
+        ("GATEWAY_PORT", "0"),
+        ("VAD_ENGINE", "magic"),
+        ("MAX_TURN_SECONDS", "100"),
+        ("END_OF_TURN_MARGIN_S", "-1"),
+        ("END_OF_TURN_MARGIN_S", "nan"),
+        ("END_OF_TURN_MARGIN_S", "two"),
+        ("END_OF_TURN_WINDOW_S", "9"),
+    ],
 )
 def test_bad_values_name_the_field(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
