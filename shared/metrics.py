@@ -38,6 +38,11 @@ PROVIDER_DURATION = Histogram(
 PROVIDER_TOKENS = Counter(
     "victoria_provider_tokens_total", "LLM tokens, as reported by the provider", ["provider", "model", "kind"]
 )
+LLM_PROMPT_TOKENS = Counter(
+    "victoria_llm_prompt_tokens_total",
+    "Prompt tokens of the offline LLM: evaluated, or found already read in its context (cached)",
+    ["family", "outcome"],
+)
 TTS_CHARACTERS = Counter("victoria_tts_characters_total", "Characters sent to TTS (what cloud TTS bills)", ["provider"])
 STT_AUDIO_SECONDS = Counter(
     "victoria_stt_audio_seconds_total", "Seconds of caller audio transcribed (what cloud STT bills)", ["provider"]

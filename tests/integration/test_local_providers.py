@@ -111,3 +111,46 @@ async def test_llama_can_be_interrupted_and_used_again(llama: LocalLlamaLlm) -> 
     await stream.aclose()  # barge-in: must release the context for the next turn
     again = [d async for d in llama.stream([ChatMessage(role="user", content="Say hi.")], max_tokens=10)]
     assert again[-1].finish_reason is not None
+
+
+def _evaluated() -> float:
+    """Prompt tokens the English model has evaluated so far (the worker's metric)."""
+    from shared.metrics import LLM_PROMPT_TOKENS
+
+    return LLM_PROMPT_TOKENS.labels("en", "evaluated")._value.get()
+
+
+async def _turn(llama: LocalLlamaLlm, conversation: list[ChatMessage], said: str) -> tuple[float, int]:
+    """One caller turn answered: the prompt tokens evaluated for it, and the prompt's length."""
+    conversation.append(ChatMessage(role="user", content=said))
+    before = _evaluated()
+    deltas = [d async for d in llama.stream(conversation, temperature=0.0, max_tokens=24)]
+    conversation.append(ChatMessage(role="assistant", content="".join(d.text for d in deltas) or "Okay."))
+    return _evaluated() - before, deltas[-1].prompt_tokens or 0
+
+
+@pytest.mark.parametrize("contexts", [1, 3])
+async def test_a_call_keeps_its_prompt_cache_while_another_call_and_an_extraction_run(contexts: int) -> None:
+    """Between call A's turns the worker answers call B and extracts a finished call: with a context each,
+    A's next turn evaluates only its new words; with one shared context it re-reads its whole conversation."""
+    llama = await warmed(
+        "llama_cpp", lambda: LocalLlamaLlm(LlmWorkerSettings(llm_model_path="", llm_contexts=contexts))
+    )
+    start = [ChatMessage(role="system", content="You are Victoria, a phone assistant. Answer in one sentence.")]
+    a, b = list(start), list(start)
+    await _turn(llama, a, "Hi, I would like to book a table for four people tomorrow evening, please.")
+    await _turn(llama, b, "Hello, what time do you open on Sundays, and do you take reservations?")
+    extraction = [
+        ChatMessage(role="system", content="Return a JSON summary of this call."),
+        ChatMessage(role="user", content="user: I need a taxi to the airport at six."),
+    ]
+    _ = [d async for d in llama.stream(extraction, temperature=0.0, max_tokens=8)]
+    evaluated, prompt = await _turn(llama, a, "Around eight o'clock.")
+    assert prompt > 60
+    if contexts == 1:
+        assert evaluated > prompt / 2  # the conversation read again from (near) its start
+    else:
+        assert evaluated < 40  # the new words, the template's markers, and what the reply's re-tokenising changed
+        c = list(start)  # a new call: its prompt was read by A's context, and is copied from there
+        evaluated, prompt = await _turn(llama, c, "Can I bring my dog?")
+        assert evaluated < prompt / 2  # (read whole: all of it)

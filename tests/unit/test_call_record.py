@@ -3,10 +3,11 @@ assistant's turn is what the caller heard of it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
-from services.gateway.call.record import CallRecord, Segment, heard_text, latency_ms
+from services.gateway.call.record import HISTORY_STEP, HISTORY_TURNS, CallRecord, Segment, heard_text, latency_ms
 from services.gateway.call.tools import ToolOutcome
 from services.gateway.transports.protocol import ToolActivity, Transcript, TurnMetrics
 from shared.events import ToolCall, TurnRecorded
@@ -83,7 +84,7 @@ def test_user_turns_are_numbered_and_kept_for_the_llm() -> None:
     for i in range(25):
         record.user(record.next_turn(), f"turn {i}", started_at=0.0, ended_at=1.0, stt_ms=12.0)
     assert [e.seq for e in outbox.events] == list(range(25))
-    assert len(record.recent()) == 19 and record.recent()[-1].content == "turn 24"
+    assert len(record.recent()) == 17 and record.recent()[-1].content == "turn 24"  # from turn 8: see below
     assert sent[0] == Transcript(role="user", text="turn 0", turn_id=1)
     assert outbox.events[0].latency_ms == {"stt_ms": 12.0}
 
@@ -131,22 +132,40 @@ def test_a_tool_exchange_keeps_calls_and_results_together_and_what_was_said_befo
     assert record.outbox.events[-1].text == "Hello there. It is sunny."  # type: ignore[attr-defined]
 
 
+def test_the_window_moves_in_steps_so_consecutive_requests_share_their_start() -> None:
+    """The LLM's prompt cache holds what the last request began with: the window keeps its start for
+    HISTORY_STEP messages, and never carries more than HISTORY_TURNS."""
+    record, _, _ = _record()
+    starts = []
+    for i in range(60):
+        record.user(record.next_turn(), f"turn {i}", started_at=0.0, ended_at=1.0, stt_ms=1.0)
+        recent = record.recent()
+        assert HISTORY_TURNS - HISTORY_STEP < len(recent) <= HISTORY_TURNS or len(recent) == i + 1
+        assert recent[-1].content == f"turn {i}"
+        starts.append(recent[0].content)
+    assert starts[:19] == ["turn 0"] * 19  # whole while it fits
+    assert starts[19:27] == ["turn 8"] * 8 and starts[27:35] == ["turn 16"] * 8  # then it moves by a step
+    changes = sum(a != b for a, b in itertools.pairwise(starts))
+    assert changes == 6  # 60 requests, 6 new starts (one per message: 41)
+
+
+def _history(record: CallRecord, before: int, after: int) -> None:
+    """``before`` caller turns, a tool call with its 3 results, ``after`` caller turns."""
+    for i in range(before):
+        record.user(record.next_turn(), f"turn {i}", started_at=0, ended_at=1, stt_ms=1)
+    calls = [_outcome(f"t{i}", "{}", f"r{i}") for i in range(3)]
+    record.tool_exchange("", [o.call for o in calls], calls)
+    for i in range(after):
+        record.user(record.next_turn(), f"later {i}", started_at=0, ended_at=1, stt_ms=1)
+
+
 def test_recent_never_starts_with_a_result_cut_from_its_call() -> None:
     record, _, _ = _record()
-
-    def user(text: str) -> None:
-        record.user(record.next_turn(), text, started_at=0, ended_at=1, stt_ms=1)
-
-    user("turn 0")
-    user("turn 1")
-    calls = [_outcome(f"t{i}", "{}", f"r{i}") for i in range(3)]
-    record.tool_exchange("", [o.call for o in calls], calls)  # [2] the call, [3..5] its results
-    for i in range(15):
-        user(f"later {i}")
-    assert len(record.history) == 21  # the window of 19 starts at [2]: the call, with all its results
+    _history(record, 8, 9)  # the call at [8], its results [9..11]; 21 messages: the window starts at [8]
     recent = record.recent()
-    assert len(recent) == 19 and recent[0].tool_calls and [m.role for m in recent[1:4]] == ["tool"] * 3
-    user("one more")  # the window would start at [3]: a result whose call is cut off
+    assert recent[0].tool_calls and [m.role for m in recent[1:4]] == ["tool"] * 3 and len(recent) == 13
+    record, _, _ = _record()
+    _history(record, 7, 10)  # the call at [7], its results [8..10]: a window from [8] would start with a result
     recent = record.recent()
     assert recent[0].content == "later 0" and all(m.role != "tool" for m in recent)
 

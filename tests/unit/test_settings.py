@@ -54,3 +54,13 @@ def test_agent_extraction_fields_are_validated() -> None:
     for bad in ({"Party Size": "x"}, {"summary": "x"}, {"ok_name": " "}):
         with pytest.raises(ValidationError):
             AgentSpec(extraction_fields=bad)
+
+
+@pytest.mark.parametrize("value", ["0", "17", "three"])
+def test_llm_contexts_out_of_range_names_the_field(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from services.llm_worker.providers import LlmWorkerSettings
+
+    monkeypatch.setenv("LLM_CONTEXTS", value)
+    with pytest.raises(ValidationError) as info:
+        LlmWorkerSettings()
+    assert "llm_contexts" in str(info.value)

@@ -23,7 +23,12 @@ from services.gateway.metrics import TOOL_CALLS, TOOL_SECONDS, TURN_STAGE_SECOND
 from services.gateway.transports.protocol import ToolActivity, Transcript, TurnMetrics
 from shared.events import ChatMessage, ToolCall, ToolTurn, TurnRecorded
 
-HISTORY_TURNS = 19  # messages of history an LLM request carries (besides the system prompt)
+HISTORY_TURNS = 19  # messages of history an LLM request carries at most (besides the system prompt)
+# the window's start moves this many messages at a time, not one per message: requests then share their start
+# for ~4 turns, and what a provider has cached of it (llama.cpp's context, a cloud API's prompt cache) stays
+# good; a window sliding by one changes the prompt right after the system prompt, so every turn of a long call
+# re-read its whole history (bench/llm_contexts.py: ~2.5 ms a token for SmolLM2 on two cores, ~10 for Qwen)
+HISTORY_STEP = 8
 
 
 @dataclass
@@ -111,8 +116,9 @@ class CallRecord:
         return self.turn_id
 
     def recent(self) -> list[ChatMessage]:
-        """The last :data:`HISTORY_TURNS` messages, starting after any tool result whose call was cut off."""
-        start = max(0, len(self.history) - HISTORY_TURNS)
+        """The last :data:`HISTORY_TURNS` messages or fewer (the start moves by :data:`HISTORY_STEP`), starting
+        after any tool result whose call was cut off."""
+        start = -(-max(0, len(self.history) - HISTORY_TURNS) // HISTORY_STEP) * HISTORY_STEP
         while start < len(self.history) and self.history[start].role == "tool":
             start += 1
         return self.history[start:]
