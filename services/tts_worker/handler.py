@@ -8,11 +8,12 @@ import time
 
 from services.tts_worker.providers import build_provider
 from services.tts_worker.providers.base import TtsProvider
+from services.tts_worker.turn_order import TurnOrder
 from shared.audio import StreamResampler, pcm16_to_ulaw
 from shared.events import ErrorInfo, Event, TtsChunk, TtsRequest
 from shared.metrics import PROVIDER_DURATION, PROVIDER_FIRST_BYTE, TTS_CHARACTERS
 from shared.settings import TtsSettings
-from shared.worker import Emit, ProviderCache
+from shared.worker import Emit, ProviderCache, ProviderError
 
 SERVICE = "tts"
 
@@ -29,6 +30,7 @@ class TtsHandler:
             failure_threshold=settings.circuit_failure_threshold,
             reset_after_s=settings.circuit_reset_s,
         )
+        self.order = TurnOrder()
 
     def provider(self, name: str | None) -> TtsProvider:
         return self.providers.get(name)
@@ -37,7 +39,20 @@ class TtsHandler:
         await self.provider(None).warmup()
 
     async def handle(self, req: TtsRequest, emit: Emit) -> None:
+        if not self._cpu_bound(req.voice.provider):  # a network voice: a turn's segments overlap
+            await self._run(req, emit)
+            return
+        async with self.order.turn(req.call_id, req.turn_id):  # a local one: the first segment has the cores
+            await self._run(req, emit)
+
+    async def _run(self, req: TtsRequest, emit: Emit) -> None:
         await self.providers.run(req.voice.provider, emit, lambda provider, out: self._attempt(provider, req, out))
+
+    def _cpu_bound(self, name: str | None) -> bool:
+        try:
+            return getattr(self.provider(name), "max_parallel", None) is not None
+        except ProviderError:  # (an unknown name: ``run`` reports it)
+            return False
 
     async def _attempt(self, provider: TtsProvider, req: TtsRequest, emit: Emit) -> None:
         started = time.perf_counter()
