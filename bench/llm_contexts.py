@@ -23,11 +23,12 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from prometheus_client import REGISTRY
+
 from services.call_recorder.extraction import extraction_prompt
 from services.llm_worker.handler import FIRST_WORDS
 from services.llm_worker.providers.local_llama import LocalLlamaLlm, Settings
 from shared.events import ChatMessage
-from shared.metrics import LLM_PROMPT_TOKENS
 from shared.texts import CATALOGUE
 
 CALLS = {
@@ -84,11 +85,8 @@ class Turn:
 
 def evaluated_tokens(family_language: str) -> float:
     family = "en" if family_language == "en" else "multilingual"
-    for metric in LLM_PROMPT_TOKENS.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_total") and sample.labels == {"family": family, "outcome": "evaluated"}:
-                return sample.value
-    return 0.0
+    labels = {"family": family, "outcome": "evaluated"}
+    return REGISTRY.get_sample_value("victoria_llm_prompt_tokens_total", labels) or 0.0
 
 
 async def reply(llm: LocalLlamaLlm, messages: list[ChatMessage], language: str) -> tuple[str, float]:

@@ -4,6 +4,7 @@ audio at once, the rest batched while the caller has enough queued (``_Batcher``
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from services.tts_worker.providers import build_provider
@@ -39,14 +40,10 @@ class TtsHandler:
         await self.provider(None).warmup()
 
     async def handle(self, req: TtsRequest, emit: Emit) -> None:
-        if not self._cpu_bound(req.voice.provider):  # a network voice: a turn's segments overlap
-            await self._run(req, emit)
-            return
-        async with self.order.turn(req.call_id, req.turn_id):  # a local one: the first segment has the cores
-            await self._run(req, emit)
-
-    async def _run(self, req: TtsRequest, emit: Emit) -> None:
-        await self.providers.run(req.voice.provider, emit, lambda provider, out: self._attempt(provider, req, out))
+        # a local voice: a turn's segments one after another, so its first has the cores; a network one: overlap
+        local = self._cpu_bound(req.voice.provider)
+        async with self.order.turn(req.call_id, req.turn_id) if local else contextlib.nullcontext():
+            await self.providers.run(req.voice.provider, emit, lambda provider, out: self._attempt(provider, req, out))
 
     def _cpu_bound(self, name: str | None) -> bool:
         try:

@@ -115,9 +115,10 @@ async def test_llama_can_be_interrupted_and_used_again(llama: LocalLlamaLlm) -> 
 
 def _evaluated() -> float:
     """Prompt tokens the English model has evaluated so far (the worker's metric)."""
-    from shared.metrics import LLM_PROMPT_TOKENS
+    from prometheus_client import REGISTRY
 
-    return LLM_PROMPT_TOKENS.labels("en", "evaluated")._value.get()
+    labels = {"family": "en", "outcome": "evaluated"}
+    return REGISTRY.get_sample_value("victoria_llm_prompt_tokens_total", labels) or 0.0
 
 
 async def _turn(llama: LocalLlamaLlm, conversation: list[ChatMessage], said: str) -> tuple[float, int]:
